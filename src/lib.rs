@@ -1,0 +1,1 @@
+//! streamvault library (skeleton)
