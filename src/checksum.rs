@@ -194,7 +194,10 @@ mod tests {
             d.upstream.sha256.as_deref(),
             Some("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
         );
-        assert_eq!(d.upstream.md5.as_deref(), Some("900150983cd24fb0d6963f7d28e17f72"));
+        assert_eq!(
+            d.upstream.md5.as_deref(),
+            Some("900150983cd24fb0d6963f7d28e17f72")
+        );
         assert_eq!(
             d.blake3,
             "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85"

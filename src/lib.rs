@@ -1,1 +1,6 @@
-//! streamvault library (skeleton)
+//! streamvault library
+pub mod catalog;
+pub mod checksum;
+pub mod error;
+pub mod lock;
+pub mod store;

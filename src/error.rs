@@ -1,0 +1,161 @@
+//! The library's error type: every variant carries the object it is about (a path, a URL, a
+//! source name), messages start lowercase with no final period, and the cause comes from
+//! `source()`, never repeated in the message. The CLI prints the chain on one line (invariant 7).
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("cannot {op} `{}`", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("catalogue `{}`", path.display())]
+    Db {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    #[error("catalogue `{}` has schema version {found}, newer than this streamvault ({known})", path.display())]
+    SchemaTooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+
+    #[error("`{}` is locked by {holder}", path.display())]
+    Locked { path: PathBuf, holder: String },
+
+    #[error("`{0}` is not a BLAKE3 digest")]
+    BadDigest(String),
+
+    #[error("no source named `{0}`")]
+    UnknownSource(String),
+
+    #[error("a source named `{0}` already exists")]
+    SourceExists(String),
+
+    #[error("invalid source name `{0}` (use letters, digits, `.`, `_`, `-`)")]
+    BadSourceName(String),
+
+    #[error("no snapshot `{0}`")]
+    UnknownSnapshot(String),
+
+    #[error("`--keep` needs `--max`")]
+    KeepWithoutMax,
+
+    #[error("no source given (name sources or pass `--all`)")]
+    NoSourceGiven,
+
+    #[cfg(any())] // TEMP-INTEGRATE
+    #[error(transparent)]
+    Filter(#[from] crate::streams::FilterError),
+
+    #[cfg(any())] // TEMP-INTEGRATE
+    #[error(transparent)]
+    Select(#[from] crate::streams::SelectError),
+
+    #[cfg(any())] // TEMP-INTEGRATE
+    #[error(transparent)]
+    Parse(#[from] crate::streams::ParseError),
+
+    #[cfg(any())] // TEMP-INTEGRATE
+    #[error(transparent)]
+    Fetch(#[from] crate::fetch::FetchError),
+
+    #[cfg(any())] // TEMP-INTEGRATE
+    #[error("cannot read keyring `{}`", path.display())]
+    Keyring {
+        path: PathBuf,
+        #[source]
+        source: crate::openpgp::Error,
+    },
+
+    #[error(
+        "`{url}` is signed but no keyring was given (pass `--keyring FILE`, or `--no-verify` to skip the check)"
+    )]
+    NoKeyring { url: String },
+
+    #[error("`{url}` is not clearsigned, but the start document of this run is signed")]
+    Unsigned { url: String },
+
+    #[cfg(any())] // TEMP-INTEGRATE
+    #[error("signature check failed for `{url}`")]
+    Signature {
+        url: String,
+        #[source]
+        source: crate::openpgp::Error,
+    },
+
+    #[error("`{url}` does not match its index entry: {what}")]
+    DocumentMismatch { url: String, what: String },
+
+    #[error("index `{url}` nests indexes too deeply or in a cycle")]
+    IndexLoop { url: String },
+
+    #[error(
+        "item `{item}` has no usable {what} (every item with a path needs a size and an md5, sha256 or sha512)"
+    )]
+    ItemIncomplete { item: String, what: &'static str },
+
+    #[error(
+        "{failed} of {total} downloads failed; {done} finished downloads are kept for the next run (first failure: {first})"
+    )]
+    Downloads {
+        failed: usize,
+        total: usize,
+        done: usize,
+        first: String,
+    },
+
+    #[error("the sync was interrupted")]
+    Interrupted,
+
+    #[cfg(any())] // TEMP-INTEGRATE
+    #[error(transparent)]
+    Serve(#[from] crate::serve::ServeError),
+
+    #[cfg(any())] // TEMP-INTEGRATE
+    #[error(transparent)]
+    Generate(#[from] crate::streamgen::GenError),
+
+    #[error("cannot start the async runtime")]
+    Runtime(#[source] std::io::Error),
+}
+
+impl Error {
+    /// A hint for the user, printed on its own line after the error.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Locked { .. } => {
+                Some("wait for it to finish, or pass `--wait` to queue behind it".to_string())
+            }
+            Error::UnknownSource(_) => Some("`streamvault source list` shows the sources".into()),
+            Error::UnknownSnapshot(_) => Some("`streamvault snapshots` lists the snapshots".into()),
+            _ => None,
+        }
+    }
+}
+
+/// Attach an operation and a path to an `io::Error` (there is no blanket `From<io::Error>`).
+pub trait IoResultExt<T> {
+    fn with_path(self, op: &'static str, path: &std::path::Path) -> Result<T>;
+}
+
+impl<T> IoResultExt<T> for std::result::Result<T, std::io::Error> {
+    fn with_path(self, op: &'static str, path: &std::path::Path) -> Result<T> {
+        self.map_err(|source| Error::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,116 @@
+//! Advisory locks (flock through `std::fs::File::lock`): released by the kernel when the process
+//! dies, so a `kill -9` never leaves a stale lock.
+//!
+//! `locks/source-<name>` is held exclusively by the sync of that source (two syncs of one source
+//! never overlap); the store-wide `lock` is held shared by every writer and exclusively by `gc`
+//! (invariant 4: nothing is collected while a writer may be about to reference it).
+//! The holder of an exclusive lock writes `pid …, since …: what` into the file so that a second
+//! process can say who holds it.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoResultExt, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Shared,
+    Exclusive,
+}
+
+/// A held lock; dropping it releases the lock.
+#[derive(Debug)]
+pub struct LockGuard {
+    _file: File,
+    path: PathBuf,
+}
+
+impl LockGuard {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Take the lock at `path` (created if missing). With `wait` false, a held lock is an
+/// [`Error::Locked`] naming the holder; with `wait` true this blocks until the lock is free.
+pub fn acquire(path: &Path, mode: Mode, wait: bool, what: &str) -> Result<LockGuard> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .with_path("open lock file", path)?;
+    let res = match (mode, wait) {
+        (Mode::Exclusive, true) => file.lock().map_err(TryLockError::Error),
+        (Mode::Shared, true) => file.lock_shared().map_err(TryLockError::Error),
+        (Mode::Exclusive, false) => file.try_lock(),
+        (Mode::Shared, false) => file.try_lock_shared(),
+    };
+    match res {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            return Err(Error::Locked {
+                path: path.to_path_buf(),
+                holder: if holder.is_empty() {
+                    "another streamvault process".to_string()
+                } else {
+                    holder.to_string()
+                },
+            });
+        }
+        Err(TryLockError::Error(e)) => {
+            return Err(Error::Io {
+                op: "lock",
+                path: path.to_path_buf(),
+                source: e,
+            });
+        }
+    }
+    if mode == Mode::Exclusive {
+        let since = httpdate::fmt_http_date(std::time::SystemTime::now());
+        let line = format!("pid {}, since {}: {}\n", std::process::id(), since, what);
+        let _ = file.set_len(0);
+        let _ = file.seek(SeekFrom::Start(0));
+        let _ = file.write_all(line.as_bytes());
+    }
+    Ok(LockGuard {
+        _file: file,
+        path: path.to_path_buf(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_exclusive_names_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("l");
+        let g = acquire(&p, Mode::Exclusive, false, "sync demo").unwrap();
+        let err = acquire(&p, Mode::Exclusive, false, "sync demo").unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("pid {}", std::process::id())),
+            "{msg}"
+        );
+        assert!(msg.contains("sync demo"), "{msg}");
+        drop(g);
+        acquire(&p, Mode::Exclusive, false, "x").unwrap();
+    }
+
+    #[test]
+    fn shared_locks_coexist_and_block_exclusive() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("l");
+        let a = acquire(&p, Mode::Shared, false, "a").unwrap();
+        let _b = acquire(&p, Mode::Shared, false, "b").unwrap();
+        assert!(acquire(&p, Mode::Exclusive, false, "gc").is_err());
+        drop(a);
+    }
+}

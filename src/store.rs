@@ -1,0 +1,222 @@
+//! The store root on disk: the only module that knows the layout, and the blob store.
+//!
+//! ```text
+//! catalog.db                SQLite, WAL
+//! blobs/ab/<blake3 hex>     one file per distinct content, mode 0444
+//! partial/                  resumable downloads in progress
+//! tmp/                      staging for new blobs and trees (same filesystem as blobs/)
+//! trees/<publication-id>/   materialised snapshots
+//! locks/                    advisory lock files
+//! ```
+//!
+//! Protects invariant 1: [`BlobStore::commit`] makes a file visible at its address only after
+//! fsync(file), rename, fsync(dir); the caller inserts the catalogue row after it returns.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::checksum::{self, Digests};
+use crate::error::{Error, IoResultExt, Result};
+
+/// Paths inside a store root.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Layout { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn catalog(&self) -> PathBuf {
+        self.root.join("catalog.db")
+    }
+    pub fn blobs(&self) -> PathBuf {
+        self.root.join("blobs")
+    }
+    pub fn partial(&self) -> PathBuf {
+        self.root.join("partial")
+    }
+    pub fn tmp(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+    pub fn trees(&self) -> PathBuf {
+        self.root.join("trees")
+    }
+    pub fn locks(&self) -> PathBuf {
+        self.root.join("locks")
+    }
+    /// The store-wide lock (`gc` takes it exclusively, everything that writes takes it shared).
+    pub fn store_lock(&self) -> PathBuf {
+        self.root.join("lock")
+    }
+
+    /// `blobs/ab/<hex>` for a BLAKE3 hex digest; `None` when `hex` is not a digest.
+    pub fn blob(&self, hex: &str) -> Option<PathBuf> {
+        if !checksum::is_hex(hex, 64) {
+            return None;
+        }
+        let prefix = hex.get(..2)?;
+        Some(self.blobs().join(prefix).join(hex))
+    }
+
+    /// Create the directories of a store root (idempotent).
+    pub fn create_dirs(&self) -> Result<()> {
+        for dir in [
+            self.root.clone(),
+            self.blobs(),
+            self.partial(),
+            self.tmp(),
+            self.trees(),
+            self.locks(),
+        ] {
+            fs::create_dir_all(&dir).with_path("create directory", &dir)?;
+        }
+        Ok(())
+    }
+}
+
+/// The content-addressed blob store under `blobs/`.
+#[derive(Debug, Clone)]
+pub struct BlobStore {
+    layout: Layout,
+}
+
+impl BlobStore {
+    pub fn new(layout: Layout) -> Self {
+        BlobStore { layout }
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Does the blob file exist (not checked: its content)?
+    pub fn contains(&self, hex: &str) -> bool {
+        self.layout.blob(hex).is_some_and(|p| p.is_file())
+    }
+
+    /// Make a fully written and verified file durable at its address.
+    ///
+    /// `file` must be on the store's filesystem (in `tmp/` or `partial/`). Steps: fsync the file,
+    /// make it read-only, rename it to `blobs/ab/<hex>`, fsync `blobs/ab`. If the address is
+    /// already taken the rename replaces it with identical content. After this returns, and only
+    /// then, the caller may insert the catalogue row (invariant 1).
+    pub fn commit(&self, file: &Path, digests: &Digests) -> Result<PathBuf> {
+        let dest = self
+            .layout
+            .blob(&digests.blake3)
+            .ok_or_else(|| Error::BadDigest(digests.blake3.clone()))?;
+        let f = File::open(file).with_path("open", file)?;
+        f.sync_all().with_path("fsync", file)?;
+        let mut perm = f.metadata().with_path("stat", file)?.permissions();
+        drop(f);
+        set_readonly(&mut perm);
+        fs::set_permissions(file, perm).with_path("chmod", file)?;
+        let dir = dest
+            .parent()
+            .unwrap_or(self.layout.blobs().as_path())
+            .to_path_buf();
+        fs::create_dir_all(&dir).with_path("create directory", &dir)?;
+        fs::rename(file, &dest).with_path("rename into", &dest)?;
+        sync_dir(&dir)?;
+        Ok(dest)
+    }
+
+    /// Write `bytes` as a blob (used for metadata documents): tmp file, then [`Self::commit`].
+    pub fn put_bytes(&self, bytes: &[u8]) -> Result<Digests> {
+        let mut h = checksum::MultiHasher::all();
+        h.update(bytes);
+        let digests = h.finish();
+        if self.contains(&digests.blake3) {
+            return Ok(digests);
+        }
+        let tmp_dir = self.layout.tmp();
+        let mut tmp =
+            tempfile::NamedTempFile::new_in(&tmp_dir).with_path("create temp file in", &tmp_dir)?;
+        tmp.write_all(bytes).with_path("write", tmp.path())?;
+        let (_, path) = tmp.keep().map_err(|e| Error::Io {
+            op: "keep temp file",
+            path: e.file.path().to_path_buf(),
+            source: e.error,
+        })?;
+        self.commit(&path, &digests)?;
+        Ok(digests)
+    }
+
+    /// Read a (small) blob whole: metadata documents only.
+    pub fn read(&self, hex: &str) -> Result<Vec<u8>> {
+        let path = self
+            .layout
+            .blob(hex)
+            .ok_or_else(|| Error::BadDigest(hex.to_string()))?;
+        fs::read(&path).with_path("read", &path)
+    }
+}
+
+#[cfg(unix)]
+fn set_readonly(perm: &mut fs::Permissions) {
+    use std::os::unix::fs::PermissionsExt;
+    perm.set_mode(0o444);
+}
+
+#[cfg(not(unix))]
+fn set_readonly(perm: &mut fs::Permissions) {
+    perm.set_readonly(true);
+}
+
+/// fsync a directory so a rename inside it is durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    let d = File::open(dir).with_path("open directory", dir)?;
+    match d.sync_all() {
+        Ok(()) => Ok(()),
+        // Some filesystems refuse fsync on a directory; the rename is then as durable as it gets.
+        Err(e) if e.kind() == io::ErrorKind::InvalidInput => Ok(()),
+        Err(e) => Err(Error::Io {
+            op: "fsync directory",
+            path: dir.to_path_buf(),
+            source: e,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_and_read_blob_is_readonly_and_addressed() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        layout.create_dirs().unwrap();
+        let store = BlobStore::new(layout.clone());
+        let d = store.put_bytes(b"hello").unwrap();
+        let p = layout.blob(&d.blake3).unwrap();
+        assert!(p.starts_with(layout.blobs().join(&d.blake3[..2])));
+        assert_eq!(store.read(&d.blake3).unwrap(), b"hello");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+                0o444
+            );
+        }
+        // idempotent
+        assert_eq!(store.put_bytes(b"hello").unwrap(), d);
+        assert_eq!(fs::read_dir(layout.tmp()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn blob_path_rejects_non_digests() {
+        let layout = Layout::new("/x");
+        assert!(layout.blob("../../etc/passwd").is_none());
+        assert!(layout.blob("ab").is_none());
+        assert!(layout.blob(&"g".repeat(64)).is_none());
+    }
+}
