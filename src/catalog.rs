@@ -127,6 +127,21 @@ pub struct Catalog {
     path: PathBuf,
 }
 
+/// Source names become lock-file names and appear in commands: keep them plain.
+pub fn check_source_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with(['.', '-'])
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::BadSourceName(name.to_string()))
+    }
+}
+
 fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -232,6 +247,7 @@ impl Catalog {
     // ---------------------------------------------------------------- sources
 
     pub fn add_source(&self, s: &NewSource) -> Result<i64> {
+        check_source_name(&s.name)?;
         let exists: Option<i64> = self
             .conn
             .query_row("SELECT id FROM sources WHERE name = ?1", [&s.name], |r| {

@@ -1,0 +1,181 @@
+//! Everything the CLI prints: the one-line error, tables, sizes and dates, the progress bar.
+//! Data goes to stdout, progress and errors to stderr.
+
+use std::io::IsTerminal;
+use std::sync::Mutex;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use streamvault::error::Error;
+use streamvault::fetch::Progress;
+use streamvault::sync::SyncEvents;
+
+/// `streamvault: error: <msg>: <cause>: …` and an optional `hint:` line (invariant 7).
+pub fn print_error(err: &Error, verbose: u8) {
+    eprintln!("streamvault: error: {}", streamvault::sync::error_line(err));
+    if let Some(h) = err.hint() {
+        eprintln!("hint: {h}");
+    }
+    if verbose > 0 {
+        eprintln!("{err:?}");
+    }
+}
+
+/// `1.5 MiB`
+pub fn size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS.get(u).copied().unwrap_or("B"))
+    }
+}
+
+/// `2026-11-25 04:07:08Z` from unix seconds (UTC, proleptic Gregorian).
+pub fn time(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Print rows as aligned columns.
+pub fn table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            let w = widths.get(i).copied().unwrap_or(0);
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        crate::cli::out!("{}", s.trim_end());
+    };
+    line(header.iter().map(|s| s.to_string()).collect());
+    for r in rows {
+        line(r.clone());
+    }
+}
+
+/// A byte progress bar on a terminal; silent otherwise (cron gets the summary line only).
+pub struct SyncBar {
+    bar: Option<ProgressBar>,
+    verbose: u8,
+    retries: Mutex<u64>,
+}
+
+impl SyncBar {
+    pub fn new(label: &str, verbose: u8) -> SyncBar {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let b = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            b.set_prefix(label.to_string());
+            b
+        });
+        SyncBar {
+            bar,
+            verbose,
+            retries: Mutex::new(0),
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+
+    fn note(&self, msg: String) {
+        match &self.bar {
+            Some(b) => b.println(msg),
+            None => eprintln!("{msg}"),
+        }
+    }
+}
+
+impl Progress for SyncBar {
+    fn bytes(&self, n: u64) {
+        if let Some(b) = &self.bar {
+            b.inc(n);
+        }
+    }
+    fn retry(&self, url: &str, attempt: u32, error: &dyn std::fmt::Display) {
+        if let Ok(mut r) = self.retries.lock() {
+            *r += 1;
+        }
+        if self.verbose > 0 {
+            self.note(format!("retry {attempt} of `{url}`: {error}"));
+        }
+    }
+    fn restart(&self, url: &str) {
+        if self.verbose > 0 {
+            self.note(format!("restarting `{url}` from zero (server ignored Range)"));
+        }
+    }
+}
+
+impl SyncEvents for SyncBar {
+    fn planned(&self, fetch_items: usize, fetch_bytes: u64, _reused: usize) {
+        if let Some(b) = &self.bar {
+            b.set_length(fetch_bytes);
+            if fetch_items == 0 {
+                b.finish_and_clear();
+            }
+        }
+    }
+    fn downloaded(&self, path: &str, size_: u64) {
+        if self.verbose > 1 {
+            self.note(format!("fetched {path} ({})", size(size_)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn time_format() {
+        assert_eq!(super::time(0), "1970-01-01 00:00:00Z");
+        assert_eq!(super::time(1_764_043_628), "2025-11-25 04:07:08Z");
+    }
+    #[test]
+    fn size_format() {
+        assert_eq!(super::size(10), "10 B");
+        assert_eq!(super::size(1536), "1.5 KiB");
+    }
+}

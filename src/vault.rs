@@ -1,0 +1,66 @@
+//! `Vault`: one store root opened for work: its layout, catalogue and blob store.
+//!
+//! Opening for writing creates the directories and migrates the catalogue; opening for reading
+//! never writes (listing commands work on a fresh root and while a sync runs: SQLite WAL).
+
+use std::path::{Path, PathBuf};
+
+use crate::catalog::Catalog;
+use crate::error::Result;
+use crate::lock::{self, LockGuard, Mode};
+use crate::store::{BlobStore, Layout};
+
+pub struct Vault {
+    pub layout: Layout,
+    pub catalog: Catalog,
+    pub blobs: BlobStore,
+}
+
+impl Vault {
+    /// Open a store root for writing, creating it if needed.
+    pub fn open(root: &Path) -> Result<Vault> {
+        let layout = Layout::new(root);
+        layout.create_dirs()?;
+        let catalog = Catalog::open(&layout.catalog())?;
+        Ok(Vault {
+            blobs: BlobStore::new(layout.clone()),
+            catalog,
+            layout,
+        })
+    }
+
+    /// Open a store root for reading; `None` if there is no catalogue yet.
+    pub fn open_read_only(root: &Path) -> Result<Option<Vault>> {
+        let layout = Layout::new(root);
+        Ok(
+            Catalog::open_read_only(&layout.catalog())?.map(|catalog| Vault {
+                blobs: BlobStore::new(layout.clone()),
+                catalog,
+                layout,
+            }),
+        )
+    }
+
+    pub fn root(&self) -> &Path {
+        self.layout.root()
+    }
+
+    /// The store-wide lock, shared: every writer holds it; `gc` takes it exclusively.
+    pub fn lock_store_shared(&self, wait: bool, what: &str) -> Result<LockGuard> {
+        lock::acquire(&self.layout.store_lock(), Mode::Shared, wait, what)
+    }
+
+    /// The store-wide lock, exclusive (`gc`).
+    pub fn lock_store_exclusive(&self, wait: bool, what: &str) -> Result<LockGuard> {
+        lock::acquire(&self.layout.store_lock(), Mode::Exclusive, wait, what)
+    }
+
+    /// The lock of one source: two syncs of a source never overlap.
+    pub fn lock_source(&self, name: &str, wait: bool, what: &str) -> Result<LockGuard> {
+        lock::acquire(&self.source_lock_path(name), Mode::Exclusive, wait, what)
+    }
+
+    fn source_lock_path(&self, name: &str) -> PathBuf {
+        self.layout.locks().join(format!("source-{name}"))
+    }
+}
