@@ -1,0 +1,10 @@
+//! Integration tests: the real binary and library against real HTTP servers on 127.0.0.1
+//! (random ports), real temp dirs and real SQLite.
+
+mod bad_input;
+mod common;
+mod faults;
+mod kill;
+mod real;
+mod select;
+mod sync;
