@@ -13,9 +13,9 @@ use clap::Parser;
 use args::{Cli, Command, SnapshotCommand, SourceAddArgs, SourceCommand, SyncArgs};
 use output::{print_error, size, table, time};
 use streamvault::catalog::NewSource;
+use streamvault::catalog::check_source_name;
 use streamvault::error::{Error, IoResultExt, Result};
 use streamvault::fetch::{self, FetchOptions};
-use streamvault::catalog::check_source_name;
 use streamvault::streams::Filter;
 use streamvault::sync::{self, Outcome, SyncOptions};
 use streamvault::vault::Vault;
@@ -104,7 +104,8 @@ fn source(root: &Path, cmd: SourceCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         SourceCommand::Show { name, json } => {
-            let v = Vault::open_read_only(root)?.ok_or_else(|| Error::UnknownSource(name.clone()))?;
+            let v =
+                Vault::open_read_only(root)?.ok_or_else(|| Error::UnknownSource(name.clone()))?;
             let s = v.catalog.source(&name)?;
             if json {
                 return json_out(&s);
@@ -132,7 +133,11 @@ fn source(root: &Path, cmd: SourceCommand) -> Result<ExitCode> {
             }
             out!("added:     {}", time(s.created_at));
             if let Some(snap) = v.catalog.latest_snapshot(&s.name)? {
-                out!("latest:    snapshot {} ({})", snap.id, time(snap.created_at));
+                out!(
+                    "latest:    snapshot {} ({})",
+                    snap.id,
+                    time(snap.created_at)
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -200,18 +205,13 @@ fn absolute_source(url: &str) -> Result<String> {
 // ----------------------------------------------------------------------------------- sync
 
 fn sync_cmd(root: &Path, a: SyncArgs, verbose: u8) -> Result<ExitCode> {
-    let limit_rate = a
-        .limit_rate
-        .as_deref()
-        .map(fetch::parse_rate)
-        .transpose()?;
+    let limit_rate = a.limit_rate.as_deref().map(fetch::parse_rate).transpose()?;
     if !a.all && a.names.is_empty() {
         return Err(Error::NoSourceGiven);
     }
     let mut vault = if a.dry_run {
-        Vault::open_read_only(root)?.ok_or_else(|| {
-            Error::UnknownSource(a.names.first().cloned().unwrap_or_default())
-        })?
+        Vault::open_read_only(root)?
+            .ok_or_else(|| Error::UnknownSource(a.names.first().cloned().unwrap_or_default()))?
     } else {
         Vault::open(root)?
     };
@@ -338,12 +338,20 @@ fn snapshots(root: &Path, source: Option<&str>, json: bool) -> Result<ExitCode> 
                 s.signer
                     .as_deref()
                     .map(|f| f.get(f.len().saturating_sub(16)..).unwrap_or(f).to_string())
-                    .unwrap_or_else(|| if s.signed { "unverified".into() } else { "-".into() }),
+                    .unwrap_or_else(|| {
+                        if s.signed {
+                            "unverified".into()
+                        } else {
+                            "-".into()
+                        }
+                    }),
             ]
         })
         .collect();
     table(
-        &["ID", "SOURCE", "CREATED", "PRODUCTS", "VERSIONS", "ITEMS", "SIZE", "FETCHED", "SIGNER"],
+        &[
+            "ID", "SOURCE", "CREATED", "PRODUCTS", "VERSIONS", "ITEMS", "SIZE", "FETCHED", "SIGNER",
+        ],
         &rows,
     );
     Ok(ExitCode::SUCCESS)
@@ -361,7 +369,11 @@ fn snapshot_show(root: &Path, id: &str, items: bool, json: bool) -> Result<ExitC
             #[serde(skip_serializing_if = "Option::is_none")]
             items: Option<Vec<streamvault::catalog::Item>>,
         }
-        let list = if items { Some(v.catalog.items(s.id)?) } else { None };
+        let list = if items {
+            Some(v.catalog.items(s.id)?)
+        } else {
+            None
+        };
         return json_out(&Show {
             snapshot: &s,
             documents: &docs,

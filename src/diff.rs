@@ -58,7 +58,9 @@ pub fn diff(cat: &Catalog, from: i64, to: i64) -> Result<Diff> {
         m.keys().map(|k| format!("{}/{}", k.0, k.1)).collect()
     };
     let vers = |m: &BTreeMap<ItemKey, Option<String>>| -> BTreeSet<String> {
-        m.keys().map(|k| format!("{}/{}/{}", k.0, k.1, k.2)).collect()
+        m.keys()
+            .map(|k| format!("{}/{}/{}", k.0, k.1, k.2))
+            .collect()
     };
     let name = |k: &ItemKey| format!("{}/{}/{}/{}", k.0, k.1, k.2, k.3);
     let (pa, pb) = (prods(&a), prods(&b));

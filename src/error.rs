@@ -55,23 +55,18 @@ pub enum Error {
     #[error("no source given (name sources or pass `--all`)")]
     NoSourceGiven,
 
-    #[cfg(any())] // TEMP-INTEGRATE
     #[error(transparent)]
     Filter(#[from] crate::streams::FilterError),
 
-    #[cfg(any())] // TEMP-INTEGRATE
     #[error(transparent)]
     Select(#[from] crate::streams::SelectError),
 
-    #[cfg(any())] // TEMP-INTEGRATE
     #[error(transparent)]
     Parse(#[from] crate::streams::ParseError),
 
-    #[cfg(any())] // TEMP-INTEGRATE
     #[error(transparent)]
-    Fetch(#[from] crate::fetch::FetchError),
+    Fetch(#[from] crate::fetch::Error),
 
-    #[cfg(any())] // TEMP-INTEGRATE
     #[error("cannot read keyring `{}`", path.display())]
     Keyring {
         path: PathBuf,
@@ -87,7 +82,6 @@ pub enum Error {
     #[error("`{url}` is not clearsigned, but the start document of this run is signed")]
     Unsigned { url: String },
 
-    #[cfg(any())] // TEMP-INTEGRATE
     #[error("signature check failed for `{url}`")]
     Signature {
         url: String,
@@ -119,13 +113,17 @@ pub enum Error {
     #[error("the sync was interrupted")]
     Interrupted,
 
-    #[cfg(any())] // TEMP-INTEGRATE
     #[error(transparent)]
     Serve(#[from] crate::serve::ServeError),
 
-    #[cfg(any())] // TEMP-INTEGRATE
     #[error(transparent)]
     Generate(#[from] crate::streamgen::GenError),
+
+    #[error("cannot create or use a signing key")]
+    Signing {
+        #[source]
+        source: crate::openpgp::Error,
+    },
 
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),

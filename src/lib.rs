@@ -1,6 +1,35 @@
-//! streamvault library
+//! streamvault: a SimpleStreams mirror with a content-addressed blob store (BLAKE3), an SQLite
+//! catalogue, immutable snapshots and (next) atomic publishing.
+//!
+//! Data flows one way: [`fetch`] → [`openpgp`] / [`streams`] (verify, parse, select) →
+//! [`sync`] (plan against the [`catalog`], download into the [`store`], commit a snapshot).
+//!
+//! # Invariants (restic's must/should form)
+//! Must (breaking one loses data or lies to clients):
+//! 1. A blob row exists only if its file is complete, verified and durable: temp file, fsync,
+//!    rename into `blobs/ab/<blake3>`, fsync the directory, then `INSERT` ([`store::BlobStore::commit`]).
+//! 2. Nothing parsed from remote data is trusted before its signature check; the JSON parser
+//!    gets exactly the verified text ([`sync`] → [`openpgp::verify_cleartext`]).
+//! 3. A snapshot is written in one transaction after every blob it names has its row, and is
+//!    never changed afterwards ([`catalog::Catalog::insert_snapshot`]; foreign keys enforce it).
+//! 4. No path from upstream metadata is used before [`streams::check_path`] accepted it.
+//! 5. A checksum or size mismatch, a 200 to a Range request and a short body are never
+//!    accepted content ([`fetch`]).
+//!
+//! Should (breaking one needs a repair, never loses data): a killed run leaves only files in
+//! `partial/` and `tmp/` and blobs without rows, which the next run reuses or `gc` removes.
+
 pub mod catalog;
 pub mod checksum;
+pub mod demo;
+pub mod diff;
 pub mod error;
+pub mod fetch;
 pub mod lock;
+pub mod openpgp;
+pub mod serve;
 pub mod store;
+pub mod streamgen;
+pub mod streams;
+pub mod sync;
+pub mod vault;

@@ -143,7 +143,7 @@ pub async fn sync(
 
     let fetcher = Fetcher::new(opts.fetch.clone())?;
     let (base, start_path) = fetch::split_start(&source.url, source.path.as_deref());
-    let mut loc = Location::new(base, source.mirrors.clone());
+    let mut loc = Location::new(base).with_mirrors(source.mirrors.clone());
 
     let meta = fetch_metadata(
         &fetcher,
@@ -151,6 +151,7 @@ pub async fn sync(
         &start_path,
         keyring.as_ref(),
         source.no_verify,
+        &*events,
     )
     .await?;
 
@@ -226,7 +227,7 @@ pub async fn sync(
     let id = vault.catalog.insert_snapshot(&NewSnapshot {
         source_id: Some(source.id),
         source: source.name.clone(),
-        url: loc.base().to_string(),
+        url: loc.base.clone(),
         start_path,
         filters: source.filters.clone(),
         max: source.max,
@@ -256,8 +257,9 @@ async fn fetch_metadata(
     start_path: &str,
     keyring: Option<&Keyring>,
     no_verify: bool,
+    progress: &dyn Progress,
 ) -> Result<Metadata> {
-    let start = fetcher.get_document(loc, start_path).await?;
+    let start = fetcher.get_document(loc, start_path, progress).await?;
     let signed = start_path.ends_with("sjson") || openpgp::is_clearsigned(&start.bytes);
     let mut meta = Metadata {
         docs: Vec::new(),
@@ -277,7 +279,7 @@ async fn fetch_metadata(
                 meta.docs.push(FetchedDoc {
                     path,
                     kind: "products",
-                    content_id: Some(p.content_id.clone()),
+                    content_id: Some(p.content_id().to_string()),
                     raw: fetched.bytes,
                     products: Some(p),
                 });
@@ -296,7 +298,7 @@ async fn fetch_metadata(
                     if !seen.insert(p.clone()) {
                         continue;
                     }
-                    let child = fetcher.get_document(loc, p).await?;
+                    let child = fetcher.get_document(loc, p, progress).await?;
                     check_entry(entry, &child)?;
                     if entry.is_followed() {
                         if depth + 1 > MAX_INDEX_DEPTH {
@@ -403,9 +405,9 @@ fn select_items(
         let Some(products) = &doc.products else {
             continue;
         };
-        let cid = &products.content_id;
+        let cid = products.content_id();
         for sp in streams::select(products, filters) {
-            let key = (cid.clone(), sp.name.to_string());
+            let key = (cid.to_string(), sp.name.to_string());
             let src = sp.version_names_desc();
             let target = prev_versions.get(&key).cloned().unwrap_or_default();
             visited.insert(key);
@@ -592,8 +594,7 @@ async fn download_all(
     if total == 0 {
         return Ok(());
     }
-    let jobs = fetcher.options().jobs.max(1);
-    let sem = Arc::new(tokio::sync::Semaphore::new(jobs));
+    // The fetcher bounds concurrency to `--jobs` itself.
     let mut set = tokio::task::JoinSet::new();
     let partial_dir = vault.layout.partial();
     for (j, job) in plan.fetch.iter().enumerate() {
@@ -605,10 +606,8 @@ async fn download_all(
             size: Some(job.size),
             checksums: job.checksums.clone(),
         };
-        let sem = sem.clone();
         let events = events.clone();
         set.spawn(async move {
-            let _permit = sem.acquire_owned().await;
             let progress: &dyn Progress = &*events;
             let res = fetcher
                 .download(&loc, &rel, &partial, &expect, progress)

@@ -13,7 +13,12 @@ use clap::{Args, Parser, Subcommand};
 #[command(name = "streamvault", version, about, long_about = None)]
 pub struct Cli {
     /// Store root (catalogue, blobs, trees).
-    #[arg(long, global = true, env = "STREAMVAULT_ROOT", default_value = "/var/lib/streamvault")]
+    #[arg(
+        long,
+        global = true,
+        env = "STREAMVAULT_ROOT",
+        default_value = "/var/lib/streamvault"
+    )]
     pub root: PathBuf,
 
     /// More detail on errors and progress.

@@ -145,7 +145,9 @@ impl Progress for SyncBar {
     }
     fn restart(&self, url: &str) {
         if self.verbose > 0 {
-            self.note(format!("restarting `{url}` from zero (server ignored Range)"));
+            self.note(format!(
+                "restarting `{url}` from zero (server ignored Range)"
+            ));
         }
     }
 }

@@ -53,7 +53,14 @@ fn wrong_keyring() {
     std::fs::write(&k, other.public_keyring_binary().unwrap()).unwrap();
     let url = up.url();
     store
-        .run(&["source", "add", "maas", &url, "--keyring", k.to_str().unwrap()])
+        .run(&[
+            "source",
+            "add",
+            "maas",
+            &url,
+            "--keyring",
+            k.to_str().unwrap(),
+        ])
         .ok();
     expect_failure(&up, &store, "signature check failed");
 }
@@ -166,9 +173,24 @@ fn usage_errors_before_any_network_access() {
     for args in [
         vec!["source", "add", "x", url.as_str(), "--keyring", k, "arch"],
         vec!["source", "add", "x", url.as_str(), "--keyring", k, "--keep"],
-        vec!["source", "add", "x", url.as_str(), "--keyring", k, "release~(jammy"],
+        vec![
+            "source",
+            "add",
+            "x",
+            url.as_str(),
+            "--keyring",
+            k,
+            "release~(jammy",
+        ],
         vec!["source", "add", "../x", url.as_str()],
-        vec!["source", "add", "x", url.as_str(), "--keyring", "/nonexistent/keyring.gpg"],
+        vec![
+            "source",
+            "add",
+            "x",
+            url.as_str(),
+            "--keyring",
+            "/nonexistent/keyring.gpg",
+        ],
     ] {
         store.run(&args).fails();
     }

@@ -139,7 +139,9 @@ impl Run {
             .count();
         assert_eq!(errors, 1, "want one error line, got:\n{}", self.stderr);
         assert!(
-            lines.iter().all(|l| l.starts_with("streamvault: error:") || l.starts_with("hint:")),
+            lines
+                .iter()
+                .all(|l| l.starts_with("streamvault: error:") || l.starts_with("hint:")),
             "unexpected stderr lines:\n{}",
             self.stderr
         );
@@ -186,7 +188,14 @@ impl Store {
     /// `source add NAME URL --keyring K [extra…]` against an upstream.
     pub fn add(&self, name: &str, up: &Upstream, extra: &[&str]) {
         let url = up.url();
-        let mut args = vec!["source", "add", name, url.as_str(), "--keyring", up.keyring_str()];
+        let mut args = vec![
+            "source",
+            "add",
+            name,
+            url.as_str(),
+            "--keyring",
+            up.keyring_str(),
+        ];
         args.extend_from_slice(extra);
         self.run(&args).ok();
     }
@@ -230,7 +239,9 @@ impl Store {
     /// name and whose size is its recorded size; no snapshot refers to a missing blob row.
     pub fn check_invariants(&self) {
         let db = rusqlite::Connection::open(self.root().join("catalog.db")).expect("open db");
-        let mut st = db.prepare("SELECT blake3, size FROM blobs").expect("prepare");
+        let mut st = db
+            .prepare("SELECT blake3, size FROM blobs")
+            .expect("prepare");
         let rows: Vec<(String, i64)> = st
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .expect("query")
@@ -238,9 +249,14 @@ impl Store {
             .expect("rows");
         for (hex, size) in rows {
             let p = self.root().join("blobs").join(&hex[..2]).join(&hex);
-            let data = std::fs::read(&p).unwrap_or_else(|e| panic!("blob row without file {hex}: {e}"));
+            let data =
+                std::fs::read(&p).unwrap_or_else(|e| panic!("blob row without file {hex}: {e}"));
             assert_eq!(data.len() as i64, size, "size of {hex}");
-            assert_eq!(blake3::hash(&data).to_hex().as_str(), hex, "content of {hex}");
+            assert_eq!(
+                blake3::hash(&data).to_hex().as_str(),
+                hex,
+                "content of {hex}"
+            );
         }
         let dangling: i64 = db
             .query_row(

@@ -23,7 +23,15 @@ fn sync_converges_through_injected_faults() {
     });
     let r = store
         .run(&[
-            "sync", "maas", "--json", "--retries", "12", "--stall-timeout", "1", "--jobs", "4",
+            "sync",
+            "maas",
+            "--json",
+            "--retries",
+            "12",
+            "--stall-timeout",
+            "1",
+            "--jobs",
+            "4",
         ])
         .ok();
     let report = r.json()[0].clone();
@@ -53,7 +61,12 @@ fn check_against_generator(store: &Store, up: &Upstream) {
         let mut h = streamvault::checksum::MultiHasher::all();
         h.update(&data);
         let d = h.finish();
-        assert_eq!(d.upstream.sha256.as_deref(), Some(it.sha256.as_str()), "{}", it.path);
+        assert_eq!(
+            d.upstream.sha256.as_deref(),
+            Some(it.sha256.as_str()),
+            "{}",
+            it.path
+        );
     }
 }
 
@@ -61,7 +74,15 @@ fn check_against_generator(store: &Store, up: &Upstream) {
 fn resume_uses_range_and_accepts_only_206() {
     let up = Upstream::new();
     let store = Store::new();
-    store.add("maas", &up, &["item_name=squashfs", "release=noble", "version_name=20240601"]);
+    store.add(
+        "maas",
+        &up,
+        &[
+            "item_name=squashfs",
+            "release=noble",
+            "version_name=20240601",
+        ],
+    );
     // A half-finished download of the 300 kB squashfs, as a killed run leaves it.
     let summary = up.build(&StreamSpec::generation(1));
     let it = summary
@@ -91,7 +112,15 @@ fn resume_uses_range_and_accepts_only_206() {
 
     // A server that ignores Range: the 200 restarts from zero, the result is still right.
     let store2 = Store::new();
-    store2.add("maas", &up, &["item_name=squashfs", "release=noble", "version_name=20240601"]);
+    store2.add(
+        "maas",
+        &up,
+        &[
+            "item_name=squashfs",
+            "release=noble",
+            "version_name=20240601",
+        ],
+    );
     std::fs::create_dir_all(store2.root().join("partial")).unwrap();
     let mut corrupt = data[..100_000].to_vec();
     corrupt[10] ^= 0xff;
@@ -129,8 +158,16 @@ fn not_found_falls_back_to_mirrors_in_order() {
     store.add("maas", &up, &["--mirror", &u1, "--mirror", &u2]);
     let r = store.sync_json("maas");
     assert_eq!(r["outcome"]["kind"], "snapshot", "{r}");
-    let jammy_on_m1 = m1.requests().iter().filter(|r| r.path.starts_with("/jammy/")).count();
-    let jammy_on_m2 = m2.requests().iter().filter(|r| r.path.starts_with("/jammy/")).count();
+    let jammy_on_m1 = m1
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/jammy/"))
+        .count();
+    let jammy_on_m2 = m2
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/jammy/"))
+        .count();
     assert_eq!(jammy_on_m1, 20);
     assert_eq!(jammy_on_m2, 20);
     assert!(m2.requests().iter().all(|r| r.path.starts_with("/jammy/")));

@@ -34,8 +34,19 @@ fn real_stream_dry_run_over_http_with_filters() {
     let key = fixture(KEY_ASC);
     store
         .run(&[
-            "source", "add", "cloud", &url, "--path", PRODUCTS, "--keyring",
-            key.to_str().unwrap(), "release=xenial", "arch=amd64", "ftype=disk1.img", "--max", "1",
+            "source",
+            "add",
+            "cloud",
+            &url,
+            "--path",
+            PRODUCTS,
+            "--keyring",
+            key.to_str().unwrap(),
+            "release=xenial",
+            "arch=amd64",
+            "ftype=disk1.img",
+            "--max",
+            "1",
         ])
         .ok();
     let r = store.run(&["sync", "cloud", "--dry-run"]).ok();
@@ -61,7 +72,14 @@ fn negative_fixture_is_rejected_naming_the_unknown_key() {
     let url = server.url();
     let key = fixture(KEY_GPG);
     store
-        .run(&["source", "add", "neg", &url, "--keyring", key.to_str().unwrap()])
+        .run(&[
+            "source",
+            "add",
+            "neg",
+            &url,
+            "--keyring",
+            key.to_str().unwrap(),
+        ])
         .ok();
     let r = store.run(&["sync", "neg"]).fails();
     assert!(r.stderr.contains("signature check failed"), "{}", r.stderr);

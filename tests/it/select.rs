@@ -10,7 +10,11 @@ const NOBLE: &str = "com.example.maas.stable:v3:boot:24.04:amd64:ga-24.04";
 fn maas_docs_command_lines_select_what_the_docs_promise() {
     let up = Upstream::new();
     let store = Store::new();
-    store.add("images", &up, &["arch=amd64", "release~(jammy|noble)", "--max", "1"]);
+    store.add(
+        "images",
+        &up,
+        &["arch=amd64", "release~(jammy|noble)", "--max", "1"],
+    );
     store.add("bootloaders", &up, &["os~(grub*|pxelinux)", "--max", "1"]);
     let r = store.sync_json("images");
     assert_eq!(r["items"], 8, "{r}");
@@ -19,7 +23,10 @@ fn maas_docs_command_lines_select_what_the_docs_promise() {
     let r = store.sync_json("bootloaders");
     assert_eq!(r["items"], 3, "{r}");
     let items = store.items("bootloaders");
-    assert!(items.iter().all(|i| i["version"] == "20221029.0"), "{items:?}");
+    assert!(
+        items.iter().all(|i| i["version"] == "20221029.0"),
+        "{items:?}"
+    );
 }
 
 #[test]
@@ -62,7 +69,10 @@ fn max4_keep_keeps_the_vanished_version() {
 
 #[test]
 fn max3_keep_drops_the_oldest() {
-    max_keep_case(&["--max", "3", "--keep"], &["20240201", "20240301", "20240401"]);
+    max_keep_case(
+        &["--max", "3", "--keep"],
+        &["20240201", "20240301", "20240401"],
+    );
 }
 
 #[test]
@@ -75,7 +85,11 @@ fn max2_keep_keeps_the_two_newest() {
     // With --max 2 the first snapshot already holds only the two newest.
     let up = Upstream::new();
     let store = Store::new();
-    store.add("s", &up, &["arch=amd64", "release=jammy", "--max", "2", "--keep"]);
+    store.add(
+        "s",
+        &up,
+        &["arch=amd64", "release=jammy", "--max", "2", "--keep"],
+    );
     store.sync_json("s");
     assert_eq!(store.versions("s", JAMMY), ["20240201", "20240301"]);
     up.flip(2);
@@ -87,7 +101,11 @@ fn max2_keep_keeps_the_two_newest() {
 fn kept_version_carries_its_items_without_a_download() {
     let up = Upstream::new();
     let store = Store::new();
-    store.add("s", &up, &["arch=amd64", "release=jammy", "--max", "4", "--keep"]);
+    store.add(
+        "s",
+        &up,
+        &["arch=amd64", "release=jammy", "--max", "4", "--keep"],
+    );
     store.sync_json("s");
     up.flip(2);
     up.clear();
@@ -112,7 +130,11 @@ fn filter_operators_end_to_end() {
     // 36 - 8 arm64 - 6 bootloader items
     assert_eq!(r["items"], 22, "{r}");
     // synthetic names and inherited top-level keys
-    store.add("syn", &up, &["item_name=squashfs", "os=ubuntu", "version_name~^2024030"]);
+    store.add(
+        "syn",
+        &up,
+        &["item_name=squashfs", "os=ubuntu", "version_name~^2024030"],
+    );
     let r = store.sync_json("syn");
     assert_eq!(r["items"], 1, "{r}");
 }

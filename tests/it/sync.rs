@@ -18,7 +18,12 @@ fn full_sync_unchanged_and_new_generation() {
     let reqs = up.requests();
     assert_eq!(metadata_gets(&reqs), 3, "index + 2 products, once each");
     assert_eq!(item_gets(&reqs), 36);
-    assert!(r["signer"].as_str().unwrap().contains(&up.key.fingerprint()));
+    assert!(
+        r["signer"]
+            .as_str()
+            .unwrap()
+            .contains(&up.key.fingerprint())
+    );
     store.check_invariants();
 
     // Unchanged: one request per metadata document, none for items, no new snapshot.
@@ -87,7 +92,11 @@ fn identical_content_is_downloaded_once_across_sources() {
 fn dry_run_prints_the_plan_and_writes_nothing() {
     let up = Upstream::new();
     let store = Store::new();
-    store.add("maas", &up, &["arch=amd64", "release~(jammy|noble)", "--max", "1"]);
+    store.add(
+        "maas",
+        &up,
+        &["arch=amd64", "release~(jammy|noble)", "--max", "1"],
+    );
     let before = walk(&store.root());
     let r = store.run(&["sync", "maas", "--dry-run"]).ok();
     let plus = r.stdout.lines().filter(|l| l.starts_with("+ ")).count();
@@ -132,8 +141,14 @@ fn second_sync_of_a_source_names_the_holder_and_reads_still_work() {
         .unwrap();
     let lock = store.root().join("locks/source-maas");
     let t0 = std::time::Instant::now();
-    while std::fs::read_to_string(&lock).unwrap_or_default().is_empty() {
-        assert!(t0.elapsed() < Duration::from_secs(20), "first sync never took the lock");
+    while std::fs::read_to_string(&lock)
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "first sync never took the lock"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let second = store.run(&["sync", "maas"]).fails();

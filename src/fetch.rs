@@ -1,0 +1,85 @@
+//! Fetching: metadata documents and item files from an upstream SimpleStreams mirror over
+//! http(s), `file://` or a plain local directory, with `--mirror` fallbacks on 404, retries with
+//! back-off, resumable downloads and a shared rate limit.
+//!
+//! Protects invariant 6: a checksum or size that does not match, a 200 or a foreign range to a
+//! `Range` request, a short body and a body longer than announced are errors or restarts, never
+//! accepted content. Every byte of an item goes once through [`MultiHasher`] on its way to disk,
+//! and a download is returned only after its size and strongest upstream checksum were compared.
+//!
+//! Layout: `options` (knobs, `--limit-rate` parsing), `location` (source, mirrors, start
+//! document rules of spec §2.1), `client` ([`Fetcher`], requests, retries, documents),
+//! `download` (items streamed into a partial file, resume), `local` (`file://` and paths),
+//! `rate` (token bucket), `error`.
+//!
+//! The library never prints: everything a user may want to see goes through [`Progress`].
+//!
+//! [`MultiHasher`]: crate::checksum::MultiHasher
+
+mod client;
+mod download;
+mod error;
+mod local;
+mod location;
+mod options;
+mod rate;
+#[cfg(test)]
+mod tests;
+
+use crate::checksum::{Checksums, Digests};
+
+pub use client::{Fetcher, Stats};
+pub use error::{Error, Result};
+pub use location::{Location, redact, split_start};
+pub use options::{FetchOptions, parse_rate};
+
+/// What the metadata says about an item: checked after the body, before [`Fetcher::download`]
+/// returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Expect {
+    /// Exact size in bytes; also bounds how much is read.
+    pub size: Option<u64>,
+    /// Upstream checksums; the strongest present is compared.
+    pub checksums: Checksums,
+}
+
+/// A metadata document, read whole (bounded by [`FetchOptions::max_document_size`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    pub bytes: Vec<u8>,
+    /// The URL that answered (a password in it is replaced by `***`).
+    pub url: String,
+}
+
+/// An item that is complete in its partial file and matches its [`Expect`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Downloaded {
+    /// Size, BLAKE3 and the upstream algorithm(s) that were computed.
+    pub digests: Digests,
+    /// The URL that answered (a password in it is replaced by `***`).
+    pub url: String,
+    /// Offset at which the body that completed the file started (0: fetched from the start).
+    pub resumed_from: u64,
+}
+
+/// Receives what happens during fetching; every method defaults to doing nothing.
+pub trait Progress: Send + Sync {
+    /// `n` more bytes of an item body were written.
+    fn bytes(&self, n: u64) {
+        let _ = n;
+    }
+    /// A request to `url` failed with `error` and will be tried again (`attempt` counts from 1).
+    fn retry(&self, url: &str, attempt: u32, error: &dyn std::fmt::Display) {
+        let _ = (url, attempt, error);
+    }
+    /// The partial file of `url` was discarded and the download starts again from byte 0.
+    fn restart(&self, url: &str) {
+        let _ = url;
+    }
+}
+
+/// A [`Progress`] that ignores everything (tests, quiet runs).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {}

@@ -1,0 +1,355 @@
+//! [`Fetcher`]: the reqwest client (rustls with ring, timeouts, proxies from the environment,
+//! basic auth from `user:pass@` URLs), retries with exponential back-off and jitter, the run's
+//! counters, `--mirror` fallbacks and the metadata documents.
+//!
+//! Protects invariant 6 for documents: only a 2xx other than 206 is content, a body shorter than
+//! its `Content-Length` is retried rather than returned, and a document larger than
+//! `max_document_size` is refused. Timeouts and retries live only here.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::Semaphore;
+
+use super::error::{Error, Result};
+use super::location::{Source, redact};
+use super::options::FetchOptions;
+use super::rate::RateLimiter;
+use super::{Downloaded, Expect, Fetched, Location, Progress, download, local};
+
+/// Fetches documents and items; cheap to clone (shares client, rate limit and counters).
+#[derive(Debug, Clone)]
+pub struct Fetcher {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    client: reqwest::Client,
+    options: FetchOptions,
+    limiter: Option<RateLimiter>,
+    jobs: Semaphore,
+    counters: Counters,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    requests: AtomicU64,
+    bytes: AtomicU64,
+    retries: AtomicU64,
+    restarts: AtomicU64,
+}
+
+/// What a [`Fetcher`] did so far (all clones together).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// HTTP requests sent (local reads are not requests).
+    pub requests: u64,
+    /// Body bytes received, documents and items, http and local.
+    pub bytes: u64,
+    /// Retries after a retryable error.
+    pub retries: u64,
+    /// Partial files discarded to start again from byte 0.
+    pub restarts: u64,
+}
+
+impl Fetcher {
+    /// Build the client. Installs rustls' ring provider as the process default if none is.
+    pub fn new(options: FetchOptions) -> Result<Self> {
+        // Err only means another provider is already installed, which is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(options.connect_timeout)
+            .user_agent(options.user_agent.as_str())
+            .pool_max_idle_per_host(options.jobs.max(1));
+        if !options.env_proxy {
+            builder = builder.no_proxy();
+        }
+        let client = builder.build().map_err(|source| Error::Client { source })?;
+        Ok(Fetcher {
+            inner: Arc::new(Inner {
+                client,
+                limiter: options.limit_rate.map(RateLimiter::new),
+                jobs: Semaphore::new(options.jobs.max(1)),
+                counters: Counters::default(),
+                options,
+            }),
+        })
+    }
+
+    pub fn options(&self) -> &FetchOptions {
+        &self.inner.options
+    }
+
+    pub fn stats(&self) -> Stats {
+        let c = &self.inner.counters;
+        Stats {
+            requests: c.requests.load(Ordering::Relaxed),
+            bytes: c.bytes.load(Ordering::Relaxed),
+            retries: c.retries.load(Ordering::Relaxed),
+            restarts: c.restarts.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Read the metadata document `rel` whole: `base + rel`, then each mirror on 404.
+    ///
+    /// If `loc.base` does not end with `/` and `base + rel` answers 404 (or another 4xx), the
+    /// base gets a `/` appended for the rest of the run and is tried again (spec §2.1).
+    pub async fn get_document(
+        &self,
+        loc: &mut Location,
+        rel: &str,
+        progress: &dyn Progress,
+    ) -> Result<Fetched> {
+        let _permit = self.inner.jobs.acquire().await.ok();
+        let mut tried = Vec::new();
+        if !loc.base.is_empty() && !loc.base.ends_with('/') {
+            let url = format!("{}{rel}", loc.base);
+            match self.document_at(&url, progress).await {
+                Ok(bytes) => return Ok(fetched(bytes, &url)),
+                Err(e) if e.is_not_found() || matches!(e, Error::Status { .. }) => {
+                    tried.push(redact(&url));
+                    loc.base.push('/');
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        for url in loc.urls(rel) {
+            match self.document_at(&url, progress).await {
+                Ok(bytes) => return Ok(fetched(bytes, &url)),
+                Err(e) if e.is_not_found() => tried.push(redact(&url)),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::NotFound { urls: tried })
+    }
+
+    /// Download item `rel` into `partial` (created, or resumed if it holds a prefix) and check
+    /// it against `expect`: `base + rel`, then each mirror on 404. At most `jobs` run at once.
+    ///
+    /// On success the file is complete and flushed (not fsynced). On a size or checksum
+    /// mismatch `partial` is deleted; on other errors it is kept for a later resume.
+    pub async fn download(
+        &self,
+        loc: &Location,
+        rel: &str,
+        partial: &Path,
+        expect: &Expect,
+        progress: &dyn Progress,
+    ) -> Result<Downloaded> {
+        let _permit = self.inner.jobs.acquire().await.ok();
+        let mut tried = Vec::new();
+        for url in loc.urls(rel) {
+            let result = match Source::of(&url)? {
+                Source::Http => download::http(self, &url, partial, expect, progress).await,
+                Source::Local(path) => {
+                    local::download(self, &path, &url, partial, expect, progress).await
+                }
+            };
+            match result {
+                Err(e) if e.is_not_found() => tried.push(redact(&url)),
+                other => return other,
+            }
+        }
+        // leave no empty file behind when nothing was found
+        if tokio::fs::metadata(partial)
+            .await
+            .is_ok_and(|m| m.len() == 0)
+        {
+            tokio::fs::remove_file(partial)
+                .await
+                .map_err(Error::io("remove", partial))?;
+        }
+        Err(Error::NotFound { urls: tried })
+    }
+
+    async fn document_at(&self, url: &str, progress: &dyn Progress) -> Result<Vec<u8>> {
+        let limit = self.inner.options.max_document_size;
+        match Source::of(url)? {
+            Source::Local(path) => {
+                let bytes = local::read_document(&path, url, limit).await?;
+                self.count_bytes(bytes.len() as u64);
+                Ok(bytes)
+            }
+            Source::Http => {
+                let mut failures = 0;
+                loop {
+                    match self.document_http(url, limit).await {
+                        Ok(bytes) => return Ok(bytes),
+                        Err(e) => {
+                            let delay = self.retry_or_fail(url, &mut failures, e, progress)?;
+                            tokio::time::sleep(delay).await;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn document_http(&self, url: &str, limit: u64) -> Result<Vec<u8>> {
+        let mut resp = self.send(url, 0).await?;
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) || status == 206 {
+            return Err(status_error(url, status));
+        }
+        let length = resp.content_length();
+        if length.is_some_and(|n| n > limit) {
+            return Err(Error::TooLarge {
+                url: redact(url),
+                limit,
+            });
+        }
+        let cap = length.unwrap_or(0).min(1 << 20);
+        let mut bytes = Vec::with_capacity(usize::try_from(cap).unwrap_or(0));
+        while let Some(chunk) = self.next_chunk(&mut resp, url).await? {
+            if (bytes.len() + chunk.len()) as u64 > limit {
+                return Err(Error::TooLarge {
+                    url: redact(url),
+                    limit,
+                });
+            }
+            self.throttle(chunk.len() as u64).await;
+            bytes.extend_from_slice(&chunk);
+        }
+        if let Some(expected) = length
+            && bytes.len() as u64 != expected
+        {
+            return Err(Error::ShortBody {
+                url: redact(url),
+                received: bytes.len() as u64,
+                expected,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Send a GET, with `Range: bytes=<from>-` when `from > 0`. Waiting for the response head
+    /// is bounded by connect plus stall timeout.
+    pub(super) async fn send(&self, url: &str, from: u64) -> Result<reqwest::Response> {
+        self.inner.counters.requests.fetch_add(1, Ordering::Relaxed);
+        let mut request = self.inner.client.get(url);
+        if from > 0 {
+            request = request.header(reqwest::header::RANGE, format!("bytes={from}-"));
+        }
+        let o = &self.inner.options;
+        let deadline = o.connect_timeout.saturating_add(o.stall_timeout);
+        match tokio::time::timeout(deadline, request.send()).await {
+            Err(_) => Err(Error::Stall {
+                url: redact(url),
+                timeout: deadline,
+            }),
+            Ok(Err(source)) => Err(Error::Http {
+                url: redact(url),
+                source,
+            }),
+            Ok(Ok(resp)) => Ok(resp),
+        }
+    }
+
+    /// The next chunk of a body; `stall_timeout` without one is an error. Counts the bytes.
+    pub(super) async fn next_chunk(
+        &self,
+        resp: &mut reqwest::Response,
+        url: &str,
+    ) -> Result<Option<Bytes>> {
+        let timeout = self.inner.options.stall_timeout;
+        match tokio::time::timeout(timeout, resp.chunk()).await {
+            Err(_) => Err(Error::Stall {
+                url: redact(url),
+                timeout,
+            }),
+            Ok(Err(source)) => Err(Error::Http {
+                url: redact(url),
+                source,
+            }),
+            Ok(Ok(chunk)) => {
+                if let Some(c) = &chunk {
+                    self.count_bytes(c.len() as u64);
+                }
+                Ok(chunk)
+            }
+        }
+    }
+
+    /// Wait until `n` bytes fit the shared rate limit.
+    pub(super) async fn throttle(&self, n: u64) {
+        if let Some(limiter) = &self.inner.limiter {
+            limiter.acquire(n).await;
+        }
+    }
+
+    pub(super) fn count_bytes(&self, n: u64) {
+        self.inner.counters.bytes.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// After a failure of `url`: the delay before the next attempt (reported to `progress`), or
+    /// the error itself when it is fatal or the retries are used up.
+    pub(super) fn retry_or_fail(
+        &self,
+        url: &str,
+        failures: &mut u32,
+        error: Error,
+        progress: &dyn Progress,
+    ) -> Result<Duration> {
+        if !error.is_retryable() || *failures >= self.inner.options.retries {
+            return Err(error);
+        }
+        *failures += 1;
+        self.inner.counters.retries.fetch_add(1, Ordering::Relaxed);
+        progress.retry(&redact(url), *failures, &DisplayChain(&error));
+        Ok(self.backoff(*failures))
+    }
+
+    /// The partial file of `url` is dropped and the download starts over.
+    pub(super) fn note_restart(&self, url: &str, progress: &dyn Progress) {
+        self.inner.counters.restarts.fetch_add(1, Ordering::Relaxed);
+        progress.restart(&redact(url));
+    }
+
+    /// `backoff_base * 2^(attempt-1)`, capped at `backoff_max`, then scaled into [50%, 100%].
+    fn backoff(&self, attempt: u32) -> Duration {
+        let o = &self.inner.options;
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
+        let delay = o.backoff_base.saturating_mul(factor).min(o.backoff_max);
+        delay.mul_f64(0.5 + fastrand::f64() * 0.5)
+    }
+}
+
+fn fetched(bytes: Vec<u8>, url: &str) -> Fetched {
+    Fetched {
+        bytes,
+        url: redact(url),
+    }
+}
+
+/// 404 is "not found" (next mirror), anything else a status error.
+pub(super) fn status_error(url: &str, status: u16) -> Error {
+    if status == 404 {
+        Error::NotFound {
+            urls: vec![redact(url)],
+        }
+    } else {
+        Error::Status {
+            url: redact(url),
+            status,
+        }
+    }
+}
+
+/// An error with its causes, `msg: cause: cause`, for [`Progress::retry`].
+struct DisplayChain<'a>(&'a Error);
+
+impl std::fmt::Display for DisplayChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cur = std::error::Error::source(self.0);
+        while let Some(e) = cur {
+            write!(f, ": {e}")?;
+            cur = e.source();
+        }
+        Ok(())
+    }
+}

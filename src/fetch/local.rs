@@ -1,0 +1,95 @@
+//! Sources on the local file system (`file://…` or a plain directory): the same API as http,
+//! read through the same hasher, a missing file is the same "not found" as a 404.
+//!
+//! Protects invariant 6: a local item is copied into the partial file through [`MultiHasher`]
+//! and checked against size and strongest checksum like a downloaded one; reading stops at the
+//! expected size; a local document is bounded by `max_document_size`.
+//!
+//! [`MultiHasher`]: crate::checksum::MultiHasher
+
+use std::path::Path;
+
+use tokio::fs::File;
+use tokio::io::AsyncReadExt;
+
+use super::client::Fetcher;
+use super::download::{Partial, algos, downloaded, verify};
+use super::error::{Error, Result};
+use super::{Downloaded, Expect, Progress};
+
+const BUF: usize = 256 * 1024;
+
+/// Read a local metadata document whole, refusing more than `limit` bytes.
+pub(super) async fn read_document(path: &Path, url: &str, limit: u64) -> Result<Vec<u8>> {
+    let file = open(path, url).await?;
+    let mut bytes = Vec::new();
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(Error::io("read", path))?;
+    if bytes.len() as u64 > limit {
+        return Err(Error::TooLarge {
+            url: url.to_owned(),
+            limit,
+        });
+    }
+    Ok(bytes)
+}
+
+/// Copy the local file `path` into `partial` (from scratch) and check it against `expect`.
+pub(super) async fn download(
+    f: &Fetcher,
+    path: &Path,
+    url: &str,
+    partial: &Path,
+    expect: &Expect,
+    progress: &dyn Progress,
+) -> Result<Downloaded> {
+    let mut src = open(path, url).await?;
+    let mut part = Partial::create(partial, &algos(expect)).await?;
+    let mut buf = vec![0u8; BUF];
+    let result = async {
+        loop {
+            let n = src.read(&mut buf).await.map_err(Error::io("read", path))?;
+            if n == 0 {
+                break;
+            }
+            let chunk = buf.get(..n).unwrap_or_default();
+            if let Some(size) = expect.size
+                && part.len.saturating_add(n as u64) > size
+            {
+                return Err(Error::TooLong {
+                    url: url.to_owned(),
+                    expected: size,
+                });
+            }
+            f.count_bytes(n as u64);
+            f.throttle(n as u64).await;
+            part.write(chunk).await?;
+            progress.bytes(n as u64);
+        }
+        part.flush().await?;
+        let digests = part.digests();
+        verify(url, expect, &digests).map(|()| digests)
+    }
+    .await;
+    match result {
+        Ok(digests) => Ok(downloaded(digests, url, 0)),
+        Err(e) => {
+            part.remove().await?;
+            Err(e)
+        }
+    }
+}
+
+async fn open(path: &Path, url: &str) -> Result<File> {
+    File::open(path).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::NotFound {
+                urls: vec![url.to_owned()],
+            }
+        } else {
+            Error::io("open", path)(e)
+        }
+    })
+}

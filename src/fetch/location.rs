@@ -1,0 +1,216 @@
+//! Where documents and items come from: the source base, its `--mirror` fallbacks, the start
+//! document rules of spec §2.1, and the kind of each URL (http(s), `file://`, local path).
+//!
+//! Protects invariant 6 by construction of URLs only: joining is plain string concatenation, as
+//! in sstream-mirror, so the bytes asked for are exactly `base + path`; passwords never reach a
+//! message ([`redact`]). Path safety of `rel` (invariant 5) is checked by the caller.
+
+use std::path::PathBuf;
+
+use super::error::{Error, Result};
+
+/// Default start document when the source names none (spec §2.1).
+pub const DEFAULT_START: &str = "streams/v1/index.sjson";
+
+/// A source base plus its `--mirror` fallbacks; URLs are `base + rel`.
+///
+/// A base should end with `/`. [`Fetcher::get_document`](super::Fetcher::get_document) fixes a
+/// base that does not, the first time it meets a 404 (sstream-mirror's trailing-slash probe).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Location {
+    /// `http(s)://…`, `file://…` or a local directory path.
+    pub base: String,
+    /// Tried in order after a 404 (or a missing local file) on `base + rel`.
+    pub mirrors: Vec<String>,
+}
+
+impl Location {
+    pub fn new(base: impl Into<String>) -> Self {
+        Location {
+            base: base.into(),
+            mirrors: Vec::new(),
+        }
+    }
+
+    pub fn with_mirrors(mut self, mirrors: Vec<String>) -> Self {
+        self.mirrors = mirrors;
+        self
+    }
+
+    /// Every URL of `rel`, in the order they are tried.
+    pub fn urls(&self, rel: &str) -> Vec<String> {
+        std::iter::once(&self.base)
+            .chain(&self.mirrors)
+            .map(|base| format!("{base}{rel}"))
+            .collect()
+    }
+}
+
+/// Split a `source_mirror` argument into (base, start path), following sstream-mirror's
+/// `path_from_mirror_url` (spec §2.1):
+/// - `path` given: `(source, path)` verbatim;
+/// - else the first match of `streams/v1/.*[.](sjson|json)$` splits the source;
+/// - else the start path is `streams/v1/index.sjson`.
+pub fn split_start(source: &str, path: Option<&str>) -> (String, String) {
+    if let Some(path) = path {
+        return (source.to_owned(), path.to_owned());
+    }
+    const MARK: &str = "streams/v1/";
+    let json = source.ends_with(".json") || source.ends_with(".sjson");
+    if json {
+        // `.*` is greedy and anchored at the end, so the leftmost `streams/v1/` that leaves room
+        // for `.json` after it is the match (`.` does not match a newline).
+        let mut from = 0;
+        while let Some(found) = source.get(from..).and_then(|s| s.find(MARK)) {
+            let at = from + found;
+            let rest = source.get(at + MARK.len()..).unwrap_or_default();
+            let fits = rest.len() >= ".json".len() && !rest.contains('\n');
+            if fits && let (Some(base), Some(start)) = (source.get(..at), source.get(at..)) {
+                return (base.to_owned(), start.to_owned());
+            }
+            from = at + 1;
+        }
+    }
+    (source.to_owned(), DEFAULT_START.to_owned())
+}
+
+/// How one URL is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Source {
+    Http,
+    Local(PathBuf),
+}
+
+impl Source {
+    pub(super) fn of(url: &str) -> Result<Source> {
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return Ok(Source::Local(PathBuf::from(url)));
+        };
+        match scheme.to_ascii_lowercase().as_str() {
+            "http" | "https" => Ok(Source::Http),
+            "file" => {
+                // file:///abs/path or file://localhost/abs/path; no other host makes sense
+                let path = rest.strip_prefix("localhost").unwrap_or(rest);
+                if path.starts_with('/') {
+                    Ok(Source::Local(PathBuf::from(path)))
+                } else {
+                    Err(Error::UnsupportedScheme {
+                        url: url.to_owned(),
+                    })
+                }
+            }
+            _ => Err(Error::UnsupportedScheme { url: redact(url) }),
+        }
+    }
+}
+
+/// `url` with the password of its user info replaced by `***` (for messages and records).
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(s: &str, p: Option<&str>) -> (String, String) {
+        split_start(s, p)
+    }
+
+    #[test]
+    fn start_document_rules() {
+        let s = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+        assert_eq!(
+            split("http://h/stable/streams/v1/index.json", None),
+            s("http://h/stable/", "streams/v1/index.json")
+        );
+        assert_eq!(
+            split("http://h/streams/v1/com.ubuntu:released.sjson", None),
+            s("http://h/", "streams/v1/com.ubuntu:released.sjson")
+        );
+        assert_eq!(
+            split("http://h/stable", None),
+            s("http://h/stable", "streams/v1/index.sjson")
+        );
+        assert_eq!(
+            split("http://h/stable/", None),
+            s("http://h/stable/", "streams/v1/index.sjson")
+        );
+        // no file after streams/v1/, or not json: default start
+        assert_eq!(
+            split("http://h/streams/v1/", None),
+            s("http://h/streams/v1/", "streams/v1/index.sjson")
+        );
+        assert_eq!(
+            split("http://h/streams/v1/index.yaml", None),
+            s("http://h/streams/v1/index.yaml", "streams/v1/index.sjson")
+        );
+        // first match wins
+        assert_eq!(
+            split("/srv/a/streams/v1/b/streams/v1/x.json", None),
+            s("/srv/a/", "streams/v1/b/streams/v1/x.json")
+        );
+        assert_eq!(
+            split("streams/v1/index.json", None),
+            s("", "streams/v1/index.json")
+        );
+        // --path: verbatim, no splitting
+        assert_eq!(
+            split(
+                "http://h/stable/streams/v1/index.json",
+                Some("streams/v1/x.sjson")
+            ),
+            s(
+                "http://h/stable/streams/v1/index.json",
+                "streams/v1/x.sjson"
+            )
+        );
+        assert_eq!(
+            split("http://h/m", Some("p.json")),
+            s("http://h/m", "p.json")
+        );
+    }
+
+    #[test]
+    fn urls_and_sources() {
+        let loc = Location::new("http://a/").with_mirrors(vec!["file:///m/".into(), "/n/".into()]);
+        assert_eq!(loc.urls("x"), ["http://a/x", "file:///m/x", "/n/x"]);
+        assert_eq!(Source::of("HTTPS://a/x").unwrap(), Source::Http);
+        assert_eq!(
+            Source::of("file:///m/x").unwrap(),
+            Source::Local(PathBuf::from("/m/x"))
+        );
+        assert_eq!(
+            Source::of("file://localhost/m/x").unwrap(),
+            Source::Local(PathBuf::from("/m/x"))
+        );
+        assert_eq!(
+            Source::of("rel/x").unwrap(),
+            Source::Local(PathBuf::from("rel/x"))
+        );
+        assert!(matches!(
+            Source::of("ftp://a/x"),
+            Err(Error::UnsupportedScheme { .. })
+        ));
+        assert!(Source::of("file://host/x").is_err());
+    }
+
+    #[test]
+    fn redaction() {
+        assert_eq!(redact("http://u:p@h/x"), "http://u:***@h/x");
+        assert_eq!(redact("http://u@h/x"), "http://u@h/x");
+        assert_eq!(redact("http://h/x@y"), "http://h/x@y");
+        assert_eq!(redact("/local/path"), "/local/path");
+    }
+}

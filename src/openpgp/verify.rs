@@ -1,0 +1,285 @@
+//! The keyring (the certificates the operator trusts) and the signature check of a
+//! cleartext-signed document against it.
+//!
+//! Invariant: a payload leaves [`verify`] only if sequoia's streaming verifier found at least
+//! one valid signature by a certificate of the keyring over exactly that payload, and the
+//! payload equals what the strict framing parser (`cleartext`) reads from the document.
+
+use std::io::Read as _;
+
+use sequoia_openpgp as openpgp;
+
+use openpgp::parse::Parse as _;
+use openpgp::parse::stream::{
+    GoodChecksum, MessageLayer, MessageStructure, VerificationError, VerificationHelper,
+    VerifierBuilder,
+};
+use openpgp::policy::Policy;
+use openpgp::types::HashAlgorithm;
+use openpgp::{Cert, KeyHandle, cert::CertParser, packet::Signature};
+
+use super::{BoxError, Error, cleartext};
+
+/// A set of OpenPGP certificates (public keys) trusted to sign stream documents.
+#[derive(Debug, Clone)]
+pub struct Keyring {
+    certs: Vec<Cert>,
+}
+
+/// A document whose signature checked out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The signed text (see [`super::unwrap_cleartext`] for its exact form).
+    pub payload: Vec<u8>,
+    /// Primary-key fingerprint (uppercase hex) of a certificate that made a valid signature.
+    pub signer: String,
+}
+
+impl std::fmt::Debug for Verified {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verified")
+            .field("payload_len", &self.payload.len())
+            .field("signer", &self.signer)
+            .finish()
+    }
+}
+
+impl Keyring {
+    /// Parses a keyring: binary or ASCII-armoured, one or several certificates (concatenated
+    /// binary certificates, or several armoured blocks). Secret key material is dropped.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Keyring, Error> {
+        fn invalid(e: impl Into<BoxError>) -> Error {
+            Error::KeyringInvalid {
+                path: None,
+                source: e.into(),
+            }
+        }
+        let mut certs: Vec<Cert> = Vec::new();
+        for cert in CertParser::from_bytes(bytes).map_err(invalid)? {
+            let cert = cert.map_err(invalid)?.strip_secret_key_material();
+            match certs
+                .iter_mut()
+                .find(|c| c.fingerprint() == cert.fingerprint())
+            {
+                Some(known) => {
+                    *known = known.clone().merge_public(cert).map_err(invalid)?;
+                }
+                None => certs.push(cert),
+            }
+        }
+        if certs.is_empty() {
+            return Err(Error::KeyringEmpty { path: None });
+        }
+        Ok(Keyring { certs })
+    }
+
+    /// A keyring of already parsed certificates (secret key material is dropped).
+    pub(super) fn from_certs(certs: impl IntoIterator<Item = Cert>) -> Keyring {
+        Keyring {
+            certs: certs
+                .into_iter()
+                .map(Cert::strip_secret_key_material)
+                .collect(),
+        }
+    }
+
+    /// The primary-key fingerprints (uppercase hex), in keyring order.
+    pub fn fingerprints(&self) -> Vec<String> {
+        self.certs
+            .iter()
+            .map(|c| c.fingerprint().to_hex())
+            .collect()
+    }
+
+    /// This keyring plus the certificates of `other` (merged when both hold one).
+    pub fn merge(mut self, other: Keyring) -> Keyring {
+        for cert in other.certs {
+            match self
+                .certs
+                .iter_mut()
+                .find(|c| c.fingerprint() == cert.fingerprint())
+            {
+                Some(known) => {
+                    // Same fingerprint, so merging cannot fail; keep ours if it does.
+                    if let Ok(merged) = known.clone().merge_public(cert) {
+                        *known = merged;
+                    }
+                }
+                None => self.certs.push(cert),
+            }
+        }
+        self
+    }
+}
+
+/// What the verifier reported about the signatures, gathered by [`Helper::check`].
+#[derive(Default)]
+struct Outcome {
+    /// Whether sequoia reached the signature check at all.
+    checked: bool,
+    signatures: usize,
+    /// Signer fingerprint and hash algorithm of each valid signature.
+    good: Vec<(String, HashAlgorithm)>,
+    bad: Option<(String, BoxError)>,
+    rejected: Option<(String, BoxError)>,
+    malformed: Option<BoxError>,
+    missing: Vec<String>,
+}
+
+impl Outcome {
+    /// The most telling error when no signature was good.
+    fn into_error(self, sequoia: Option<BoxError>) -> Error {
+        if !self.checked {
+            let source = sequoia.unwrap_or_else(|| "the verifier stopped early".into());
+            return Error::SignatureBlock { source };
+        }
+        if let Some((signer, source)) = self.bad {
+            return Error::BadSignature { signer, source };
+        }
+        if let Some((signer, source)) = self.rejected {
+            return Error::KeyRejected { signer, source };
+        }
+        if let Some(source) = self.malformed {
+            return Error::MalformedSignature { source };
+        }
+        if self.signatures == 0 {
+            return Error::NoSignature;
+        }
+        Error::UnknownKey {
+            issuers: self.missing,
+        }
+    }
+}
+
+/// The issuer of a signature: its fingerprint if it names one, else its key id.
+fn issuer(sig: &Signature) -> Option<String> {
+    sig.get_issuers().first().map(KeyHandle::to_hex)
+}
+
+struct Helper<'a> {
+    keyring: &'a Keyring,
+    outcome: &'a mut Outcome,
+}
+
+impl VerificationHelper for Helper<'_> {
+    fn get_certs(&mut self, _ids: &[KeyHandle]) -> openpgp::Result<Vec<Cert>> {
+        Ok(self.keyring.certs.clone())
+    }
+
+    fn check(&mut self, structure: MessageStructure) -> openpgp::Result<()> {
+        let o = &mut *self.outcome;
+        o.checked = true;
+        for layer in structure {
+            let MessageLayer::SignatureGroup { results } = layer else {
+                continue;
+            };
+            for result in results {
+                o.signatures += 1;
+                match result {
+                    Ok(GoodChecksum { ka, sig }) => {
+                        o.good
+                            .push((ka.cert().fingerprint().to_hex(), sig.hash_algo()));
+                    }
+                    Err(VerificationError::MissingKey { sig }) => {
+                        if let Some(id) = issuer(sig).filter(|id| !o.missing.contains(id)) {
+                            o.missing.push(id);
+                        }
+                    }
+                    Err(VerificationError::BadSignature { ka, error, .. }) => {
+                        let signer = ka.cert().fingerprint().to_hex();
+                        o.bad.get_or_insert((signer, error.into()));
+                    }
+                    Err(VerificationError::BadKey { ka, error, .. }) => {
+                        let signer = ka.cert().fingerprint().to_hex();
+                        o.rejected.get_or_insert((signer, error.into()));
+                    }
+                    Err(VerificationError::UnboundKey { cert, error, .. }) => {
+                        let signer = cert.fingerprint().to_hex();
+                        o.rejected.get_or_insert((signer, error.into()));
+                    }
+                    Err(VerificationError::MalformedSignature { error, .. }) => {
+                        o.malformed.get_or_insert(error.into());
+                    }
+                    Err(VerificationError::UnknownSignature { sig }) => {
+                        o.malformed.get_or_insert(sig.error().to_string().into());
+                    }
+                    Err(other) => {
+                        o.malformed.get_or_insert(other.to_string().into());
+                    }
+                }
+            }
+        }
+        if !o.good.is_empty() {
+            Ok(())
+        } else {
+            Err(openpgp::Error::BadSignature("no valid signature from the keyring".into()).into())
+        }
+    }
+}
+
+/// Runs sequoia's verifier over the whole document and returns the text it hands back.
+fn run_verifier(
+    keyring: &Keyring,
+    doc: &[u8],
+    policy: &dyn Policy,
+    outcome: &mut Outcome,
+) -> Result<Vec<u8>, BoxError> {
+    let helper = Helper { keyring, outcome };
+    let mut verifier = VerifierBuilder::from_bytes(doc)?.with_policy(policy, None, helper)?;
+    let mut payload = Vec::new();
+    verifier.read_to_end(&mut payload)?;
+    Ok(payload)
+}
+
+/// The hash algorithms the `Hash` armor headers announce (empty: no `Hash` header).
+fn announced_hashes<'a>(framed: &cleartext::Framed<'a>) -> Vec<&'a str> {
+    framed
+        .headers
+        .iter()
+        .filter(|(key, _)| key.eq_ignore_ascii_case("Hash"))
+        .flat_map(|(_, value)| value.split(','))
+        .map(str::trim)
+        .collect()
+}
+
+/// Checks `doc` against `keyring` under `policy` at the current time.
+pub(super) fn verify(
+    keyring: &Keyring,
+    doc: &[u8],
+    policy: &dyn Policy,
+) -> Result<Verified, Error> {
+    let framed = cleartext::parse(doc)?;
+    let mut outcome = Outcome::default();
+    let result = run_verifier(keyring, doc, policy, &mut outcome);
+    let payload = match result {
+        Ok(payload) if !outcome.good.is_empty() => payload,
+        Ok(_) => return Err(outcome.into_error(None)),
+        // A good signature, then a failure reading on: do not trust the text.
+        Err(source) if !outcome.good.is_empty() => return Err(Error::SignatureBlock { source }),
+        Err(e) => return Err(outcome.into_error(Some(e))),
+    };
+    // Like gpg, refuse a signature whose hash the `Hash` header does not announce.
+    let announced = announced_hashes(&framed);
+    let is_announced = |algo: &HashAlgorithm| {
+        announced.is_empty()
+            || algo
+                .text_name()
+                .is_ok_and(|name| announced.iter().any(|a| a.eq_ignore_ascii_case(name)))
+    };
+    let signer = match outcome.good.iter().find(|(_, algo)| is_announced(algo)) {
+        Some((signer, _)) => signer.clone(),
+        None => {
+            return Err(match outcome.good.first().cloned() {
+                Some((signer, algo)) => Error::HashNotAnnounced {
+                    signer,
+                    algo: algo.to_string(),
+                },
+                None => outcome.into_error(None),
+            });
+        }
+    };
+    if payload != framed.payload {
+        return Err(Error::FramingMismatch);
+    }
+    Ok(Verified { payload, signer })
+}

@@ -1,0 +1,183 @@
+//! Response bodies: small fixed texts, or a byte range of an open file streamed in 64 KiB chunks,
+//! optionally cut short or paused half-way (fault injection).
+//!
+//! Protects: a large file is never read whole into memory, the body comes from the one descriptor
+//! opened for the request, and a truncated body ends the connection with an error (so the client
+//! sees fewer bytes than `Content-Length`, never a quietly complete-looking short response).
+
+use std::io::SeekFrom;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, SizeHint};
+use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+use tokio::sync::mpsc;
+
+const CHUNK: u64 = 64 * 1024;
+
+/// Why a body stopped early (hyper then closes the connection).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum BodyError {
+    #[error("response truncated on purpose (injected fault)")]
+    Truncated,
+    #[error("cannot read `{}`", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{}` ended before the announced length", path.display())]
+    ShortFile { path: PathBuf },
+}
+
+/// How to mangle a streamed body.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Mangle {
+    /// Stop with an error after this many bytes.
+    pub truncate_at: Option<u64>,
+    /// Pause this long after this many bytes.
+    pub stall: Option<(u64, Duration)>,
+}
+
+pub(super) struct ServeBody {
+    inner: Inner,
+    /// Announced length (`size_hint`).
+    len: u64,
+    /// Bytes handed to the connection so far (shared with the request log).
+    sent: Arc<AtomicU64>,
+}
+
+enum Inner {
+    Fixed(Option<Bytes>),
+    Stream(mpsc::Receiver<Result<Bytes, BodyError>>),
+}
+
+impl ServeBody {
+    pub(super) fn empty(sent: Arc<AtomicU64>) -> Self {
+        ServeBody {
+            inner: Inner::Fixed(None),
+            len: 0,
+            sent,
+        }
+    }
+
+    pub(super) fn text(text: &'static str, sent: Arc<AtomicU64>) -> Self {
+        ServeBody {
+            inner: Inner::Fixed(Some(Bytes::from_static(text.as_bytes()))),
+            len: text.len() as u64,
+            sent,
+        }
+    }
+
+    /// Stream `len` bytes of `file` from `start`, read by a task on the current runtime.
+    pub(super) fn file(
+        file: std::fs::File,
+        path: PathBuf,
+        start: u64,
+        len: u64,
+        mangle: Mangle,
+        sent: Arc<AtomicU64>,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel(2);
+        tokio::spawn(produce(
+            tokio::fs::File::from_std(file),
+            path,
+            start,
+            len,
+            mangle,
+            tx,
+        ));
+        ServeBody {
+            inner: Inner::Stream(rx),
+            len,
+            sent,
+        }
+    }
+}
+
+impl Body for ServeBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = self.get_mut();
+        let next = match &mut this.inner {
+            Inner::Fixed(bytes) => Poll::Ready(bytes.take().map(Ok)),
+            Inner::Stream(rx) => rx.poll_recv(cx),
+        };
+        if let Poll::Ready(Some(Ok(data))) = &next {
+            this.sent.fetch_add(data.len() as u64, Ordering::SeqCst);
+        }
+        next.map(|o| o.map(|r| r.map(Frame::data)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.inner, Inner::Fixed(None))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.len)
+    }
+}
+
+/// Read the range chunk by chunk into the channel; stops quietly when the client has gone.
+async fn produce(
+    mut file: tokio::fs::File,
+    path: PathBuf,
+    start: u64,
+    len: u64,
+    mangle: Mangle,
+    tx: mpsc::Sender<Result<Bytes, BodyError>>,
+) {
+    let read_err = |source| BodyError::Read {
+        path: path.clone(),
+        source,
+    };
+    if let Err(e) = file.seek(SeekFrom::Start(start)).await {
+        let _ = tx.send(Err(read_err(e))).await;
+        return;
+    }
+    let stop = mangle.truncate_at.map_or(len, |t| t.min(len));
+    let mut stall = mangle.stall;
+    let mut pos = 0u64;
+    while pos < stop {
+        let mut want = (stop - pos).min(CHUNK);
+        if let Some((at, pause)) = stall {
+            if pos >= at {
+                tokio::time::sleep(pause).await;
+                stall = None;
+            } else {
+                want = want.min(at - pos);
+            }
+        }
+        // want <= CHUNK, so it fits
+        let mut buf = vec![0u8; usize::try_from(want).unwrap_or(64 * 1024)];
+        let n = match file.read(&mut buf).await {
+            Ok(0) => {
+                let _ = tx.send(Err(BodyError::ShortFile { path })).await;
+                return;
+            }
+            Ok(n) => n,
+            Err(e) => {
+                let _ = tx.send(Err(read_err(e))).await;
+                return;
+            }
+        };
+        buf.truncate(n);
+        if tx.send(Ok(Bytes::from(buf))).await.is_err() {
+            return;
+        }
+        pos += n as u64;
+    }
+    if stop < len {
+        let _ = tx.send(Err(BodyError::Truncated)).await;
+    }
+}

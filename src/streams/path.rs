@@ -1,0 +1,168 @@
+//! Safety of the relative paths that upstream metadata names (index entry `path`, item `path`).
+//!
+//! Protects invariant 5: no path taken from upstream metadata may leave the tree it is written
+//! into. [`check_path`] is stricter than upstream's `assert_safe_path` (spec §1.8), which lets
+//! `a/..`, `./x`, empty components and backslashes through: here a path must be a non-empty,
+//! relative, `/`-separated list of non-empty components, none of them `.` or `..`, with no NUL
+//! and no backslash anywhere.
+
+use std::fmt;
+
+/// Why a path was refused (each rule of [`check_path`] has its own reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathReason {
+    /// The path is the empty string.
+    Empty,
+    /// The path starts with `/`.
+    Absolute,
+    /// A component is `..`.
+    DotDot,
+    /// A component is `.`.
+    Dot,
+    /// Two `/` in a row, or a trailing `/`.
+    EmptyComponent,
+    /// The path contains a NUL character.
+    Nul,
+    /// The path contains a backslash (a separator on Windows, an escape to many tools).
+    Backslash,
+}
+
+impl fmt::Display for PathReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PathReason::Empty => "it is empty",
+            PathReason::Absolute => "it is absolute",
+            PathReason::DotDot => "it has a `..` component",
+            PathReason::Dot => "it has a `.` component",
+            PathReason::EmptyComponent => "it has an empty component (`//` or a trailing `/`)",
+            PathReason::Nul => "it contains a NUL character",
+            PathReason::Backslash => "it contains a backslash",
+        })
+    }
+}
+
+/// A path from upstream metadata that could escape its tree.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unsafe path `{}`: {reason}", .path.escape_debug())]
+pub struct UnsafePath {
+    /// The path as found in the metadata.
+    pub path: String,
+    /// The rule it breaks.
+    pub reason: PathReason,
+}
+
+/// Accept `p` only if it is a safe relative path (see the module documentation).
+///
+/// The first rule broken, in this order, is the reason reported: NUL, backslash, empty, absolute,
+/// then the components from left to right (`..`, `.`, empty).
+pub fn check_path(p: &str) -> Result<(), UnsafePath> {
+    let refuse = |reason| {
+        Err(UnsafePath {
+            path: p.to_owned(),
+            reason,
+        })
+    };
+    if p.contains('\0') {
+        return refuse(PathReason::Nul);
+    }
+    if p.contains('\\') {
+        return refuse(PathReason::Backslash);
+    }
+    if p.is_empty() {
+        return refuse(PathReason::Empty);
+    }
+    if p.starts_with('/') {
+        return refuse(PathReason::Absolute);
+    }
+    for component in p.split('/') {
+        match component {
+            ".." => return refuse(PathReason::DotDot),
+            "." => return refuse(PathReason::Dot),
+            "" => return refuse(PathReason::EmptyComponent),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(p: &str) -> Option<PathReason> {
+        check_path(p).err().map(|e| e.reason)
+    }
+
+    #[test]
+    fn accepts_real_paths() {
+        for p in [
+            "noble/amd64/20250805/ga-24.04/generic/boot-kernel",
+            "bootloaders/uefi/amd64/20210819.0/grub2-signed.tar.xz",
+            "streams/v1/com.ubuntu.maas:stable:v3:download.sjson",
+            "server/releases/xenial/release-20161020/ubuntu-16.04-server-cloudimg-amd64.tar.gz",
+            "images/0123abcd.incus.tar.xz",
+            "a",
+            "...",
+            "a/.../b",
+            "..a/b..",
+            ".hidden/x",
+            "x/y.",
+            "ünïcode/файл",
+        ] {
+            assert_eq!(check_path(p), Ok(()), "{p}");
+        }
+    }
+
+    #[test]
+    fn refuses_each_rule_with_its_reason() {
+        let cases = [
+            ("", PathReason::Empty),
+            ("/etc/passwd", PathReason::Absolute),
+            ("/", PathReason::Absolute),
+            ("//x", PathReason::Absolute),
+            ("..", PathReason::DotDot),
+            ("../x", PathReason::DotDot),
+            ("a/../b", PathReason::DotDot),
+            ("a/..", PathReason::DotDot),
+            (".", PathReason::Dot),
+            ("./x", PathReason::Dot),
+            ("a/./b", PathReason::Dot),
+            ("a/.", PathReason::Dot),
+            ("a//b", PathReason::EmptyComponent),
+            ("a/", PathReason::EmptyComponent),
+            ("a/b/", PathReason::EmptyComponent),
+            ("a\0b", PathReason::Nul),
+            ("\0", PathReason::Nul),
+            ("a\\b", PathReason::Backslash),
+            ("..\\x", PathReason::Backslash),
+            ("\\", PathReason::Backslash),
+        ];
+        for (p, want) in cases {
+            assert_eq!(reason(p), Some(want), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn first_broken_rule_wins() {
+        assert_eq!(reason("/a\0"), Some(PathReason::Nul));
+        assert_eq!(reason("/a\\b"), Some(PathReason::Backslash));
+        assert_eq!(reason("/../a"), Some(PathReason::Absolute));
+        assert_eq!(reason("a//../b"), Some(PathReason::EmptyComponent));
+        assert_eq!(reason("./../b"), Some(PathReason::Dot));
+    }
+
+    #[test]
+    fn message_names_path_and_reason_and_escapes_controls() {
+        let e = check_path("a/../b").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unsafe path `a/../b`: it has a `..` component"
+        );
+        let e = check_path("a\0b").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unsafe path `a\\0b`: it contains a NUL character"
+        );
+        assert_eq!(e.path, "a\0b");
+    }
+}
