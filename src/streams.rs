@@ -217,22 +217,14 @@ mod tests {
         assert_eq!(e.to_string(), "`doc.json` has no `content_id`");
     }
 
-    /// The real documents of `shared/fixtures/real` (see its README): `$STREAMVAULT_REAL_FIXTURES`,
-    /// else `tests/fixtures/real` in the crate, else `/work/shared/fixtures/real`. `None` (test
-    /// skipped, with a note on stderr) when none exists.
+    /// The real documents of `../shared/fixtures/real` beside the project (see its README).
+    /// Missing fixtures fail the test: CI always has `shared/` beside the clone.
     fn real(rel: &str) -> Option<Vec<u8>> {
-        let roots = [
-            std::env::var("STREAMVAULT_REAL_FIXTURES").ok(),
-            Some(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/real").to_owned()),
-            Some("/work/shared/fixtures/real".to_owned()),
-        ];
-        for root in roots.into_iter().flatten() {
-            if let Ok(bytes) = std::fs::read(std::path::Path::new(&root).join(rel)) {
-                return Some(bytes);
-            }
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/real");
+        match std::fs::read(std::path::Path::new(root).join(rel)) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => panic!("real fixture `{rel}` not found under `{root}`: {e}"),
         }
-        eprintln!("skipped: real fixture `{rel}` not found");
-        None
     }
 
     /// Naive clearsign unwrapping, for tests only: the body between the first empty line after

@@ -16,7 +16,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// Every URL answered 404 (or the local file does not exist).
-    #[error("not found at {}", quoted(urls))]
+    #[error("not found (HTTP 404 or no such file) at {}", quoted(urls))]
     NotFound { urls: Vec<String> },
     /// Connecting, sending or receiving failed below HTTP.
     #[error("cannot fetch `{url}`")]
@@ -161,7 +161,10 @@ mod tests {
         let e = Error::NotFound {
             urls: vec!["http://a/x".into(), "http://b/x".into()],
         };
-        assert_eq!(e.to_string(), "not found at `http://a/x`, `http://b/x`");
+        assert_eq!(
+            e.to_string(),
+            "not found (HTTP 404 or no such file) at `http://a/x`, `http://b/x`"
+        );
         let e = Error::ChecksumMismatch {
             url: "http://a/x".into(),
             algo: Algo::Sha256,

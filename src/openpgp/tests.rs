@@ -9,7 +9,7 @@ use sequoia_openpgp as openpgp;
 
 use super::*;
 
-const REAL: &str = "/work/shared/fixtures/real";
+const REAL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/real");
 const UBUNTU_FPR: &str = "4A3CE3CD565D7EB5C810E2B97FF3F408476CF100";
 const JUJU_FPR: &str = "D279259D4169F5843DBDD45CB8ADEEA9607AEAF0";
 

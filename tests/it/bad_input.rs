@@ -92,7 +92,7 @@ fn size_mismatch() {
     let mut data = std::fs::read(&p).unwrap();
     data.push(b'x');
     std::fs::write(&p, data).unwrap();
-    expect_failure(&up, &store, "size");
+    expect_failure(&up, &store, "longer than the expected");
 }
 
 fn bad_path(path: &str) {

@@ -112,6 +112,11 @@ fn walk(p: &std::path::Path) -> Vec<(String, u64)> {
         .into_iter()
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_file())
+        // A read-only WAL reader creates SQLite's empty shared-memory index files: no data.
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy();
+            !n.ends_with("-shm") && !n.ends_with("-wal")
+        })
         .map(|e| {
             (
                 e.path().display().to_string(),
