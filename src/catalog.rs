@@ -14,7 +14,10 @@ use crate::checksum::{Checksums, Digests};
 use crate::error::{Error, Result};
 
 /// Migrations, in order; the position + 1 is the schema version they bring the catalogue to.
-const MIGRATIONS: &[&str] = &[include_str!("../schema/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../schema/0001_init.sql"),
+    include_str!("../schema/0002_publish.sql"),
+];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -142,7 +145,7 @@ pub fn check_source_name(name: &str) -> Result<()> {
     }
 }
 
-fn now() -> i64 {
+pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -189,8 +192,21 @@ impl Catalog {
         Ok(Some(cat))
     }
 
-    fn err(&self, e: rusqlite::Error) -> Error {
+    pub fn err(&self, e: rusqlite::Error) -> Error {
         db(&self.path, e)
+    }
+
+    /// The connection, for modules that own the SQL of their own tables (publish, gc, verify).
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     fn configure(&self) -> Result<()> {

@@ -24,22 +24,12 @@ use crate::streams::{self, Filters};
 use crate::vault::Vault;
 
 /// How a sync runs (what to fetch comes from the [`Source`]).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct SyncOptions {
     pub fetch: FetchOptions,
     pub dry_run: bool,
     /// Wait for a running sync of the same source instead of failing.
     pub wait: bool,
-}
-
-impl Default for SyncOptions {
-    fn default() -> Self {
-        SyncOptions {
-            fetch: FetchOptions::default(),
-            dry_run: false,
-            wait: false,
-        }
-    }
 }
 
 /// What a sync did.
