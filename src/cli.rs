@@ -56,6 +56,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             snapshot_show(&root, &id, items, json)
         }
         Command::Diff { from, to, json } => diff(&root, &from, &to, json),
+        Command::Serve { dest, listen } => serve(&dest, listen),
         Command::Demo(a) => {
             let rt = runtime()?;
             streamvault::demo::run(&rt, a.dir.as_deref(), a.serve)?;
@@ -462,5 +463,41 @@ fn diff(root: &Path, from: &str, to: &str, json: bool) -> Result<ExitCode> {
         d.items_removed.len(),
         d.items_changed.len()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------------------------- serve
+
+fn serve(dest: &Path, listen: std::net::SocketAddr) -> Result<ExitCode> {
+    if !dest.is_dir() {
+        return Err(Error::Io {
+            op: "serve",
+            path: dest.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory"),
+        });
+    }
+    let rt = runtime()?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|source| streamvault::serve::ServeError::Bind {
+                addr: listen,
+                source,
+            })?;
+        let addr = listener.local_addr().unwrap_or(listen);
+        eprintln!(
+            "serving `{}` at http://{addr}/ (Ctrl-C to stop)",
+            dest.display()
+        );
+        let opts = streamvault::serve::ServeOptions {
+            listen: addr,
+            ..streamvault::serve::ServeOptions::new(dest)
+        };
+        streamvault::serve::run_on(listener, opts, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+        Ok::<_, Error>(())
+    })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -53,6 +53,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve a published directory (or any tree) over HTTP: GET, HEAD, Range, ETag.
+    Serve {
+        /// The directory to serve; a symlink is resolved on every request (atomic flips).
+        dest: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+    },
     /// Build a demo stream, serve it on 127.0.0.1 and run the main job against it.
     Demo(DemoArgs),
 }
