@@ -385,6 +385,37 @@ impl Catalog {
         Ok(())
     }
 
+    /// [`Self::insert_blob`] for a batch, in one transaction (one WAL fsync).
+    pub fn insert_blobs(&mut self, batch: &[Digests]) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| db(&path, e))?;
+        {
+            let mut st = tx
+                .prepare_cached(
+                    "INSERT INTO blobs (blake3, size, md5, sha256, sha512, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT(blake3) DO UPDATE SET
+                       md5 = coalesce(blobs.md5, excluded.md5),
+                       sha256 = coalesce(blobs.sha256, excluded.sha256),
+                       sha512 = coalesce(blobs.sha512, excluded.sha512)",
+                )
+                .map_err(|e| db(&path, e))?;
+            let t = now();
+            for d in batch {
+                st.execute(params![
+                    d.blake3,
+                    d.size as i64,
+                    d.upstream.md5,
+                    d.upstream.sha256,
+                    d.upstream.sha512,
+                    t
+                ])
+                .map_err(|e| db(&path, e))?;
+            }
+        }
+        tx.commit().map_err(|e| db(&path, e))
+    }
+
     pub fn has_blob(&self, blake3: &str) -> Result<bool> {
         self.conn
             .query_row(

@@ -108,6 +108,17 @@ impl BlobStore {
     /// already taken the rename replaces it with identical content. After this returns, and only
     /// then, the caller may insert the catalogue row (invariant 1).
     pub fn commit(&self, file: &Path, digests: &Digests) -> Result<PathBuf> {
+        let dest = self.place(file, digests)?;
+        if let Some(dir) = dest.parent() {
+            sync_dir(dir)?;
+        }
+        Ok(dest)
+    }
+
+    /// The first half of [`Self::commit`]: fsync, chmod 0444, rename into `blobs/ab/`. The rename
+    /// is not durable until the directory is synced ([`sync_dir`] on the returned path's
+    /// parent): a batch of blobs shares one directory fsync each before their rows go in.
+    pub fn place(&self, file: &Path, digests: &Digests) -> Result<PathBuf> {
         let dest = self
             .layout
             .blob(&digests.blake3)
@@ -124,7 +135,6 @@ impl BlobStore {
             .to_path_buf();
         fs::create_dir_all(&dir).with_path("create directory", &dir)?;
         fs::rename(file, &dest).with_path("rename into", &dest)?;
-        sync_dir(&dir)?;
         Ok(dest)
     }
 

@@ -147,7 +147,7 @@ pub async fn sync(
 
     let prev = vault.catalog.latest_snapshot(&source.name)?;
     let mut items = select_items(vault, source, &filters, &meta, prev.as_ref())?;
-    let mut plan = plan(vault, &mut items)?;
+    let plan = plan(vault, &mut items)?;
     events.planned(plan.fetch.len(), plan.fetch_bytes, plan.reused_items);
 
     let mut report = SyncReport {
@@ -187,7 +187,7 @@ pub async fn sync(
         return Ok(report);
     }
 
-    download_all(vault, &fetcher, &loc, &mut plan, &mut items, events.clone()).await?;
+    download_all(vault, &fetcher, &loc, &plan, &mut items, events.clone()).await?;
 
     // Metadata documents become blobs (small; whole in memory is fine).
     let mut documents = Vec::with_capacity(meta.docs.len());
@@ -576,7 +576,7 @@ async fn download_all(
     vault: &mut Vault,
     fetcher: &Fetcher,
     loc: &Location,
-    plan: &mut Plan,
+    plan: &Plan,
     items: &mut [Item],
     events: Arc<dyn SyncEvents>,
 ) -> Result<()> {
@@ -597,43 +597,58 @@ async fn download_all(
             checksums: job.checksums.clone(),
         };
         let events = events.clone();
+        let blobs = vault.blobs.clone();
         set.spawn(async move {
             let progress: &dyn Progress = &*events;
             let res = fetcher
                 .download(&loc, &rel, &partial, &expect, progress)
                 .await;
-            (j, partial, res)
+            // fsync + rename happen here, in parallel; the directory fsync and the row are
+            // batched by the collector below (invariant 1 still holds: row after durable file).
+            let placed = match res {
+                Ok(d) => {
+                    let digests = d.digests.clone();
+                    tokio::task::spawn_blocking(move || {
+                        blobs.place(&partial, &digests).map(|dest| (d, dest))
+                    })
+                    .await
+                    .unwrap_or_else(|_| Err(Error::Interrupted))
+                }
+                Err(e) => Err(Error::from(e)),
+            };
+            (j, placed)
         });
     }
     let mut failed = 0usize;
     let mut done = 0usize;
     let mut first: Option<String> = None;
-    while let Some(joined) = set.join_next().await {
-        let Ok((j, partial, res)) = joined else {
-            failed += 1;
-            first.get_or_insert_with(|| "a download task stopped unexpectedly".to_string());
-            continue;
-        };
-        let Some(job) = plan.fetch.get(j) else {
-            continue;
-        };
-        match res {
-            Ok(d) => {
-                commit_blob(vault, &partial, &d.digests)?;
-                for &i in &job.items {
-                    if let Some(it) = items.get_mut(i) {
-                        it.blob = Some(d.digests.blake3.clone());
-                    }
-                }
-                done += 1;
-                events.downloaded(&job.path, job.size);
-            }
-            Err(e) => {
+    let mut batch: Vec<(usize, checksum::Digests, PathBuf)> = Vec::new();
+    let mut next = set.join_next().await;
+    while let Some(joined) = next {
+        match joined {
+            Ok((j, Ok((d, dest)))) => batch.push((j, d.digests, dest)),
+            Ok((_, Err(e))) => {
                 failed += 1;
                 first.get_or_insert_with(|| error_line(&e));
             }
+            Err(_) => {
+                failed += 1;
+                first.get_or_insert_with(|| "a download task stopped unexpectedly".to_string());
+            }
         }
+        // Flush when nothing else is ready right now, or the batch is large.
+        next = match set.try_join_next() {
+            Some(r) if batch.len() < 256 => Some(r),
+            other => {
+                done += flush(vault, plan, items, &mut batch, &*events)?;
+                match other {
+                    Some(r) => Some(r),
+                    None => set.join_next().await,
+                }
+            }
+        };
     }
+    done += flush(vault, plan, items, &mut batch, &*events)?;
     if failed > 0 {
         return Err(Error::Downloads {
             failed,
@@ -645,10 +660,37 @@ async fn download_all(
     Ok(())
 }
 
-/// fsync + rename into `blobs/` + fsync dir, then the row (invariant 1).
-fn commit_blob(vault: &Vault, file: &Path, digests: &checksum::Digests) -> Result<()> {
-    vault.blobs.commit(file, digests)?;
-    vault.catalog.insert_blob(digests)
+/// Make a batch of placed blobs durable (one fsync per directory) and record their rows in one
+/// transaction; then point the batch's items at them.
+fn flush(
+    vault: &mut Vault,
+    plan: &Plan,
+    items: &mut [Item],
+    batch: &mut Vec<(usize, checksum::Digests, PathBuf)>,
+    events: &dyn SyncEvents,
+) -> Result<usize> {
+    if batch.is_empty() {
+        return Ok(0);
+    }
+    let dirs: BTreeSet<&Path> = batch.iter().filter_map(|(_, _, p)| p.parent()).collect();
+    for d in dirs {
+        crate::store::sync_dir(d)?;
+    }
+    let digests: Vec<checksum::Digests> = batch.iter().map(|(_, d, _)| d.clone()).collect();
+    vault.catalog.insert_blobs(&digests)?;
+    let n = batch.len();
+    for (j, d, _) in batch.drain(..) {
+        let Some(job) = plan.fetch.get(j) else {
+            continue;
+        };
+        for &i in &job.items {
+            if let Some(it) = items.get_mut(i) {
+                it.blob = Some(d.blake3.clone());
+            }
+        }
+        events.downloaded(&job.path, job.size);
+    }
+    Ok(n)
 }
 
 /// An error and its causes on one line.
