@@ -234,6 +234,7 @@ fn sync_cmd(root: &Path, a: SyncArgs, verbose: u8) -> Result<ExitCode> {
         },
         dry_run: a.dry_run,
         wait: a.wait,
+        ..SyncOptions::default()
     };
     let rt = runtime()?;
     let mut failed = 0;

@@ -30,6 +30,15 @@ pub struct SyncOptions {
     pub dry_run: bool,
     /// Wait for a running sync of the same source instead of failing.
     pub wait: bool,
+    /// sstream-mirror semantics: products that the filters no longer match (or that vanished
+    /// upstream) stay as they were in the previous snapshot instead of being dropped.
+    pub keep_unmatched_products: bool,
+    /// Record the selection but download no item (`--no-item-download`); a later normal run
+    /// fetches what is missing (unlike sstream-mirror, which never does).
+    pub no_item_download: bool,
+    /// Accept items without a size or checksum (`--no-checksumming-reader`): the strongest
+    /// checksum present is still checked.
+    pub allow_unchecked_items: bool,
 }
 
 /// What a sync did.
@@ -52,6 +61,31 @@ pub struct SyncReport {
     pub signer: Option<String>,
     /// `--dry-run`: what would be downloaded.
     pub plan: Vec<PlannedFetch>,
+    /// Per product: versions added and removed against the previous snapshot.
+    pub changes: Vec<ProductChange>,
+}
+
+/// What the selection did to one product (sstream-mirror's `to_add` / `to_remove`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProductChange {
+    pub content_id: String,
+    pub product: String,
+    /// Newest first.
+    pub add: Vec<String>,
+    /// Oldest first.
+    pub remove: Vec<String>,
+    /// Items of the added versions that have a path and a size, in document order.
+    pub added_items: Vec<ItemLine>,
+    /// Items of removed versions still present in the source.
+    pub removed_items: Vec<ItemLine>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ItemLine {
+    pub version: String,
+    pub item: String,
+    pub path: String,
+    pub size: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -146,8 +180,12 @@ pub async fn sync(
     .await?;
 
     let prev = vault.catalog.latest_snapshot(&source.name)?;
-    let mut items = select_items(vault, source, &filters, &meta, prev.as_ref())?;
-    let plan = plan(vault, &mut items)?;
+    let (mut items, changes) = select_items(vault, source, opts, &filters, &meta, prev.as_ref())?;
+    let plan = if opts.no_item_download {
+        Plan::default()
+    } else {
+        plan(vault, &mut items)?
+    };
     events.planned(plan.fetch.len(), plan.fetch_bytes, plan.reused_items);
 
     let mut report = SyncReport {
@@ -165,6 +203,7 @@ pub async fn sync(
         duration_ms: 0,
         signer: join_signers(&meta.signers),
         plan: Vec::new(),
+        changes,
     };
 
     if opts.dry_run {
@@ -173,7 +212,7 @@ pub async fn sync(
             .iter()
             .map(|j| PlannedFetch {
                 path: j.path.clone(),
-                size: j.size,
+                size: j.size.unwrap_or(0),
                 items: j
                     .items
                     .iter()
@@ -381,16 +420,18 @@ fn check_entry(entry: &streams::IndexEntry, doc: &fetch::Fetched) -> Result<()> 
 fn select_items(
     vault: &Vault,
     source: &Source,
+    opts: &SyncOptions,
     filters: &Filters,
     meta: &Metadata,
     prev: Option<&Snapshot>,
-) -> Result<Vec<Item>> {
+) -> Result<(Vec<Item>, Vec<ProductChange>)> {
     let prev_versions = match prev {
         Some(p) => vault.catalog.snapshot_versions(p.id)?,
         None => BTreeMap::new(),
     };
     let mut visited: HashSet<(String, String)> = HashSet::new();
     let mut out = Vec::new();
+    let mut changes = Vec::new();
     for doc in &meta.docs {
         let Some(products) = &doc.products else {
             continue;
@@ -408,7 +449,7 @@ fn select_items(
                     continue;
                 }
                 for fi in &sv.items {
-                    out.push(item_from_flat(cid, fi)?);
+                    out.push(item_from_flat(cid, fi, opts.allow_unchecked_items)?);
                 }
             }
             // Versions that left the source but are kept (--keep): carried over.
@@ -419,21 +460,59 @@ fn select_items(
                     }
                 }
             }
+            changes.push(product_change(cid, &sp, work));
         }
     }
-    // Products of the previous snapshot that no longer appear (or no longer match).
+    // Products of the previous snapshot that no longer appear (or no longer match): dropped,
+    // unless --keep keeps them within --max; kept as they were under mirror semantics.
     if let Some(p) = prev {
         for ((cid, prod), target) in &prev_versions {
             if visited.contains(&(cid.clone(), prod.clone())) {
                 continue;
             }
-            let work = streams::resolve_work(&[], target, source.max, source.keep)?;
-            for v in final_versions(target, &work) {
+            let keep: Vec<String> = if opts.keep_unmatched_products {
+                target.clone()
+            } else {
+                let work = streams::resolve_work(&[], target, source.max, source.keep)?;
+                final_versions(target, &work).into_iter().collect()
+            };
+            for v in keep {
                 out.extend(vault.catalog.version_items(p.id, cid, prod, &v)?);
             }
         }
     }
-    Ok(out)
+    Ok((out, changes))
+}
+
+fn item_line(fi: &streams::FlatItem<'_>) -> Option<ItemLine> {
+    Some(ItemLine {
+        version: fi.version.to_string(),
+        item: fi.item.to_string(),
+        path: fi.get("path")?.to_string(),
+        size: fi.size?,
+    })
+}
+
+fn product_change(
+    cid: &str,
+    sp: &streams::SelectedProduct<'_>,
+    work: streams::Work,
+) -> ProductChange {
+    let lines = |names: &[String]| -> Vec<ItemLine> {
+        names
+            .iter()
+            .filter_map(|n| sp.versions.iter().find(|v| v.name == n.as_str()))
+            .flat_map(|v| v.items.iter().filter_map(item_line))
+            .collect()
+    };
+    ProductChange {
+        content_id: cid.to_string(),
+        product: sp.name.to_string(),
+        added_items: lines(&work.add),
+        removed_items: lines(&work.remove),
+        add: work.add,
+        remove: work.remove,
+    }
 }
 
 /// `(target ∪ add) − remove`.
@@ -446,9 +525,9 @@ fn final_versions(target: &[String], work: &streams::Work) -> BTreeSet<String> {
     set
 }
 
-fn item_from_flat(content_id: &str, fi: &streams::FlatItem<'_>) -> Result<Item> {
+fn item_from_flat(content_id: &str, fi: &streams::FlatItem<'_>, unchecked: bool) -> Result<Item> {
     let name = || format!("{}/{}/{}/{}", content_id, fi.product, fi.version, fi.item);
-    if fi.path.is_some() {
+    if fi.path.is_some() && !unchecked {
         if fi.size.is_none() {
             return Err(Error::ItemIncomplete {
                 item: name(),
@@ -487,11 +566,12 @@ fn item_from_flat(content_id: &str, fi: &streams::FlatItem<'_>) -> Result<Item> 
 /// One distinct content to download, for one or more items.
 struct FetchJob {
     path: String,
-    size: u64,
+    size: Option<u64>,
     checksums: Checksums,
     items: Vec<usize>,
 }
 
+#[derive(Default)]
 struct Plan {
     fetch: Vec<FetchJob>,
     fetch_bytes: u64,
@@ -508,13 +588,24 @@ fn plan(vault: &Vault, items: &mut [Item]) -> Result<Plan> {
         reused_items: 0,
         reused_bytes: 0,
     };
+    // Distinct contents by (strongest checksum, size); items without either
+    // (`--no-checksumming-reader`) are their own content, keyed by path.
     let mut by_content: HashMap<(Algo, String, u64), usize> = HashMap::new();
     let mut found: HashMap<(Algo, String, u64), Option<String>> = HashMap::new();
     let mut assigned: Vec<(usize, String)> = Vec::new();
     for (i, it) in items.iter().enumerate() {
-        let (Some(path), Some(size), Some((algo, hex))) =
-            (&it.path, it.size, it.checksums.strongest())
-        else {
+        let Some(path) = &it.path else {
+            continue;
+        };
+        let (Some(size), Some((algo, hex))) = (it.size, it.checksums.strongest()) else {
+            // Unchecked item: always fetched; a resumable name from its path.
+            plan.fetch_bytes += it.size.unwrap_or(0);
+            plan.fetch.push(FetchJob {
+                path: path.clone(),
+                size: it.size,
+                checksums: it.checksums.clone(),
+                items: vec![i],
+            });
             continue;
         };
         let key = (algo, hex.to_ascii_lowercase(), size);
@@ -546,7 +637,7 @@ fn plan(vault: &Vault, items: &mut [Item]) -> Result<Plan> {
                 plan.fetch_bytes += size;
                 plan.fetch.push(FetchJob {
                     path: path.clone(),
-                    size,
+                    size: Some(size),
                     checksums: it.checksums.clone(),
                     items: vec![i],
                 });
@@ -566,7 +657,12 @@ fn plan(vault: &Vault, items: &mut [Item]) -> Result<Plan> {
 fn partial_name(job: &FetchJob) -> String {
     match job.checksums.strongest() {
         Some((algo, hex)) if checksum::is_hex(hex, algo.hex_len()) => {
-            format!("{}-{}-{}", algo.name(), hex.to_ascii_lowercase(), job.size)
+            format!(
+                "{}-{}-{}",
+                algo.name(),
+                hex.to_ascii_lowercase(),
+                job.size.unwrap_or(0)
+            )
         }
         _ => blake3::hash(job.path.as_bytes()).to_hex().to_string(),
     }
@@ -593,7 +689,7 @@ async fn download_all(
         let loc = loc.clone();
         let rel = job.path.clone();
         let expect = Expect {
-            size: Some(job.size),
+            size: job.size,
             checksums: job.checksums.clone(),
         };
         let events = events.clone();
@@ -688,7 +784,7 @@ fn flush(
                 it.blob = Some(d.blake3.clone());
             }
         }
-        events.downloaded(&job.path, job.size);
+        events.downloaded(&job.path, job.size.unwrap_or(0));
     }
     Ok(n)
 }
