@@ -274,26 +274,7 @@ impl Catalog {
         if exists.is_some() {
             return Err(Error::SourceExists(s.name.clone()));
         }
-        self.conn
-            .execute(
-                "INSERT INTO sources (name, url, path, keyring, max_versions, keep, no_verify,
-                                      mirrors, filters, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![
-                    s.name,
-                    s.url,
-                    s.path,
-                    s.keyring.as_ref().map(|p| p.to_string_lossy().into_owned()),
-                    s.max,
-                    s.keep,
-                    s.no_verify,
-                    json_list(&s.mirrors),
-                    json_list(&s.filters),
-                    now(),
-                ],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(self.conn.last_insert_rowid())
+        Ok(self.upsert_source(s)?.id)
     }
 
     /// Create a source or update its settings in place (the implicit sources of `mirror`, whose
