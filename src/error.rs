@@ -129,7 +129,6 @@ pub enum Error {
     Runtime(#[source] std::io::Error),
 
     // ------------------------------------------------------------------ publish
-
     #[error("the directory of `{}` does not exist", dest.display())]
     DestParentMissing { dest: PathBuf },
 
@@ -168,7 +167,9 @@ pub enum Error {
     #[error("tree `{}` has no index document (looked for {looked})", root.display())]
     NoIndex { root: PathBuf, looked: String },
 
-    #[error("path `{path}` is used twice in snapshot {snapshot} with different contents (or as a file and a directory)")]
+    #[error(
+        "path `{path}` is used twice in snapshot {snapshot} with different contents (or as a file and a directory)"
+    )]
     PathConflict { snapshot: i64, path: String },
 
     #[error("item `{item}` of snapshot {snapshot} has a path but no blob")]
@@ -177,7 +178,9 @@ pub enum Error {
     #[error("snapshot {snapshot} holds no items; there is nothing to publish")]
     EmptySnapshot { snapshot: i64 },
 
-    #[error("`--sign-key` needs `--metadata filtered` (verbatim documents keep their upstream signatures)")]
+    #[error(
+        "`--sign-key` needs `--metadata filtered` (verbatim documents keep their upstream signatures)"
+    )]
     SignKeyNeedsFiltered,
 
     #[error("cannot write the metadata document `{path}`")]
@@ -187,7 +190,9 @@ pub enum Error {
         source: serde_json::Error,
     },
 
-    #[error("stored document `{path}` of snapshot {snapshot} is not a readable clearsigned document")]
+    #[error(
+        "stored document `{path}` of snapshot {snapshot} is not a readable clearsigned document"
+    )]
     StoredDocument {
         snapshot: i64,
         path: String,
@@ -196,7 +201,6 @@ pub enum Error {
     },
 
     // --------------------------------------------------------------------- keys
-
     #[error("invalid key name `{0}` (use letters, digits, `.`, `_`, `-`)")]
     BadKeyName(String),
 

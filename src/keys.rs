@@ -52,7 +52,10 @@ pub fn generate(layout: &Layout, name: &str, user_id: Option<&str>) -> Result<Ke
     }
     let uid = match user_id {
         Some(u) => u.to_string(),
-        None => format!("streamvault {name} <streamvault@{}>", crate::publish::hostname()),
+        None => format!(
+            "streamvault {name} <streamvault@{}>",
+            crate::publish::hostname()
+        ),
     };
     let key = SigningKey::generate(&uid).map_err(|e| Error::Signing { source: e })?;
     let secret = key
@@ -102,11 +105,13 @@ pub fn load(layout: &Layout, name: &str) -> Result<SigningKey> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(Error::UnknownKey(name.to_string()));
         }
-        Err(e) => return Err(Error::Io {
-            op: "read",
-            path,
-            source: e,
-        }),
+        Err(e) => {
+            return Err(Error::Io {
+                op: "read",
+                path,
+                source: e,
+            });
+        }
     };
     SigningKey::from_bytes(&bytes).map_err(|e| Error::KeyFile { path, source: e })
 }
@@ -117,11 +122,13 @@ pub fn list(layout: &Layout) -> Result<Vec<KeyInfo>> {
     let entries = match fs::read_dir(&dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::Io {
-            op: "list",
-            path: dir,
-            source: e,
-        }),
+        Err(e) => {
+            return Err(Error::Io {
+                op: "list",
+                path: dir,
+                source: e,
+            });
+        }
     };
     let mut out = Vec::new();
     for entry in entries {
@@ -194,7 +201,12 @@ mod tests {
         let layout = Layout::new(dir.path());
         assert!(list(&layout).unwrap().is_empty());
         let k = generate(&layout, "default", None).unwrap();
-        assert!(k.user_id.as_deref().unwrap().contains("streamvault default"));
+        assert!(
+            k.user_id
+                .as_deref()
+                .unwrap()
+                .contains("streamvault default")
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

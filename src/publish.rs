@@ -265,7 +265,11 @@ pub fn publish(vault: &mut Vault, opts: &PublishOptions) -> Result<PublishReport
         Some(t) => record::latest_with_tree(&vault.catalog, &dkey, t.id)?.map(|p| p.id),
         None => None,
     };
-    let action = if adopted.is_some() { "adopt" } else { "publish" };
+    let action = if adopted.is_some() {
+        "adopt"
+    } else {
+        "publish"
+    };
     let id = record::insert_publication(&vault.catalog, &dkey, &tree, action, &who())?;
     let flipped = if let Some(a) = adopted.as_mut() {
         flip_adopting(&dest, &tree_path).map(|aside| a.moved_to = Some(aside))
@@ -539,7 +543,8 @@ pub fn rollback(vault: &mut Vault, opts: &RollbackOptions) -> Result<PublishRepo
     if target_tree.id != live.id {
         report.grace_files += grace::cover(vault, &trees, &target_tree, live.snapshot_id)?;
         report.grace_files += grace::cover(vault, &trees, &live, target_tree.snapshot_id)?;
-        let id = record::insert_publication(&vault.catalog, &dkey, &target_tree, "rollback", &who())?;
+        let id =
+            record::insert_publication(&vault.catalog, &dkey, &target_tree, "rollback", &who())?;
         if let Err(e) = flip(&dest, &tree_path) {
             let _ = record::delete_publication(&vault.catalog, id);
             return Err(e);
@@ -626,12 +631,14 @@ pub fn status(vault: Option<&Vault>, dest: &Path) -> Result<Status> {
         return Ok(st);
     };
     if !trees.join(&name).is_dir() {
-        st.problems
-            .push(format!("the link points at tree `{name}`, which no longer exists"));
+        st.problems.push(format!(
+            "the link points at tree `{name}`, which no longer exists"
+        ));
     }
     let Some(tree) = record::tree_by_name(&vault.catalog, &name)? else {
-        st.problems
-            .push(format!("the link points at tree `{name}`, which the catalogue does not record"));
+        st.problems.push(format!(
+            "the link points at tree `{name}`, which the catalogue does not record"
+        ));
         return Ok(st);
     };
     st.live = record::latest_with_tree(&vault.catalog, &dkey, tree.id)?;

@@ -55,7 +55,9 @@ pub(super) fn import(vault: &mut Vault, dir: &Path) -> Result<Adopted> {
             Error::Io {
                 op: "walk",
                 path,
-                source: e.into_io_error().unwrap_or_else(|| std::io::Error::other("loop")),
+                source: e
+                    .into_io_error()
+                    .unwrap_or_else(|| std::io::Error::other("loop")),
             }
         })?;
         if entry.file_type().is_dir() {

@@ -37,7 +37,9 @@ pub(super) fn resolve(dest: &Path) -> Result<PathBuf> {
     match fs::canonicalize(parent) {
         Ok(p) if p.is_dir() => Ok(p.join(name)),
         Ok(_) => Err(Error::DestParentMissing { dest: abs }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::DestParentMissing { dest: abs }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(Error::DestParentMissing { dest: abs })
+        }
         Err(e) if e.kind() == io::ErrorKind::NotADirectory => {
             Err(Error::DestParentMissing { dest: abs })
         }
@@ -51,9 +53,9 @@ pub(super) fn resolve(dest: &Path) -> Result<PathBuf> {
 
 pub(super) fn inspect(dest: &Path) -> Result<State> {
     match fs::symlink_metadata(dest) {
-        Ok(m) if m.file_type().is_symlink() => {
-            Ok(State::Link(fs::read_link(dest).with_path("read link", dest)?))
-        }
+        Ok(m) if m.file_type().is_symlink() => Ok(State::Link(
+            fs::read_link(dest).with_path("read link", dest)?,
+        )),
         Ok(m) if m.is_dir() => Ok(State::Directory),
         Ok(_) => Ok(State::Other),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(State::Absent),
@@ -86,11 +88,9 @@ pub(super) fn tree_name(dest: &Path, target: &Path, trees: &Path) -> Option<Stri
 
 /// Point DEST at `target` with one rename of a fresh symlink created beside it.
 pub(super) fn flip(dest: &Path, target: &Path) -> Result<()> {
-    let parent = dest
-        .parent()
-        .ok_or_else(|| Error::DestParentMissing {
-            dest: dest.to_path_buf(),
-        })?;
+    let parent = dest.parent().ok_or_else(|| Error::DestParentMissing {
+        dest: dest.to_path_buf(),
+    })?;
     let name = dest
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

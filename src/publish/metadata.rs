@@ -49,7 +49,12 @@ pub(super) fn verbatim(vault: &Vault, snap: &Snapshot) -> Result<Vec<OutDoc>> {
 
 /// The index documents clients start from in a tree of `snap` built in `mode` (`signed`: with a
 /// signing key).
-pub(super) fn starts(vault: &Vault, snap: &Snapshot, filtered: bool, signed: bool) -> Result<Vec<String>> {
+pub(super) fn starts(
+    vault: &Vault,
+    snap: &Snapshot,
+    filtered: bool,
+    signed: bool,
+) -> Result<Vec<String>> {
     if !filtered {
         return Ok(vec![snap.start_path.clone()]);
     }
@@ -96,14 +101,25 @@ pub(super) fn filtered(
         let cid = d
             .content_id
             .clone()
-            .or_else(|| value.get("content_id").and_then(Value::as_str).map(str::to_string))
+            .or_else(|| {
+                value
+                    .get("content_id")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
             .unwrap_or_default();
         let doc_held = held.remove(&cid).unwrap_or_default();
         prune(vault, snap, &cid, &mut value, &doc_held, &mut history)?;
         let names: Vec<String> = value
             .get("products")
             .and_then(Value::as_object)
-            .map(|m| m.keys().cloned().collect::<BTreeSet<_>>().into_iter().collect())
+            .map(|m| {
+                m.keys()
+                    .cloned()
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect()
+            })
             .unwrap_or_default();
         if names.is_empty() {
             products.insert(d.path.clone(), None);
@@ -167,7 +183,10 @@ pub(super) fn filtered(
             out.push(OutDoc::Bytes { path, bytes });
         }
     }
-    for d in docs.iter().filter(|d| d.kind != "index" && d.kind != "products") {
+    for d in docs
+        .iter()
+        .filter(|d| d.kind != "index" && d.kind != "products")
+    {
         out.push(OutDoc::Blob {
             path: d.path.clone(),
             blob: d.blob.clone(),
@@ -202,14 +221,17 @@ fn variant(
 }
 
 fn sign(key: &SigningKey, text: &[u8]) -> Result<Vec<u8>> {
-    key.clearsign(text).map_err(|e| Error::Signing { source: e })
+    key.clearsign(text)
+        .map_err(|e| Error::Signing { source: e })
 }
 
 /// JSON with one-space indentation (as `sstream-mirror` writes it) and a final newline.
 fn to_text(value: &Value, doc: &str) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
-    let mut ser =
-        serde_json::Serializer::with_formatter(&mut buf, serde_json::ser::PrettyFormatter::with_indent(b" "));
+    let mut ser = serde_json::Serializer::with_formatter(
+        &mut buf,
+        serde_json::ser::PrettyFormatter::with_indent(b" "),
+    );
     value.serialize(&mut ser).map_err(|source| Error::Json {
         path: doc.to_string(),
         source,
@@ -449,7 +471,11 @@ fn rewrite_index(
     let ext = if signed { "sjson" } else { "json" };
     if let Some(entries) = object_mut(&mut value, "index") {
         entries.retain(|_, entry| {
-            let Some(path) = entry.get("path").and_then(Value::as_str).map(str::to_string) else {
+            let Some(path) = entry
+                .get("path")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+            else {
                 return true;
             };
             let Some(e) = entry.as_object_mut() else {

@@ -115,7 +115,11 @@ pub fn tree_by_name(cat: &Catalog, name: &str) -> Result<Option<TreeRow>> {
 
 pub fn tree_by_id(cat: &Catalog, id: i64) -> Result<Option<TreeRow>> {
     cat.conn()
-        .query_row(&format!("{TREE_COLUMNS} WHERE id = ?1"), [id], tree_from_row)
+        .query_row(
+            &format!("{TREE_COLUMNS} WHERE id = ?1"),
+            [id],
+            tree_from_row,
+        )
         .optional()
         .map_err(|e| cat.err(e))
 }
@@ -205,16 +209,18 @@ pub fn publications(cat: &Catalog, dest: Option<&str>) -> Result<Vec<Publication
             "{PUB_COLUMNS} WHERE (?1 IS NULL OR p.dest = ?1) ORDER BY p.id"
         ))
         .map_err(|e| cat.err(e))?;
-    let rows = st
-        .query_map([dest], pub_from_row)
-        .map_err(|e| cat.err(e))?;
+    let rows = st.query_map([dest], pub_from_row).map_err(|e| cat.err(e))?;
     rows.collect::<rusqlite::Result<Vec<_>>>()
         .map_err(|e| cat.err(e))
 }
 
 pub fn publication(cat: &Catalog, id: i64) -> Result<Option<Publication>> {
     cat.conn()
-        .query_row(&format!("{PUB_COLUMNS} WHERE p.id = ?1"), [id], pub_from_row)
+        .query_row(
+            &format!("{PUB_COLUMNS} WHERE p.id = ?1"),
+            [id],
+            pub_from_row,
+        )
         .optional()
         .map_err(|e| cat.err(e))
 }
@@ -266,11 +272,7 @@ pub fn previous(
 }
 
 /// The newest publication of `dest` of snapshot `snapshot`.
-pub fn latest_of_snapshot(
-    cat: &Catalog,
-    dest: &str,
-    snapshot: i64,
-) -> Result<Option<Publication>> {
+pub fn latest_of_snapshot(cat: &Catalog, dest: &str, snapshot: i64) -> Result<Option<Publication>> {
     cat.conn()
         .query_row(
             &format!(
