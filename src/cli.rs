@@ -714,14 +714,14 @@ fn key_cmd(root: &Path, cmd: KeyCommand) -> Result<ExitCode> {
                 None => {
                     use std::io::Write as _;
                     let mut o = std::io::stdout().lock();
-                    if let Err(e) = o.write_all(&bytes).and_then(|()| o.flush()) {
-                        if e.kind() != std::io::ErrorKind::BrokenPipe {
-                            return Err(Error::Io {
-                                op: "write",
-                                path: PathBuf::from("<stdout>"),
-                                source: e,
-                            });
-                        }
+                    if let Err(e) = o.write_all(&bytes).and_then(|()| o.flush())
+                        && e.kind() != std::io::ErrorKind::BrokenPipe
+                    {
+                        return Err(Error::Io {
+                            op: "write",
+                            path: PathBuf::from("<stdout>"),
+                            source: e,
+                        });
                     }
                 }
             }

@@ -763,3 +763,256 @@ fn a_real_full_filesystem_fails_cleanly() {
     assert_ne!(linked_tree(&dest), live);
     assert_complete(&dest);
 }
+
+/// One `GET` over a fresh connection: `(status, body)`.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> Result<(u16, Vec<u8>), String> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).map_err(|e| e.to_string())?;
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("no header end")?;
+    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or("no status")?;
+    Ok((status, buf[split + 4..].to_vec()))
+}
+
+/// Reads like a client: the index, each products document, every item they list. Returns the
+/// problems of one round (an empty list: the round was consistent and error-free).
+fn read_round(get: &dyn Fn(&str) -> Result<Vec<u8>, String>) -> Vec<String> {
+    let mut problems = Vec::new();
+    let unwrap = |b: Vec<u8>| -> Result<serde_json::Value, String> {
+        let payload = streamvault::openpgp::unwrap_cleartext(&b).map_err(|e| e.to_string())?;
+        serde_json::from_slice(&payload).map_err(|e| e.to_string())
+    };
+    let index = match get("streams/v1/index.sjson").and_then(unwrap) {
+        Ok(v) => v,
+        Err(e) => return vec![format!("index: {e}")],
+    };
+    for (cid, entry) in index["index"].as_object().unwrap() {
+        let path = entry["path"].as_str().unwrap();
+        let doc = match get(path).and_then(unwrap) {
+            Ok(v) => v,
+            Err(e) => {
+                problems.push(format!("{path}: {e}"));
+                continue;
+            }
+        };
+        // Index and products may come from different trees: every product the index lists
+        // must still be in the products document.
+        let listed: BTreeSet<&str> = entry["products"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let have: BTreeSet<&str> = doc["products"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        if !listed.is_subset(&have) {
+            problems.push(format!("{cid}: index lists products the document lacks"));
+        }
+        for pv in doc["products"].as_object().unwrap().values() {
+            for vv in pv["versions"].as_object().unwrap().values() {
+                for item in vv["items"].as_object().unwrap().values() {
+                    let ipath = item["path"].as_str().unwrap();
+                    match get(ipath) {
+                        Ok(b) if b.len() as u64 == item["size"].as_u64().unwrap() => {}
+                        Ok(b) => problems.push(format!("{ipath}: {} bytes", b.len())),
+                        Err(e) => problems.push(format!("{ipath}: {e}")),
+                    }
+                }
+            }
+        }
+    }
+    problems
+}
+
+#[test]
+fn readers_see_no_error_and_no_mix_during_1000_flips() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let (up, store) = setup();
+    up.flip(2);
+    store.sync_json("maas");
+    let dest = www(&store);
+    store.run(&["publish", "1", p(&dest)]).ok();
+    store.run(&["publish", "2", p(&dest)]).ok();
+    let server = streamvault::serve::spawn(streamvault::serve::ServeOptions::new(&dest)).unwrap();
+    let addr = server.addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = |http: bool| {
+        let stop = stop.clone();
+        let dest = dest.clone();
+        std::thread::spawn(move || {
+            let (mut rounds, mut problems) = (0u64, Vec::new());
+            let get = |rel: &str| -> Result<Vec<u8>, String> {
+                if http {
+                    match http_get(addr, &format!("/{rel}"))? {
+                        (200, body) => Ok(body),
+                        (code, _) => Err(format!("HTTP {code}")),
+                    }
+                } else {
+                    std::fs::read(dest.join(rel)).map_err(|e| e.to_string())
+                }
+            };
+            while !stop.load(Ordering::SeqCst) {
+                problems.extend(read_round(&get));
+                rounds += 1;
+            }
+            (rounds, problems)
+        })
+    };
+    let readers = [reader(true), reader(false)];
+
+    let mut vault = streamvault::vault::Vault::open(&store.root()).unwrap();
+    let rollback = publish::RollbackOptions {
+        dest: dest.clone(),
+        to: None,
+    };
+    for flip in 0..1000 {
+        if flip % 100 == 50 {
+            // Some through the real binary.
+            store.run(&["rollback", p(&dest)]).ok();
+        } else if flip % 10 == 5 {
+            // A re-publish of the snapshot that is not live (reuses its tree).
+            let live = std::fs::read_link(&dest).unwrap();
+            let other = if live.to_string_lossy().contains("/1-") {
+                "2"
+            } else {
+                "1"
+            };
+            let r = publish::publish(
+                &mut vault,
+                &publish::PublishOptions {
+                    snapshot: other.into(),
+                    dest: dest.clone(),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            assert!(r.tree_reused);
+        } else {
+            let r = publish::rollback(&mut vault, &rollback).unwrap();
+            assert!(r.changed);
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    for (i, h) in readers.into_iter().enumerate() {
+        let (rounds, problems) = h.join().unwrap();
+        assert!(rounds >= 10, "reader {i} made only {rounds} rounds");
+        assert!(
+            problems.is_empty(),
+            "reader {i}: {} problems in {rounds} rounds, e.g. {:?}",
+            problems.len(),
+            &problems[..problems.len().min(5)]
+        );
+        eprintln!("reader {i}: {rounds} rounds, no problem");
+    }
+    let list = store.run(&["publications", "--json"]).ok().json();
+    assert_eq!(list.as_array().unwrap().len(), 1002);
+    assert_complete(&dest);
+    assert_eq!(tree_dirs(&store), 2, "no tree was built by the flips");
+}
+
+#[test]
+fn kill_dash_nine_during_publish_never_leaves_an_incomplete_link() {
+    use std::time::{Duration, Instant};
+    use streamvault::streamgen::{Bulk, StreamSpec};
+
+    let bulk = Some(Bulk {
+        products: 6,
+        versions: 4,
+        files_per_version: 50,
+        file_size: 64,
+    });
+    let up = Upstream::with_spec(StreamSpec {
+        bulk,
+        ..StreamSpec::generation(1)
+    });
+    let store = Store::new();
+    store.add("maas", &up, &["--max", "4"]);
+    let t = Instant::now();
+    store.run(&["sync", "maas", "--jobs", "8"]).ok();
+    up.build(&StreamSpec {
+        bulk,
+        ..StreamSpec::generation(2)
+    });
+    up.flip(2);
+    store.run(&["sync", "maas", "--jobs", "8"]).ok();
+    eprintln!("two syncs: {:?}", t.elapsed());
+    let dest = www(&store);
+    let t = Instant::now();
+    store.run(&["publish", "1", p(&dest)]).ok();
+    let full = t.elapsed();
+    eprintln!("one publish of {} items: {full:?}", store.items("1").len());
+    assert_complete(&dest);
+
+    let mut rng = fastrand::Rng::with_seed(0x9e37);
+    let (mut mid_build, mut completed) = (0, 0);
+    let span = (full.as_millis() as u64 * 3 / 2).max(100);
+    for round in 0..24 {
+        let snap = if round % 2 == 0 { "2" } else { "1" };
+        let mut child = store
+            .cmd(&["publish", snap, p(&dest), "--rebuild"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(rng.u64(5..span)));
+        if child.try_wait().unwrap().is_some() {
+            completed += 1;
+        }
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        if std::fs::read_dir(store.root().join("tmp"))
+            .unwrap()
+            .any(|e| {
+                e.unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("publish-")
+            })
+        {
+            mid_build += 1;
+        }
+        // DEST always exists and always points at a complete tree.
+        assert_complete(&dest);
+        store.check_invariants();
+        // Nothing but DEST beside it (the temporary link is renamed over DEST or never made).
+        let beside: Vec<_> = std::fs::read_dir(dest.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(beside.len() <= 2, "round {round}: {beside:?}");
+    }
+    eprintln!("24 kills: {mid_build} during the build, {completed} after the end");
+    assert!(
+        mid_build >= 3,
+        "too few kills landed during materialisation"
+    );
+    // The next publish succeeds, removes the stale stage, and status is consistent.
+    store.run(&["publish", "2", p(&dest)]).ok();
+    assert_complete(&dest);
+    assert_eq!(
+        std::fs::read_dir(store.root().join("tmp")).unwrap().count(),
+        0
+    );
+    let st = store.run(&["status", p(&dest), "--json"]).ok().json();
+    assert_eq!(st["live"]["snapshot_id"], 2);
+}
