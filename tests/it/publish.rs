@@ -1016,3 +1016,38 @@ fn kill_dash_nine_during_publish_never_leaves_an_incomplete_link() {
     let st = store.run(&["status", p(&dest), "--json"]).ok().json();
     assert_eq!(st["live"]["snapshot_id"], 2);
 }
+
+/// Not a test: the stream generator of `scripts/bench-publish.sh`. Writes a signed stream with
+/// about `BENCH_ITEMS` items (generations 1 and 2, `current` → gen1) and its keyring to
+/// `BENCH_OUT`.
+#[test]
+#[ignore = "run by scripts/bench-publish.sh"]
+fn bench_generate_stream() {
+    use streamvault::streamgen::{self, Bulk, StreamSpec};
+    let (Ok(out), Ok(items)) = (std::env::var("BENCH_OUT"), std::env::var("BENCH_ITEMS")) else {
+        eprintln!("set BENCH_OUT and BENCH_ITEMS");
+        return;
+    };
+    let out = PathBuf::from(out);
+    let items: usize = items.parse().expect("BENCH_ITEMS is a number");
+    std::fs::create_dir_all(&out).unwrap();
+    let key = streamvault::openpgp::SigningKey::generate("bench <bench@example.invalid>").unwrap();
+    std::fs::write(out.join("keyring.gpg"), key.public_keyring_binary().unwrap()).unwrap();
+    let sign = |b: &[u8]| key.clearsign(b).map_err(|e| e.to_string());
+    for generation in [1, 2] {
+        let spec = StreamSpec {
+            bulk: Some(Bulk {
+                products: (items / 100).max(1),
+                versions: 4,
+                files_per_version: 25,
+                file_size: 16,
+            }),
+            ..StreamSpec::generation(generation)
+        };
+        let s = streamgen::generate(&out.join(format!("gen{generation}")), &spec, Some(&sign))
+            .unwrap();
+        eprintln!("gen{generation}: {} files", s.files);
+    }
+    let _ = std::fs::remove_file(out.join("current"));
+    std::os::unix::fs::symlink("gen1", out.join("current")).unwrap();
+}
