@@ -1032,7 +1032,11 @@ fn bench_generate_stream() {
     let items: usize = items.parse().expect("BENCH_ITEMS is a number");
     std::fs::create_dir_all(&out).unwrap();
     let key = streamvault::openpgp::SigningKey::generate("bench <bench@example.invalid>").unwrap();
-    std::fs::write(out.join("keyring.gpg"), key.public_keyring_binary().unwrap()).unwrap();
+    std::fs::write(
+        out.join("keyring.gpg"),
+        key.public_keyring_binary().unwrap(),
+    )
+    .unwrap();
     let sign = |b: &[u8]| key.clearsign(b).map_err(|e| e.to_string());
     for generation in [1, 2] {
         let spec = StreamSpec {
@@ -1044,10 +1048,63 @@ fn bench_generate_stream() {
             }),
             ..StreamSpec::generation(generation)
         };
-        let s = streamgen::generate(&out.join(format!("gen{generation}")), &spec, Some(&sign))
-            .unwrap();
+        let s =
+            streamgen::generate(&out.join(format!("gen{generation}")), &spec, Some(&sign)).unwrap();
         eprintln!("gen{generation}: {} files", s.files);
     }
     let _ = std::fs::remove_file(out.join("current"));
     std::os::unix::fs::symlink("gen1", out.join("current")).unwrap();
+}
+
+#[test]
+fn filtered_metadata_lists_kept_versions_and_indexes_a_products_start() {
+    let up = Upstream::new();
+    let store = Store::new();
+    store.add("keep", &up, &["--max", "4", "--keep"]);
+    store.sync_json("keep");
+    up.flip(2);
+    store.sync_json("keep"); // snapshot 2 keeps 20240101, which gen 2 no longer lists
+    let jammy = "com.example.maas.stable:v3:boot:22.04:amd64:ga-22.04";
+    assert!(store.versions("2", jammy).contains(&"20240101".to_string()));
+    let dest = www(&store);
+    store
+        .run(&["publish", "2", p(&dest), "--metadata", "filtered"])
+        .ok();
+    assert_complete(&dest);
+    let doc = json_payload(&dest.join(format!("streams/v1/{V3_CONTENT_ID}.json")));
+    assert_eq!(listed_keys(&doc), {
+        let mut k = snapshot_keys(&store, "2");
+        k.retain(|x| x.0 == V3_CONTENT_ID);
+        k
+    });
+    // The kept version comes back whole from the older document (fields and all).
+    let kept = &doc["products"][jammy]["versions"]["20240101"]["items"]["boot-kernel"];
+    assert_eq!(kept["kpackage"], "linux-generic", "{kept}");
+
+    // A source whose start document is a products document: an index is made for it.
+    let url = up.url();
+    store
+        .run(&[
+            "source",
+            "add",
+            "boot",
+            &url,
+            "--keyring",
+            up.keyring_str(),
+            "--path",
+            &format!("streams/v1/{BOOTLOADER_CONTENT_ID}.sjson"),
+        ])
+        .ok();
+    store.sync_json("boot");
+    let dest2 = dest.with_file_name("boot");
+    store
+        .run(&["publish", "boot", p(&dest2), "--metadata", "filtered"])
+        .ok();
+    let c = assert_complete(&dest2);
+    assert_eq!(c.listed, 6);
+    let index = json_payload(&dest2.join("streams/v1/index.json"));
+    assert_eq!(
+        index["index"][BOOTLOADER_CONTENT_ID]["path"],
+        format!("streams/v1/{BOOTLOADER_CONTENT_ID}.json")
+    );
 }
