@@ -206,7 +206,8 @@ pub fn publish(vault: &mut Vault, opts: &PublishOptions) -> Result<PublishReport
     let signer = key.as_ref().map(SigningKey::fingerprint);
     let dest = dest::resolve(&opts.dest)?;
     let what = format!("publish {}", dest.display());
-    let _store = vault.lock_store_shared(false, &what)?;
+    // Waits for a running gc (the only exclusive holder) rather than failing.
+    let _store = vault.lock_store_shared(true, &what)?;
     let _dest_lock = lock::acquire(
         &dest::lock_path(&vault.layout, &dest),
         Mode::Exclusive,
@@ -483,7 +484,8 @@ pub fn rollback(vault: &mut Vault, opts: &RollbackOptions) -> Result<PublishRepo
     let started = Instant::now();
     let dest = dest::resolve(&opts.dest).map_err(|e| not_published(e, &opts.dest))?;
     let what = format!("rollback {}", dest.display());
-    let _store = vault.lock_store_shared(false, &what)?;
+    // Waits for a running gc (the only exclusive holder) rather than failing.
+    let _store = vault.lock_store_shared(true, &what)?;
     let _dest_lock = lock::acquire(
         &dest::lock_path(&vault.layout, &dest),
         Mode::Exclusive,

@@ -23,9 +23,10 @@ pub(super) fn cover(vault: &Vault, trees: &Path, tree: &TreeRow, snapshot: i64) 
     }
     let dir = trees.join(&tree.name);
     if !dir.is_dir() {
-        return Err(Error::TreeGone {
-            publication: 0,
-            tree: dir,
+        return Err(Error::Io {
+            op: "add grace items to tree",
+            path: dir,
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
         });
     }
     record::begin_grace(&vault.catalog, tree.id, snapshot)?;
