@@ -11,12 +11,17 @@ use std::sync::Arc;
 
 use clap::Parser;
 
-use args::{Cli, Command, SnapshotCommand, SourceAddArgs, SourceCommand, SyncArgs};
+use args::{
+    Cli, Command, KeyCommand, MetadataArg, PublishArgs, SnapshotCommand, SourceAddArgs,
+    SourceCommand, SyncArgs,
+};
 use output::{print_error, size, table, time};
 use streamvault::catalog::NewSource;
 use streamvault::catalog::check_source_name;
 use streamvault::error::{Error, IoResultExt, Result};
 use streamvault::fetch::{self, FetchOptions};
+use streamvault::keys;
+use streamvault::publish;
 use streamvault::streams::Filter;
 use streamvault::sync::{self, Outcome, SyncOptions};
 use streamvault::vault::Vault;
@@ -83,6 +88,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             streamvault::demo::run(&rt, a.dir.as_deref(), a.serve)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Publish(a) => publish_cmd(&root, a),
+        Command::Rollback { dest, to, json } => rollback_cmd(&root, dest, to, json),
+        Command::Status { dest, json } => status_cmd(&root, &dest, json),
+        Command::Publications { dest, json } => publications_cmd(&root, dest.as_deref(), json),
+        Command::Key(cmd) => key_cmd(&root, cmd),
     }
 }
 
@@ -522,4 +532,259 @@ fn serve(dest: &Path, listen: std::net::SocketAddr) -> Result<ExitCode> {
         Ok::<_, Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+// -------------------------------------------------------------------------------- publish
+
+fn publish_cmd(root: &Path, a: PublishArgs) -> Result<ExitCode> {
+    let mut vault = Vault::open(root)?;
+    let r = publish::publish(
+        &mut vault,
+        &publish::PublishOptions {
+            snapshot: a.snapshot,
+            dest: a.dest,
+            mode: match a.metadata {
+                MetadataArg::Verbatim => publish::MetadataMode::Verbatim,
+                MetadataArg::Filtered => publish::MetadataMode::Filtered,
+            },
+            sign_key: a.sign_key,
+            force: a.force,
+            adopt: a.adopt,
+            rebuild: a.rebuild,
+        },
+    )?;
+    if a.json {
+        return json_out(&r);
+    }
+    print_publish_report(&r);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_publish_report(r: &publish::PublishReport) {
+    if !r.changed {
+        out!(
+            "{} already points at tree {} (snapshot {}); nothing to do",
+            r.dest.display(),
+            r.tree,
+            r.snapshot
+        );
+        return;
+    }
+    let verb = if r.action == "rollback" {
+        "rolled back"
+    } else {
+        "published"
+    };
+    let mut line = format!(
+        "{verb} snapshot {} ({}) to {}: publication {}, tree {} ({}, {} files, {}, {} metadata{})",
+        r.snapshot,
+        r.source,
+        r.dest.display(),
+        r.publication,
+        r.tree,
+        if r.tree_reused { "reused" } else { "built" },
+        r.files,
+        size(r.bytes.max(0) as u64),
+        r.mode,
+        r.signer
+            .as_deref()
+            .map(|s| format!(", signed by {s}"))
+            .unwrap_or_default()
+    );
+    if let Some(p) = r.previous {
+        line.push_str(&format!("; replaced publication {p}"));
+    }
+    if r.grace_files > 0 {
+        line.push_str(&format!(
+            "; {} grace links keep the previous tree's items reachable",
+            r.grace_files
+        ));
+    }
+    if r.missing > 0 {
+        line.push_str(&format!(
+            "; warning: {} listed items are missing (--force)",
+            r.missing
+        ));
+    }
+    out!("{line}");
+    if let Some(a) = &r.adopted {
+        out!(
+            "adopted {} files ({}) as snapshot {}{}{}",
+            a.files,
+            size(a.bytes),
+            a.snapshot,
+            a.moved_to
+                .as_ref()
+                .map(|p| format!("; the old directory is now {}", p.display()))
+                .unwrap_or_default(),
+            if a.skipped > 0 {
+                format!("; {} symlinks or special files skipped", a.skipped)
+            } else {
+                String::new()
+            }
+        );
+    }
+}
+
+fn rollback_cmd(root: &Path, dest: PathBuf, to: Option<String>, json: bool) -> Result<ExitCode> {
+    let mut vault = Vault::open(root)?;
+    let r = publish::rollback(&mut vault, &publish::RollbackOptions { dest, to })?;
+    if json {
+        return json_out(&r);
+    }
+    print_publish_report(&r);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status_cmd(root: &Path, dest: &Path, json: bool) -> Result<ExitCode> {
+    let vault = Vault::open_read_only(root)?;
+    let st = publish::status(vault.as_ref(), dest)?;
+    let code = if st.consistent() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    };
+    if json {
+        json_out(&st)?;
+        return Ok(code);
+    }
+    out!("dest:        {}", st.dest.display());
+    match &st.link {
+        Some(l) => out!("link:        {}", l.display()),
+        None => out!("link:        (none)"),
+    }
+    if let Some(t) = &st.tree {
+        out!(
+            "tree:        {} ({} metadata{}, {} files, {})",
+            t.name,
+            t.mode,
+            t.signer
+                .as_deref()
+                .map(|s| format!(", signed by {s}"))
+                .unwrap_or_default(),
+            t.files,
+            size(t.bytes.max(0) as u64)
+        );
+    }
+    if let Some(p) = &st.live {
+        out!("snapshot:    {} ({})", p.snapshot_id, p.source);
+        out!(
+            "publication: {} ({} at {} by {})",
+            p.id,
+            p.action,
+            time(p.published_at),
+            p.published_by
+        );
+    }
+    for p in &st.problems {
+        out!("problem:     {p}");
+    }
+    Ok(code)
+}
+
+fn publications_cmd(root: &Path, dest: Option<&Path>, json: bool) -> Result<ExitCode> {
+    let vault = Vault::open_read_only(root)?;
+    let list = publish::publications(vault.as_ref(), dest)?;
+    if json {
+        return json_out(&list);
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|p| {
+            vec![
+                p.id.to_string(),
+                p.dest.clone(),
+                p.snapshot_id.to_string(),
+                p.source.clone(),
+                p.mode.clone(),
+                p.action.clone(),
+                time(p.published_at),
+                p.published_by.clone(),
+                if p.live {
+                    "live".to_string()
+                } else {
+                    p.retired_at
+                        .map(|t| format!("retired {}", time(t)))
+                        .unwrap_or_else(|| "not live".to_string())
+                },
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID", "DEST", "SNAPSHOT", "SOURCE", "MODE", "ACTION", "WHEN", "BY", "STATE",
+        ],
+        &rows,
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+// ------------------------------------------------------------------------------------ keys
+
+fn key_cmd(root: &Path, cmd: KeyCommand) -> Result<ExitCode> {
+    let layout = streamvault::store::Layout::new(root);
+    match cmd {
+        KeyCommand::Generate { name, user_id } => {
+            keys::check_key_name(&name)?;
+            // Creates the store root if needed (keys live in it).
+            let vault = Vault::open(root)?;
+            let k = keys::generate(&vault.layout, &name, user_id.as_deref())?;
+            out!(
+                "generated key {} {} ({}) in {}",
+                k.name,
+                k.fingerprint,
+                k.user_id.as_deref().unwrap_or("-"),
+                k.path.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        KeyCommand::List { json } => {
+            let list = keys::list(&layout)?;
+            if json {
+                return json_out(&list);
+            }
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|k| {
+                    vec![
+                        k.name.clone(),
+                        k.fingerprint.clone(),
+                        k.user_id.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            table(&["NAME", "FINGERPRINT", "USER ID"], &rows);
+            Ok(ExitCode::SUCCESS)
+        }
+        KeyCommand::Export {
+            name,
+            binary,
+            armor: _,
+            output,
+        } => {
+            let format = if binary {
+                keys::KeyFormat::Binary
+            } else {
+                keys::KeyFormat::Armor
+            };
+            let bytes = keys::export(&layout, &name, format)?;
+            match output {
+                Some(path) => std::fs::write(&path, &bytes).with_path("write", &path)?,
+                None => {
+                    use std::io::Write as _;
+                    let mut o = std::io::stdout().lock();
+                    if let Err(e) = o.write_all(&bytes).and_then(|()| o.flush())
+                        && e.kind() != std::io::ErrorKind::BrokenPipe
+                    {
+                        return Err(Error::Io {
+                            op: "write",
+                            path: PathBuf::from("<stdout>"),
+                            source: e,
+                        });
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

@@ -127,6 +127,95 @@ pub enum Error {
 
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
+
+    // ------------------------------------------------------------------ publish
+    #[error("the directory of `{}` does not exist", dest.display())]
+    DestParentMissing { dest: PathBuf },
+
+    #[error("`{}` is a file, not a published link; refusing to replace it", dest.display())]
+    DestIsFile { dest: PathBuf },
+
+    #[error("`{}` is a real directory, not a published link", dest.display())]
+    DestIsDirectory { dest: PathBuf },
+
+    #[error("`{}` is a symbolic link to `{}`, which is not a tree of this store", dest.display(), target.display())]
+    DestForeignLink { dest: PathBuf, target: PathBuf },
+
+    #[error("`{}` is not published by this store", dest.display())]
+    NotPublished { dest: PathBuf },
+
+    #[error("`{}` has no earlier publication to roll back to", dest.display())]
+    NothingToRollBack { dest: PathBuf },
+
+    #[error("no publication or snapshot `{spec}` on `{}`", dest.display())]
+    UnknownPublication { dest: PathBuf, spec: String },
+
+    #[error("tree `{}` of publication {publication} no longer exists", tree.display())]
+    TreeGone { publication: i64, tree: PathBuf },
+
+    #[error(
+        "the tree for snapshot {snapshot} lacks {missing} of the {listed} items its {mode} metadata lists (e.g. {examples}); clients would get 404s"
+    )]
+    TreeIncomplete {
+        snapshot: i64,
+        mode: &'static str,
+        listed: usize,
+        missing: usize,
+        examples: String,
+    },
+
+    #[error("tree `{}` has no index document (looked for {looked})", root.display())]
+    NoIndex { root: PathBuf, looked: String },
+
+    #[error(
+        "path `{path}` is used twice in snapshot {snapshot} with different contents (or as a file and a directory)"
+    )]
+    PathConflict { snapshot: i64, path: String },
+
+    #[error("item `{item}` of snapshot {snapshot} has a path but no blob")]
+    ItemWithoutBlob { snapshot: i64, item: String },
+
+    #[error("snapshot {snapshot} holds no items; there is nothing to publish")]
+    EmptySnapshot { snapshot: i64 },
+
+    #[error(
+        "`--sign-key` needs `--metadata filtered` (verbatim documents keep their upstream signatures)"
+    )]
+    SignKeyNeedsFiltered,
+
+    #[error("cannot write the metadata document `{path}`")]
+    Json {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    #[error(
+        "stored document `{path}` of snapshot {snapshot} is not a readable clearsigned document"
+    )]
+    StoredDocument {
+        snapshot: i64,
+        path: String,
+        #[source]
+        source: crate::openpgp::Error,
+    },
+
+    // --------------------------------------------------------------------- keys
+    #[error("invalid key name `{0}` (use letters, digits, `.`, `_`, `-`)")]
+    BadKeyName(String),
+
+    #[error("no signing key named `{0}`")]
+    UnknownKey(String),
+
+    #[error("a signing key named `{0}` already exists")]
+    KeyExists(String),
+
+    #[error("cannot use the signing key `{}`", path.display())]
+    KeyFile {
+        path: PathBuf,
+        #[source]
+        source: crate::openpgp::Error,
+    },
 }
 
 impl Error {
@@ -138,6 +227,26 @@ impl Error {
             }
             Error::UnknownSource(_) => Some("`streamvault source list` shows the sources".into()),
             Error::UnknownSnapshot(_) => Some("`streamvault snapshots` lists the snapshots".into()),
+            Error::DestIsDirectory { .. } => Some(
+                "pass `--adopt` to import its files into the store and replace it with the link"
+                    .into(),
+            ),
+            Error::DestIsFile { .. } | Error::DestForeignLink { .. } => {
+                Some("move it away, or publish to another path".into())
+            }
+            Error::NotPublished { .. } | Error::UnknownPublication { .. } => {
+                Some("`streamvault publications` lists what was published where".into())
+            }
+            Error::TreeIncomplete { .. } => Some(
+                "publish with `--metadata filtered` (metadata rewritten to what the snapshot holds), or `--force` to publish anyway".into(),
+            ),
+            Error::TreeGone { .. } => Some("publish the snapshot again to rebuild its tree".into()),
+            Error::UnknownKey(_) => Some(
+                "`streamvault key list` shows the keys; `streamvault key generate --name NAME` makes one".into(),
+            ),
+            Error::NothingToRollBack { .. } => {
+                Some("`streamvault publications DEST` lists what was published there".into())
+            }
             _ => None,
         }
     }

@@ -1,8 +1,9 @@
 //! streamvault: a SimpleStreams mirror with a content-addressed blob store (BLAKE3), an SQLite
-//! catalogue, immutable snapshots and (next) atomic publishing.
+//! catalogue, immutable snapshots and atomic publishing with rollback.
 //!
 //! Data flows one way: [`fetch`] → [`openpgp`] / [`streams`] (verify, parse, select) →
-//! [`sync`] (plan against the [`catalog`], download into the [`store`], commit a snapshot).
+//! [`sync`] (plan against the [`catalog`], download into the [`store`], commit a snapshot) →
+//! [`publish`] (materialise a tree, flip the published link; signing [`keys`]).
 //!
 //! # Invariants (restic's must/should form)
 //! Must (breaking one loses data or lies to clients):
@@ -15,6 +16,10 @@
 //! 4. No path from upstream metadata is used before [`streams::check_path`] accepted it.
 //! 5. A checksum or size mismatch, a 200 to a Range request and a short body are never
 //!    accepted content ([`fetch`]).
+//! 6. A published link points only at a complete tree: a tree is staged, fsynced and renamed
+//!    into `trees/` before its row; it is checked against the metadata it serves before the
+//!    link moves; the link is replaced by one `rename(2)`; a failed publish leaves the old link
+//!    untouched ([`publish`]). The publication row exists before the link points at its tree.
 //!
 //! Should (breaking one needs a repair, never loses data): a killed run leaves only files in
 //! `partial/` and `tmp/` and blobs without rows, which the next run reuses or `gc` removes.
@@ -25,9 +30,11 @@ pub mod demo;
 pub mod diff;
 pub mod error;
 pub mod fetch;
+pub mod keys;
 pub mod lock;
 pub mod mirror;
 pub mod openpgp;
+pub mod publish;
 pub mod serve;
 pub mod store;
 pub mod streamgen;

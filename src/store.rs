@@ -5,8 +5,9 @@
 //! blobs/ab/<blake3 hex>     one file per distinct content, mode 0444
 //! partial/                  resumable downloads in progress
 //! tmp/                      staging for new blobs and trees (same filesystem as blobs/)
-//! trees/<publication-id>/   materialised snapshots
+//! trees/<name>/             materialised snapshots (see `publish`)
 //! locks/                    advisory lock files
+//! keys/<name>.key           signing keys (secret, mode 0600)
 //! ```
 //!
 //! Protects invariant 1: [`BlobStore::commit`] makes a file visible at its address only after
@@ -50,6 +51,10 @@ impl Layout {
     }
     pub fn locks(&self) -> PathBuf {
         self.root.join("locks")
+    }
+    /// Signing keys (`keys/<name>.key`), created on first use with mode 0700.
+    pub fn keys(&self) -> PathBuf {
+        self.root.join("keys")
     }
     /// The store-wide lock (`gc` takes it exclusively, everything that writes takes it shared).
     pub fn store_lock(&self) -> PathBuf {

@@ -71,6 +71,100 @@ pub enum Command {
     },
     /// Build a demo stream, serve it on 127.0.0.1 and run the main job against it.
     Demo(DemoArgs),
+    /// Publish a snapshot to DEST, the directory a web server serves: DEST becomes a symbolic
+    /// link to a tree of the store, replaced atomically.
+    Publish(PublishArgs),
+    /// Point DEST back at a retained tree (the previous publication, or `--to`), without
+    /// rebuilding anything.
+    Rollback {
+        /// The published link.
+        dest: PathBuf,
+        /// `N` or `publication:N` (a publication of DEST), or `snapshot:N` (its newest
+        /// publication of snapshot N); default: the publication before the live one.
+        #[arg(long, value_name = "PUBLICATION|snapshot:N")]
+        to: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// What DEST points at, and whether the catalogue agrees (exit 1 if not).
+    Status {
+        dest: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List publications (of DEST, or all).
+    Publications {
+        dest: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Signing keys for filtered metadata.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+/// Which metadata a published tree serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MetadataArg {
+    /// The upstream documents byte for byte (as `sstream-mirror` publishes them).
+    Verbatim,
+    /// Rewritten to list exactly what the snapshot holds (`.json`; also `.sjson` with `--sign-key`).
+    Filtered,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// A snapshot id, or a source name for its latest snapshot.
+    pub snapshot: String,
+    /// The path the web server serves (its directory must exist).
+    pub dest: PathBuf,
+    /// Metadata to serve.
+    #[arg(long, value_enum, default_value = "verbatim")]
+    pub metadata: MetadataArg,
+    /// Clearsign filtered metadata with this store key (`streamvault key generate`).
+    #[arg(long, value_name = "NAME")]
+    pub sign_key: Option<String>,
+    /// Publish even if the metadata lists items the snapshot does not hold.
+    #[arg(long)]
+    pub force: bool,
+    /// DEST may be a real directory (e.g. an sstream-mirror mirror): import its files into the
+    /// store, move it to `DEST.streamvault-adopted-<time>` and put the link in its place (this
+    /// one replacement is two renames, not atomic).
+    #[arg(long)]
+    pub adopt: bool,
+    /// Build a new tree even if one exists for this snapshot, metadata and key.
+    #[arg(long)]
+    pub rebuild: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Generate an Ed25519 signing key (OpenPGP v4) stored as `keys/NAME.key` (mode 0600).
+    Generate {
+        #[arg(long, default_value = "default")]
+        name: String,
+        /// User ID of the key (default `streamvault NAME <streamvault@HOST>`).
+        #[arg(long)]
+        user_id: Option<String>,
+    },
+    /// List the signing keys.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export a key's public keyring (binary: MAAS `keyring_filename`/`keyring_data`, `gpgv`).
+    Export {
+        name: String,
+        #[arg(long, conflicts_with = "armor", required_unless_present = "armor")]
+        binary: bool,
+        #[arg(long)]
+        armor: bool,
+        /// Write to FILE instead of standard output.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,6 +5,7 @@ mod bad_input;
 mod common;
 mod faults;
 mod kill;
+mod publish;
 mod real;
 mod select;
 mod sync;

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Times `publish` and `rollback` on snapshots of about 1k, 10k and 100k items.
+#
+# For each size: a signed bulk stream is generated (generations 1 and 2; the second drops the
+# oldest version of every product and adds a new one, so a quarter of the items differ), synced
+# twice from a local directory (snapshots 1 and 2), then the real binary is timed for:
+#   publish 1 (builds tree 1) | publish 2 (builds tree 2, adds grace links both ways)
+#   | publish 2 again (reuses the tree, re-checks it) | rollback | rollback again.
+# Rollback must be constant time: one rename, whatever the size.
+#
+# Environment: SIZES (default "1000 10000 100000"), PROFILE (release, or dev to reuse a debug
+# build), BENCH_DIR (default: a new temp dir; the store, streams and published links go there).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SIZES=${SIZES:-"1000 10000 100000"}
+PROFILE=${PROFILE:-release}
+if [ "$PROFILE" = release ]; then
+    cargo build --release --quiet
+    cargo test --release --quiet --test it --no-run 2>/dev/null
+    BIN=target/release/streamvault
+    TESTFLAGS=(--release)
+else
+    cargo build --quiet
+    BIN=target/debug/streamvault
+    TESTFLAGS=()
+fi
+BIN=$(realpath "$BIN")
+BENCH_DIR=${BENCH_DIR:-$(mktemp -d -t streamvault-bench.XXXXXX)}
+mkdir -p "$BENCH_DIR"
+echo "bench dir: $BENCH_DIR ($PROFILE build)" >&2
+
+ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+
+rows=()
+for n in $SIZES; do
+    up="$BENCH_DIR/up-$n"
+    root="$BENCH_DIR/store-$n"
+    dest="$BENCH_DIR/www-$n/maas"
+    mkdir -p "$BENCH_DIR/www-$n"
+    if [ ! -e "$up/current" ]; then
+        BENCH_OUT="$up" BENCH_ITEMS="$n" cargo test "${TESTFLAGS[@]}" --quiet --test it \
+            bench_generate_stream -- --ignored --exact publish::bench_generate_stream >/dev/null 2>&1
+    fi
+    sv() { "$BIN" --root "$root" "$@"; }
+    if ! sv snapshots bulk --json 2>/dev/null | grep -q '"id": 2'; then
+        ln -sfn gen1 "$up/current"
+        sv source add bulk "$up/current/" --keyring "$up/keyring.gpg" >/dev/null 2>&1 || true
+        t=$(date +%s%N); sv sync bulk --jobs 8 >/dev/null; sync1=$(ms "$t")
+        ln -sfn gen2 "$up/current"
+        sv sync bulk --jobs 8 >/dev/null
+        echo "  $n: synced in ${sync1} ms (first)" >&2
+    fi
+    items=$(sv snapshots bulk --json | grep -m1 '"items"' | tr -dc 0-9)
+    rm -f "$dest"
+    t=$(date +%s%N); sv publish 1 "$dest" --rebuild >/dev/null; p1=$(ms "$t")
+    t=$(date +%s%N); sv publish 2 "$dest" --rebuild >/dev/null; p2=$(ms "$t")
+    t=$(date +%s%N); sv publish 2 "$dest" >/dev/null; p3=$(ms "$t")
+    t=$(date +%s%N); sv rollback "$dest" >/dev/null; r1=$(ms "$t")
+    t=$(date +%s%N); sv rollback "$dest" >/dev/null; r2=$(ms "$t")
+    rows+=("$(printf '%8s %14s %18s %16s %12s %12s' "$items" "$p1" "$p2" "$p3" "$r1" "$r2")")
+done
+
+printf '%8s %14s %18s %16s %12s %12s\n' items "publish ms" "2nd publish ms" "re-publish ms" \
+    "rollback ms" "rollback ms"
+printf '%s\n' "${rows[@]}"

@@ -1,0 +1,697 @@
+//! Publishing: a snapshot materialised as a tree under `trees/<name>/`, and the directory a web
+//! server serves (DEST) turned into a symbolic link to it, replaced atomically on every publish
+//! and rollback.
+//!
+//! # How a publish runs
+//! 1. Locks: the store lock shared (gc takes it exclusively) and `locks/dest-<hash>` exclusively
+//!    (two publishes to one DEST serialise).
+//! 2. DEST is checked before anything is built: its directory must exist; a regular file is
+//!    never replaced; a real directory only with `--adopt`; a symlink only if it points into this
+//!    store's `trees/`.
+//! 3. The tree: an existing one of the same (snapshot, metadata mode, signer) is reused (cheap);
+//!    otherwise it is staged under `tmp/publish-<hash>/` (items hardlinked to their blobs, reflink
+//!    or copy when a hardlink is impossible; metadata documents written), every directory is
+//!    fsynced, the stage is renamed to `trees/<name>/` in one rename, and only then the `trees` row
+//!    is inserted.
+//! 4. The check: the tree is read as a client reads it (index → products → items) and every listed
+//!    item must be there with its size. Verbatim metadata of a filtered snapshot lists items the
+//!    snapshot does not hold: refused (with a count and examples) unless `--force`.
+//! 5. Grace items ([`grace`]): the new tree gets links of the items of the tree DEST points at now,
+//!    and that tree those of the new one, so a client that read the old metadata just before the
+//!    flip still finds its items, and a rollback is a pure rename.
+//! 6. The publication row is inserted (gc sees the tree as referenced from now on), DEST is
+//!    flipped (a fresh symlink created beside DEST, then one `rename(2)` over DEST), and the
+//!    previous publications of DEST are marked retired. If the flip fails the row is removed.
+//!
+//! A failure at any step leaves DEST untouched and removes the stage; a `kill -9` can leave a
+//! stage (removed by the next publish to that DEST, or by gc), a tree without a row, or a
+//! publication row whose flip never happened: `readlink(DEST)` is the truth, and `status` says
+//! when the link and the catalogue disagree.
+//!
+//! **Adopting** (`--adopt`) a real directory at DEST (e.g. an `sstream-mirror` mirror) imports its
+//! files ([`Adopted`]), then needs two renames: DEST → `DEST.streamvault-adopted-<time>`, then the
+//! new link → DEST. Between the two, DEST does not exist: that one moment is **not atomic**, and a
+//! client reading then gets a 404. Every later publish and rollback is atomic.
+//!
+//! Rollback flips DEST back to a retained tree (the previous publication's, or one chosen with
+//! `--to`) without rebuilding anything: one rename, recorded as a publication with action
+//! `rollback`.
+//!
+//! Protects invariant 3 (a published link points only at a complete tree; a failed publish
+//! leaves the old link untouched) and, for gc, invariant 4 (the publication row exists before
+//! the link points at its tree).
+
+mod adopt;
+mod check;
+mod dest;
+mod failpoint;
+mod grace;
+mod metadata;
+mod record;
+mod tree;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+pub use adopt::{Adopted, source_name as adopted_source_name};
+pub use check::{INDEX_NAMES, TreeCheck, check_published, check_tree};
+pub use record::{Publication, TreeRow};
+
+use crate::catalog::Snapshot;
+use crate::error::{Error, Result};
+use crate::keys;
+use crate::lock::{self, Mode};
+use crate::openpgp::SigningKey;
+use crate::vault::Vault;
+
+use dest::State;
+use metadata::OutDoc;
+use tree::{Builder, OnExisting};
+
+/// Which metadata a tree serves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetadataMode {
+    /// The upstream documents byte for byte (what `sstream-mirror` publishes).
+    #[default]
+    Verbatim,
+    /// Rewritten to list exactly what the snapshot holds; re-signed with `sign_key`.
+    Filtered,
+}
+
+impl MetadataMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetadataMode::Verbatim => "verbatim",
+            MetadataMode::Filtered => "filtered",
+        }
+    }
+}
+
+/// What to publish where.
+#[derive(Debug, Clone, Default)]
+pub struct PublishOptions {
+    /// A snapshot id, or a source name for its latest snapshot.
+    pub snapshot: String,
+    /// The path the web server serves (becomes a symlink).
+    pub dest: PathBuf,
+    pub mode: MetadataMode,
+    /// Name of a store key (`keys/<name>.key`) to clearsign filtered metadata with.
+    pub sign_key: Option<String>,
+    /// Publish even if the metadata lists items the tree lacks.
+    pub force: bool,
+    /// DEST may be a real directory: import its files, move it aside, link.
+    pub adopt: bool,
+    /// Build a new tree even if one exists for the same snapshot, mode and signer.
+    pub rebuild: bool,
+}
+
+/// Where a rollback goes.
+#[derive(Debug, Clone, Default)]
+pub struct RollbackOptions {
+    pub dest: PathBuf,
+    /// `N` or `publication:N` (a publication of DEST), `snapshot:N` (the newest publication of
+    /// snapshot N on DEST); `None`: the publication before the live one.
+    pub to: Option<String>,
+}
+
+/// What a publish or rollback did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PublishReport {
+    /// The publication row (the live one if nothing changed).
+    pub publication: i64,
+    /// `publish`, `adopt` or `rollback`.
+    pub action: String,
+    pub dest: PathBuf,
+    pub snapshot: i64,
+    pub source: String,
+    pub tree: String,
+    pub tree_path: PathBuf,
+    /// An existing tree was used (nothing was built).
+    pub tree_reused: bool,
+    pub mode: String,
+    pub signer: Option<String>,
+    pub files: i64,
+    pub bytes: i64,
+    /// Links added so that readers of the previous tree keep finding their items.
+    pub grace_files: u64,
+    /// Items listed but absent, accepted with `--force`.
+    pub missing: usize,
+    /// The publication that was live before.
+    pub previous: Option<i64>,
+    /// Whether DEST changed (a rollback to the live tree changes nothing).
+    pub changed: bool,
+    pub adopted: Option<Adopted>,
+    pub duration_ms: u64,
+}
+
+/// What DEST points at, and whether the catalogue agrees.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Status {
+    pub dest: PathBuf,
+    /// The link target, if DEST is a symlink.
+    pub link: Option<PathBuf>,
+    pub tree: Option<TreeRow>,
+    /// The publication that made the link what it is.
+    pub live: Option<Publication>,
+    /// The newest publication of DEST in the catalogue.
+    pub latest: Option<Publication>,
+    /// Disagreements between the link and the catalogue.
+    pub problems: Vec<String>,
+}
+
+impl Status {
+    pub fn consistent(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// `user@host pid N`, recorded with each publication.
+pub fn who() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".to_string());
+    format!("{user}@{} pid {}", hostname(), std::process::id())
+}
+
+/// The host name (from the kernel, else `/etc/hostname`, else `localhost`).
+pub fn hostname() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| {
+            fs::read_to_string(p)
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+fn dest_key(dest: &Path) -> String {
+    dest.to_string_lossy().into_owned()
+}
+
+/// Publish a snapshot to DEST (see the module documentation for the steps).
+pub fn publish(vault: &mut Vault, opts: &PublishOptions) -> Result<PublishReport> {
+    let started = Instant::now();
+    if opts.sign_key.is_some() && opts.mode == MetadataMode::Verbatim {
+        return Err(Error::SignKeyNeedsFiltered);
+    }
+    let key: Option<SigningKey> = opts
+        .sign_key
+        .as_deref()
+        .map(|n| keys::load(&vault.layout, n))
+        .transpose()?;
+    let signer = key.as_ref().map(SigningKey::fingerprint);
+    let dest = dest::resolve(&opts.dest)?;
+    let what = format!("publish {}", dest.display());
+    // Waits for a running gc (the only exclusive holder) rather than failing.
+    let _store = vault.lock_store_shared(true, &what)?;
+    let _dest_lock = lock::acquire(
+        &dest::lock_path(&vault.layout, &dest),
+        Mode::Exclusive,
+        true,
+        &what,
+    )?;
+    let trees = dest::trees_dir(&vault.layout)?;
+    let state = dest::inspect(&dest)?;
+    let live = live_tree(vault, &dest, &state, &trees, opts.adopt)?;
+    let snap = vault.catalog.resolve_snapshot(&opts.snapshot)?;
+
+    let mut adopted = if state == State::Directory {
+        Some(adopt::import(vault, &dest)?)
+    } else {
+        None
+    };
+
+    let staging = dest::staging_path(&vault.layout, &dest);
+    let (tree, reused) = tree_for(
+        vault,
+        &trees,
+        &staging,
+        &snap,
+        opts,
+        key.as_ref(),
+        signer.as_deref(),
+    )?;
+    let tree_path = trees.join(&tree.name);
+    let starts = metadata::starts(
+        vault,
+        &snap,
+        opts.mode == MetadataMode::Filtered,
+        key.is_some(),
+    )?;
+    let check = check::check_tree(&tree_path, &starts)?;
+    if !check.is_complete() && !opts.force {
+        return Err(Error::TreeIncomplete {
+            snapshot: snap.id,
+            mode: opts.mode.as_str(),
+            listed: check.listed,
+            missing: check.missing,
+            examples: check.examples.join(", "),
+        });
+    }
+
+    let mut grace_files = 0;
+    if let Some(live) = &live
+        && live.id != tree.id
+    {
+        grace_files += grace::cover(vault, &trees, &tree, live.snapshot_id)?;
+        grace_files += grace::cover(vault, &trees, live, tree.snapshot_id)?;
+    }
+
+    let dkey = dest_key(&dest);
+    let previous = match &live {
+        Some(t) => record::latest_with_tree(&vault.catalog, &dkey, t.id)?.map(|p| p.id),
+        None => None,
+    };
+    let action = if adopted.is_some() {
+        "adopt"
+    } else {
+        "publish"
+    };
+    let id = record::insert_publication(&vault.catalog, &dkey, &tree, action, &who())?;
+    let flipped = if let Some(a) = adopted.as_mut() {
+        flip_adopting(&dest, &tree_path).map(|aside| a.moved_to = Some(aside))
+    } else {
+        flip(&dest, &tree_path)
+    };
+    if let Err(e) = flipped {
+        let _ = record::delete_publication(&vault.catalog, id);
+        return Err(e);
+    }
+    record::retire_others(&vault.catalog, &dkey, id)?;
+    Ok(PublishReport {
+        publication: id,
+        action: action.to_string(),
+        dest,
+        snapshot: snap.id,
+        source: snap.source.clone(),
+        tree: tree.name.clone(),
+        tree_path,
+        tree_reused: reused,
+        mode: tree.mode.clone(),
+        signer: tree.signer.clone(),
+        files: tree.files,
+        bytes: tree.bytes,
+        grace_files,
+        missing: check.missing,
+        previous,
+        changed: true,
+        adopted,
+        duration_ms: started.elapsed().as_millis() as u64,
+    })
+}
+
+/// The flip, with the test-only failure point before it.
+fn flip(dest: &Path, tree: &Path) -> Result<()> {
+    if failpoint::flag("publish-fail-flip") {
+        return Err(Error::Io {
+            op: "replace link",
+            path: dest.to_path_buf(),
+            source: std::io::Error::from_raw_os_error(28),
+        });
+    }
+    dest::flip(dest, tree)
+}
+
+/// Move the adopted directory aside, then link (two renames: not atomic, see module docs).
+fn flip_adopting(dest: &Path, tree: &Path) -> Result<PathBuf> {
+    let aside = dest::move_aside(dest)?;
+    if let Err(e) = flip(dest, tree) {
+        dest::move_back(&aside, dest);
+        return Err(e);
+    }
+    Ok(aside)
+}
+
+/// The tree DEST points at now (refusing what must not be replaced).
+fn live_tree(
+    vault: &Vault,
+    dest: &Path,
+    state: &State,
+    trees: &Path,
+    adopt: bool,
+) -> Result<Option<TreeRow>> {
+    match state {
+        State::Absent => Ok(None),
+        State::Other => Err(Error::DestIsFile {
+            dest: dest.to_path_buf(),
+        }),
+        State::Directory if adopt => Ok(None),
+        State::Directory => Err(Error::DestIsDirectory {
+            dest: dest.to_path_buf(),
+        }),
+        State::Link(target) => {
+            let Some(name) = dest::tree_name(dest, target, trees) else {
+                return Err(Error::DestForeignLink {
+                    dest: dest.to_path_buf(),
+                    target: target.clone(),
+                });
+            };
+            Ok(record::tree_by_name(&vault.catalog, &name)?
+                .filter(|t| trees.join(&t.name).is_dir()))
+        }
+    }
+}
+
+/// An existing tree for `(snapshot, mode, signer)`, or a new one built and recorded.
+fn tree_for(
+    vault: &Vault,
+    trees: &Path,
+    staging: &Path,
+    snap: &Snapshot,
+    opts: &PublishOptions,
+    key: Option<&SigningKey>,
+    signer: Option<&str>,
+) -> Result<(TreeRow, bool)> {
+    let mode = opts.mode.as_str();
+    if !opts.rebuild {
+        for t in record::trees_for(&vault.catalog, snap.id, mode, signer)? {
+            if trees.join(&t.name).is_dir() {
+                return Ok((t, true));
+            }
+        }
+    }
+    let docs = match opts.mode {
+        MetadataMode::Verbatim => metadata::verbatim(vault, snap)?,
+        MetadataMode::Filtered => metadata::filtered(vault, snap, key)?,
+    };
+    let signer_part = signer
+        .and_then(|s| s.get(..8))
+        .map(|s| format!("-{}", s.to_ascii_lowercase()))
+        .unwrap_or_default();
+    let name = format!(
+        "{}-{mode}{signer_part}-{}-{:06x}",
+        snap.id,
+        crate::catalog::now(),
+        fastrand::u32(..0x100_0000)
+    );
+    let built = build(vault, snap, &docs, staging);
+    let (files, bytes) = match built {
+        Ok(v) => v,
+        Err(e) => {
+            tree::discard(staging);
+            return Err(e);
+        }
+    };
+    if let Err(e) = tree::commit(staging, trees, &name) {
+        tree::discard(staging);
+        return Err(e);
+    }
+    let row = record::insert_tree(&vault.catalog, &name, snap.id, mode, signer, files, bytes)?;
+    Ok((row, false))
+}
+
+/// Stage a tree: metadata documents, then every item with a path (in path order).
+fn build(vault: &Vault, snap: &Snapshot, docs: &[OutDoc], staging: &Path) -> Result<(u64, u64)> {
+    if fs::symlink_metadata(staging).is_ok() {
+        fs::remove_dir_all(staging).map_err(|e| Error::Io {
+            op: "remove stale stage",
+            path: staging.to_path_buf(),
+            source: e,
+        })?;
+    }
+    fs::create_dir(staging).map_err(|e| Error::Io {
+        op: "create directory",
+        path: staging.to_path_buf(),
+        source: e,
+    })?;
+    let mut b = Builder::new(staging, snap.id, OnExisting::Conflict);
+    for doc in docs {
+        match doc {
+            OutDoc::Blob { path, blob } => {
+                let bp = vault
+                    .layout
+                    .blob(blob)
+                    .ok_or_else(|| Error::BadDigest(blob.clone()))?;
+                let size = fs::metadata(&bp).map(|m| m.len()).unwrap_or(0);
+                b.link_blob(path, &bp, size)?;
+            }
+            OutDoc::Bytes { path, bytes } => {
+                b.write_bytes(path, bytes)?;
+            }
+        }
+    }
+    let cat = &vault.catalog;
+    let mut st = cat
+        .conn()
+        .prepare(
+            "SELECT path, blob, size, content_id, product, version, item FROM snapshot_items
+             WHERE snapshot_id = ?1 AND path IS NOT NULL ORDER BY path",
+        )
+        .map_err(|e| cat.err(e))?;
+    let mut rows = st.query([snap.id]).map_err(|e| cat.err(e))?;
+    let mut last: Option<(String, String)> = None;
+    while let Some(r) = rows.next().map_err(|e| cat.err(e))? {
+        let path: String = r.get(0).map_err(|e| cat.err(e))?;
+        let blob: Option<String> = r.get(1).map_err(|e| cat.err(e))?;
+        let size: Option<i64> = r.get(2).map_err(|e| cat.err(e))?;
+        let Some(blob) = blob else {
+            let key: Vec<String> = (3..7)
+                .map(|i| r.get::<_, String>(i).unwrap_or_default())
+                .collect();
+            return Err(Error::ItemWithoutBlob {
+                snapshot: snap.id,
+                item: key.join("/"),
+            });
+        };
+        if let Some((lp, lb)) = &last
+            && *lp == path
+        {
+            if *lb == blob {
+                continue;
+            }
+            return Err(Error::PathConflict {
+                snapshot: snap.id,
+                path,
+            });
+        }
+        let bp = vault
+            .layout
+            .blob(&blob)
+            .ok_or_else(|| Error::BadDigest(blob.clone()))?;
+        b.link_blob(&path, &bp, size.unwrap_or(0).max(0) as u64)?;
+        last = Some((path, blob));
+    }
+    b.sync()?;
+    Ok((b.files, b.bytes))
+}
+
+/// Flip DEST back to a retained tree (one rename).
+pub fn rollback(vault: &mut Vault, opts: &RollbackOptions) -> Result<PublishReport> {
+    let started = Instant::now();
+    let dest = dest::resolve(&opts.dest).map_err(|e| not_published(e, &opts.dest))?;
+    let what = format!("rollback {}", dest.display());
+    // Waits for a running gc (the only exclusive holder) rather than failing.
+    let _store = vault.lock_store_shared(true, &what)?;
+    let _dest_lock = lock::acquire(
+        &dest::lock_path(&vault.layout, &dest),
+        Mode::Exclusive,
+        true,
+        &what,
+    )?;
+    let trees = dest::trees_dir(&vault.layout)?;
+    let not_pub = || Error::NotPublished { dest: dest.clone() };
+    let State::Link(target) = dest::inspect(&dest)? else {
+        return Err(not_pub());
+    };
+    let name = dest::tree_name(&dest, &target, &trees).ok_or_else(not_pub)?;
+    let live = record::tree_by_name(&vault.catalog, &name)?.ok_or_else(not_pub)?;
+    let dkey = dest_key(&dest);
+    let live_pub = record::latest_with_tree(&vault.catalog, &dkey, live.id)?;
+    let target_pub = match &opts.to {
+        None => record::previous(
+            &vault.catalog,
+            &dkey,
+            live_pub.as_ref().map_or(i64::MAX, |p| p.id),
+            live.id,
+        )?
+        .ok_or_else(|| Error::NothingToRollBack { dest: dest.clone() })?,
+        Some(spec) => resolve_to(vault, &dest, &dkey, spec)?,
+    };
+    let target_tree = record::tree_by_id(&vault.catalog, target_pub.tree_id)?;
+    let gone = || Error::TreeGone {
+        publication: target_pub.id,
+        tree: trees.join(&target_pub.tree),
+    };
+    let target_tree = target_tree.ok_or_else(gone)?;
+    let tree_path = trees.join(&target_tree.name);
+    if !tree_path.is_dir() {
+        return Err(gone());
+    }
+    let snap = vault.catalog.snapshot(target_tree.snapshot_id)?;
+    let mut report = PublishReport {
+        publication: live_pub.as_ref().map_or(0, |p| p.id),
+        action: "rollback".into(),
+        dest: dest.clone(),
+        snapshot: snap.id,
+        source: snap.source.clone(),
+        tree: target_tree.name.clone(),
+        tree_path: tree_path.clone(),
+        tree_reused: true,
+        mode: target_tree.mode.clone(),
+        signer: target_tree.signer.clone(),
+        files: target_tree.files,
+        bytes: target_tree.bytes,
+        grace_files: 0,
+        missing: 0,
+        previous: live_pub.as_ref().map(|p| p.id),
+        changed: false,
+        adopted: None,
+        duration_ms: 0,
+    };
+    if target_tree.id != live.id {
+        report.grace_files += grace::cover(vault, &trees, &target_tree, live.snapshot_id)?;
+        report.grace_files += grace::cover(vault, &trees, &live, target_tree.snapshot_id)?;
+        let id =
+            record::insert_publication(&vault.catalog, &dkey, &target_tree, "rollback", &who())?;
+        if let Err(e) = flip(&dest, &tree_path) {
+            let _ = record::delete_publication(&vault.catalog, id);
+            return Err(e);
+        }
+        record::retire_others(&vault.catalog, &dkey, id)?;
+        report.publication = id;
+        report.changed = true;
+    }
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    Ok(report)
+}
+
+/// `N`, `publication:N` or `snapshot:N` on DEST.
+fn resolve_to(vault: &Vault, dest: &Path, dkey: &str, spec: &str) -> Result<Publication> {
+    let unknown = || Error::UnknownPublication {
+        dest: dest.to_path_buf(),
+        spec: spec.to_string(),
+    };
+    let (kind, num) = match spec.split_once(':') {
+        Some((k, n)) => (k, n),
+        None => ("publication", spec),
+    };
+    let n: i64 = num.parse().map_err(|_| unknown())?;
+    let found = match kind {
+        "publication" | "p" => record::publication(&vault.catalog, n)?.filter(|p| p.dest == dkey),
+        "snapshot" | "s" => record::latest_of_snapshot(&vault.catalog, dkey, n)?,
+        _ => None,
+    };
+    found.ok_or_else(unknown)
+}
+
+fn not_published(e: Error, dest: &Path) -> Error {
+    match e {
+        Error::DestParentMissing { .. } => Error::NotPublished {
+            dest: dest.to_path_buf(),
+        },
+        e => e,
+    }
+}
+
+/// What DEST points at and whether the catalogue agrees (read-only; `vault` is `None` when the
+/// store has no catalogue yet).
+pub fn status(vault: Option<&Vault>, dest: &Path) -> Result<Status> {
+    let dest = dest::resolve(dest).map_err(|e| not_published(e, dest))?;
+    let state = dest::inspect(&dest)?;
+    let link = match &state {
+        State::Link(t) => Some(t.clone()),
+        _ => None,
+    };
+    let Some(vault) = vault else {
+        return Err(Error::NotPublished { dest });
+    };
+    let dkey = dest_key(&dest);
+    let latest = record::latest_publication(&vault.catalog, &dkey)?;
+    if link.is_none() && latest.is_none() {
+        return Err(Error::NotPublished { dest });
+    }
+    let mut st = Status {
+        dest: dest.clone(),
+        link: link.clone(),
+        tree: None,
+        live: None,
+        latest: latest.clone(),
+        problems: Vec::new(),
+    };
+    let Some(target) = link else {
+        st.problems.push(format!(
+            "`{}` is {}, but the catalogue records publications to it",
+            dest.display(),
+            match state {
+                State::Absent => "missing",
+                State::Directory => "a real directory",
+                _ => "not a symbolic link",
+            }
+        ));
+        return Ok(st);
+    };
+    let trees = dest::trees_dir(&vault.layout)?;
+    let Some(name) = dest::tree_name(&dest, &target, &trees) else {
+        st.problems.push(format!(
+            "the link points at `{}`, which is not a tree of this store",
+            target.display()
+        ));
+        return Ok(st);
+    };
+    if !trees.join(&name).is_dir() {
+        st.problems.push(format!(
+            "the link points at tree `{name}`, which no longer exists"
+        ));
+    }
+    let Some(tree) = record::tree_by_name(&vault.catalog, &name)? else {
+        st.problems.push(format!(
+            "the link points at tree `{name}`, which the catalogue does not record"
+        ));
+        return Ok(st);
+    };
+    st.live = record::latest_with_tree(&vault.catalog, &dkey, tree.id)?;
+    st.tree = Some(tree);
+    match (&st.live, &latest) {
+        (None, _) => st.problems.push(format!(
+            "no publication of `{}` records the linked tree",
+            dest.display()
+        )),
+        (Some(l), Some(n)) if l.id != n.id => st.problems.push(format!(
+            "the newest publication ({}, {} of snapshot {} by {}) is not live: it was interrupted before its flip",
+            n.id, n.action, n.snapshot_id, n.published_by
+        )),
+        _ => {}
+    }
+    Ok(st)
+}
+
+/// Publications (of one DEST, or all), oldest first, with `live` set from the links.
+pub fn publications(vault: Option<&Vault>, dest: Option<&Path>) -> Result<Vec<Publication>> {
+    let Some(vault) = vault else {
+        return Ok(Vec::new());
+    };
+    let dkey = match dest {
+        Some(d) => Some(dest_key(
+            &dest::resolve(d).map_err(|e| not_published(e, d))?,
+        )),
+        None => None,
+    };
+    let mut list = record::publications(&vault.catalog, dkey.as_deref())?;
+    let trees = dest::trees_dir(&vault.layout).ok();
+    let mut live: std::collections::HashMap<String, Option<i64>> = Default::default();
+    for p in &list {
+        if live.contains_key(&p.dest) {
+            continue;
+        }
+        let path = PathBuf::from(&p.dest);
+        let linked = match (dest::inspect(&path), &trees) {
+            (Ok(State::Link(t)), Some(trees)) => dest::tree_name(&path, &t, trees),
+            _ => None,
+        };
+        let id = linked.and_then(|name| {
+            list.iter()
+                .filter(|q| q.dest == p.dest && q.tree == name)
+                .map(|q| q.id)
+                .max()
+        });
+        live.insert(p.dest.clone(), id);
+    }
+    for p in &mut list {
+        p.live = live.get(&p.dest).copied().flatten() == Some(p.id);
+    }
+    Ok(list)
+}

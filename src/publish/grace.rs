@@ -1,0 +1,68 @@
+//! Grace items: before a link flips from tree A to tree B, B gets hardlinks of the item paths of
+//! A's snapshot that it lacks, and A those of B's. A client that read A's metadata just before
+//! the flip (MAAS reads the products, then downloads for up to hours) still finds every item it
+//! was told about after the flip, and rolling back from B to A needs no work but the rename.
+//!
+//! Protects the reader's side of invariant 3 (spec/anchors.md §0.4 and §4.6): links are only
+//! added, never replacing a file, and only paths a tree's own metadata does not list are added,
+//! so what a tree's metadata lists never changes. A `tree_grace` row is announced before the
+//! links and marked complete only once they are durable.
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::vault::Vault;
+
+use super::record::{self, TreeRow};
+use super::tree::{Builder, OnExisting};
+
+/// Make `tree` hold every item path of `snapshot`; returns the number of links added.
+pub(super) fn cover(vault: &Vault, trees: &Path, tree: &TreeRow, snapshot: i64) -> Result<u64> {
+    if record::covers(&vault.catalog, tree, snapshot)? {
+        return Ok(0);
+    }
+    let dir = trees.join(&tree.name);
+    if !dir.is_dir() {
+        return Err(Error::Io {
+            op: "add grace items to tree",
+            path: dir,
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        });
+    }
+    record::begin_grace(&vault.catalog, tree.id, snapshot)?;
+    let mut builder = Builder::new(&dir, snapshot, OnExisting::Keep);
+    let cat = &vault.catalog;
+    {
+        let mut st = cat
+            .conn()
+            .prepare(
+                "SELECT path, blob, size FROM snapshot_items
+                 WHERE snapshot_id = ?1 AND path IS NOT NULL AND blob IS NOT NULL
+                   AND path NOT IN (SELECT path FROM snapshot_items
+                                    WHERE snapshot_id = ?2 AND path IS NOT NULL)
+                 ORDER BY path",
+            )
+            .map_err(|e| cat.err(e))?;
+        let mut rows = st
+            .query([snapshot, tree.snapshot_id])
+            .map_err(|e| cat.err(e))?;
+        let mut last: Option<String> = None;
+        while let Some(r) = rows.next().map_err(|e| cat.err(e))? {
+            let path: String = r.get(0).map_err(|e| cat.err(e))?;
+            let blob: String = r.get(1).map_err(|e| cat.err(e))?;
+            let size: Option<i64> = r.get(2).map_err(|e| cat.err(e))?;
+            if last.as_deref() == Some(path.as_str()) {
+                continue;
+            }
+            let blob_path = vault
+                .layout
+                .blob(&blob)
+                .ok_or_else(|| Error::BadDigest(blob.clone()))?;
+            builder.link_blob(&path, &blob_path, size.unwrap_or(0).max(0) as u64)?;
+            last = Some(path);
+        }
+    }
+    builder.sync()?;
+    record::complete_grace(cat, tree.id, snapshot, builder.files)?;
+    Ok(builder.files)
+}

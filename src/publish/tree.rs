@@ -1,0 +1,347 @@
+//! Materialising a tree: files placed at paths under a root, as hardlinks to blobs (reflink, then
+//! plain copy, when a hardlink is impossible), generated documents written, every touched
+//! directory fsynced; and the staging → `trees/<name>` rename.
+//!
+//! Protects invariant 3 (a tree is only renamed into `trees/` once every file is in place and
+//! durable) and invariant 5 (every path is checked with [`check_path`] again right before it is
+//! used; directories are created one component at a time and an existing component must be a
+//! real directory, never a symlink; files are created with `O_EXCL`/`link(2)`, which never follow
+//! a symlink at the last component).
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoResultExt, Result};
+use crate::store::sync_dir;
+use crate::streams::{ParseError, check_path};
+
+use super::failpoint;
+
+/// What to do when a path is already taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum OnExisting {
+    /// Building a tree: a second file at one path is a conflict.
+    Conflict,
+    /// Adding grace items to a tree: what is there stays.
+    Keep,
+}
+
+/// How a file got into the tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Placed {
+    Linked,
+    Copied,
+    Written,
+    /// [`OnExisting::Keep`] and the path was taken (or its directory was a file).
+    Skipped,
+}
+
+/// Places files under one root directory.
+pub(super) struct Builder {
+    root: PathBuf,
+    snapshot: i64,
+    on_existing: OnExisting,
+    /// Directories (relative) known to exist as real directories.
+    dirs: HashSet<String>,
+    /// Directories whose entries changed: fsynced by [`Builder::sync`].
+    touched: Vec<PathBuf>,
+    touched_set: HashSet<PathBuf>,
+    pub files: u64,
+    pub bytes: u64,
+    pub copied: u64,
+    fail_after: Option<u64>,
+    slow_ms: Option<u64>,
+}
+
+impl Builder {
+    pub(super) fn new(root: &Path, snapshot: i64, on_existing: OnExisting) -> Builder {
+        Builder {
+            root: root.to_path_buf(),
+            snapshot,
+            on_existing,
+            dirs: HashSet::new(),
+            touched: Vec::new(),
+            touched_set: HashSet::new(),
+            files: 0,
+            bytes: 0,
+            copied: 0,
+            fail_after: failpoint::number("publish-after-", "-files"),
+            slow_ms: failpoint::number("publish-slow-file=", ""),
+        }
+    }
+
+    fn touch(&mut self, dir: PathBuf) {
+        if self.touched_set.insert(dir.clone()) {
+            self.touched.push(dir);
+        }
+    }
+
+    fn conflict(&self, rel: &str) -> Error {
+        Error::PathConflict {
+            snapshot: self.snapshot,
+            path: rel.to_string(),
+        }
+    }
+
+    /// Make the parent directories of `rel` (checked safe); `None` when a component is taken
+    /// by a non-directory under [`OnExisting::Keep`].
+    fn parent_of(&mut self, rel: &str) -> Result<Option<PathBuf>> {
+        check_path(rel).map_err(|source| {
+            Error::Parse(ParseError::UnsafePath {
+                doc: format!("snapshot {}", self.snapshot),
+                at: rel.to_string(),
+                source,
+            })
+        })?;
+        let mut dir = self.root.clone();
+        let mut rel_dir = String::new();
+        let mut parts: Vec<&str> = rel.split('/').collect();
+        parts.pop();
+        for part in parts {
+            if !rel_dir.is_empty() {
+                rel_dir.push('/');
+            }
+            rel_dir.push_str(part);
+            let parent = dir.clone();
+            dir.push(part);
+            if self.dirs.contains(&rel_dir) {
+                continue;
+            }
+            match fs::create_dir(&dir) {
+                Ok(()) => self.touch(parent),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    let meta = fs::symlink_metadata(&dir).with_path("stat", &dir)?;
+                    if !meta.is_dir() {
+                        return match self.on_existing {
+                            OnExisting::Keep => Ok(None),
+                            OnExisting::Conflict => Err(self.conflict(rel)),
+                        };
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotADirectory => {
+                    return match self.on_existing {
+                        OnExisting::Keep => Ok(None),
+                        OnExisting::Conflict => Err(self.conflict(rel)),
+                    };
+                }
+                Err(e) => {
+                    return Err(Error::Io {
+                        op: "create directory",
+                        path: dir,
+                        source: e,
+                    });
+                }
+            }
+            self.dirs.insert(rel_dir.clone());
+        }
+        Ok(Some(dir))
+    }
+
+    fn failpoint(&self, path: &Path) -> Result<()> {
+        if self.fail_after.is_some_and(|n| self.files >= n) {
+            return Err(Error::Io {
+                op: "write",
+                path: path.to_path_buf(),
+                source: io::Error::from_raw_os_error(28), // ENOSPC
+            });
+        }
+        if let Some(ms) = self.slow_ms {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
+        Ok(())
+    }
+
+    fn existing(&self, rel: &str, e: io::Error, path: &Path) -> Result<Placed> {
+        match (e.kind(), self.on_existing) {
+            (io::ErrorKind::AlreadyExists | io::ErrorKind::NotADirectory, OnExisting::Keep) => {
+                Ok(Placed::Skipped)
+            }
+            (io::ErrorKind::AlreadyExists | io::ErrorKind::NotADirectory, _) => {
+                Err(self.conflict(rel))
+            }
+            _ => Err(Error::Io {
+                op: "create",
+                path: path.to_path_buf(),
+                source: e,
+            }),
+        }
+    }
+
+    /// Place the blob file `blob` (of `size` bytes) at `rel`.
+    pub(super) fn link_blob(&mut self, rel: &str, blob: &Path, size: u64) -> Result<Placed> {
+        let Some(dir) = self.parent_of(rel)? else {
+            return Ok(Placed::Skipped);
+        };
+        let name = rel.rsplit('/').next().unwrap_or(rel);
+        let path = dir.join(name);
+        self.failpoint(&path)?;
+        let placed = match fs::hard_link(blob, &path) {
+            Ok(()) => Placed::Linked,
+            Err(e) if link_impossible(&e) => match copy_blob(blob, &path) {
+                Ok(()) => Placed::Copied,
+                Err(e) => return self.existing(rel, e, &path),
+            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !blob.exists() => {
+                return Err(Error::Io {
+                    op: "link blob",
+                    path: blob.to_path_buf(),
+                    source: e,
+                });
+            }
+            Err(e) => return self.existing(rel, e, &path),
+        };
+        if placed == Placed::Copied {
+            self.copied += 1;
+        }
+        self.files += 1;
+        self.bytes += size;
+        self.touch(dir);
+        Ok(placed)
+    }
+
+    /// Write a generated document at `rel` (read-only, fsynced).
+    pub(super) fn write_bytes(&mut self, rel: &str, bytes: &[u8]) -> Result<Placed> {
+        let Some(dir) = self.parent_of(rel)? else {
+            return Ok(Placed::Skipped);
+        };
+        let name = rel.rsplit('/').next().unwrap_or(rel);
+        let path = dir.join(name);
+        self.failpoint(&path)?;
+        let mut opts = OpenOptions::new();
+        opts.write(true).create_new(true);
+        readonly_mode(&mut opts);
+        let mut f = match opts.open(&path) {
+            Ok(f) => f,
+            Err(e) => return self.existing(rel, e, &path),
+        };
+        f.write_all(bytes)
+            .and_then(|()| f.sync_all())
+            .with_path("write", &path)?;
+        self.files += 1;
+        self.bytes += bytes.len() as u64;
+        self.touch(dir);
+        Ok(Placed::Written)
+    }
+
+    /// fsync every directory whose entries changed (new links are durable after this).
+    pub(super) fn sync(&self) -> Result<()> {
+        for d in self.touched.iter().rev() {
+            sync_dir(d)?;
+        }
+        Ok(())
+    }
+}
+
+/// The errors after which a hardlink cannot work but a copy can.
+fn link_impossible(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::CrossesDevices
+            | io::ErrorKind::TooManyLinks
+            | io::ErrorKind::PermissionDenied
+            | io::ErrorKind::Unsupported
+    ) || e.raw_os_error() == Some(95) // EOPNOTSUPP
+}
+
+/// Reflink (copy-on-write clone), else a plain copy, into a new file; fsynced, read-only.
+fn copy_blob(blob: &Path, path: &Path) -> io::Result<()> {
+    let mut from = File::open(blob)?;
+    let mut opts = OpenOptions::new();
+    opts.write(true).create_new(true);
+    readonly_mode(&mut opts);
+    let mut to = opts.open(path)?;
+    let result = (|| {
+        if reflink_copy::reflink_file(&from, &to).is_err() {
+            to.set_len(0)?;
+            io::copy(&mut from, &mut to)?;
+        }
+        to.sync_all()
+    })();
+    if result.is_err() {
+        drop(to);
+        let _ = fs::remove_file(path);
+    }
+    result
+}
+
+#[cfg(unix)]
+fn readonly_mode(opts: &mut OpenOptions) {
+    use std::os::unix::fs::OpenOptionsExt;
+    opts.mode(0o444);
+}
+
+#[cfg(not(unix))]
+fn readonly_mode(_opts: &mut OpenOptions) {}
+
+/// Move a complete staging directory to `trees/<name>` and make the rename durable.
+pub(super) fn commit(staging: &Path, trees: &Path, name: &str) -> Result<PathBuf> {
+    sync_dir(staging)?;
+    let dest = trees.join(name);
+    fs::rename(staging, &dest).with_path("rename tree into", &dest)?;
+    sync_dir(trees)?;
+    Ok(dest)
+}
+
+/// Remove a staging directory (best effort: a leftover is removed by the next publish to the
+/// same destination, or by gc).
+pub(super) fn discard(staging: &Path) {
+    let _ = fs::remove_dir_all(staging);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conflicts_and_symlinks_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("t");
+        fs::create_dir(&root).unwrap();
+        let blob = dir.path().join("blob");
+        fs::write(&blob, b"abc").unwrap();
+        let mut b = Builder::new(&root, 1, OnExisting::Conflict);
+        assert_eq!(b.link_blob("a/b/c", &blob, 3).unwrap(), Placed::Linked);
+        assert!(matches!(
+            b.link_blob("a/b/c", &blob, 3),
+            Err(Error::PathConflict { .. })
+        ));
+        assert!(matches!(
+            b.link_blob("a/b/c/d", &blob, 3),
+            Err(Error::PathConflict { .. })
+        ));
+        assert!(matches!(
+            b.link_blob("../x", &blob, 3),
+            Err(Error::Parse(_))
+        ));
+        // A symlinked directory is never followed.
+        std::os::unix::fs::symlink(dir.path(), root.join("evil")).unwrap();
+        assert!(matches!(
+            b.link_blob("evil/x", &blob, 3),
+            Err(Error::PathConflict { .. })
+        ));
+        assert!(!dir.path().join("x").exists());
+        let mut k = Builder::new(&root, 1, OnExisting::Keep);
+        assert_eq!(k.link_blob("a/b/c", &blob, 3).unwrap(), Placed::Skipped);
+        assert_eq!(k.link_blob("evil/x", &blob, 3).unwrap(), Placed::Skipped);
+        assert_eq!(k.write_bytes("a/n", b"x").unwrap(), Placed::Written);
+        b.sync().unwrap();
+        k.sync().unwrap();
+    }
+
+    #[test]
+    fn copy_fallback_makes_an_independent_readonly_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let blob = dir.path().join("blob");
+        fs::write(&blob, b"hello").unwrap();
+        let dst = dir.path().join("copy");
+        copy_blob(&blob, &dst).unwrap();
+        assert_eq!(fs::read(&dst).unwrap(), b"hello");
+        assert!(copy_blob(&blob, &dst).is_err(), "never overwrites");
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let m = fs::metadata(&dst).unwrap();
+        assert_ne!(m.ino(), fs::metadata(&blob).unwrap().ino());
+        assert_eq!(m.permissions().mode() & 0o777, 0o444);
+    }
+}
