@@ -551,6 +551,7 @@ fn publish_cmd(root: &Path, a: PublishArgs) -> Result<ExitCode> {
             force: a.force,
             adopt: a.adopt,
             rebuild: a.rebuild,
+            pre_adopted: None,
         },
     )?;
     if a.json {

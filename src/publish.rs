@@ -54,7 +54,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-pub use adopt::{Adopted, source_name as adopted_source_name};
+pub use adopt::{Adopted, import as adopt_import, source_name as adopted_source_name};
 pub use check::{INDEX_NAMES, TreeCheck, check_published, check_tree};
 pub use record::{Publication, TreeRow};
 
@@ -105,6 +105,9 @@ pub struct PublishOptions {
     pub adopt: bool,
     /// Build a new tree even if one exists for the same snapshot, mode and signer.
     pub rebuild: bool,
+    /// With `adopt`: the directory was already imported by [`adopt_import`] (the `mirror`
+    /// command imports before its sync so that nothing is downloaded again).
+    pub pre_adopted: Option<Adopted>,
 }
 
 /// Where a rollback goes.
@@ -219,10 +222,10 @@ pub fn publish(vault: &mut Vault, opts: &PublishOptions) -> Result<PublishReport
     let live = live_tree(vault, &dest, &state, &trees, opts.adopt)?;
     let snap = vault.catalog.resolve_snapshot(&opts.snapshot)?;
 
-    let mut adopted = if state == State::Directory {
-        Some(adopt::import(vault, &dest)?)
-    } else {
-        None
+    let mut adopted = match (&state, &opts.pre_adopted) {
+        (State::Directory, Some(a)) => Some(a.clone()),
+        (State::Directory, None) => Some(adopt::import(vault, &dest)?),
+        _ => None,
     };
 
     let staging = dest::staging_path(&vault.layout, &dest);

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use streamvault::error::{Error, Result};
 use streamvault::mirror::{self, MirrorArgs, Parsed, args::HELP, args::USAGE};
-use streamvault::sync::{self as sv_sync, SyncEvents};
+use streamvault::publish::{self, MetadataMode, PublishOptions};
+use streamvault::sync::{Outcome, SyncEvents};
 use streamvault::vault::Vault;
 
 use super::output;
@@ -98,6 +99,13 @@ fn run(a: &MirrorArgs, root: &Path) -> Result<()> {
         root.to_path_buf()
     };
     let mut vault = Vault::open(&store_root)?;
+    // First run over a directory an earlier sstream-mirror filled: import its files by content
+    // before the sync, so that nothing that verifies is downloaded again.
+    let pre_adopted = if !a.dry_run && is_real_dir(&output_d) {
+        Some(publish::adopt_import(&mut vault, &output_d)?)
+    } else {
+        None
+    };
     let progress = Arc::new(output::MirrorProgress::new(a.progress));
     let events: Arc<dyn SyncEvents> = progress.clone();
     let rt = super::runtime()?;
@@ -111,11 +119,36 @@ fn run(a: &MirrorArgs, root: &Path) -> Result<()> {
     if a.dry_run {
         return Ok(());
     }
-    publish(&mut vault, &report, &output_d)?;
+    let snapshot = match report.outcome {
+        Outcome::Snapshot(id) | Outcome::Unchanged(id) => id,
+        Outcome::DryRun => return Ok(()),
+    };
+    if let Some(parent) = output_d.parent() {
+        // sstream-mirror creates OUTPUT_DIR and its parents.
+        std::fs::create_dir_all(parent).map_err(|source| Error::Io {
+            op: "create directory",
+            path: parent.to_path_buf(),
+            source,
+        })?;
+    }
+    // Verbatim upstream metadata, as sstream-mirror writes it: it lists what the filters left
+    // out, which is what the python tool's mirrors do too (hence `force`).
+    publish::publish(
+        &mut vault,
+        &PublishOptions {
+            snapshot: snapshot.to_string(),
+            dest: output_d.clone(),
+            mode: MetadataMode::Verbatim,
+            force: true,
+            adopt: pre_adopted.is_some(),
+            pre_adopted,
+            ..PublishOptions::default()
+        },
+    )?;
     Ok(())
 }
 
-/// Publish the run's snapshot (or the unchanged latest) to OUTPUT_DIR, metadata verbatim.
-fn publish(_vault: &mut Vault, _report: &sv_sync::SyncReport, _output_d: &Path) -> Result<()> {
-    Ok(())
+/// A directory that is not a symlink (a published OUTPUT_DIR is a symlink to a tree).
+fn is_real_dir(p: &Path) -> bool {
+    std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir())
 }

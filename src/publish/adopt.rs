@@ -42,7 +42,7 @@ pub fn source_name(dest: &Path) -> String {
 }
 
 /// Import every regular file under `dir` and record the snapshot.
-pub(super) fn import(vault: &mut Vault, dir: &Path) -> Result<Adopted> {
+pub fn import(vault: &mut Vault, dir: &Path) -> Result<Adopted> {
     let started = Instant::now();
     let mut files: Vec<(String, Digests)> = Vec::new();
     let mut skipped = 0;
