@@ -127,6 +127,19 @@ pub enum Error {
 
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
+
+    #[error("no store at `{}` (it has no catalogue)", .0.display())]
+    NoStore(PathBuf),
+
+    #[error("invalid duration `{0}` (use a number with s, m, h, d or w, e.g. `24h`, `30m`, `7d`, or `0`)")]
+    BadDuration(String),
+
+    #[error("cannot start {what} worker threads")]
+    Threads {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl Error {
@@ -138,6 +151,9 @@ impl Error {
             }
             Error::UnknownSource(_) => Some("`streamvault source list` shows the sources".into()),
             Error::UnknownSnapshot(_) => Some("`streamvault snapshots` lists the snapshots".into()),
+            Error::NoStore(_) => {
+                Some("pass `--root DIR` or set `STREAMVAULT_ROOT` to the store's root".into())
+            }
             _ => None,
         }
     }

@@ -7,6 +7,8 @@ use std::sync::Mutex;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use streamvault::error::Error;
+use streamvault::gc::{GcReport, KeepReason};
+use streamvault::verify::VerifyReport;
 use streamvault::fetch::Progress;
 use streamvault::sync::SyncEvents;
 
@@ -165,6 +167,92 @@ impl SyncEvents for SyncBar {
         if self.verbose > 1 {
             self.note(format!("fetched {path} ({})", size(size_)));
         }
+    }
+}
+
+/// One line per kept tree, dropped snapshot and dropped tree, then the totals.
+pub fn print_gc_report(r: &GcReport) {
+    let (verb, would) = if r.dry_run {
+        ("would drop", "would free")
+    } else {
+        ("dropped", "freed")
+    };
+    for t in &r.trees_kept {
+        let snap = t
+            .snapshot
+            .map(|s| format!("snapshot {s}"))
+            .unwrap_or_else(|| "no catalogue row".into());
+        let dest = t.dest.as_deref().unwrap_or("-");
+        let why = match t.reason {
+            KeepReason::Published => format!("published on `{dest}`"),
+            KeepReason::Linked => format!("`{dest}` links to it"),
+            KeepReason::RetiredWithinGrace => format!(
+                "retired from `{dest}` at {}, within the grace period",
+                t.at.map(time).unwrap_or_default()
+            ),
+            KeepReason::NewWithinGrace => "created within the grace period".into(),
+        };
+        crate::cli::out!("keep tree {} ({snap}): {why}", t.name);
+    }
+    for s in &r.snapshots_dropped {
+        crate::cli::out!(
+            "{verb} snapshot {} ({}, {})",
+            s.id,
+            s.source,
+            time(s.created_at)
+        );
+    }
+    for t in &r.trees_dropped {
+        crate::cli::out!("{verb} tree {t}");
+    }
+    for t in &r.orphan_trees {
+        crate::cli::out!("{verb} tree directory {t} (no catalogue row)");
+    }
+    crate::cli::out!(
+        "gc{}: {verb} {} snapshots ({} kept), {} trees, {} publications, {} blobs ({}; {} kept, {} within the grace period); swept {} orphan blobs, {} orphan trees, {} tmp entries, {} partial files; {would} {} ({} on disk) by unlinking {} files",
+        if r.dry_run { " --dry-run" } else { "" },
+        r.snapshots_dropped.len(),
+        r.snapshots_kept,
+        r.trees_dropped.len(),
+        r.publications_dropped,
+        r.blobs_dropped,
+        size(r.blob_bytes_dropped),
+        r.blobs_kept,
+        r.blobs_within_grace,
+        r.orphan_blobs,
+        r.orphan_trees.len(),
+        r.tmp_entries,
+        r.partial_files,
+        size(r.freed_bytes),
+        size(r.freed_disk_bytes),
+        r.files_unlinked
+    );
+}
+
+/// One line per problem (with its repair outcome), then the totals.
+pub fn print_verify_report(r: &VerifyReport) {
+    for f in &r.findings {
+        crate::cli::out!("{f}");
+    }
+    let checked = format!(
+        "{} blobs ({} hashed), {} files in blobs/, {} trees ({} files)",
+        r.blobs_checked,
+        size(r.bytes_hashed),
+        r.blob_files_seen,
+        r.trees_checked,
+        r.tree_files_checked
+    );
+    let remaining = r.remaining();
+    if r.findings.is_empty() {
+        crate::cli::out!("verify: {checked}: clean");
+    } else if r.repair {
+        crate::cli::out!(
+            "verify: {checked}: {} problems, {} repaired, {remaining} remain",
+            r.findings.len(),
+            r.repaired()
+        );
+    } else {
+        crate::cli::out!("verify: {checked}: {remaining} problems");
     }
 }
 
