@@ -131,7 +131,9 @@ pub enum Error {
     #[error("no store at `{}` (it has no catalogue)", .0.display())]
     NoStore(PathBuf),
 
-    #[error("invalid duration `{0}` (use a number with s, m, h, d or w, e.g. `24h`, `30m`, `7d`, or `0`)")]
+    #[error(
+        "invalid duration `{0}` (use a number with s, m, h, d or w, e.g. `24h`, `30m`, `7d`, or `0`)"
+    )]
     BadDuration(String),
 
     #[error("cannot start {what} worker threads")]

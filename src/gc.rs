@@ -597,9 +597,8 @@ fn fill_report_rows(conn: &Connection, report: &mut GcReport) -> rusqlite::Resul
     report.trees_kept.extend(linked);
     let one = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).map(to_u64);
     report.snapshots_kept = one("SELECT count(*) FROM gc_keep_snapshots")?;
-    report.publications_dropped = one(
-        "SELECT count(*) FROM publications WHERE tree_id IN (SELECT id FROM gc_drop_trees)",
-    )?;
+    report.publications_dropped =
+        one("SELECT count(*) FROM publications WHERE tree_id IN (SELECT id FROM gc_drop_trees)")?;
     report.blobs_dropped = one("SELECT count(*) FROM gc_drop_blobs")?;
     report.blob_bytes_dropped = one(
         "SELECT coalesce(sum(b.size), 0) FROM blobs b JOIN gc_drop_blobs d ON d.blake3 = b.blake3",
@@ -786,8 +785,13 @@ fn has_row(cat: &Catalog, p: &Path) -> Result<bool> {
     let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
         return Ok(false);
     };
-    let prefix = p.parent().and_then(|d| d.file_name()).and_then(|n| n.to_str());
-    let lower = name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let prefix = p
+        .parent()
+        .and_then(|d| d.file_name())
+        .and_then(|n| n.to_str());
+    let lower = name
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     if !crate::checksum::is_hex(name, 64) || !lower || prefix != name.get(..2) {
         return Ok(false);
     }

@@ -353,7 +353,7 @@ fn check(vault: &Vault, jobs: usize) -> Result<VerifyReport> {
     let (blob_findings, corrupt, checked, hashed) = {
         let layout = layout.clone();
         let work = move |job: BlobJob| check_blob(&layout, job);
-        let state = pool(
+        pool(
             jobs,
             work,
             |send| {
@@ -379,26 +379,30 @@ fn check(vault: &Vault, jobs: usize) -> Result<VerifyReport> {
                 Ok(())
             },
             (Vec::new(), HashSet::new(), 0u64, 0u64),
-            |(findings, corrupt, checked, hashed): &mut (Vec<Finding>, HashSet<String>, u64, u64),
+            |(findings, corrupt, checked, hashed): &mut (
+                Vec<Finding>,
+                HashSet<String>,
+                u64,
+                u64,
+            ),
              (problem, bytes): (Option<Problem>, u64)| {
                 *checked += 1;
                 *hashed += bytes;
                 if let Some(p) = problem {
-                    if let Problem::BlobCorrupt { blob, .. } | Problem::BlobUnreadable { blob, .. } =
-                        &p
+                    if let Problem::BlobCorrupt { blob, .. }
+                    | Problem::BlobUnreadable { blob, .. } = &p
                     {
                         corrupt.insert(blob.clone());
                     }
                     findings.push(found(p));
                 }
             },
-        )?;
-        state
+        )?
     };
     report.blobs_checked = checked;
     report.bytes_hashed = hashed;
     report.findings = blob_findings;
-    report.findings.sort_by(|a, b| a.problem.to_string().cmp(&b.problem.to_string()));
+    report.findings.sort_by_key(|f| f.problem.to_string());
 
     // 2. Files in blobs/ without a row (re-checked at the end).
     let mut candidates = Vec::new();
@@ -464,7 +468,7 @@ fn check(vault: &Vault, jobs: usize) -> Result<VerifyReport> {
             },
         )?;
         report.tree_files_checked += n;
-        f.sort_by(|a, b| a.problem.to_string().cmp(&b.problem.to_string()));
+        f.sort_by_key(|f| f.problem.to_string());
         tree_findings.append(&mut f);
     }
     report.findings.extend(tree_findings);
@@ -484,7 +488,7 @@ fn check(vault: &Vault, jobs: usize) -> Result<VerifyReport> {
                 orphans.push(found(Problem::OrphanTree { name, linked_from }));
             }
         }
-        orphans.sort_by(|a, b| a.problem.to_string().cmp(&b.problem.to_string()));
+        orphans.sort_by_key(|f| f.problem.to_string());
         report.findings.extend(orphans);
     }
 
@@ -675,7 +679,10 @@ fn blob_row_for(cat: &Catalog, p: &Path) -> Result<bool> {
     let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
         return Ok(false);
     };
-    let prefix = p.parent().and_then(|d| d.file_name()).and_then(|n| n.to_str());
+    let prefix = p
+        .parent()
+        .and_then(|d| d.file_name())
+        .and_then(|n| n.to_str());
     let lower = name
         .bytes()
         .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
@@ -739,7 +746,9 @@ where
         let fed = feed(&|job| job_tx.send(job).is_ok());
         drop(job_tx);
         let state = collector.join().map_err(|_| {
-            threads(io::Error::other("the result collector stopped unexpectedly"))
+            threads(io::Error::other(
+                "the result collector stopped unexpectedly",
+            ))
         })?;
         fed.map(|()| state)
     })
@@ -1003,10 +1012,7 @@ fn repair_tree_file(
             return not_repaired(format!("blob `{hex}` is not available"));
         }
         let qdir = quarantine_dir(layout);
-        let dest = qdir.join(format!(
-            "tree-{tree}-{}.{now}",
-            rel.replace('/', "_")
-        ));
+        let dest = qdir.join(format!("tree-{tree}-{}.{now}", rel.replace('/', "_")));
         let moved = fs::create_dir_all(&qdir).and_then(|()| fs::rename(&target, &dest));
         return match moved {
             Ok(()) => not_repaired(format!(

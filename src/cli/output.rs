@@ -7,10 +7,10 @@ use std::sync::Mutex;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use streamvault::error::Error;
-use streamvault::gc::{GcReport, KeepReason};
-use streamvault::verify::VerifyReport;
 use streamvault::fetch::Progress;
+use streamvault::gc::{GcReport, KeepReason};
 use streamvault::sync::SyncEvents;
+use streamvault::verify::VerifyReport;
 
 /// `streamvault: error: <msg>: <cause>: …` and an optional `hint:` line (invariant 7).
 pub fn print_error(err: &Error, verbose: u8) {

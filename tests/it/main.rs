@@ -4,7 +4,9 @@
 mod bad_input;
 mod common;
 mod faults;
+mod gc;
 mod kill;
 mod real;
 mod select;
 mod sync;
+mod verify;
