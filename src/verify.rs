@@ -244,6 +244,13 @@ pub fn repair(plan: RepairPlan<'_>) -> Result<VerifyReport> {
             }
             Problem::BlobCorrupt { blob, .. } | Problem::BlobUnreadable { blob, .. } => {
                 match quarantine(&layout, blob, now) {
+                    Ok(()) if !referenced(&vault.catalog, blob)? => {
+                        drop_row(&vault.catalog, blob)?;
+                        f.repair = Some(Repair::Repaired {
+                            how: "moved to quarantine; row removed (no snapshot refers to it)"
+                                .into(),
+                        });
+                    }
                     Ok(()) => refetch.push(i),
                     Err(e) => {
                         unavailable.insert(blob.clone());
@@ -258,11 +265,7 @@ pub fn repair(plan: RepairPlan<'_>) -> Result<VerifyReport> {
                 if referenced(&vault.catalog, blob)? {
                     refetch.push(i);
                 } else {
-                    vault
-                        .catalog
-                        .conn()
-                        .execute("DELETE FROM blobs WHERE blake3 = ?1", [blob])
-                        .map_err(|e| vault.catalog.err(e))?;
+                    drop_row(&vault.catalog, blob)?;
                     f.repair = Some(Repair::Repaired {
                         how: "row removed (no snapshot refers to it)".into(),
                     });
@@ -842,6 +845,14 @@ fn remove_orphan_tree(layout: &Layout, name: &str) -> Repair {
         },
         Err(e) => not_repaired(format!("cannot remove it: {e}")),
     }
+}
+
+/// Delete the row of a blob nothing refers to (its file is already gone).
+fn drop_row(cat: &Catalog, hex: &str) -> Result<()> {
+    cat.conn()
+        .execute("DELETE FROM blobs WHERE blake3 = ?1", [hex])
+        .map_err(|e| cat.err(e))?;
+    Ok(())
 }
 
 /// Does any snapshot item or document name this blob?

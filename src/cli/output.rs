@@ -172,10 +172,10 @@ impl SyncEvents for SyncBar {
 
 /// One line per kept tree, dropped snapshot and dropped tree, then the totals.
 pub fn print_gc_report(r: &GcReport) {
-    let (verb, would) = if r.dry_run {
-        ("would drop", "would free")
+    let (verb, sweep, would) = if r.dry_run {
+        ("would drop", "would sweep", "would free")
     } else {
-        ("dropped", "freed")
+        ("dropped", "swept", "freed")
     };
     for t in &r.trees_kept {
         let snap = t
@@ -208,25 +208,39 @@ pub fn print_gc_report(r: &GcReport) {
     for t in &r.orphan_trees {
         crate::cli::out!("{verb} tree directory {t} (no catalogue row)");
     }
+    let tag = if r.dry_run { "gc --dry-run" } else { "gc" };
     crate::cli::out!(
-        "gc{}: {verb} {} snapshots ({} kept), {} trees, {} publications, {} blobs ({}; {} kept, {} within the grace period); swept {} orphan blobs, {} orphan trees, {} tmp entries, {} partial files; {would} {} ({} on disk) by unlinking {} files",
-        if r.dry_run { " --dry-run" } else { "" },
-        r.snapshots_dropped.len(),
+        "{tag}: {verb} {} ({} kept), {}, {}, {} ({}); {} kept ({} within the grace period)",
+        n(r.snapshots_dropped.len() as u64, "snapshot"),
         r.snapshots_kept,
-        r.trees_dropped.len(),
-        r.publications_dropped,
-        r.blobs_dropped,
+        n(r.trees_dropped.len() as u64, "tree"),
+        n(r.publications_dropped, "publication"),
+        n(r.blobs_dropped, "blob"),
         size(r.blob_bytes_dropped),
-        r.blobs_kept,
+        n(r.blobs_kept, "blob"),
         r.blobs_within_grace,
-        r.orphan_blobs,
-        r.orphan_trees.len(),
-        r.tmp_entries,
-        r.partial_files,
+    );
+    crate::cli::out!(
+        "{tag}: {sweep} {}, {}, {}, {}; {would} {} ({} on disk) by unlinking {}",
+        n(r.orphan_blobs, "orphan blob"),
+        n(r.orphan_trees.len() as u64, "orphan tree"),
+        n(r.tmp_entries, "tmp entry"),
+        n(r.partial_files, "partial file"),
         size(r.freed_bytes),
         size(r.freed_disk_bytes),
-        r.files_unlinked
+        n(r.files_unlinked, "file"),
     );
+}
+
+/// `1 blob`, `2 blobs`, `3 tmp entries`.
+fn n(count: u64, what: &str) -> String {
+    if count == 1 {
+        format!("1 {what}")
+    } else if let Some(stem) = what.strip_suffix('y') {
+        format!("{count} {stem}ies")
+    } else {
+        format!("{count} {what}s")
+    }
 }
 
 /// One line per problem (with its repair outcome), then the totals.
@@ -235,24 +249,24 @@ pub fn print_verify_report(r: &VerifyReport) {
         crate::cli::out!("{f}");
     }
     let checked = format!(
-        "{} blobs ({} hashed), {} files in blobs/, {} trees ({} files)",
-        r.blobs_checked,
+        "{} ({} hashed), {} in blobs/, {} ({})",
+        n(r.blobs_checked, "blob"),
         size(r.bytes_hashed),
-        r.blob_files_seen,
-        r.trees_checked,
-        r.tree_files_checked
+        n(r.blob_files_seen, "file"),
+        n(r.trees_checked, "tree"),
+        n(r.tree_files_checked, "file"),
     );
     let remaining = r.remaining();
     if r.findings.is_empty() {
         crate::cli::out!("verify: {checked}: clean");
     } else if r.repair {
         crate::cli::out!(
-            "verify: {checked}: {} problems, {} repaired, {remaining} remain",
-            r.findings.len(),
+            "verify: {checked}: {}, {} repaired, {remaining} remain",
+            n(r.findings.len() as u64, "problem"),
             r.repaired()
         );
     } else {
-        crate::cli::out!("verify: {checked}: {remaining} problems");
+        crate::cli::out!("verify: {checked}: {}", n(remaining as u64, "problem"));
     }
 }
 
@@ -262,6 +276,12 @@ mod tests {
     fn time_format() {
         assert_eq!(super::time(0), "1970-01-01 00:00:00Z");
         assert_eq!(super::time(1_764_043_628), "2025-11-25 04:07:08Z");
+    }
+    #[test]
+    fn plurals() {
+        assert_eq!(super::n(1, "blob"), "1 blob");
+        assert_eq!(super::n(0, "blob"), "0 blobs");
+        assert_eq!(super::n(2, "tmp entry"), "2 tmp entries");
     }
     #[test]
     fn size_format() {

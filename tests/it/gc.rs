@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, params};
 
 use crate::common::{Store, Upstream};
-use streamvault::serve::Faults;
 
 // ---------------------------------------------------------------------------------- helpers
 
