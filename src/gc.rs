@@ -228,18 +228,43 @@ pub fn gc_plan<'a>(vault: &'a mut Vault, opts: &GcOptions) -> Result<GcPlan<'a>>
         grace_secs: opts.grace.as_secs(),
         ..GcReport::default()
     };
-    let layout = vault.layout.clone();
     let cat = &vault.catalog;
+    let e = |err| cat.err(err);
+    cat.conn().execute_batch(SCRATCH).map_err(e)?;
+    // One read transaction for the whole plan: one consistent view, and no lock taken and
+    // released around each of the many small statements.
+    cat.conn().execute_batch("BEGIN").map_err(e)?;
+    match plan_into(&vault.layout, cat, cutoff, keep_last, &mut report) {
+        Ok(()) => cat.conn().execute_batch("COMMIT").map_err(e)?,
+        Err(err) => {
+            let _ = cat.conn().execute_batch("ROLLBACK");
+            return Err(err);
+        }
+    }
+    Ok(GcPlan {
+        vault,
+        lock,
+        report,
+    })
+}
+
+/// Fill the plan's temporary tables and the report.
+fn plan_into(
+    layout: &Layout,
+    cat: &Catalog,
+    cutoff: i64,
+    keep_last: u32,
+    report: &mut GcReport,
+) -> Result<()> {
     let conn = cat.conn();
     let e = |err| cat.err(err);
-    conn.execute_batch(SCRATCH).map_err(e)?;
 
     // Roots from the filesystem: the trees the dests' symlinks point at.
     {
         let mut ins = conn
             .prepare("INSERT OR IGNORE INTO gc_live (name, dest) VALUES (?1, ?2)")
             .map_err(e)?;
-        for (name, dest) in live_links(&layout, cat)? {
+        for (name, dest) in live_links(layout, cat)? {
             ins.execute(params![name, dest]).map_err(e)?;
         }
     }
@@ -298,7 +323,7 @@ pub fn gc_plan<'a>(vault: &'a mut Vault, opts: &GcOptions) -> Result<GcPlan<'a>>
     )
     .map_err(e)?;
 
-    fill_report_rows(conn, &mut report).map_err(e)?;
+    fill_report_rows(conn, report).map_err(e)?;
 
     // Files: dropped trees, dropped blobs, then the orphans.
     let mut files = Files::new(conn, cat);
@@ -309,7 +334,7 @@ pub fn gc_plan<'a>(vault: &'a mut Vault, opts: &GcOptions) -> Result<GcPlan<'a>>
         let mut rows = st.query([]).map_err(e)?;
         while let Some(r) = rows.next().map_err(e)? {
             let name: String = r.get(0).map_err(e)?;
-            if let Some(dir) = tree_dir(&layout, &name) {
+            if let Some(dir) = tree_dir(layout, &name) {
                 files.add_tree(&dir, PHASE_TREE)?;
             }
         }
@@ -326,10 +351,10 @@ pub fn gc_plan<'a>(vault: &'a mut Vault, opts: &GcOptions) -> Result<GcPlan<'a>>
             }
         }
     }
-    sweep_trees(&layout, &mut files, &mut report)?;
-    report.orphan_blobs = sweep_blobs(&layout, &mut files)?;
-    report.tmp_entries = sweep_tmp(&layout, &mut files)?;
-    report.partial_files = sweep_partial(&layout, &mut files, cutoff)?;
+    sweep_trees(layout, &mut files, report)?;
+    report.orphan_blobs = sweep_blobs(layout, &mut files)?;
+    report.tmp_entries = sweep_tmp(layout, &mut files)?;
+    report.partial_files = sweep_partial(layout, &mut files, cutoff)?;
 
     let (unlinked, bytes, disk) = conn
         .query_row(
@@ -345,11 +370,7 @@ pub fn gc_plan<'a>(vault: &'a mut Vault, opts: &GcOptions) -> Result<GcPlan<'a>>
     report.files_unlinked = to_u64(unlinked);
     report.freed_bytes = to_u64(bytes);
     report.freed_disk_bytes = to_u64(disk);
-    Ok(GcPlan {
-        vault,
-        lock,
-        report,
-    })
+    Ok(())
 }
 
 /// Carry out a plan: rows in one committed transaction, then tree directories, blob files and
