@@ -12,8 +12,8 @@ use std::sync::Arc;
 use clap::Parser;
 
 use args::{
-    Cli, Command, KeyCommand, MetadataArg, PublishArgs, SnapshotCommand, SourceAddArgs,
-    SourceCommand, SyncArgs,
+    Cli, Command, GcArgs, KeyCommand, MetadataArg, PublishArgs, SnapshotCommand, SourceAddArgs,
+    SourceCommand, SyncArgs, VerifyArgs,
 };
 use output::{print_error, size, table, time};
 use streamvault::catalog::NewSource;
@@ -83,6 +83,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve { dest, listen } => serve(&dest, listen),
         // Handled before clap (see `main`); listed for `--help`.
         Command::Mirror { args } => Ok(mirror_cmd::main(&args, Some(root))),
+        Command::Gc(a) => gc_cmd(&root, a),
+        Command::Verify(a) => verify_cmd(&root, a),
         Command::Demo(a) => {
             let rt = runtime()?;
             streamvault::demo::run(&rt, a.dir.as_deref(), a.serve)?;
@@ -788,4 +790,67 @@ fn key_cmd(root: &Path, cmd: KeyCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+// ---------------------------------------------------------------------------- gc, verify
+
+/// A store that must exist already (maintenance never creates one).
+fn open_existing(root: &Path) -> Result<Vault> {
+    if Vault::open_read_only(root)?.is_none() {
+        return Err(Error::NoStore(root.to_path_buf()));
+    }
+    Vault::open(root)
+}
+
+fn gc_cmd(root: &Path, a: GcArgs) -> Result<ExitCode> {
+    let opts = streamvault::gc::GcOptions {
+        keep_last: a.keep_last,
+        grace: streamvault::gc::parse_duration(&a.grace)?,
+        wait: a.wait,
+    };
+    let mut vault = open_existing(root)?;
+    let plan = streamvault::gc::gc_plan(&mut vault, &opts)?;
+    let report = if a.dry_run {
+        plan.report().clone()
+    } else {
+        streamvault::gc::gc(plan)?
+    };
+    if a.json {
+        return json_out(&report);
+    }
+    output::print_gc_report(&report);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify_cmd(root: &Path, a: VerifyArgs) -> Result<ExitCode> {
+    let mut opts = streamvault::verify::VerifyOptions {
+        wait: a.wait,
+        fetch: FetchOptions {
+            retries: a.retries,
+            ..FetchOptions::default()
+        },
+        ..Default::default()
+    };
+    if let Some(j) = a.jobs {
+        opts.jobs = usize::from(j);
+    }
+    let report = if a.repair {
+        let mut vault = open_existing(root)?;
+        let plan = streamvault::verify::repair_plan(&mut vault, &opts)?;
+        streamvault::verify::repair(plan)?
+    } else {
+        let vault =
+            Vault::open_read_only(root)?.ok_or_else(|| Error::NoStore(root.to_path_buf()))?;
+        streamvault::verify::verify(&vault, &opts)?
+    };
+    if a.json {
+        json_out(&report)?;
+    } else {
+        output::print_verify_report(&report);
+    }
+    Ok(if report.remaining() > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -216,6 +216,22 @@ pub enum Error {
         #[source]
         source: crate::openpgp::Error,
     },
+
+    // ---------------------------------------------------------------- gc/verify
+    #[error("no store at `{}` (it has no catalogue)", .0.display())]
+    NoStore(PathBuf),
+
+    #[error(
+        "invalid duration `{0}` (use a number with s, m, h, d or w, e.g. `24h`, `30m`, `7d`, or `0`)"
+    )]
+    BadDuration(String),
+
+    #[error("cannot start {what} worker threads")]
+    Threads {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl Error {
@@ -246,6 +262,9 @@ impl Error {
             ),
             Error::NothingToRollBack { .. } => {
                 Some("`streamvault publications DEST` lists what was published there".into())
+            }
+            Error::NoStore(_) => {
+                Some("pass `--root DIR` or set `STREAMVAULT_ROOT` to the store's root".into())
             }
             _ => None,
         }

@@ -4,6 +4,8 @@
 //! Data flows one way: [`fetch`] → [`openpgp`] / [`streams`] (verify, parse, select) →
 //! [`sync`] (plan against the [`catalog`], download into the [`store`], commit a snapshot) →
 //! [`publish`] (materialise a tree, flip the published link; signing [`keys`]).
+//! Maintenance: [`gc`] (retention, then rows before files) and [`verify`] (re-hash, check trees,
+//! repair).
 //!
 //! # Invariants (restic's must/should form)
 //! Must (breaking one loses data or lies to clients):
@@ -21,8 +23,20 @@
 //!    link moves; the link is replaced by one `rename(2)`; a failed publish leaves the old link
 //!    untouched ([`publish`]). The publication row exists before the link points at its tree.
 //!
+//! 6. Removal ([`gc`]): take the store lock exclusively (every writer holds it shared, so no
+//!    writer is between writing a blob and referencing it), decide what stays under that lock,
+//!    delete the rows in one committed transaction, and only then unlink files: tree
+//!    directories, then blobs. A kill leaves files without rows, never a row without its file.
+//! 7. A tree, a snapshot or a blob that a published dest still serves, or served less than the
+//!    grace period ago, is never collected; the dest's symlink (readlink) counts as much as the
+//!    publication rows ([`gc`]).
+//! 8. A file in a live tree is only ever replaced whole, by a rename over it; a corrupt blob is
+//!    moved out of `blobs/` (quarantine) before its replacement is committed ([`verify`]).
+//!
 //! Should (breaking one needs a repair, never loses data): a killed run leaves only files in
-//! `partial/` and `tmp/` and blobs without rows, which the next run reuses or `gc` removes.
+//! `partial/` and `tmp/`, blobs without rows and tree directories without rows, which the next
+//! run reuses or `gc` removes; `verify` finds every mismatch between the catalogue, `blobs/` and
+//! `trees/`, and `verify --repair` fixes what it can from the sources.
 
 pub mod catalog;
 pub mod checksum;
@@ -30,6 +44,7 @@ pub mod demo;
 pub mod diff;
 pub mod error;
 pub mod fetch;
+pub mod gc;
 pub mod keys;
 pub mod lock;
 pub mod mirror;
@@ -41,3 +56,4 @@ pub mod streamgen;
 pub mod streams;
 pub mod sync;
 pub mod vault;
+pub mod verify;

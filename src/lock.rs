@@ -19,11 +19,21 @@ pub enum Mode {
     Exclusive,
 }
 
-/// A held lock; dropping it releases the lock.
+/// A held lock; dropping it releases the lock (and clears the holder line of an exclusive one).
 #[derive(Debug)]
 pub struct LockGuard {
-    _file: File,
+    file: File,
     path: PathBuf,
+    mode: Mode,
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        // The holder line is only true while the lock is held: a later waiter must not read it.
+        if self.mode == Mode::Exclusive {
+            let _ = self.file.set_len(0);
+        }
+    }
 }
 
 impl LockGuard {
@@ -71,16 +81,24 @@ pub fn acquire(path: &Path, mode: Mode, wait: bool, what: &str) -> Result<LockGu
             });
         }
     }
-    if mode == Mode::Exclusive {
-        let since = httpdate::fmt_http_date(std::time::SystemTime::now());
-        let line = format!("pid {}, since {}: {}\n", std::process::id(), since, what);
-        let _ = file.set_len(0);
-        let _ = file.seek(SeekFrom::Start(0));
-        let _ = file.write_all(line.as_bytes());
+    match mode {
+        Mode::Exclusive => {
+            let since = httpdate::fmt_http_date(std::time::SystemTime::now());
+            let line = format!("pid {}, since {}: {}\n", std::process::id(), since, what);
+            let _ = file.set_len(0);
+            let _ = file.seek(SeekFrom::Start(0));
+            let _ = file.write_all(line.as_bytes());
+        }
+        // No exclusive holder exists while a shared lock is held: a line left by a killed one
+        // is stale.
+        Mode::Shared => {
+            let _ = file.set_len(0);
+        }
     }
     Ok(LockGuard {
-        _file: file,
+        file,
         path: path.to_path_buf(),
+        mode,
     })
 }
 
@@ -112,5 +130,20 @@ mod tests {
         let _b = acquire(&p, Mode::Shared, false, "b").unwrap();
         assert!(acquire(&p, Mode::Exclusive, false, "gc").is_err());
         drop(a);
+    }
+
+    #[test]
+    fn released_or_killed_holder_line_is_not_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("l");
+        drop(acquire(&p, Mode::Exclusive, false, "gc").unwrap());
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "");
+        // A line left by a killed exclusive holder is cleared by the next shared holder.
+        std::fs::write(&p, "pid 1, since then: gc\n").unwrap();
+        let _s = acquire(&p, Mode::Shared, false, "sync").unwrap();
+        let msg = acquire(&p, Mode::Exclusive, false, "gc")
+            .unwrap_err()
+            .to_string();
+        assert!(!msg.contains("pid 1"), "{msg}");
     }
 }

@@ -101,6 +101,17 @@ pub enum Command {
     /// Signing keys for filtered metadata.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Drop old snapshots and trees, then delete the blobs nothing refers to any more.
+    ///
+    /// Keeps, per source, the last `--keep-last` snapshots; every tree live on a dest (by its
+    /// publication row, or because the dest's symlink points at it); trees retired or created
+    /// less than `--grace` ago; and blobs and partial downloads younger than `--grace`.
+    /// Snapshots of removed sources are dropped unless a kept tree needs them.
+    Gc(GcArgs),
+    /// Re-hash every blob and check trees and the catalogue against each other.
+    ///
+    /// Prints one line per problem. Exit status 1 when problems remain, 0 when clean.
+    Verify(VerifyArgs),
 }
 
 /// Which metadata a published tree serves.
@@ -139,6 +150,25 @@ pub struct PublishArgs {
     pub json: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Print what would be deleted and freed; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Snapshots kept per source, newest first.
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep_last: u32,
+    /// Keep retired trees, new blobs and partial downloads this long: `24h`, `30m`, `7d`, `0`.
+    #[arg(long, value_name = "DURATION", default_value = "24h")]
+    pub grace: String,
+    /// Wait for running syncs and publishes instead of exiting.
+    #[arg(long)]
+    pub wait: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum KeyCommand {
     /// Generate an Ed25519 signing key (OpenPGP v4) stored as `keys/NAME.key` (mode 0600).
@@ -165,6 +195,26 @@ pub enum KeyCommand {
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Fix what can be fixed: re-fetch missing or corrupt blobs (corrupt ones are moved to
+    /// `quarantine/` first), re-link tree files, remove files and directories without rows.
+    #[arg(long)]
+    pub repair: bool,
+    /// Hashing threads (default: the number of CPUs).
+    #[arg(long, short = 'j', value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub jobs: Option<u16>,
+    /// Retries per request when re-fetching.
+    #[arg(long, default_value_t = 2)]
+    pub retries: u32,
+    /// Wait for the store lock instead of exiting.
+    #[arg(long)]
+    pub wait: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,8 +4,10 @@
 mod bad_input;
 mod common;
 mod faults;
+mod gc;
 mod kill;
 mod publish;
 mod real;
 mod select;
 mod sync;
+mod verify;

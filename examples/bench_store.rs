@@ -1,0 +1,147 @@
+//! Benchmark fixture for `scripts/bench-gc.sh`: fills a store root with many small blobs
+//! quickly, through the library's catalogue and layout, so that `gc` and `verify` can be timed
+//! and their peak memory measured at several store sizes.
+//!
+//! It owns nothing the product relies on. It keeps invariant 1 (each blob's file is written,
+//! at its BLAKE3 address, before its row) but skips the fsyncs: a benchmark store is throwaway.
+//!
+//! Shape: source `bench` with `SNAPSHOTS` snapshots, each naming a window of 2·N/(S+1) blobs
+//! that overlaps the next one by half; the newest snapshot is materialised as tree `live`
+//! (hardlinks) and published on `<root>/../www`. With `gc --keep-last 2 --grace 0` about half the
+//! blobs are dropped.
+//!
+//! Usage: `bench_store ROOT BLOBS [SNAPSHOTS]`
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+use streamvault::catalog::{self, Item, NewSnapshot, NewSource};
+use streamvault::checksum::{Algo, Digests, MultiHasher};
+use streamvault::vault::Vault;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let usage = "usage: bench_store ROOT BLOBS [SNAPSHOTS]";
+    let root = PathBuf::from(args.next().ok_or(usage)?);
+    let blobs: usize = args.next().ok_or(usage)?.parse()?;
+    let snapshots: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(5);
+    let mut vault = Vault::open(&root)?;
+    let source = vault.catalog.add_source(&NewSource {
+        name: "bench".into(),
+        url: "http://127.0.0.1:9/".into(),
+        ..NewSource::default()
+    })?;
+
+    // Blobs: files first, then their rows, in one transaction.
+    let mut digests: Vec<Digests> = Vec::with_capacity(blobs);
+    vault.catalog.conn().execute_batch("BEGIN")?;
+    for i in 0..blobs {
+        let data = format!(
+            "streamvault bench blob {i:09}\n{}",
+            "x".repeat(100 + i % 200)
+        );
+        let mut h = MultiHasher::new(&[Algo::Sha256]);
+        h.update(data.as_bytes());
+        let d = h.finish();
+        let path = vault.layout.blob(&d.blake3).ok_or("bad digest")?;
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        fs::write(&path, data.as_bytes())?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o444))?;
+        vault.catalog.insert_blob(&d)?;
+        digests.push(d);
+    }
+    vault.catalog.conn().execute_batch("COMMIT")?;
+
+    // Snapshots: overlapping windows.
+    let step = blobs / (snapshots + 1);
+    let mut last = 0;
+    for k in 0..snapshots {
+        let items: Vec<Item> = digests
+            .iter()
+            .enumerate()
+            .skip(k * step)
+            .take(2 * step)
+            .map(|(i, d)| Item {
+                content_id: "com.example.bench".into(),
+                product: format!("p{:04}", i / 1000),
+                version: "v1".into(),
+                item: format!("i{i:09}"),
+                path: Some(format!("bench/{:04}/{i:09}", i / 1000)),
+                size: Some(d.size),
+                checksums: d.upstream.clone(),
+                blob: Some(d.blake3.clone()),
+            })
+            .collect();
+        last = vault.catalog.insert_snapshot(&NewSnapshot {
+            source_id: Some(source),
+            source: "bench".into(),
+            url: "http://127.0.0.1:9/".into(),
+            start_path: "streams/v1/index.json".into(),
+            filters: Vec::new(),
+            max: None,
+            keep: false,
+            signed: false,
+            verified: false,
+            signer: None,
+            fetched_bytes: 0,
+            duration_ms: 0,
+            digest: format!("bench-{k}"),
+            documents: Vec::new(),
+            items,
+        })?;
+    }
+
+    // The newest snapshot as a published tree of hardlinks.
+    let tree = vault.layout.trees().join("live");
+    let mut files = 0i64;
+    let mut bytes = 0i64;
+    vault.catalog.for_each_item(last, |it| {
+        if let (Some(p), Some(b)) = (&it.path, &it.blob)
+            && let Some(blob) = vault.layout.blob(b)
+        {
+            let target = tree.join(p);
+            if let Some(dir) = target.parent() {
+                fs::create_dir_all(dir).map_err(|e| io(e, dir))?;
+            }
+            fs::hard_link(&blob, &target).map_err(|e| io(e, &target))?;
+            files += 1;
+            bytes += it.size.unwrap_or(0) as i64;
+        }
+        Ok(())
+    })?;
+    let conn = vault.catalog.conn();
+    conn.execute(
+        "INSERT INTO trees (name, snapshot_id, mode, files, bytes, created_at)
+         VALUES ('live', ?1, 'verbatim', ?2, ?3, ?4)",
+        rusqlite::params![last, files, bytes, catalog::now()],
+    )?;
+    let tree_id = conn.last_insert_rowid();
+    let www = root
+        .parent()
+        .map(|p| p.join("www"))
+        .ok_or("root has no parent")?;
+    let _ = fs::remove_file(&www);
+    std::os::unix::fs::symlink(&tree, &www)?;
+    conn.execute(
+        "INSERT INTO publications (dest, tree_id, snapshot_id, action, published_at,
+                                   published_by, retired_at)
+         VALUES (?1, ?2, ?3, 'publish', ?4, 'bench', NULL)",
+        rusqlite::params![www.to_string_lossy(), tree_id, last, catalog::now()],
+    )?;
+    println!(
+        "{}: {blobs} blobs, {snapshots} snapshots, tree `live` of {files} files",
+        root.display()
+    );
+    Ok(())
+}
+
+fn io(e: std::io::Error, p: &std::path::Path) -> streamvault::error::Error {
+    streamvault::error::Error::Io {
+        op: "write",
+        path: p.to_path_buf(),
+        source: e,
+    }
+}
