@@ -95,6 +95,9 @@ pub struct GcReport {
     pub trees_kept: Vec<KeptTree>,
     pub trees_dropped: Vec<String>,
     pub publications_dropped: u64,
+    /// Grace items removed from kept trees: links to items of a snapshot that no kept tree
+    /// serves any more, so no reader can still be working from its metadata.
+    pub grace_files_dropped: u64,
     pub blobs_kept: u64,
     /// Unreferenced blobs kept because they are younger than the grace period.
     pub blobs_within_grace: u64,
@@ -181,6 +184,9 @@ const SCRATCH: &str = "
     DROP TABLE IF EXISTS temp.gc_drop_blobs;
     DROP TABLE IF EXISTS temp.gc_unlink;
     DROP TABLE IF EXISTS temp.gc_dirs;
+    DROP TABLE IF EXISTS temp.gc_drop_grace;
+    CREATE TEMP TABLE gc_drop_grace (tree_id INTEGER NOT NULL, snapshot_id INTEGER NOT NULL,
+                                     PRIMARY KEY (tree_id, snapshot_id));
     CREATE TEMP TABLE gc_live (name TEXT PRIMARY KEY, dest TEXT NOT NULL);
     CREATE TEMP TABLE gc_keep_trees (id INTEGER PRIMARY KEY, reason TEXT NOT NULL, dest TEXT,
                                      at INTEGER);
@@ -206,6 +212,7 @@ const DROP_SCRATCH: &str = "
     DROP TABLE IF EXISTS temp.gc_drop_blobs;
     DROP TABLE IF EXISTS temp.gc_unlink;
     DROP TABLE IF EXISTS temp.gc_dirs;
+    DROP TABLE IF EXISTS temp.gc_drop_grace;
 ";
 
 /// Unlink phases, in execution order.
@@ -302,6 +309,17 @@ fn plan_into(
     ] {
         exec(conn, sql, i64::from(keep_last)).map_err(e)?;
     }
+    // Grace items (publish::grace) of kept trees whose snapshot no kept tree serves any more:
+    // the readers they were for are gone (that tree was retired longer than the grace ago).
+    conn.execute(
+        "INSERT INTO gc_drop_grace (tree_id, snapshot_id)
+         SELECT g.tree_id, g.snapshot_id FROM tree_grace g
+         WHERE g.tree_id IN (SELECT id FROM gc_keep_trees)
+           AND NOT EXISTS (SELECT 1 FROM trees t JOIN gc_keep_trees k ON k.id = t.id
+                           WHERE t.snapshot_id = g.snapshot_id AND t.id != g.tree_id)",
+        [],
+    )
+    .map_err(e)?;
     const UNREFERENCED: &str = "
         NOT EXISTS (SELECT 1 FROM snapshot_items i JOIN gc_keep_snapshots k ON k.id = i.snapshot_id
                     WHERE i.blob = b.blake3)
@@ -351,6 +369,36 @@ fn plan_into(
             }
         }
     }
+    // The grace links to remove: paths of the dropped grace snapshot that the tree's own
+    // snapshot and its remaining grace snapshots do not list.
+    {
+        let mut st = conn
+            .prepare(
+                "SELECT DISTINCT t.name, i.path FROM gc_drop_grace g
+                 JOIN trees t ON t.id = g.tree_id
+                 JOIN snapshot_items i ON i.snapshot_id = g.snapshot_id AND i.path IS NOT NULL
+                 WHERE i.path NOT IN (SELECT o.path FROM snapshot_items o
+                                      WHERE o.snapshot_id = t.snapshot_id AND o.path IS NOT NULL)
+                   AND NOT EXISTS (
+                     SELECT 1 FROM tree_grace r JOIN snapshot_items o ON o.snapshot_id = r.snapshot_id
+                     WHERE r.tree_id = g.tree_id AND o.path = i.path
+                       AND NOT EXISTS (SELECT 1 FROM gc_drop_grace x
+                                       WHERE x.tree_id = r.tree_id AND x.snapshot_id = r.snapshot_id))",
+            )
+            .map_err(e)?;
+        let mut rows = st.query([]).map_err(e)?;
+        while let Some(r) = rows.next().map_err(e)? {
+            let name: String = r.get(0).map_err(e)?;
+            let path: String = r.get(1).map_err(e)?;
+            if crate::streams::check_path(&path).is_err() {
+                continue;
+            }
+            if let Some(dir) = tree_dir(layout, &name) {
+                files.add_file(&dir.join(&path), PHASE_TREE)?;
+                report.grace_files_dropped += 1;
+            }
+        }
+    }
     sweep_trees(layout, &mut files, report)?;
     report.orphan_blobs = sweep_blobs(layout, &mut files)?;
     report.tmp_entries = sweep_tmp(layout, &mut files)?;
@@ -396,7 +444,9 @@ pub fn gc(plan: GcPlan<'_>) -> Result<GcReport> {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(e)?;
         tx.execute_batch(
-            "DELETE FROM publications WHERE tree_id IN (SELECT id FROM gc_drop_trees);
+            "DELETE FROM tree_grace WHERE EXISTS (SELECT 1 FROM gc_drop_grace x
+                WHERE x.tree_id = tree_grace.tree_id AND x.snapshot_id = tree_grace.snapshot_id);
+             DELETE FROM publications WHERE tree_id IN (SELECT id FROM gc_drop_trees);
              DELETE FROM trees WHERE id IN (SELECT id FROM gc_drop_trees);
              DELETE FROM snapshots WHERE id IN (SELECT id FROM gc_drop_snapshots);
              DELETE FROM blobs WHERE blake3 IN (SELECT blake3 FROM gc_drop_blobs);",
