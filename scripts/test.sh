@@ -16,4 +16,17 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     fi
 fi
 
+# The reference python sstream-mirror for the side-by-side test (tests/it/mirror.rs).
+venv=target/compat-venv
+if [ ! -x "$venv/bin/sstream-mirror" ]; then
+    mkdir -p target
+    if python3 -m venv "$venv" >/dev/null 2>&1 \
+        && "$venv/bin/pip" install -q python-simplestreams==0.1.0.post59 >/dev/null 2>&1; then
+        echo "installed python-simplestreams 0.1.0.post59 into $venv" >&2
+    else
+        echo "warning: could not install python-simplestreams: the side-by-side test will be skipped" >&2
+        rm -rf "$venv"
+    fi
+fi
+
 cargo test --all-targets "$@"
