@@ -180,6 +180,8 @@ pub fn run(rt: &tokio::runtime::Runtime, dir: Option<&Path>, keep_serving: bool)
         }
     }
 
+    let (mirror_url, mirror_keyring, mirror_server) = publish_steps(&mut vault, &d, out)?;
+
     real_fixture_dry_run(rt, &d, out)?;
 
     say(
@@ -189,12 +191,131 @@ pub fn run(rt: &tokio::runtime::Runtime, dir: Option<&Path>, keep_serving: bool)
             d.store.display()
         ),
     );
+    say(
+        out,
+        "A MAAS admin would paste into the boot source settings:",
+    );
+    say(out, format!("  URL:     {mirror_url}"));
+    say(
+        out,
+        format!(
+            "  keyring: {}   (binary, keyring_filename)",
+            mirror_keyring.display()
+        ),
+    );
     if keep_serving {
-        say(out, format!("upstream served at {url} until Ctrl-C"));
+        say(
+            out,
+            format!("upstream at {url} and the mirror at {mirror_url} served until Ctrl-C"),
+        );
         let _ = rt.block_on(tokio::signal::ctrl_c());
     }
+    drop(mirror_server);
     drop(server);
     Ok(())
+}
+
+/// Publish verbatim, then filtered + re-signed with a store key, serve the published link,
+/// roll back and forward again: the admin's side of the demo.
+fn publish_steps(
+    vault: &mut Vault,
+    d: &DemoDirs,
+    out: &mut dyn Write,
+) -> Result<(String, PathBuf, serve::ServerHandle)> {
+    use crate::publish::{self, MetadataMode, PublishOptions, RollbackOptions};
+    let www = d.base.join("www");
+    std::fs::create_dir_all(&www).with_path("create directory", &www)?;
+    let dest = www.join("stable");
+    let snaps = vault.catalog.snapshots(Some("demo"))?;
+    let (first, last) = match (snaps.first(), snaps.last()) {
+        (Some(a), Some(b)) => (a.id, b.id),
+        _ => return Err(Error::UnknownSnapshot("demo".into())),
+    };
+    let verbatim = publish::publish(
+        vault,
+        &PublishOptions {
+            snapshot: first.to_string(),
+            dest: dest.clone(),
+            ..PublishOptions::default()
+        },
+    )?;
+    say(
+        out,
+        format!(
+            "$ streamvault publish {first} {}    # verbatim: the upstream signed documents\n  publication {}: tree {} ({} files)",
+            dest.display(),
+            verbatim.publication,
+            verbatim.tree,
+            verbatim.files
+        ),
+    );
+    if crate::keys::list(&vault.layout)?
+        .iter()
+        .all(|k| k.name != "demo")
+    {
+        crate::keys::generate(&vault.layout, "demo", None)?;
+    }
+    let keyring = d.base.join("mirror-keyring.gpg");
+    let bytes = crate::keys::export(&vault.layout, "demo", crate::keys::KeyFormat::Binary)?;
+    std::fs::write(&keyring, bytes).with_path("write", &keyring)?;
+    let filtered = publish::publish(
+        vault,
+        &PublishOptions {
+            snapshot: last.to_string(),
+            dest: dest.clone(),
+            mode: MetadataMode::Filtered,
+            sign_key: Some("demo".into()),
+            ..PublishOptions::default()
+        },
+    )?;
+    say(
+        out,
+        format!(
+            "$ streamvault publish {last} {} --metadata filtered --sign-key demo\n  publication {}: metadata rewritten to what the snapshot holds, clearsigned by {}",
+            dest.display(),
+            filtered.publication,
+            filtered.signer.as_deref().unwrap_or("-")
+        ),
+    );
+    let server = serve::spawn(ServeOptions::new(&dest))?;
+    let mirror_url = server.url();
+    say(
+        out,
+        format!("$ streamvault serve {}    # {mirror_url}", dest.display()),
+    );
+    let back = publish::rollback(
+        vault,
+        &RollbackOptions {
+            dest: dest.clone(),
+            to: None,
+        },
+    )?;
+    say(
+        out,
+        format!(
+            "$ streamvault rollback {}\n  live again: snapshot {} (one rename, {} ms)",
+            dest.display(),
+            back.snapshot,
+            back.duration_ms
+        ),
+    );
+    let again = publish::rollback(
+        vault,
+        &RollbackOptions {
+            dest: dest.clone(),
+            to: Some(filtered.publication.to_string()),
+        },
+    )?;
+    say(
+        out,
+        format!(
+            "$ streamvault rollback {} --to {}\n  live: snapshot {}",
+            dest.display(),
+            filtered.publication,
+            again.snapshot
+        ),
+    );
+    Ok((mirror_url, keyring, server))
 }
 
 /// The real signed cloud-images products file (2.5 MB), verified with the Ubuntu key and
