@@ -7,7 +7,7 @@
 #        JOBS       verify --jobs (default: the number of CPUs)
 #
 # Each store: source `bench`, 5 snapshots naming overlapping windows of the blobs, the newest
-# one published as a hardlinked tree (examples/bench_store.rs). Measured, in order:
+# one published as a hardlinked tree (scripts/bench_store.rs). Measured, in order:
 #   verify            re-hash every blob, check the tree, walk blobs/
 #   gc --dry-run      plan only (--keep-last 2 --grace 0: about half the blobs go)
 #   gc                the same plan, executed
