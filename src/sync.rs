@@ -806,7 +806,7 @@ pub fn error_line(e: &dyn std::error::Error) -> String {
 
 /// BLAKE3 over what a snapshot holds: documents (path → blob) and items (key → path, blob).
 /// Equal digests mean "unchanged".
-fn snapshot_digest(documents: &[Document], items: &[Item]) -> String {
+pub fn snapshot_digest(documents: &[Document], items: &[Item]) -> String {
     let mut h = blake3::Hasher::new();
     for d in documents {
         for part in [d.path.as_str(), d.blob.as_str()] {

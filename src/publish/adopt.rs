@@ -131,7 +131,7 @@ pub fn import(vault: &mut Vault, dir: &Path) -> Result<Adopted> {
     items.dedup_by(|a, b| a.key() == b.key());
 
     let source = source_name(dir);
-    let digest = digest(&documents, &items);
+    let digest = crate::sync::snapshot_digest(&documents, &items);
     let bytes = files.iter().map(|(_, d)| d.size).sum();
     if let Some(prev) = vault.catalog.latest_snapshot(&source)?
         && prev.digest == digest
@@ -290,31 +290,4 @@ impl Listed {
             None => false,
         }
     }
-}
-
-/// BLAKE3 over documents and items (equal digests: nothing new to record).
-fn digest(documents: &[Document], items: &[Item]) -> String {
-    let mut h = blake3::Hasher::new();
-    for d in documents {
-        for part in [d.path.as_str(), d.blob.as_str()] {
-            h.update(part.as_bytes());
-            h.update(b"\0");
-        }
-        h.update(b"\n");
-    }
-    for it in items {
-        for part in [
-            it.content_id.as_str(),
-            it.product.as_str(),
-            it.version.as_str(),
-            it.item.as_str(),
-            it.path.as_deref().unwrap_or(""),
-            it.blob.as_deref().unwrap_or(""),
-        ] {
-            h.update(part.as_bytes());
-            h.update(b"\0");
-        }
-        h.update(b"\n");
-    }
-    h.finalize().to_hex().to_string()
 }
