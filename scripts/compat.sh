@@ -177,6 +177,16 @@ for v in '--max=4 --keep' '--max=3 --keep' '--max=4' '--max=2 --keep'; do
     compare "$n" tree
 done
 
+# a directory the python tool filled (gen1, full), taken over by streamvault for the next run
+# (gen2, --max=4 --keep): its files are imported by content and its .data/ state is the target
+run py adopt-python "$K" "$URL" @OUT@ 'arch=amd64' 'release=jammy'
+mkdir -p "$W/sv" && cp -a "$W/py/adopt-python" "$W/sv/adopt-python" && : > "$W/sv/adopt-python.err"
+: > "$W/py/adopt-python.err"
+ln -sfn gen2 "$www/stable"
+both adopt-python "$K" -v --max=4 --keep "$URL" @OUT@ 'arch=amd64' 'release=jammy'
+ln -sfn gen1 "$www/stable"
+compare adopt-python tree
+
 both mirror-fallback "$K" --mirror "${base}gen1/" "${base}metaonly/" @OUT@ 'release=noble'
 compare mirror-fallback tree
 

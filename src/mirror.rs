@@ -168,6 +168,110 @@ pub async fn sync(
     sync::sync(vault, &source, &sync_options(a), events).await
 }
 
+/// Seed the implicit source of an OUTPUT_DIR that an earlier python sstream-mirror filled with
+/// its `.data/<content_id>` state (what it recorded as mirrored), so that the first run
+/// computes the same `to_add`/`to_remove` as the python tool would. Only items whose content
+/// is in the store (imported from the directory by content) are recorded; an unreadable state
+/// file is skipped (it only ever refines the selection). Returns the seeded snapshot, if any.
+pub fn seed_from_data(vault: &mut Vault, a: &MirrorArgs, output_d: &Path) -> Result<Option<i64>> {
+    use crate::catalog::{Item, NewSnapshot};
+    use crate::checksum::Checksums;
+    let data = output_d.join(".data");
+    let ns = new_source(a, output_d)?;
+    if !data.is_dir() || vault.catalog.latest_snapshot(&ns.name)?.is_some() {
+        return Ok(None);
+    }
+    let source = vault.catalog.upsert_source(&ns)?;
+    let mut items = Vec::new();
+    let entries = std::fs::read_dir(&data).with_path("read directory", &data)?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == "references.json" || !entry.path().is_file() {
+            continue;
+        }
+        let Ok(text) = std::fs::read(entry.path()) else {
+            continue;
+        };
+        let Ok(tree) = serde_json::from_slice::<serde_json::Value>(&text) else {
+            continue;
+        };
+        let cid = tree
+            .get("content_id")
+            .and_then(|v| v.as_str())
+            .unwrap_or(&name)
+            .to_string();
+        let Some(products) = tree.get("products").and_then(|v| v.as_object()) else {
+            continue;
+        };
+        for (pname, prod) in products {
+            let Some(versions) = prod.get("versions").and_then(|v| v.as_object()) else {
+                continue;
+            };
+            for (vname, ver) in versions {
+                let Some(its) = ver.get("items").and_then(|v| v.as_object()) else {
+                    continue;
+                };
+                for (iname, it) in its {
+                    let text = |k: &str| {
+                        it.get(k)
+                            .and_then(|v| v.as_str())
+                            .map(str::to_ascii_lowercase)
+                    };
+                    let path = it.get("path").and_then(|v| v.as_str()).map(str::to_string);
+                    let size = it.get("size").and_then(|v| v.as_u64());
+                    let checksums = Checksums {
+                        md5: text("md5"),
+                        sha256: text("sha256"),
+                        sha512: text("sha512"),
+                    };
+                    let blob = match (&path, size) {
+                        (Some(p), Some(sz)) if crate::streams::check_path(p).is_ok() => {
+                            match vault.catalog.find_blob(&checksums, sz)? {
+                                Some(b) => Some(b),
+                                None => continue, // not on disk (or not verifying): not mirrored
+                            }
+                        }
+                        (None, _) => None,
+                        _ => continue,
+                    };
+                    items.push(Item {
+                        content_id: cid.clone(),
+                        product: pname.clone(),
+                        version: vname.clone(),
+                        item: iname.clone(),
+                        path,
+                        size,
+                        checksums,
+                        blob,
+                    });
+                }
+            }
+        }
+    }
+    if items.is_empty() {
+        return Ok(None);
+    }
+    let digest = sync::snapshot_digest(&[], &items);
+    let id = vault.catalog.insert_snapshot(&NewSnapshot {
+        source_id: Some(source.id),
+        source: source.name.clone(),
+        url: source.url.clone(),
+        start_path: ".data".into(),
+        filters: source.filters.clone(),
+        max: source.max,
+        keep: source.keep,
+        signed: false,
+        verified: false,
+        signer: None,
+        fetched_bytes: 0,
+        duration_ms: 0,
+        digest,
+        documents: Vec::new(),
+        items,
+    })?;
+    Ok(Some(id))
+}
+
 /// Write lines to a log sink, ignoring a closed one (a log must never fail the run).
 pub fn write_lines(out: &mut dyn Write, lines: &[String]) {
     for l in lines {

@@ -102,7 +102,10 @@ fn run(a: &MirrorArgs, root: &Path) -> Result<()> {
     // First run over a directory an earlier sstream-mirror filled: import its files by content
     // before the sync, so that nothing that verifies is downloaded again.
     let pre_adopted = if !a.dry_run && is_real_dir(&output_d) {
-        Some(publish::adopt_import(&mut vault, &output_d)?)
+        let adopted = publish::adopt_import(&mut vault, &output_d)?;
+        // ... and its `.data/` state: what python recorded as mirrored is our "previous".
+        mirror::seed_from_data(&mut vault, a, &output_d)?;
+        Some(adopted)
     } else {
         None
     };
