@@ -850,23 +850,13 @@ fn sweep_partial(layout: &Layout, files: &mut Files<'_>, cutoff: i64) -> Result<
 
 // ----------------------------------------------------------------------------------- files
 
-/// Is `p` (a file in `blobs/ab/`) a blob with a catalogue row? A name that is not a lowercase
-/// digest under its own prefix is never one.
+/// Is `p` (a file in `blobs/ab/`) a blob with a catalogue row? A name that is not a canonical
+/// blob address is never one.
 fn has_row(cat: &Catalog, p: &Path) -> Result<bool> {
-    let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
-        return Ok(false);
-    };
-    let prefix = p
-        .parent()
-        .and_then(|d| d.file_name())
-        .and_then(|n| n.to_str());
-    let lower = name
-        .bytes()
-        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    if !crate::checksum::is_hex(name, 64) || !lower || prefix != name.get(..2) {
-        return Ok(false);
+    match Layout::blob_name(p) {
+        Some(name) => cat.has_blob(name),
+        None => Ok(false),
     }
-    cat.has_blob(name)
 }
 
 fn read_dir(dir: &Path) -> Result<Option<fs::ReadDir>> {

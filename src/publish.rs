@@ -61,7 +61,7 @@ pub use record::{Publication, TreeRow};
 use crate::catalog::Snapshot;
 use crate::error::{Error, Result};
 use crate::keys;
-use crate::lock::{self, Mode};
+use crate::lock::{self, LockGuard, Mode};
 use crate::openpgp::SigningKey;
 use crate::vault::Vault;
 
@@ -208,15 +208,7 @@ pub fn publish(vault: &mut Vault, opts: &PublishOptions) -> Result<PublishReport
         .transpose()?;
     let signer = key.as_ref().map(SigningKey::fingerprint);
     let dest = dest::resolve(&opts.dest)?;
-    let what = format!("publish {}", dest.display());
-    // Waits for a running gc (the only exclusive holder) rather than failing.
-    let _store = vault.lock_store_shared(true, &what)?;
-    let _dest_lock = lock::acquire(
-        &dest::lock_path(&vault.layout, &dest),
-        Mode::Exclusive,
-        true,
-        &what,
-    )?;
+    let _locks = lock_dest(vault, &dest, "publish")?;
     let trees = dest::trees_dir(&vault.layout)?;
     let state = dest::inspect(&dest)?;
     let live = live_tree(vault, &dest, &state, &trees, opts.adopt)?;
@@ -482,19 +474,25 @@ fn build(vault: &Vault, snap: &Snapshot, docs: &[OutDoc], staging: &Path) -> Res
     Ok((b.files, b.bytes))
 }
 
-/// Flip DEST back to a retained tree (one rename).
-pub fn rollback(vault: &mut Vault, opts: &RollbackOptions) -> Result<PublishReport> {
-    let started = Instant::now();
-    let dest = dest::resolve(&opts.dest).map_err(|e| not_published(e, &opts.dest))?;
-    let what = format!("rollback {}", dest.display());
-    // Waits for a running gc (the only exclusive holder) rather than failing.
-    let _store = vault.lock_store_shared(true, &what)?;
-    let _dest_lock = lock::acquire(
-        &dest::lock_path(&vault.layout, &dest),
+/// The store lock (shared; waits for a running gc, the only exclusive holder, rather than
+/// failing) and DEST's own lock (two flips of one DEST never overlap).
+fn lock_dest(vault: &Vault, dest: &Path, verb: &str) -> Result<(LockGuard, LockGuard)> {
+    let what = format!("{verb} {}", dest.display());
+    let store = vault.lock_store_shared(true, &what)?;
+    let dest_lock = lock::acquire(
+        &dest::lock_path(&vault.layout, dest),
         Mode::Exclusive,
         true,
         &what,
     )?;
+    Ok((store, dest_lock))
+}
+
+/// Flip DEST back to a retained tree (one rename).
+pub fn rollback(vault: &mut Vault, opts: &RollbackOptions) -> Result<PublishReport> {
+    let started = Instant::now();
+    let dest = dest::resolve(&opts.dest).map_err(|e| not_published(e, &opts.dest))?;
+    let _locks = lock_dest(vault, &dest, "rollback")?;
     let trees = dest::trees_dir(&vault.layout)?;
     let not_pub = || Error::NotPublished { dest: dest.clone() };
     let State::Link(target) = dest::inspect(&dest)? else {

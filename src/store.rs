@@ -70,6 +70,17 @@ impl Layout {
         Some(self.blobs().join(prefix).join(hex))
     }
 
+    /// The digest a path in `blobs/` stands for, when it is a canonical blob address: a
+    /// lowercase BLAKE3 hex name under the directory of its first two characters.
+    pub fn blob_name(path: &Path) -> Option<&str> {
+        let name = path.file_name()?.to_str()?;
+        let prefix = path.parent()?.file_name()?.to_str()?;
+        let lower = name
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        (checksum::is_hex(name, 64) && lower && name.get(..2) == Some(prefix)).then_some(name)
+    }
+
     /// Create the directories of a store root (idempotent).
     pub fn create_dirs(&self) -> Result<()> {
         for dir in [

@@ -677,22 +677,12 @@ fn scan_blob_files(layout: &Layout, cat: &Catalog, out: &mut Vec<PathBuf>) -> Re
     Ok(seen)
 }
 
-/// Does `p` name a blob (a lowercase digest under its own prefix) that has a row?
+/// Does `p` name a blob (a canonical blob address) that has a row?
 fn blob_row_for(cat: &Catalog, p: &Path) -> Result<bool> {
-    let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
-        return Ok(false);
-    };
-    let prefix = p
-        .parent()
-        .and_then(|d| d.file_name())
-        .and_then(|n| n.to_str());
-    let lower = name
-        .bytes()
-        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    if name.len() != 64 || !lower || prefix != name.get(..2) {
-        return Ok(false);
+    match Layout::blob_name(p) {
+        Some(name) => cat.has_blob(name),
+        None => Ok(false),
     }
-    cat.has_blob(name)
 }
 
 /// Run `work` over what `feed` sends on `jobs` threads through bounded channels; `fold` gathers
