@@ -171,16 +171,15 @@ impl Catalog {
         if !path.exists() {
             return Ok(None);
         }
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| db(path, e))?;
-        conn.busy_timeout(Duration::from_secs(30))
-            .map_err(|e| db(path, e))?;
-        let cat = Catalog {
-            conn,
-            path: path.to_path_buf(),
+        let cat = match Self::open_ro(path, false).and_then(|c| c.user_version().map(|_| c)) {
+            Ok(c) => c,
+            // A read-only root (read-only mount, or a user who may read but not write it): the
+            // WAL's `-shm` cannot be created. Nobody can write such a catalogue, so it is read
+            // as immutable (SQLite then needs no `-shm`, and takes no locks).
+            Err(first) => match Self::open_ro(path, true) {
+                Ok(c) if c.user_version().is_ok() => c,
+                _ => return Err(first),
+            },
         };
         let v = cat.user_version()?;
         if v > SCHEMA_VERSION {
@@ -191,6 +190,33 @@ impl Catalog {
             });
         }
         Ok(Some(cat))
+    }
+
+    fn open_ro(path: &Path, immutable: bool) -> Result<Catalog> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = if immutable {
+            // `file:` URI: `%`, `?` and `#` of the path percent-encoded.
+            let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+            let mut uri = String::from("file:");
+            for b in abs.as_os_str().as_encoded_bytes() {
+                match b {
+                    b'%' | b'?' | b'#' => uri.push_str(&format!("%{b:02X}")),
+                    b if b.is_ascii() => uri.push(char::from(*b)),
+                    b => uri.push_str(&format!("%{b:02X}")),
+                }
+            }
+            uri.push_str("?immutable=1");
+            Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI)
+        } else {
+            Connection::open_with_flags(path, flags)
+        }
+        .map_err(|e| db(path, e))?;
+        conn.busy_timeout(Duration::from_secs(30))
+            .map_err(|e| db(path, e))?;
+        Ok(Catalog {
+            conn,
+            path: path.to_path_buf(),
+        })
     }
 
     pub fn err(&self, e: rusqlite::Error) -> Error {

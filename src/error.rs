@@ -144,6 +144,13 @@ pub enum Error {
     #[error("`{}` is not published by this store", dest.display())]
     NotPublished { dest: PathBuf },
 
+    #[error("`{}` {} the store root `{}`; refusing to publish there", dest.display(), relation, root.display())]
+    DestInStore {
+        dest: PathBuf,
+        root: PathBuf,
+        relation: &'static str,
+    },
+
     #[error("`{}` has no earlier publication to roll back to", dest.display())]
     NothingToRollBack { dest: PathBuf },
 
@@ -247,6 +254,9 @@ impl Error {
                 "pass `--adopt` to import its files into the store and replace it with the link"
                     .into(),
             ),
+            Error::DestInStore { .. } => {
+                Some("publish to a directory outside the store (e.g. under /srv/www)".into())
+            }
             Error::DestIsFile { .. } | Error::DestForeignLink { .. } => {
                 Some("move it away, or publish to another path".into())
             }

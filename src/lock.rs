@@ -45,13 +45,48 @@ impl LockGuard {
 /// Take the lock at `path` (created if missing). With `wait` false, a held lock is an
 /// [`Error::Locked`] naming the holder; with `wait` true this blocks until the lock is free.
 pub fn acquire(path: &Path, mode: Mode, wait: bool, what: &str) -> Result<LockGuard> {
-    let mut file = OpenOptions::new()
+    use std::os::unix::fs::OpenOptionsExt;
+    // 0644 whatever the umask (never world-writable); the umask can only take bits away.
+    let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(0o644)
         .open(path)
         .with_path("open lock file", path)?;
+    lock_file(file, path, mode, wait, what)
+}
+
+/// A shared lock for a command that only reads (`verify` without `--repair`) and so must work
+/// on a read-only store root: the lock file is opened for writing when possible, else for
+/// reading (`flock` needs no write access); when it does not exist and cannot be created (a
+/// read-only root no writer can use either) there is nothing to exclude: `None`.
+pub fn acquire_for_reading(path: &Path, wait: bool, what: &str) -> Result<Option<LockGuard>> {
+    match acquire(path, Mode::Shared, wait, what) {
+        Err(Error::Io { source, .. }) if read_only(&source) => {}
+        other => return other.map(Some),
+    }
+    match File::open(path) {
+        Ok(file) => lock_file(file, path, Mode::Shared, wait, what).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::Io {
+            op: "open lock file",
+            path: path.to_path_buf(),
+            source: e,
+        }),
+    }
+}
+
+/// The errors of opening for writing on a read-only filesystem or without write permission.
+fn read_only(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied
+    )
+}
+
+fn lock_file(mut file: File, path: &Path, mode: Mode, wait: bool, what: &str) -> Result<LockGuard> {
     let res = match (mode, wait) {
         (Mode::Exclusive, true) => file.lock().map_err(TryLockError::Error),
         (Mode::Shared, true) => file.lock_shared().map_err(TryLockError::Error),

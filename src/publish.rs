@@ -9,16 +9,19 @@
 //!    never replaced; a real directory only with `--adopt`; a symlink only if it points into this
 //!    store's `trees/`.
 //! 3. The tree: an existing one of the same (snapshot, metadata mode, signer) is reused (cheap);
-//!    otherwise it is staged under `tmp/publish-<hash>/` (items hardlinked to their blobs, reflink
-//!    or copy when a hardlink is impossible; metadata documents written), every directory is
+//!    otherwise it is staged under `tmp/publish-<hash>/` (or `trees/.publish-<hash>/` when
+//!    `trees/` is another filesystem, e.g. a bind mount: the final rename cannot cross
+//!    filesystems) (items hardlinked to their blobs, reflink or copy when a hardlink is
+//!    impossible; metadata documents written), every directory is
 //!    fsynced, the stage is renamed to `trees/<name>/` in one rename, and only then the `trees` row
 //!    is inserted.
 //! 4. The check: the tree is read as a client reads it (index → products → items) and every listed
 //!    item must be there with its size. Verbatim metadata of a filtered snapshot lists items the
 //!    snapshot does not hold: refused (with a count and examples) unless `--force`.
-//! 5. Grace items ([`grace`]): the new tree gets links of the items of the tree DEST points at now,
-//!    and that tree those of the new one, so a client that read the old metadata just before the
-//!    flip still finds its items, and a rollback is a pure rename.
+//! 5. Grace items ([`grace`]): the new tree gets links of the items of the tree DEST points at now
+//!    and of every tree that one still bridges (so every tree retired within the grace period
+//!    stays downloadable, however many flips later), and the live tree those of the new one, so
+//!    a client that read older metadata still finds its items, and a rollback is a pure rename.
 //! 6. The publication row is inserted (gc sees the tree as referenced from now on), DEST is
 //!    flipped (a fresh symlink created beside DEST, then one `rename(2)` over DEST), and the
 //!    previous publications of DEST are marked retired. If the flip fails the row is removed.
@@ -208,6 +211,7 @@ pub fn publish(vault: &mut Vault, opts: &PublishOptions) -> Result<PublishReport
         .transpose()?;
     let signer = key.as_ref().map(SigningKey::fingerprint);
     let dest = dest::resolve(&opts.dest)?;
+    dest::refuse_in_store(&vault.layout, &dest)?;
     let _locks = lock_dest(vault, &dest, "publish")?;
     let trees = dest::trees_dir(&vault.layout)?;
     let state = dest::inspect(&dest)?;
@@ -220,7 +224,7 @@ pub fn publish(vault: &mut Vault, opts: &PublishOptions) -> Result<PublishReport
         _ => None,
     };
 
-    let staging = dest::staging_path(&vault.layout, &dest);
+    let staging = dest::staging_path(&vault.layout, &trees, &dest);
     let (tree, reused) = tree_for(
         vault,
         &trees,
@@ -252,8 +256,7 @@ pub fn publish(vault: &mut Vault, opts: &PublishOptions) -> Result<PublishReport
     if let Some(live) = &live
         && live.id != tree.id
     {
-        grace_files += grace::cover(vault, &trees, &tree, live.snapshot_id)?;
-        grace_files += grace::cover(vault, &trees, live, tree.snapshot_id)?;
+        grace_files += grace::bridge(vault, &trees, &tree, live)?;
     }
 
     let dkey = dest_key(&dest);
@@ -408,7 +411,7 @@ fn build(vault: &Vault, snap: &Snapshot, docs: &[OutDoc], staging: &Path) -> Res
             source: e,
         })?;
     }
-    fs::create_dir(staging).map_err(|e| Error::Io {
+    crate::store::create_dir_mode(staging, crate::store::TREE_DIR_MODE).map_err(|e| Error::Io {
         op: "create directory",
         path: staging.to_path_buf(),
         source: e,
@@ -492,6 +495,7 @@ fn lock_dest(vault: &Vault, dest: &Path, verb: &str) -> Result<(LockGuard, LockG
 pub fn rollback(vault: &mut Vault, opts: &RollbackOptions) -> Result<PublishReport> {
     let started = Instant::now();
     let dest = dest::resolve(&opts.dest).map_err(|e| not_published(e, &opts.dest))?;
+    dest::refuse_in_store(&vault.layout, &dest)?;
     let _locks = lock_dest(vault, &dest, "rollback")?;
     let trees = dest::trees_dir(&vault.layout)?;
     let not_pub = || Error::NotPublished { dest: dest.clone() };
@@ -544,8 +548,7 @@ pub fn rollback(vault: &mut Vault, opts: &RollbackOptions) -> Result<PublishRepo
         duration_ms: 0,
     };
     if target_tree.id != live.id {
-        report.grace_files += grace::cover(vault, &trees, &target_tree, live.snapshot_id)?;
-        report.grace_files += grace::cover(vault, &trees, &live, target_tree.snapshot_id)?;
+        report.grace_files += grace::bridge(vault, &trees, &target_tree, &live)?;
         let id =
             record::insert_publication(&vault.catalog, &dkey, &target_tree, "rollback", &who())?;
         if let Err(e) = flip(&dest, &tree_path) {

@@ -10,6 +10,11 @@
 //! keys/<name>.key           signing keys (secret, mode 0600)
 //! ```
 //!
+//! Modes do not depend on the umask: every directory of the store is created with an explicit
+//! mode ([`create_dir_mode`]: the root 0711 so that a web server can traverse it to a published
+//! tree, `trees/` and tree directories 0755, the others 0700, `keys/` 0700), lock files 0644
+//! (see `lock`), blobs and tree files 0444.
+//!
 //! Protects invariant 1: [`BlobStore::commit`] makes a file visible at its address only after
 //! fsync(file), rename, fsync(dir); the caller inserts the catalogue row after it returns.
 
@@ -81,17 +86,26 @@ impl Layout {
         (checksum::is_hex(name, 64) && lower && name.get(..2) == Some(prefix)).then_some(name)
     }
 
-    /// Create the directories of a store root (idempotent).
+    /// Create the directories of a store root (idempotent), with explicit modes whatever the
+    /// umask: the root 0711 (traversable: a web server reaches published trees through it),
+    /// `trees/` 0755, `blobs/`, `partial/`, `tmp/` and `locks/` 0700 (nothing outside reads
+    /// them: tree files are hardlinks, readable through `trees/`). Existing directories keep
+    /// their modes.
     pub fn create_dirs(&self) -> Result<()> {
-        for dir in [
-            self.root.clone(),
-            self.blobs(),
-            self.partial(),
-            self.tmp(),
-            self.trees(),
-            self.locks(),
+        if let Some(parent) = self.root.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            fs::create_dir_all(parent).with_path("create directory", parent)?;
+        }
+        for (dir, mode) in [
+            (self.root.clone(), 0o711),
+            (self.blobs(), 0o700),
+            (self.partial(), 0o700),
+            (self.tmp(), 0o700),
+            (self.trees(), TREE_DIR_MODE),
+            (self.locks(), 0o700),
         ] {
-            fs::create_dir_all(&dir).with_path("create directory", &dir)?;
+            create_dir_mode(&dir, mode).with_path("create directory", &dir)?;
         }
         Ok(())
     }
@@ -149,7 +163,7 @@ impl BlobStore {
             .parent()
             .unwrap_or(self.layout.blobs().as_path())
             .to_path_buf();
-        fs::create_dir_all(&dir).with_path("create directory", &dir)?;
+        create_dir_mode(&dir, 0o700).with_path("create directory", &dir)?;
         fs::rename(file, &dest).with_path("rename into", &dest)?;
         Ok(dest)
     }
@@ -194,6 +208,24 @@ fn set_readonly(perm: &mut fs::Permissions) {
 #[cfg(not(unix))]
 fn set_readonly(perm: &mut fs::Permissions) {
     perm.set_readonly(true);
+}
+
+/// The mode of `trees/` and of every directory inside a tree (a web server reads them).
+pub const TREE_DIR_MODE: u32 = 0o755;
+
+/// Create one directory with exactly `mode`, whatever the umask (the mode is set again after
+/// creation). `Ok(false)`: it existed already (as a directory, or a symlink to one), and keeps
+/// its mode.
+pub fn create_dir_mode(dir: &Path, mode: u32) -> io::Result<bool> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    match fs::DirBuilder::new().mode(mode & 0o777).create(dir) {
+        Ok(()) => {
+            fs::set_permissions(dir, fs::Permissions::from_mode(mode))?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// fsync a directory so a rename inside it is durable.

@@ -50,6 +50,12 @@ impl Vault {
         lock::acquire(&self.layout.store_lock(), Mode::Shared, wait, what)
     }
 
+    /// The store-wide lock, shared, for a command that only reads: works on a read-only root
+    /// (see [`lock::acquire_for_reading`]).
+    pub fn lock_store_for_reading(&self, wait: bool, what: &str) -> Result<Option<LockGuard>> {
+        lock::acquire_for_reading(&self.layout.store_lock(), wait, what)
+    }
+
     /// The store-wide lock, exclusive (`gc`).
     pub fn lock_store_exclusive(&self, wait: bool, what: &str) -> Result<LockGuard> {
         lock::acquire(&self.layout.store_lock(), Mode::Exclusive, wait, what)

@@ -8,7 +8,8 @@
 //! fsync dir → row) and invariant 3 from the disk's side (a tree file that differs from its blob
 //! is replaced by one rename, never edited in place; a corrupt file is never left being served).
 //!
-//! Locking: [`verify`] holds the store lock shared, so gc cannot delete under it while syncs go on;
+//! Locking: [`verify`] holds the store lock shared (opened read-only on a read-only root, where
+//! no writer can run either), so gc cannot delete under it while syncs go on;
 //! a blob file without a row is reported only if its row is still missing at the end (a sync
 //! running alongside inserts its rows right after committing the files). [`repair_plan`] holds the
 //! lock exclusively from the check to the end of [`repair`]: no writer can be between committing a
@@ -96,6 +97,22 @@ pub enum Problem {
     },
 }
 
+impl Problem {
+    /// Left behind by a killed run and removed by the next `gc` (a file in `blobs/` without a
+    /// row, a tree directory without a row that no DEST links to): reported, but not damage —
+    /// `verify` exits 0 when these are all it finds.
+    pub fn is_orphan(&self) -> bool {
+        matches!(
+            self,
+            Problem::OrphanFile { .. }
+                | Problem::OrphanTree {
+                    linked_from: None,
+                    ..
+                }
+        )
+    }
+}
+
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -143,6 +160,8 @@ pub enum Repair {
 pub struct Finding {
     pub problem: Problem,
     pub repair: Option<Repair>,
+    /// [`Problem::is_orphan`]: harmless, the next gc removes it.
+    pub orphan: bool,
 }
 
 impl Finding {
@@ -155,6 +174,7 @@ impl std::fmt::Display for Finding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.problem)?;
         match &self.repair {
+            None if self.orphan => write!(f, " (orphan: the next gc removes it)"),
             None => Ok(()),
             Some(Repair::Repaired { how }) => write!(f, ": repaired: {how}"),
             Some(Repair::NotRepaired { why }) => write!(f, ": not repaired: {why}"),
@@ -183,11 +203,27 @@ impl VerifyReport {
     pub fn repaired(&self) -> usize {
         self.findings.iter().filter(|f| f.is_fixed()).count()
     }
+
+    /// Problems not repaired that are real damage (not orphans): `verify` exits 1 for these only.
+    pub fn damage(&self) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| !f.is_fixed() && !f.orphan)
+            .count()
+    }
+
+    /// Orphans not repaired (left by killed runs; the next gc removes them).
+    pub fn orphans(&self) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| !f.is_fixed() && f.orphan)
+            .count()
+    }
 }
 
 /// Check the store, holding the store lock shared. Changes nothing.
 pub fn verify(vault: &Vault, opts: &VerifyOptions) -> Result<VerifyReport> {
-    let _lock = vault.lock_store_shared(opts.wait, "verify")?;
+    let _lock = vault.lock_store_for_reading(opts.wait, "verify")?;
     check(vault, opts.jobs)
 }
 
@@ -506,6 +542,7 @@ fn check(vault: &Vault, jobs: usize) -> Result<VerifyReport> {
 
 fn found(problem: Problem) -> Finding {
     Finding {
+        orphan: problem.is_orphan(),
         problem,
         repair: None,
     }

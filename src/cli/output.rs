@@ -323,6 +323,11 @@ pub fn print_verify_report(r: &VerifyReport) {
             n(r.findings.len() as u64, "problem"),
             r.repaired()
         );
+    } else if r.damage() == 0 {
+        crate::cli::out!(
+            "verify: {checked}: no damage; {} (the next gc removes them)",
+            n(r.orphans() as u64, "orphan")
+        );
     } else {
         crate::cli::out!("verify: {checked}: {}", n(remaining as u64, "problem"));
     }

@@ -44,6 +44,7 @@ pub fn source_name(dest: &Path) -> String {
 /// Import every regular file under `dir` and record the snapshot.
 pub fn import(vault: &mut Vault, dir: &Path) -> Result<Adopted> {
     let started = Instant::now();
+    super::dest::refuse_in_store(&vault.layout, &super::dest::resolve(dir)?)?;
     let mut files: Vec<(String, Digests)> = Vec::new();
     let mut skipped = 0;
     for entry in walkdir::WalkDir::new(dir)

@@ -51,6 +51,27 @@ pub(super) fn resolve(dest: &Path) -> Result<PathBuf> {
     }
 }
 
+/// Refuse a DEST that is the store root, lies inside it (`ROOT/trees`, `ROOT/blobs`…) or contains
+/// it (a parent of ROOT): replacing it with a link, or adopting it, would destroy the store.
+/// `dest` comes from [`resolve`] (canonical parent); the root is canonicalised here.
+pub(super) fn refuse_in_store(layout: &Layout, dest: &Path) -> Result<()> {
+    let root = fs::canonicalize(layout.root()).with_path("resolve", layout.root())?;
+    let relation = if dest == root {
+        "is"
+    } else if dest.starts_with(&root) {
+        "is inside"
+    } else if root.starts_with(dest) {
+        "contains"
+    } else {
+        return Ok(());
+    };
+    Err(Error::DestInStore {
+        dest: dest.to_path_buf(),
+        root,
+        relation,
+    })
+}
+
 pub(super) fn inspect(dest: &Path) -> Result<State> {
     match fs::symlink_metadata(dest) {
         Ok(m) if m.file_type().is_symlink() => Ok(State::Link(
@@ -142,11 +163,20 @@ pub(super) fn lock_path(layout: &Layout, dest: &Path) -> PathBuf {
 }
 
 /// The staging directory of a publish to DEST (a leftover from a killed publish is removed by
-/// the next publish to the same DEST, which holds the DEST lock).
-pub(super) fn staging_path(layout: &Layout, dest: &Path) -> PathBuf {
+/// the next publish to the same DEST, which holds the DEST lock): `tmp/publish-<hash>`, or
+/// `trees/.publish-<hash>` when `trees/` (canonical: `trees`) is on another filesystem than
+/// `tmp/` (a bind mount): the stage must be renamed into `trees/` in one `rename(2)`, which
+/// cannot cross filesystems (its files are then copies of the blobs, not hardlinks).
+pub(super) fn staging_path(layout: &Layout, trees: &Path, dest: &Path) -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
     let h = blake3::hash(dest.as_os_str().as_encoded_bytes()).to_hex();
     let short = h.as_str().get(..16).unwrap_or("dest");
-    layout.tmp().join(format!("publish-{short}"))
+    let dev = |p: &Path| fs::metadata(p).map(|m| m.dev()).ok();
+    let tmp = layout.tmp();
+    if dev(&tmp).is_some() && dev(&tmp) != dev(trees) {
+        return trees.join(format!(".publish-{short}"));
+    }
+    tmp.join(format!("publish-{short}"))
 }
 
 #[cfg(unix)]

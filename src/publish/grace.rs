@@ -1,5 +1,8 @@
 //! Grace items: before a link flips from tree A to tree B, B gets hardlinks of the item paths of
-//! A's snapshot that it lacks, and A those of B's. A client that read A's metadata just before
+//! A's snapshot that it lacks — and of every snapshot A itself carries grace items for, so that
+//! after A → B → C (or A → B, rollback, C) a reader of A's metadata still finds A's items through
+//! the link: every tree retired within the grace period stays fully downloadable ([`bridge`]).
+//! A gets B's items too. A client that read A's metadata just before
 //! the flip (MAAS reads the products, then downloads for up to hours) still finds every item it
 //! was told about after the flip, and rolling back from B to A needs no work but the rename.
 //!
@@ -15,6 +18,25 @@ use crate::vault::Vault;
 
 use super::record::{self, TreeRow};
 use super::tree::{Builder, OnExisting};
+
+/// Before DEST flips from `live` to `next`: `next` covers `live`'s snapshot and every snapshot
+/// `live` carries grace items for (the trees retired before it, still within the grace period
+/// unless gc has dropped their rows), and `live` covers `next`'s snapshot (a rollback is one
+/// rename). Returns the number of links added.
+pub(super) fn bridge(vault: &Vault, trees: &Path, next: &TreeRow, live: &TreeRow) -> Result<u64> {
+    let mut added = 0;
+    let mut snapshots = vec![live.snapshot_id];
+    for s in record::grace_snapshots(&vault.catalog, live.id)? {
+        if !snapshots.contains(&s) {
+            snapshots.push(s);
+        }
+    }
+    for s in snapshots {
+        added += cover(vault, trees, next, s)?;
+    }
+    added += cover(vault, trees, live, next.snapshot_id)?;
+    Ok(added)
+}
 
 /// Make `tree` hold every item path of `snapshot`; returns the number of links added.
 pub(super) fn cover(vault: &Vault, trees: &Path, tree: &TreeRow, snapshot: i64) -> Result<u64> {

@@ -301,6 +301,17 @@ pub fn covers(cat: &Catalog, tree: &TreeRow, snapshot: i64) -> Result<bool> {
         .map_err(|e| cat.err(e))
 }
 
+/// The snapshots `tree` carries grace items for (complete or being added), oldest first.
+pub fn grace_snapshots(cat: &Catalog, tree: i64) -> Result<Vec<i64>> {
+    let mut st = cat
+        .conn()
+        .prepare("SELECT snapshot_id FROM tree_grace WHERE tree_id = ?1 ORDER BY snapshot_id")
+        .map_err(|e| cat.err(e))?;
+    let rows = st.query_map([tree], |r| r.get(0)).map_err(|e| cat.err(e))?;
+    rows.collect::<rusqlite::Result<Vec<i64>>>()
+        .map_err(|e| cat.err(e))
+}
+
 /// Announce grace links of `snapshot` in `tree` (before adding them).
 pub fn begin_grace(cat: &Catalog, tree: i64, snapshot: i64) -> Result<()> {
     cat.conn()

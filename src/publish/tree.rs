@@ -14,7 +14,7 @@ use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoResultExt, Result};
-use crate::store::sync_dir;
+use crate::store::{TREE_DIR_MODE, create_dir_mode, sync_dir};
 use crate::streams::{ParseError, check_path};
 
 use super::failpoint;
@@ -109,8 +109,18 @@ impl Builder {
             if self.dirs.contains(&rel_dir) {
                 continue;
             }
-            match fs::create_dir(&dir) {
-                Ok(()) => self.touch(parent),
+            match create_dir_mode(&dir, TREE_DIR_MODE) {
+                Ok(true) => self.touch(parent),
+                Ok(false) => {
+                    // Existed: a real directory, never a symlink to one.
+                    let meta = fs::symlink_metadata(&dir).with_path("stat", &dir)?;
+                    if !meta.is_dir() {
+                        return match self.on_existing {
+                            OnExisting::Keep => Ok(None),
+                            OnExisting::Conflict => Err(self.conflict(rel)),
+                        };
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     let meta = fs::symlink_metadata(&dir).with_path("stat", &dir)?;
                     if !meta.is_dir() {
@@ -217,6 +227,7 @@ impl Builder {
             Err(e) => return self.existing(rel, e, &path),
         };
         f.write_all(bytes)
+            .and_then(|()| set_readonly(&f))
             .and_then(|()| f.sync_all())
             .with_path("write", &path)?;
         self.files += 1;
@@ -253,6 +264,7 @@ fn copy_blob(blob: &Path, path: &Path) -> io::Result<()> {
     readonly_mode(&mut opts);
     let mut to = opts.open(path)?;
     let result = (|| {
+        set_readonly(&to)?;
         if reflink_copy::reflink_file(&from, &to).is_err() {
             to.set_len(0)?;
             io::copy(&mut from, &mut to)?;
@@ -270,6 +282,13 @@ fn copy_blob(blob: &Path, path: &Path) -> io::Result<()> {
 fn readonly_mode(opts: &mut OpenOptions) {
     use std::os::unix::fs::OpenOptionsExt;
     opts.mode(0o444);
+}
+
+/// After creating a file with [`readonly_mode`]: exactly 0444 whatever the umask (a umask of
+/// 077 would leave it unreadable by the web server).
+fn set_readonly(f: &File) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    f.set_permissions(fs::Permissions::from_mode(0o444))
 }
 
 #[cfg(not(unix))]
