@@ -11,5 +11,6 @@ mod mirror;
 mod publish;
 mod real;
 mod select;
+mod store_safety;
 mod sync;
 mod verify;

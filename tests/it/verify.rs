@@ -156,10 +156,9 @@ fn orphans_are_reported_and_repair_removes_them_when_safe() {
     let l = lines(&r);
     assert_eq!(l.len(), 4, "{}", r.stdout);
     assert!(r.stdout.contains("has no catalogue row"), "{}", r.stdout);
-    assert!(
-        r.stdout
-            .contains("tree directory `half-built` has no catalogue row\n")
-    );
+    assert!(r.stdout.contains(
+        "tree directory `half-built` has no catalogue row (orphan: the next gc removes it)\n"
+    ));
     assert!(r.stdout.contains(&format!("blob `{lonely}` is missing")));
 
     let r = store.run(&["verify", "--repair"]);
@@ -210,4 +209,100 @@ fn a_repair_that_cannot_fetch_says_so_and_serves_no_corrupt_file() {
     let r = store.run(&["verify"]);
     assert_eq!(r.code, 1);
     assert_eq!(lines(&r).len(), 3, "{}", r.stdout);
+}
+
+/// What a `kill -9` leaves (a blob file committed before its row, a tree renamed into `trees/`
+/// before its row) is reported as orphans and exits 0; real damage still exits 1 (issue 8 #14).
+#[test]
+fn orphans_alone_exit_zero_and_damage_still_exits_one() {
+    let (_up, store) = synced(&[1]);
+    let items = published(&store);
+    let orphan = blob_path(&store, &("cd".to_string() + &"1".repeat(62)));
+    std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+    std::fs::write(&orphan, b"left by a killed sync").unwrap();
+    std::fs::create_dir_all(tree_path(&store, "1-verbatim-killed/x")).unwrap();
+    std::fs::write(tree_path(&store, "1-verbatim-killed/x/f"), b"x").unwrap();
+
+    let r = store.run(&["verify"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let l = lines(&r);
+    assert_eq!(l.len(), 2, "{}", r.stdout);
+    assert!(
+        l.iter()
+            .all(|x| x.ends_with("(orphan: the next gc removes it)")),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("no damage; 2 orphans"), "{}", r.stdout);
+    // JSON: the kinds are unchanged, each finding says it is an orphan.
+    let j = store.run(&["verify", "--json"]);
+    assert_eq!(j.code, 0);
+    let kinds: Vec<(String, bool)> = j.json()["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["problem"]["kind"].as_str().unwrap().to_string(),
+                f["orphan"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("orphan_tree".to_string(), true),
+            ("orphan_file".to_string(), true)
+        ]
+    );
+
+    // Real damage beside them: exit 1.
+    flip_byte(&blob_path(&store, &items[0].1));
+    let r = store.run(&["verify"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    // gc removes the orphans; repair the rest and all is clean.
+    store.run(&["gc"]).ok();
+    let r = store.run(&["verify"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        !lines(&r).iter().any(|x| x.contains("orphan")),
+        "{}",
+        r.stdout
+    );
+}
+
+/// A real `kill -9` of publishes at random moments (while a tree is staged, while grace items
+/// are added to the live tree and the new one): verify never reports damage, and the stray-file
+/// check of every tree does not mistake half-added grace items for foreign files.
+#[test]
+fn verify_after_kill_dash_nine_of_publishes_finds_no_damage() {
+    use std::time::Duration;
+    let (up, store) = synced(&[1]);
+    up.flip(4);
+    store.sync_json("maas");
+    let dest = store.dir.path().join("www");
+    store.run(&["publish", "1", dest.to_str().unwrap()]).ok();
+    let mut rng = fastrand::Rng::with_seed(0x9);
+    let mut orphans = 0;
+    for round in 0..10 {
+        let snap = if round % 2 == 0 { "2" } else { "1" };
+        let mut args = vec!["publish", snap, dest.to_str().unwrap()];
+        if round % 4 < 2 {
+            args.push("--rebuild");
+        }
+        let mut child = store
+            .cmd(&args)
+            .env("STREAMVAULT_FAILPOINT", "publish-slow-file=15")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(rng.u64(30..900)));
+        let _ = child.kill();
+        let _ = child.wait();
+        let r = store.run(&["verify"]);
+        assert_eq!(r.code, 0, "round {round}: {}\n{}", r.stdout, r.stderr);
+        orphans += lines(&r).len();
+    }
+    eprintln!("orphans reported over 10 kills: {orphans}");
 }
