@@ -18,6 +18,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../schema/0001_init.sql"),
     include_str!("../schema/0002_publish.sql"),
     include_str!("../schema/0003_grace.sql"),
+    // 0004 is another helper's; the lead orders them at merge.
+    include_str!("../schema/0005_tree_documents.sql"),
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

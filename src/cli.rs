@@ -92,6 +92,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Publish(a) => publish_cmd(&root, a),
         Command::Rollback { dest, to, json } => rollback_cmd(&root, dest, to, json),
+        Command::Detach {
+            dest,
+            dry_run,
+            json,
+        } => detach_cmd(&root, &dest, dry_run, json),
         Command::Status { dest, json } => status_cmd(&root, &dest, json),
         Command::Publications { dest, json } => publications_cmd(&root, dest.as_deref(), json),
         Command::Key(cmd) => key_cmd(&root, cmd),
@@ -636,6 +641,38 @@ fn rollback_cmd(root: &Path, dest: PathBuf, to: Option<String>, json: bool) -> R
         return json_out(&r);
     }
     print_publish_report(&r);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn detach_cmd(root: &Path, dest: &Path, dry_run: bool, json: bool) -> Result<ExitCode> {
+    let mut vault = open_existing(root)?;
+    let r = if dry_run {
+        publish::detach_plan(&vault, dest)?
+    } else {
+        publish::detach(&mut vault, dest)?
+    };
+    if json {
+        return json_out(&r);
+    }
+    out!(
+        "{} {} into a plain directory: {} files, {} directories, {} (tree {}, snapshot {}){}",
+        if r.dry_run {
+            "would detach"
+        } else {
+            "detached"
+        },
+        r.dest.display(),
+        r.files,
+        r.dirs,
+        output::size(r.bytes),
+        r.tree,
+        r.snapshot,
+        if r.dry_run || r.atomic {
+            ""
+        } else {
+            "; not atomic: this filesystem cannot exchange two names"
+        }
+    );
     Ok(ExitCode::SUCCESS)
 }
 

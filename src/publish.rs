@@ -40,6 +40,9 @@
 //! `--to`) without rebuilding anything: one rename, recorded as a publication with action
 //! `rollback`.
 //!
+//! **Detaching** ([`detach`]) hands DEST over to another tool: a plain directory holding a copy
+//! of the live tree replaces the link (one `RENAME_EXCHANGE`).
+//!
 //! Protects invariant 3 (a published link points only at a complete tree; a failed publish
 //! leaves the old link untouched) and, for gc, invariant 4 (the publication row exists before
 //! the link points at its tree).
@@ -47,6 +50,7 @@
 mod adopt;
 mod check;
 mod dest;
+mod detach;
 mod failpoint;
 mod grace;
 mod metadata;
@@ -59,7 +63,8 @@ use std::time::Instant;
 
 pub use adopt::{Adopted, import as adopt_import, source_name as adopted_source_name};
 pub use check::{INDEX_NAMES, TreeCheck, check_published, check_tree};
-pub use record::{Publication, TreeRow};
+pub use detach::{DetachReport, detach, detach_plan};
+pub use record::{Publication, TreeDocument, TreeRow, tree_documents};
 
 use crate::catalog::Snapshot;
 use crate::error::{Error, Result};
@@ -387,7 +392,7 @@ fn tree_for(
         fastrand::u32(..0x100_0000)
     );
     let built = build(vault, snap, &docs, staging);
-    let (files, bytes) = match built {
+    let (files, bytes, written) = match built {
         Ok(v) => v,
         Err(e) => {
             tree::discard(staging);
@@ -398,12 +403,27 @@ fn tree_for(
         tree::discard(staging);
         return Err(e);
     }
-    let row = record::insert_tree(&vault.catalog, &name, snap.id, mode, signer, files, bytes)?;
+    let row = record::insert_tree(
+        &vault.catalog,
+        &name,
+        snap.id,
+        mode,
+        signer,
+        files,
+        bytes,
+        &written,
+    )?;
     Ok((row, false))
 }
 
-/// Stage a tree: metadata documents, then every item with a path (in path order).
-fn build(vault: &Vault, snap: &Snapshot, docs: &[OutDoc], staging: &Path) -> Result<(u64, u64)> {
+/// Stage a tree: metadata documents, then every item with a path (in path order). Returns the
+/// files, the bytes and the documents as written (recorded for `verify`).
+fn build(
+    vault: &Vault,
+    snap: &Snapshot,
+    docs: &[OutDoc],
+    staging: &Path,
+) -> Result<(u64, u64, Vec<TreeDocument>)> {
     if fs::symlink_metadata(staging).is_ok() {
         fs::remove_dir_all(staging).map_err(|e| Error::Io {
             op: "remove stale stage",
@@ -417,6 +437,7 @@ fn build(vault: &Vault, snap: &Snapshot, docs: &[OutDoc], staging: &Path) -> Res
         source: e,
     })?;
     let mut b = Builder::new(staging, snap.id, OnExisting::Conflict);
+    let mut written = Vec::new();
     for doc in docs {
         match doc {
             OutDoc::Blob { path, blob } => {
@@ -426,9 +447,19 @@ fn build(vault: &Vault, snap: &Snapshot, docs: &[OutDoc], staging: &Path) -> Res
                     .ok_or_else(|| Error::BadDigest(blob.clone()))?;
                 let size = fs::metadata(&bp).map(|m| m.len()).unwrap_or(0);
                 b.link_blob(path, &bp, size)?;
+                written.push(TreeDocument {
+                    path: path.clone(),
+                    blake3: blob.clone(),
+                    size,
+                });
             }
             OutDoc::Bytes { path, bytes } => {
                 b.write_bytes(path, bytes)?;
+                written.push(TreeDocument {
+                    path: path.clone(),
+                    blake3: blake3::hash(bytes).to_hex().to_string(),
+                    size: bytes.len() as u64,
+                });
             }
         }
     }
@@ -474,7 +505,7 @@ fn build(vault: &Vault, snap: &Snapshot, docs: &[OutDoc], staging: &Path) -> Res
         last = Some((path, blob));
     }
     b.sync()?;
-    Ok((b.files, b.bytes))
+    Ok((b.files, b.bytes, written))
 }
 
 /// The store lock (shared; waits for a running gc, the only exclusive holder, rather than

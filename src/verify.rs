@@ -89,6 +89,11 @@ pub enum Problem {
         path: String,
         blob: String,
     },
+    /// A file or directory in a tree that nothing put there: not an item of its snapshot, not a
+    /// grace item, not one of its metadata documents (e.g. another tool writing through DEST:
+    /// python `sstream-mirror`'s new files and `.data/`). A directory is reported once, with a
+    /// trailing `/`.
+    TreeFileUnexpected { tree: String, path: String },
     /// A directory in `trees/` with no row.
     OrphanTree {
         name: String,
@@ -102,14 +107,18 @@ impl Problem {
     /// row, a tree directory without a row that no DEST links to): reported, but not damage —
     /// `verify` exits 0 when these are all it finds.
     pub fn is_orphan(&self) -> bool {
-        matches!(
-            self,
+        match self {
             Problem::OrphanFile { .. }
-                | Problem::OrphanTree {
-                    linked_from: None,
-                    ..
-                }
-        )
+            | Problem::OrphanTree {
+                linked_from: None, ..
+            } => true,
+            // The temporary name of a killed `verify --repair`.
+            Problem::TreeFileUnexpected { path, .. } => path
+                .rsplit('/')
+                .next()
+                .is_some_and(|n| n.starts_with(".streamvault-repair-")),
+            _ => false,
+        }
     }
 }
 
@@ -136,6 +145,10 @@ impl std::fmt::Display for Problem {
             Problem::TreeFileCorrupt { tree, path, blob } => {
                 write!(f, "tree `{tree}`: `{path}` is the corrupt blob `{blob}`")
             }
+            Problem::TreeFileUnexpected { tree, path } => write!(
+                f,
+                "tree `{tree}`: `{path}` is not part of the tree (written by another tool?)"
+            ),
             Problem::OrphanTree { name, linked_from } => match linked_from {
                 Some(dest) => write!(
                     f,
@@ -352,6 +365,15 @@ pub fn repair(plan: RepairPlan<'_>) -> Result<VerifyReport> {
             | Problem::TreeFileDiffers { tree, path, blob }
             | Problem::TreeFileCorrupt { tree, path, blob } => {
                 let bad_present = !matches!(f.problem, Problem::TreeFileMissing { .. });
+                if !layout.blob(blob).is_some_and(|p| p.is_file())
+                    && is_document(&vault.catalog, tree, path)?
+                {
+                    // A filtered tree's generated document: no copy of it is stored anywhere.
+                    f.repair = Some(not_repaired(
+                        "a generated metadata document, stored nowhere else: publish the snapshot again with `--rebuild`".into(),
+                    ));
+                    continue;
+                }
                 repair_tree_file(
                     &layout,
                     tree,
@@ -365,6 +387,7 @@ pub fn repair(plan: RepairPlan<'_>) -> Result<VerifyReport> {
             Problem::TreeMissing { .. } => {
                 not_repaired("its files cannot be rebuilt here: publish the snapshot again".into())
             }
+            Problem::TreeFileUnexpected { tree, path } => remove_stray(&layout, tree, path, now),
             Problem::OrphanTree { name, linked_from } => match linked_from {
                 Some(dest) => not_repaired(format!(
                     "`{dest}` is published from it: publish again or remove the link first"
@@ -447,20 +470,21 @@ fn check(vault: &Vault, jobs: usize) -> Result<VerifyReport> {
     let mut candidates = Vec::new();
     report.blob_files_seen = scan_blob_files(layout, cat, &mut candidates)?;
 
-    // 3. Trees against their snapshots' items.
-    let trees: Vec<(String, i64)> = {
+    // 3. Every file of every tree: its snapshot's items, its grace items, its documents; then
+    //    whatever else is there.
+    let trees: Vec<(i64, String, i64, String)> = {
         let mut st = cat
             .conn()
-            .prepare("SELECT name, snapshot_id FROM trees ORDER BY name")
+            .prepare("SELECT id, name, snapshot_id, mode FROM trees ORDER BY name")
             .map_err(|e| cat.err(e))?;
-        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
             .map_err(|e| cat.err(e))?
             .collect::<rusqlite::Result<_>>()
             .map_err(|e| cat.err(e))?
     };
     let corrupt = Arc::new(corrupt);
     let mut tree_findings = Vec::new();
-    for (name, snapshot) in &trees {
+    for (id, name, snapshot, mode) in &trees {
         report.trees_checked += 1;
         let dir = gc::tree_dir(layout, name)
             .filter(|d| fs::symlink_metadata(d).is_ok_and(|m| m.is_dir()));
@@ -468,29 +492,24 @@ fn check(vault: &Vault, jobs: usize) -> Result<VerifyReport> {
             tree_findings.push(found(Problem::TreeMissing { tree: name.clone() }));
             continue;
         };
+        let expected = expected_files(cat, *id, *snapshot, mode)?;
+        let mut f = unexpected_files(&dir, name, &expected)?;
         let ctx = TreeCtx {
             layout: layout.clone(),
             tree: name.clone(),
             dir,
             corrupt: corrupt.clone(),
         };
-        let (mut f, n) = pool(
+        let paths = expected.paths;
+        let (mut checked, n) = pool(
             jobs,
             move |job: TreeJob| check_tree_file(&ctx, job),
             |send| {
-                let mut st = cat
-                    .conn()
-                    .prepare(
-                        "SELECT DISTINCT path, blob FROM snapshot_items
-                         WHERE snapshot_id = ?1 AND path IS NOT NULL AND blob IS NOT NULL
-                         ORDER BY path",
-                    )
-                    .map_err(|e| cat.err(e))?;
-                let mut rows = st.query([snapshot]).map_err(|e| cat.err(e))?;
-                while let Some(r) = rows.next().map_err(|e| cat.err(e))? {
+                for (path, e) in paths {
                     let job = TreeJob {
-                        path: r.get(0).map_err(|e| cat.err(e))?,
-                        blob: r.get(1).map_err(|e| cat.err(e))?,
+                        path,
+                        blobs: e.blobs,
+                        required: e.required,
                     };
                     if !send(job) {
                         break;
@@ -507,6 +526,7 @@ fn check(vault: &Vault, jobs: usize) -> Result<VerifyReport> {
             },
         )?;
         report.tree_files_checked += n;
+        f.append(&mut checked);
         f.sort_by_key(|f| f.problem.to_string());
         tree_findings.append(&mut f);
     }
@@ -519,7 +539,7 @@ fn check(vault: &Vault, jobs: usize) -> Result<VerifyReport> {
         for entry in entries {
             let entry = entry.with_path("read directory", &layout.trees())?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !trees.iter().any(|(t, _)| *t == name) {
+            if !trees.iter().any(|(_, t, _, _)| *t == name) {
                 let linked_from = links
                     .iter()
                     .find(|(n, _)| *n == name)
@@ -630,17 +650,196 @@ struct TreeCtx {
 
 struct TreeJob {
     path: String,
-    blob: String,
+    /// The blobs whose content is right at this path (several only for grace items listed
+    /// differently by two snapshots).
+    blobs: Vec<String>,
+    /// Missing is a problem (not for grace items whose adding never completed).
+    required: bool,
 }
 
-/// Check one item file of a tree: the blob's own inode (hardlink) or the same content (copy).
-fn check_tree_file(ctx: &TreeCtx, job: TreeJob) -> Option<Problem> {
-    if crate::streams::check_path(&job.path).is_err() {
-        return None; // never stored by sync; nothing to look at safely
+/// What one path of a tree must hold.
+#[derive(Default)]
+struct Expected {
+    blobs: Vec<String>,
+    required: bool,
+    /// An item of the tree's own snapshot or one of its documents (not a grace item).
+    own: bool,
+}
+
+fn add_expected(
+    paths: &mut std::collections::BTreeMap<String, Expected>,
+    path: String,
+    blob: String,
+    required: bool,
+    own: bool,
+) {
+    if crate::streams::check_path(&path).is_err() {
+        return; // never stored by sync; nothing to look at safely
     }
+    let x = paths.entry(path).or_default();
+    if !x.blobs.contains(&blob) {
+        x.blobs.push(blob);
+    }
+    x.required |= required;
+    x.own |= own;
+}
+
+/// Every path a tree may hold, and the directories leading to them.
+struct ExpectedFiles {
+    paths: std::collections::BTreeMap<String, Expected>,
+    dirs: HashSet<String>,
+    /// A filtered tree built before its documents were recorded: its documents are not known,
+    /// so nothing under `streams/` is reported as unexpected.
+    documents_unknown: bool,
+}
+
+/// The files of tree `id`: its snapshot's items, its documents (recorded at build; for older
+/// trees the snapshot's documents when verbatim), and its grace items (what `tree_grace` says it
+/// bridges; a path its own items or documents take is never a grace item).
+fn expected_files(cat: &Catalog, id: i64, snapshot: i64, mode: &str) -> Result<ExpectedFiles> {
+    let e = |err| cat.err(err);
+    let mut paths: std::collections::BTreeMap<String, Expected> = Default::default();
+    let own = |sql: &str,
+               param: i64,
+               paths: &mut std::collections::BTreeMap<String, Expected>|
+     -> Result<usize> {
+        let mut st = cat.conn().prepare(sql).map_err(e)?;
+        let mut rows = st.query([param]).map_err(e)?;
+        let mut n = 0;
+        while let Some(r) = rows.next().map_err(e)? {
+            add_expected(
+                paths,
+                r.get(0).map_err(e)?,
+                r.get(1).map_err(e)?,
+                true,
+                true,
+            );
+            n += 1;
+        }
+        Ok(n)
+    };
+    own(
+        "SELECT DISTINCT path, blob FROM snapshot_items
+         WHERE snapshot_id = ?1 AND path IS NOT NULL AND blob IS NOT NULL",
+        snapshot,
+        &mut paths,
+    )?;
+    let mut documents_unknown = false;
+    let recorded = own(
+        "SELECT path, blake3 FROM tree_documents WHERE tree_id = ?1",
+        id,
+        &mut paths,
+    )?;
+    if recorded == 0 {
+        if mode == "verbatim" {
+            own(
+                "SELECT path, blob FROM snapshot_documents WHERE snapshot_id = ?1",
+                snapshot,
+                &mut paths,
+            )?;
+        } else {
+            documents_unknown = true;
+        }
+    }
+    {
+        let mut st = cat
+            .conn()
+            .prepare(
+                "SELECT i.path, i.blob, g.complete FROM tree_grace g
+                 JOIN snapshot_items i ON i.snapshot_id = g.snapshot_id
+                 WHERE g.tree_id = ?1 AND i.path IS NOT NULL AND i.blob IS NOT NULL",
+            )
+            .map_err(e)?;
+        let mut rows = st.query([id]).map_err(e)?;
+        let mut grace: Vec<(String, String, bool)> = Vec::new();
+        while let Some(r) = rows.next().map_err(e)? {
+            let complete: i64 = r.get(2).map_err(e)?;
+            grace.push((r.get(0).map_err(e)?, r.get(1).map_err(e)?, complete != 0));
+        }
+        for (path, blob, complete) in grace {
+            // Grace links never replace a file of the tree's own.
+            if paths.get(&path).is_some_and(|x| x.own) {
+                continue;
+            }
+            add_expected(&mut paths, path, blob, complete, false);
+        }
+    }
+    let mut dirs = HashSet::new();
+    for p in paths.keys() {
+        let mut d = p.as_str();
+        while let Some((parent, _)) = d.rsplit_once('/') {
+            if !dirs.insert(parent.to_string()) {
+                break;
+            }
+            d = parent;
+        }
+    }
+    Ok(ExpectedFiles {
+        paths,
+        dirs,
+        documents_unknown,
+    })
+}
+
+/// Entries of a tree directory that [`expected_files`] does not list (symlinks are never
+/// followed; an unexpected directory is reported once, not its contents).
+fn unexpected_files(dir: &Path, tree: &str, expected: &ExpectedFiles) -> Result<Vec<Finding>> {
+    let mut out = Vec::new();
+    let mut walk = walkdir::WalkDir::new(dir)
+        .min_depth(1)
+        .follow_links(false)
+        .sort_by_file_name()
+        .into_iter();
+    while let Some(entry) = walk.next() {
+        let entry = entry.map_err(|e| Error::Io {
+            op: "walk",
+            path: e.path().unwrap_or(dir).to_path_buf(),
+            source: e
+                .into_io_error()
+                .unwrap_or_else(|| io::Error::other("filesystem loop")),
+        })?;
+        let rel = entry
+            .path()
+            .strip_prefix(dir)
+            .unwrap_or(entry.path())
+            .to_string_lossy()
+            .into_owned();
+        let is_dir = entry.file_type().is_dir();
+        if expected.documents_unknown && (rel == "streams" || rel.starts_with("streams/")) {
+            if is_dir {
+                walk.skip_current_dir();
+            }
+            continue;
+        }
+        if is_dir {
+            if expected.dirs.contains(&rel) {
+                continue;
+            }
+            walk.skip_current_dir();
+            if expected.paths.contains_key(&rel) {
+                continue; // reported by the file check (not a regular file)
+            }
+            out.push(found(Problem::TreeFileUnexpected {
+                tree: tree.to_string(),
+                path: format!("{rel}/"),
+            }));
+        } else if !expected.paths.contains_key(&rel) {
+            out.push(found(Problem::TreeFileUnexpected {
+                tree: tree.to_string(),
+                path: rel,
+            }));
+        }
+    }
+    Ok(out)
+}
+
+/// Check one file of a tree: the own inode of one of its blobs (hardlink) or the same content
+/// (copy).
+fn check_tree_file(ctx: &TreeCtx, job: TreeJob) -> Option<Problem> {
     let target = ctx.dir.join(&job.path);
-    let problem = |kind: fn(String, String, String) -> Problem| {
-        Some(kind(ctx.tree.clone(), job.path.clone(), job.blob.clone()))
+    let first = job.blobs.first().cloned().unwrap_or_default();
+    let problem = |kind: fn(String, String, String) -> Problem, blob: String| {
+        Some(kind(ctx.tree.clone(), job.path.clone(), blob))
     };
     let differs = |t, p, b| Problem::TreeFileDiffers {
         tree: t,
@@ -649,37 +848,46 @@ fn check_tree_file(ctx: &TreeCtx, job: TreeJob) -> Option<Problem> {
     };
     let meta = match fs::symlink_metadata(&target) {
         Ok(m) => m,
+        Err(_) if !job.required => return None,
         Err(_) => {
-            return problem(|t, p, b| Problem::TreeFileMissing {
-                tree: t,
-                path: p,
-                blob: b,
-            });
+            return problem(
+                |t, p, b| Problem::TreeFileMissing {
+                    tree: t,
+                    path: p,
+                    blob: b,
+                },
+                first,
+            );
         }
     };
     if !meta.is_file() {
-        return problem(differs);
+        return problem(differs, first);
     }
-    let blob_meta = ctx
-        .layout
-        .blob(&job.blob)
-        .and_then(|p| fs::symlink_metadata(p).ok());
-    if let Some(bm) = blob_meta
-        && bm.dev() == meta.dev()
-        && bm.ino() == meta.ino()
-    {
-        if ctx.corrupt.contains(&job.blob) {
-            return problem(|t, p, b| Problem::TreeFileCorrupt {
-                tree: t,
-                path: p,
-                blob: b,
-            });
+    for blob in &job.blobs {
+        let blob_meta = ctx
+            .layout
+            .blob(blob)
+            .and_then(|p| fs::symlink_metadata(p).ok());
+        if let Some(bm) = blob_meta
+            && bm.dev() == meta.dev()
+            && bm.ino() == meta.ino()
+        {
+            if ctx.corrupt.contains(blob) {
+                return problem(
+                    |t, p, b| Problem::TreeFileCorrupt {
+                        tree: t,
+                        path: p,
+                        blob: b,
+                    },
+                    blob.clone(),
+                );
+            }
+            return None;
         }
-        return None;
     }
     match hash_file(&target, &[]) {
-        Ok(d) if d.blake3 == job.blob => None,
-        _ => problem(differs),
+        Ok(d) if job.blobs.contains(&d.blake3) => None,
+        _ => problem(differs, first),
     }
 }
 
@@ -854,6 +1062,89 @@ fn remove_orphan_file(cat: &Catalog, path: &Path) -> Repair {
             how: "already gone".into(),
         },
         Err(e) => not_repaired(format!("cannot remove it: {e}")),
+    }
+}
+
+/// Is `path` a recorded metadata document of tree `tree`?
+fn is_document(cat: &Catalog, tree: &str, path: &str) -> Result<bool> {
+    cat.conn()
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM tree_documents d JOIN trees t ON t.id = d.tree_id
+                            WHERE t.name = ?1 AND d.path = ?2)",
+            params![tree, path],
+            |r| r.get(0),
+        )
+        .map_err(|e| cat.err(e))
+}
+
+/// Move a file or directory nothing put into a tree to quarantine (removed when the tree is on
+/// another filesystem than the quarantine), then make the removal durable.
+fn remove_stray(layout: &Layout, tree: &str, rel: &str, now: i64) -> Repair {
+    let Some(dir) = gc::tree_dir(layout, tree) else {
+        return not_repaired("its tree name is not a plain directory name".into());
+    };
+    let rel = rel.trim_end_matches('/');
+    if rel.is_empty()
+        || rel
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return not_repaired("its path is not safe".into());
+    }
+    let target = dir.join(rel);
+    // Every parent must be a real directory of the tree: a symlink is never followed.
+    let mut parent = dir.clone();
+    let comps: Vec<&str> = rel.split('/').collect();
+    for c in comps.iter().take(comps.len().saturating_sub(1)) {
+        parent.push(c);
+        if !fs::symlink_metadata(&parent).is_ok_and(|m| m.is_dir()) {
+            return not_repaired(format!("`{}` is not a directory", parent.display()));
+        }
+    }
+    let meta = match fs::symlink_metadata(&target) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Repair::Repaired {
+                how: "already gone".into(),
+            };
+        }
+        Err(e) => return not_repaired(format!("cannot stat it: {e}")),
+    };
+    let qdir = quarantine_dir(layout);
+    let dest = qdir.join(format!("tree-{tree}-{}.{now}", rel.replace('/', "_")));
+    let moved = fs::create_dir_all(&qdir).and_then(|()| fs::rename(&target, &dest));
+    let how = match moved {
+        Ok(()) => format!("moved to `{}`", dest.display()),
+        Err(_) => {
+            let removed = if meta.is_dir() {
+                gc_make_writable(&target);
+                fs::remove_dir_all(&target)
+            } else {
+                fs::remove_file(&target)
+            };
+            match removed {
+                Ok(()) => "removed".into(),
+                Err(e) => return not_repaired(format!("cannot remove it: {e}")),
+            }
+        }
+    };
+    match store::sync_dir(&parent) {
+        Ok(()) => Repair::Repaired { how },
+        Err(e) => not_repaired(crate::sync::error_line(&e)),
+    }
+}
+
+/// Directories of a stray tree may be read-only: open them up before removing them.
+fn gc_make_writable(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in walkdir::WalkDir::new(dir)
+        .follow_links(false)
+        .into_iter()
+        .flatten()
+    {
+        if entry.file_type().is_dir() {
+            let _ = fs::set_permissions(entry.path(), fs::Permissions::from_mode(0o755));
+        }
     }
 }
 

@@ -86,6 +86,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Hand DEST over to another tool: replace the published link by a plain directory holding
+    /// a copy of its tree (nothing in it links into the store).
+    Detach {
+        /// The published link.
+        dest: PathBuf,
+        /// Say what would be copied; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// What DEST points at, and whether the catalogue agrees (exit 1 if not).
     Status {
         dest: PathBuf,

@@ -1,4 +1,5 @@
-//! The SQL of the `trees`, `publications` and `tree_grace` tables (schema 0002, 0003).
+//! The SQL of the `trees`, `publications`, `tree_grace` and `tree_documents` tables (schema 0002,
+//! 0003, 0005).
 //!
 //! Protects invariants 3 and 4 through the order its callers use: a `trees` row is inserted only
 //! after its directory is complete and durable; a `publications` row is inserted before the link
@@ -124,7 +125,17 @@ pub fn tree_by_id(cat: &Catalog, id: i64) -> Result<Option<TreeRow>> {
         .map_err(|e| cat.err(e))
 }
 
-/// Record a tree whose directory is complete and durable (invariant 3).
+/// A metadata document as written into a tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeDocument {
+    pub path: String,
+    pub blake3: String,
+    pub size: u64,
+}
+
+/// Record a tree whose directory is complete and durable (invariant 3), with its documents, in
+/// one transaction.
+#[allow(clippy::too_many_arguments)]
 pub fn insert_tree(
     cat: &Catalog,
     name: &str,
@@ -133,25 +144,40 @@ pub fn insert_tree(
     signer: Option<&str>,
     files: u64,
     bytes: u64,
+    docs: &[TreeDocument],
 ) -> Result<TreeRow> {
     let created_at = now();
-    cat.conn()
-        .execute(
-            "INSERT INTO trees (name, snapshot_id, mode, signer, files, bytes, created_at)
+    let tx = cat.conn().unchecked_transaction().map_err(|e| cat.err(e))?;
+    tx.execute(
+        "INSERT INTO trees (name, snapshot_id, mode, signer, files, bytes, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                name,
-                snapshot,
-                mode,
-                signer,
-                files as i64,
-                bytes as i64,
-                created_at
-            ],
-        )
-        .map_err(|e| cat.err(e))?;
+        params![
+            name,
+            snapshot,
+            mode,
+            signer,
+            files as i64,
+            bytes as i64,
+            created_at
+        ],
+    )
+    .map_err(|e| cat.err(e))?;
+    let id = tx.last_insert_rowid();
+    {
+        let mut st = tx
+            .prepare(
+                "INSERT OR REPLACE INTO tree_documents (tree_id, path, blake3, size)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .map_err(|e| cat.err(e))?;
+        for d in docs {
+            st.execute(params![id, d.path, d.blake3, d.size as i64])
+                .map_err(|e| cat.err(e))?;
+        }
+    }
+    tx.commit().map_err(|e| cat.err(e))?;
     Ok(TreeRow {
-        id: cat.conn().last_insert_rowid(),
+        id,
         name: name.to_string(),
         snapshot_id: snapshot,
         mode: mode.to_string(),
@@ -334,4 +360,18 @@ pub fn complete_grace(cat: &Catalog, tree: i64, snapshot: i64, files: u64) -> Re
         )
         .map_err(|e| cat.err(e))?;
     Ok(())
+}
+
+/// The recorded documents of a tree, `(path, blake3)`; empty for a tree built before schema
+/// 0005.
+pub fn tree_documents(cat: &Catalog, tree: i64) -> Result<Vec<(String, String)>> {
+    let mut st = cat
+        .conn()
+        .prepare("SELECT path, blake3 FROM tree_documents WHERE tree_id = ?1 ORDER BY path")
+        .map_err(|e| cat.err(e))?;
+    let rows = st
+        .query_map([tree], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(|e| cat.err(e))?;
+    rows.collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(|e| cat.err(e))
 }

@@ -466,6 +466,8 @@ fn dry_run_deletes_nothing_and_reports_what_the_real_run_frees() {
     );
     store.check_invariants();
     check_trees(&store);
+    // verify checks documents too: the hand-made tree gets its snapshot's.
+    crate::verify::link_documents(&store, "t2", 2);
     store.run(&["verify"]).ok();
 }
 

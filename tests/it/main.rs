@@ -4,6 +4,7 @@
 mod bad_input;
 mod common;
 mod faults;
+mod foreign;
 mod gc;
 mod grace;
 mod kill;

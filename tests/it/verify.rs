@@ -12,6 +12,7 @@ use crate::gc::{blob_path, item_files, make_tree, now, point, publication, synce
 fn published(store: &Store) -> Vec<(String, String)> {
     let dest = store.dir.path().join("www");
     let t = make_tree(store, "t", 1, now());
+    link_documents(store, "t", 1);
     publication(store, t, &dest, now(), None);
     point(&dest, &tree_path(store, "t"));
     let mut seen = std::collections::HashSet::new();
@@ -20,6 +21,24 @@ fn published(store: &Store) -> Vec<(String, String)> {
         .filter(|(_, b)| seen.insert(b.clone()))
         .take(4)
         .collect()
+}
+
+/// Link a snapshot's metadata documents into a hand-made tree (verify checks them too).
+pub fn link_documents(store: &Store, tree: &str, snapshot: i64) {
+    let db = crate::gc::db(store);
+    let mut st = db
+        .prepare("SELECT path, blob FROM snapshot_documents WHERE snapshot_id = ?1")
+        .unwrap();
+    let docs: Vec<(String, String)> = st
+        .query_map([snapshot], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for (p, b) in docs {
+        let target = tree_path(store, tree).join(p);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::hard_link(blob_path(store, &b), &target).unwrap();
+    }
 }
 
 /// Flip one byte of a file in place (same inode: a hardlinked tree file changes too).
