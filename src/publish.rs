@@ -648,6 +648,10 @@ pub fn status(vault: Option<&Vault>, dest: &Path) -> Result<Status> {
         problems: Vec::new(),
     };
     let Some(target) = link else {
+        // Detached (or otherwise handed over): every publication retired, DEST not a link.
+        if latest.as_ref().is_some_and(|p| p.retired_at.is_some()) {
+            return Err(Error::NotPublished { dest });
+        }
         st.problems.push(format!(
             "`{}` is {}, but the catalogue records publications to it",
             dest.display(),

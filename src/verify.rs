@@ -1,7 +1,15 @@
 //! `verify` and `verify --repair`: re-hash every blob against its name (BLAKE3), its recorded
-//! size and its recorded upstream checksums; check every tree against its snapshot's items; check
-//! the catalogue against `blobs/` and `trees/` both ways. Then, with `--repair`, fix what can be
-//! fixed safely and say what could not be.
+//! size and its recorded upstream checksums; check every file of every tree — its snapshot's
+//! items, its grace items (`tree_grace`), its metadata documents (`tree_documents`, or the
+//! snapshot's for trees built before that table) — and report every other entry of the tree
+//! ([`Problem::TreeFileUnexpected`]: another tool writing through a published link); check the
+//! catalogue against `blobs/` and `trees/` both ways. Then, with `--repair`, fix what can be
+//! fixed safely (strays go to `quarantine/`) and say what could not be.
+//!
+//! Orphans ([`Problem::is_orphan`]: a blob file or tree directory without a row, what a killed
+//! run leaves and the next gc removes) are reported but are not damage: the command exits 0 when
+//! they are all it finds ([`VerifyReport::damage`]). JSON finding kinds are stable: new kinds are
+//! added, none renamed.
 //!
 //! Protects invariant 1 (a blob row means a complete, verified file: corrupt or missing files are
 //! found, quarantined and re-fetched exactly like a sync commits them: partial → fsync → rename →
@@ -15,8 +23,13 @@
 //! lock exclusively from the check to the end of [`repair`]: no writer can be between committing a
 //! file and inserting its row while orphans are removed.
 //!
-//! Memory stays flat: rows are streamed from SQLite into a bounded channel of `jobs` hashing
-//! threads; only the problems found are collected.
+//! Memory stays flat in the number of blobs: rows are streamed from SQLite into a bounded
+//! channel of `jobs` hashing threads; only the problems found are collected. The one exception
+//! is the path set of the tree being checked (its expected files, for the stray check), held
+//! while that tree is checked.
+//!
+//! A read-only root works: the lock is taken through a read-only descriptor (or not at all when
+//! the lock file cannot be created: then no writer can run either).
 
 use std::collections::HashSet;
 use std::fs;

@@ -211,7 +211,9 @@ fn a_foreign_writer_is_reported_repaired_and_detach_hands_over() {
         .filter(|n| n.starts_with("out."))
         .collect();
     assert!(beside.is_empty(), "{beside:?}");
-    // The publication is retired; a second detach is refused with one line.
+    // The publication is retired (status: not published); a second detach is refused.
+    let r = store.run(&["status", out.to_str().unwrap()]).fails();
+    assert!(r.stderr.contains("not published"), "{}", r.stderr);
     let r = store.run(&["detach", out.to_str().unwrap()]).fails();
     assert!(r.stderr.contains("not published"), "{}", r.stderr);
 
