@@ -185,6 +185,9 @@ const SCRATCH: &str = "
     DROP TABLE IF EXISTS temp.gc_unlink;
     DROP TABLE IF EXISTS temp.gc_dirs;
     DROP TABLE IF EXISTS temp.gc_drop_grace;
+    DROP TABLE IF EXISTS temp.gc_grace_dirs;
+    -- directories of removed grace links, removed once empty (up to, not including, the tree)
+    CREATE TEMP TABLE gc_grace_dirs (path BLOB PRIMARY KEY, tree BLOB NOT NULL);
     CREATE TEMP TABLE gc_drop_grace (tree_id INTEGER NOT NULL, snapshot_id INTEGER NOT NULL,
                                      PRIMARY KEY (tree_id, snapshot_id));
     CREATE TEMP TABLE gc_live (name TEXT PRIMARY KEY, dest TEXT NOT NULL);
@@ -213,6 +216,7 @@ const DROP_SCRATCH: &str = "
     DROP TABLE IF EXISTS temp.gc_unlink;
     DROP TABLE IF EXISTS temp.gc_dirs;
     DROP TABLE IF EXISTS temp.gc_drop_grace;
+    DROP TABLE IF EXISTS temp.gc_grace_dirs;
 ";
 
 /// Unlink phases, in execution order.
@@ -394,8 +398,16 @@ fn plan_into(
                 continue;
             }
             if let Some(dir) = tree_dir(layout, &name) {
-                files.add_file(&dir.join(&path), PHASE_TREE)?;
+                let file = dir.join(&path);
+                files.add_file(&file, PHASE_TREE)?;
                 report.grace_files_dropped += 1;
+                if let Some(parent) = file.parent().filter(|p| *p != dir) {
+                    conn.execute(
+                        "INSERT OR IGNORE INTO gc_grace_dirs (path, tree) VALUES (?1, ?2)",
+                        params![parent.as_os_str().as_bytes(), dir.as_os_str().as_bytes()],
+                    )
+                    .map_err(e)?;
+                }
             }
         }
     }
@@ -503,6 +515,24 @@ pub fn gc(plan: GcPlan<'_>) -> Result<GcReport> {
                 Ok(()) => {}
                 Err(err) if err.kind() == io::ErrorKind::NotFound => {}
                 Err(err) => return Err(io_err("remove directory", &p, err)),
+            }
+        }
+    }
+    // Directories the removed grace links leave empty (a version directory of a snapshot no
+    // kept tree serves any more), deepest first; a directory still holding anything stays.
+    {
+        let mut st = conn
+            .prepare("SELECT path, tree FROM gc_grace_dirs ORDER BY length(path) DESC")
+            .map_err(e)?;
+        let mut rows = st.query([]).map_err(e)?;
+        while let Some(r) = rows.next().map_err(e)? {
+            let tree = blob_path(r.get(1).map_err(e)?);
+            let mut dir = blob_path(r.get(0).map_err(e)?);
+            while dir.starts_with(&tree) && dir != tree && fs::remove_dir(&dir).is_ok() {
+                match dir.parent() {
+                    Some(p) => dir = p.to_path_buf(),
+                    None => break,
+                }
             }
         }
     }

@@ -107,6 +107,9 @@ pub enum Problem {
     /// python `sstream-mirror`'s new files and `.data/`). A directory is reported once, with a
     /// trailing `/`.
     TreeFileUnexpected { tree: String, path: String },
+    /// An empty directory in a tree that lists nothing under it (gc removed the grace items it
+    /// held and was killed before removing it): an orphan.
+    TreeEmptyDirectory { tree: String, path: String },
     /// A directory in `trees/` with no row.
     OrphanTree {
         name: String,
@@ -122,6 +125,7 @@ impl Problem {
     pub fn is_orphan(&self) -> bool {
         match self {
             Problem::OrphanFile { .. }
+            | Problem::TreeEmptyDirectory { .. }
             | Problem::OrphanTree {
                 linked_from: None, ..
             } => true,
@@ -162,6 +166,12 @@ impl std::fmt::Display for Problem {
                 f,
                 "tree `{tree}`: `{path}` is not part of the tree (written by another tool?)"
             ),
+            Problem::TreeEmptyDirectory { tree, path } => {
+                write!(
+                    f,
+                    "tree `{tree}`: `{path}` is an empty directory nothing lists"
+                )
+            }
             Problem::OrphanTree { name, linked_from } => match linked_from {
                 Some(dest) => write!(
                     f,
@@ -200,6 +210,9 @@ impl std::fmt::Display for Finding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.problem)?;
         match &self.repair {
+            None if matches!(self.problem, Problem::TreeEmptyDirectory { .. }) => {
+                write!(f, " (orphan: `verify --repair` removes it)")
+            }
             None if self.orphan => write!(f, " (orphan: the next gc removes it)"),
             None => Ok(()),
             Some(Repair::Repaired { how }) => write!(f, ": repaired: {how}"),
@@ -400,7 +413,8 @@ pub fn repair(plan: RepairPlan<'_>) -> Result<VerifyReport> {
             Problem::TreeMissing { .. } => {
                 not_repaired("its files cannot be rebuilt here: publish the snapshot again".into())
             }
-            Problem::TreeFileUnexpected { tree, path } => remove_stray(&layout, tree, path, now),
+            Problem::TreeFileUnexpected { tree, path }
+            | Problem::TreeEmptyDirectory { tree, path } => remove_stray(&layout, tree, path, now),
             Problem::OrphanTree { name, linked_from } => match linked_from {
                 Some(dest) => not_repaired(format!(
                     "`{dest}` is published from it: publish again or remove the link first"
@@ -832,9 +846,15 @@ fn unexpected_files(dir: &Path, tree: &str, expected: &ExpectedFiles) -> Result<
             if expected.paths.contains_key(&rel) {
                 continue; // reported by the file check (not a regular file)
             }
-            out.push(found(Problem::TreeFileUnexpected {
-                tree: tree.to_string(),
-                path: format!("{rel}/"),
+            let empty = walkdir::WalkDir::new(entry.path())
+                .follow_links(false)
+                .into_iter()
+                .all(|e| e.is_ok_and(|e| e.file_type().is_dir()));
+            let (tree, path) = (tree.to_string(), format!("{rel}/"));
+            out.push(found(if empty {
+                Problem::TreeEmptyDirectory { tree, path }
+            } else {
+                Problem::TreeFileUnexpected { tree, path }
             }));
         } else if !expected.paths.contains_key(&rel) {
             out.push(found(Problem::TreeFileUnexpected {
@@ -1048,7 +1068,7 @@ fn quarantine(layout: &Layout, hex: &str, now: i64) -> Result<()> {
         return Err(Error::BadDigest(hex.to_string()));
     };
     let dir = quarantine_dir(layout);
-    fs::create_dir_all(&dir).with_path("create directory", &dir)?;
+    store::create_dir_mode(&dir, 0o700).with_path("create directory", &dir)?;
     let dest = dir.join(format!("{hex}.{now}"));
     match fs::rename(&src, &dest) {
         Ok(()) => Ok(()),
@@ -1125,7 +1145,7 @@ fn remove_stray(layout: &Layout, tree: &str, rel: &str, now: i64) -> Repair {
     };
     let qdir = quarantine_dir(layout);
     let dest = qdir.join(format!("tree-{tree}-{}.{now}", rel.replace('/', "_")));
-    let moved = fs::create_dir_all(&qdir).and_then(|()| fs::rename(&target, &dest));
+    let moved = store::create_dir_mode(&qdir, 0o700).and_then(|_| fs::rename(&target, &dest));
     let how = match moved {
         Ok(()) => format!("moved to `{}`", dest.display()),
         Err(_) => {
@@ -1355,7 +1375,7 @@ fn repair_tree_file(
         }
         let qdir = quarantine_dir(layout);
         let dest = qdir.join(format!("tree-{tree}-{}.{now}", rel.replace('/', "_")));
-        let moved = fs::create_dir_all(&qdir).and_then(|()| fs::rename(&target, &dest));
+        let moved = store::create_dir_mode(&qdir, 0o700).and_then(|_| fs::rename(&target, &dest));
         return match moved {
             Ok(()) => not_repaired(format!(
                 "blob `{hex}` is not available; the wrong file was moved to `{}`",
@@ -1391,7 +1411,8 @@ fn relink(dir: &Path, rel: &str, blob: &Path, target: &Path) -> Result<()> {
                 });
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir(&parent).with_path("create directory", &parent)?;
+                store::create_dir_mode(&parent, store::TREE_DIR_MODE)
+                    .with_path("create directory", &parent)?;
             }
             Err(e) => {
                 return Err(Error::Io {

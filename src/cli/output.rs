@@ -325,7 +325,7 @@ pub fn print_verify_report(r: &VerifyReport) {
         );
     } else if r.damage() == 0 {
         crate::cli::out!(
-            "verify: {checked}: no damage; {} (the next gc removes them)",
+            "verify: {checked}: no damage; {} (left by killed runs, harmless)",
             n(r.orphans() as u64, "orphan")
         );
     } else {

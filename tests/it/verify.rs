@@ -241,18 +241,27 @@ fn orphans_alone_exit_zero_and_damage_still_exits_one() {
     std::fs::write(&orphan, b"left by a killed sync").unwrap();
     std::fs::create_dir_all(tree_path(&store, "1-verbatim-killed/x")).unwrap();
     std::fs::write(tree_path(&store, "1-verbatim-killed/x/f"), b"x").unwrap();
+    // A directory whose grace links gc removed before it was killed.
+    std::fs::create_dir_all(tree_path(&store, "t/jammy/amd64/20200101/ga")).unwrap();
 
     let r = store.run(&["verify"]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     let l = lines(&r);
-    assert_eq!(l.len(), 2, "{}", r.stdout);
+    assert_eq!(l.len(), 3, "{}", r.stdout);
     assert!(
         l.iter()
-            .all(|x| x.ends_with("(orphan: the next gc removes it)")),
+            .all(|x| x.ends_with("(orphan: the next gc removes it)")
+                || x.ends_with("(orphan: `verify --repair` removes it)")),
         "{}",
         r.stdout
     );
-    assert!(r.stdout.contains("no damage; 2 orphans"), "{}", r.stdout);
+    assert!(r.stdout.contains("no damage; 3 orphans"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("`jammy/amd64/20200101/` is an empty directory"),
+        "{}",
+        r.stdout
+    );
     // JSON: the kinds are unchanged, each finding says it is an orphan.
     let j = store.run(&["verify", "--json"]);
     assert_eq!(j.code, 0);
@@ -270,6 +279,7 @@ fn orphans_alone_exit_zero_and_damage_still_exits_one() {
     assert_eq!(
         kinds,
         [
+            ("tree_empty_directory".to_string(), true),
             ("orphan_tree".to_string(), true),
             ("orphan_file".to_string(), true)
         ]
@@ -279,12 +289,19 @@ fn orphans_alone_exit_zero_and_damage_still_exits_one() {
     flip_byte(&blob_path(&store, &items[0].1));
     let r = store.run(&["verify"]);
     assert_eq!(r.code, 1, "{}", r.stdout);
-    // gc removes the orphans; repair the rest and all is clean.
+    // gc removes the orphan file and tree; the empty directory stays for repair.
     store.run(&["gc"]).ok();
     let r = store.run(&["verify"]);
     assert_eq!(r.code, 1);
+    let l = lines(&r);
+    assert_eq!(
+        l.iter().filter(|x| x.contains("orphan")).count(),
+        1,
+        "{}",
+        r.stdout
+    );
     assert!(
-        !lines(&r).iter().any(|x| x.contains("orphan")),
+        l.iter().any(|x| x.contains("empty directory")),
         "{}",
         r.stdout
     );
