@@ -52,6 +52,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::catalog::{self, Catalog};
 use crate::error::{Error, IoResultExt, Result};
 use crate::lock::LockGuard;
+use crate::settings::StoreSettings;
 use crate::store::Layout;
 use crate::vault::Vault;
 
@@ -81,6 +82,50 @@ impl Default for GcOptions {
             grace: DEFAULT_GRACE,
             wait: false,
         }
+    }
+}
+
+impl GcOptions {
+    /// The store's settings (`keep-last`, `grace`, `STREAMVAULT_GRACE`), without waiting.
+    pub fn from_settings(s: &StoreSettings) -> GcOptions {
+        GcOptions {
+            keep_last: s.keep_last,
+            grace: s.grace,
+            wait: false,
+        }
+    }
+}
+
+/// What the automatic collection after a `sync` or `mirror` run did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum AutoGc {
+    /// The store setting `auto-gc` is off.
+    Disabled,
+    /// It ran.
+    Collected(GcReport),
+    /// It could not run (a `gc` or another writer holds the store lock, or an error): one line.
+    Skipped { reason: String },
+}
+
+/// Retention that runs by itself: the same plan and removal as `gc` with the store's
+/// settings, taking the store lock without waiting. Never fails: when the lock is held (a `gc`,
+/// a sync or a publish is running) or anything goes wrong it says so in
+/// [`AutoGc::Skipped`], and the run that called it still succeeds.
+pub fn auto_collect(vault: &mut Vault, settings: &StoreSettings) -> AutoGc {
+    if !settings.auto_gc {
+        return AutoGc::Disabled;
+    }
+    let opts = GcOptions::from_settings(settings);
+    let res = gc_plan(vault, &opts).and_then(gc);
+    match res {
+        Ok(r) => AutoGc::Collected(r),
+        Err(Error::Locked { holder, .. }) => AutoGc::Skipped {
+            reason: format!("the store is locked by {holder}"),
+        },
+        Err(e) => AutoGc::Skipped {
+            reason: crate::sync::error_line(&e),
+        },
     }
 }
 
@@ -294,11 +339,21 @@ fn plan_into(
     ] {
         exec(conn, sql, cutoff).map_err(e)?;
     }
+    // An implicit `mirror` source keeps only what its OUTPUT_DIR serves (the trees kept above)
+    // and its snapshots younger than the grace period; `keep_last` is for configured sources.
+    exec(
+        conn,
+        "INSERT OR IGNORE INTO gc_keep_snapshots (id)
+         SELECT s.id FROM snapshots s WHERE s.created_at > ?1
+           AND s.source_name IN (SELECT name FROM sources WHERE implicit = 1)",
+        cutoff,
+    )
+    .map_err(e)?;
     for sql in [
         "INSERT OR IGNORE INTO gc_keep_snapshots (id)
          SELECT id FROM (
              SELECT s.id, row_number() OVER (PARTITION BY s.source_name ORDER BY s.id DESC) AS n
-             FROM snapshots s WHERE s.source_name IN (SELECT name FROM sources))
+             FROM snapshots s WHERE s.source_name IN (SELECT name FROM sources WHERE implicit = 0))
          WHERE n <= ?1",
         "INSERT OR IGNORE INTO gc_keep_snapshots (id)
          SELECT t.snapshot_id FROM trees t WHERE t.id IN (SELECT id FROM gc_keep_trees)",
@@ -508,6 +563,8 @@ pub fn gc(plan: GcPlan<'_>) -> Result<GcReport> {
     }
     conn.execute_batch(DROP_SCRATCH).map_err(e)?;
     drop(lock);
+    // For the metrics file; a failure here changes nothing that was collected.
+    let _ = crate::metrics::record_gc(&vault.catalog, freed);
     report.files_unlinked = unlinked;
     report.freed_bytes = freed;
     report.freed_disk_bytes = disk;

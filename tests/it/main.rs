@@ -9,6 +9,7 @@ mod kill;
 mod mirror;
 mod publish;
 mod real;
+mod retention;
 mod select;
 mod sync;
 mod verify;
