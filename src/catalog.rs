@@ -721,34 +721,38 @@ const ITEM_COLUMNS: &str = "SELECT content_id, product, version, item, path, siz
 
 /// Create `path` with mode 0600 if missing, or set an existing file's mode to 0600 (whatever
 /// the umask): the catalogue and its WAL hold the store's records and must not be world-readable.
+///
+/// An existing file is only ever changed by path (`chmod`), never opened: closing any
+/// descriptor of a SQLite file drops this process's POSIX locks on it, after which another
+/// process may truncate the `-shm` file under our mapping (SIGBUS).
 fn private_file(path: &Path) -> Result<()> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .map_err(|source| Error::Io {
-            op: "open",
-            path: path.to_path_buf(),
-            source,
-        })?;
-    let meta = f.metadata().map_err(|source| Error::Io {
-        op: "stat",
-        path: path.to_path_buf(),
-        source,
-    })?;
-    if meta.permissions().mode() & 0o777 != 0o600 {
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(|source| Error::Io {
-                op: "chmod",
-                path: path.to_path_buf(),
-                source,
-            })?;
+    let io = |op: &'static str| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { op, path, source }
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => {
+            if meta.permissions().mode() & 0o777 != 0o600 {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(io("chmod"))?;
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+            {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                Err(e) => Err(io("create")(e)),
+            }
+        }
+        Err(e) => Err(io("stat")(e)),
     }
-    Ok(())
 }
 
 fn db(path: &Path, e: rusqlite::Error) -> Error {

@@ -331,6 +331,7 @@ fn sync_cmd(root: &Path, a: SyncArgs, verbose: u8) -> Result<ExitCode> {
             if !a.dry_run
                 && let Some(p) = streamvault::unattended::auto_publish(&mut vault, src, &r)?
                 && !a.json
+                && p.changed
             {
                 print_publish_report(&p);
             }

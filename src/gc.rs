@@ -521,6 +521,7 @@ pub fn gc(plan: GcPlan<'_>) -> Result<GcReport> {
         }
     }
     let (mut unlinked, mut freed, mut disk) = (0u64, 0u64, 0u64);
+    let slow = slow_unlink();
     {
         let mut st = conn
             .prepare("SELECT path, phase FROM gc_unlink ORDER BY phase, path")
@@ -537,6 +538,9 @@ pub fn gc(plan: GcPlan<'_>) -> Result<GcReport> {
                 Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
                 Err(err) => return Err(io_err("stat", &p, err)),
             };
+            if let Some(d) = slow {
+                std::thread::sleep(d);
+            }
             match fs::remove_file(&p) {
                 Ok(()) => {}
                 Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
@@ -569,6 +573,21 @@ pub fn gc(plan: GcPlan<'_>) -> Result<GcReport> {
     report.freed_bytes = freed;
     report.freed_disk_bytes = disk;
     Ok(report)
+}
+
+/// Test-only (debug builds): `STREAMVAULT_FAILPOINT=gc-slow-unlink=MS` sleeps before each
+/// unlink, so that kill tests land inside the removal phase.
+fn slow_unlink() -> Option<Duration> {
+    if !cfg!(debug_assertions) {
+        return None;
+    }
+    let v = std::env::var("STREAMVAULT_FAILPOINT").ok()?;
+    v.split(',').find_map(|e| {
+        e.trim()
+            .strip_prefix("gc-slow-unlink=")
+            .and_then(|n| n.parse().ok())
+            .map(Duration::from_millis)
+    })
 }
 
 /// `trees/<name>` when `name` is one plain path component (invariant 5: a name from the

@@ -88,7 +88,8 @@ pub fn render(cat: &Catalog) -> Result<String> {
         (
             "streamvault_source_fetched_bytes",
             "Bytes downloaded by the last run.",
-            (|r: &crate::catalog::Run| Some(r.fetched_bytes)) as fn(&crate::catalog::Run) -> Option<i64>,
+            (|r: &crate::catalog::Run| Some(r.fetched_bytes))
+                as fn(&crate::catalog::Run) -> Option<i64>,
         ),
         (
             "streamvault_source_items",
@@ -115,7 +116,11 @@ pub fn render(cat: &Catalog) -> Result<String> {
         "Snapshot live on the published dest.",
     );
     for (dest, snap, _) in &live {
-        let _ = writeln!(o, "streamvault_dest_snapshot_id{{dest=\"{}\"}} {snap}", label(dest));
+        let _ = writeln!(
+            o,
+            "streamvault_dest_snapshot_id{{dest=\"{}\"}} {snap}",
+            label(dest)
+        );
     }
     family(
         &mut o,
@@ -130,7 +135,11 @@ pub fn render(cat: &Catalog) -> Result<String> {
         );
     }
     let (blobs, bytes) = cat.blob_totals()?;
-    family(&mut o, "streamvault_store_bytes", "Sum of the sizes of the stored blobs.");
+    family(
+        &mut o,
+        "streamvault_store_bytes",
+        "Sum of the sizes of the stored blobs.",
+    );
     let _ = writeln!(o, "streamvault_store_bytes {bytes}");
     family(&mut o, "streamvault_store_blobs", "Number of stored blobs.");
     let _ = writeln!(o, "streamvault_store_blobs {blobs}");

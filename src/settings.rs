@@ -84,7 +84,9 @@ pub fn check(key: &str, value: &str) -> Result<String> {
     match key {
         "grace" => parse_value(key, value, parse_duration).map(|_| value.trim().to_string()),
         "keep-last" => parse_value(key, value, parse_keep_last).map(|n| n.to_string()),
-        "auto-gc" => parse_value(key, value, parse_bool).map(|b| if b { "on" } else { "off" }.into()),
+        "auto-gc" => {
+            parse_value(key, value, parse_bool).map(|b| if b { "on" } else { "off" }.into())
+        }
         "reserve" => parse_value(key, value, parse_size).map(|_| value.trim().to_string()),
         "metrics-file" => {
             let p = PathBuf::from(value);
@@ -136,7 +138,8 @@ pub fn parse_size(v: &str) -> Result<u64> {
         "T" | "TiB" => 1 << 40,
         _ => return Err(Error::BadDuration(v.into())),
     };
-    n.checked_mul(mult).ok_or_else(|| Error::BadDuration(v.into()))
+    n.checked_mul(mult)
+        .ok_or_else(|| Error::BadDuration(v.into()))
 }
 
 #[cfg(test)]

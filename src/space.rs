@@ -98,7 +98,9 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         ensure(d.path(), 0, None).unwrap();
         ensure(d.path(), 1, Some(0)).unwrap();
-        let e = ensure(d.path(), u64::MAX / 2, None).unwrap_err().to_string();
+        let e = ensure(d.path(), u64::MAX / 2, None)
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("not enough space on /"), "{e}");
         assert!(e.contains("need 8388608.0 TiB"), "{e}");
     }

@@ -42,14 +42,9 @@ pub fn record(vault: &Vault, run: i64, res: &Result<SyncReport>) {
                 Outcome::Unchanged(id) => ("unchanged", Some(id)),
                 Outcome::DryRun => ("unchanged", None),
             };
-            vault.catalog.finish_run(
-                run,
-                result,
-                None,
-                r.fetched_bytes,
-                r.items as u64,
-                snap,
-            )
+            vault
+                .catalog
+                .finish_run(run, result, None, r.fetched_bytes, r.items as u64, snap)
         }
         Err(e) => {
             let line = strip_urls(&sync::error_line(e));
@@ -102,10 +97,14 @@ pub fn auto_publish(
     let id = match report.outcome {
         Outcome::Snapshot(id) => id,
         Outcome::Unchanged(id) => {
-            // A run after a failed auto-publish: publish what the dest lacks.
-            let dest = target.dest.to_string_lossy();
-            let live = vault.catalog.live_publications()?;
-            if live.iter().any(|(d, s, _)| *d == dest && *s == id) {
+            // A run after a killed or failed auto-publish publishes what DEST lacks; but a
+            // snapshot DEST already served and an admin rolled back from stays rolled back.
+            let st = publish::status(Some(&*vault), &target.dest)?;
+            if st.tree.as_ref().is_some_and(|t| t.snapshot_id == id)
+                || vault
+                    .catalog
+                    .was_retired_from(&target.dest.to_string_lossy(), id)?
+            {
                 return Ok(None);
             }
             id
@@ -189,8 +188,7 @@ pub fn overview(vault: &mut Vault) -> Result<Overview> {
         })
         .collect();
     let (store_blobs, store_bytes) = vault.catalog.blob_totals()?;
-    let (gc_would_free, gc_note) = match gc::gc_plan(vault, &GcOptions::from_settings(&settings))
-    {
+    let (gc_would_free, gc_note) = match gc::gc_plan(vault, &GcOptions::from_settings(&settings)) {
         Ok(plan) => (Some(plan.report().freed_bytes), None),
         Err(e) => (None, Some(sync::error_line(&e))),
     };

@@ -74,7 +74,10 @@ pub fn strip_credentials(url: &str) -> String {
 impl Source {
     /// The URL the fetcher uses: `url` with its credentials.
     pub fn fetch_url(&self) -> String {
-        join_credentials(&self.url, self.credentials.get(&self.url).map(String::as_str))
+        join_credentials(
+            &self.url,
+            self.credentials.get(&self.url).map(String::as_str),
+        )
     }
 
     /// The fallback mirrors with their credentials.
@@ -156,25 +159,27 @@ impl Catalog {
 
     /// The implicit/auto-publish columns of a source row.
     pub(super) fn source_extras(&self, s: &mut Source) -> Result<()> {
-        let (implicit, dest, metadata, key): (bool, Option<String>, Option<String>, Option<String>) =
-            self.conn
-                .query_row(
-                    "SELECT implicit, publish_dest, publish_metadata, publish_sign_key
+        let (implicit, dest, metadata, key): (
+            bool,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        ) = self
+            .conn
+            .query_row(
+                "SELECT implicit, publish_dest, publish_metadata, publish_sign_key
                      FROM sources WHERE id = ?1",
-                    [s.id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                )
-                .map_err(|e| self.err(e))?;
+                [s.id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .map_err(|e| self.err(e))?;
         s.implicit = implicit;
         s.publish = dest.map(|d| AutoPublish {
             dest: PathBuf::from(d),
             metadata: metadata.unwrap_or_else(|| "verbatim".into()),
             sign_key: key,
         });
-        s.credentials = self
-            .read_credentials()?
-            .remove(&s.name)
-            .unwrap_or_default();
+        s.credentials = self.read_credentials()?.remove(&s.name).unwrap_or_default();
         Ok(())
     }
 
@@ -200,7 +205,11 @@ impl Catalog {
 
     /// Record the credentials of a source's URLs (replacing the previous ones); nothing is
     /// written when there are none to record or remove.
-    pub(super) fn store_credentials(&self, name: &str, creds: BTreeMap<String, String>) -> Result<()> {
+    pub(super) fn store_credentials(
+        &self,
+        name: &str,
+        creds: BTreeMap<String, String>,
+    ) -> Result<()> {
         let mut all = self.read_credentials()?;
         let old = all.get(name).cloned().unwrap_or_default();
         if old == creds {
@@ -330,10 +339,25 @@ impl Catalog {
     /// Store totals: (blob count, sum of blob sizes).
     pub fn blob_totals(&self) -> Result<(u64, u64)> {
         self.conn
-            .query_row("SELECT count(*), coalesce(sum(size), 0) FROM blobs", [], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
-            })
+            .query_row(
+                "SELECT count(*), coalesce(sum(size), 0) FROM blobs",
+                [],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+            )
             .map(|(n, b)| (n.max(0) as u64, b.max(0) as u64))
+            .map_err(|e| self.err(e))
+    }
+
+    /// Whether `snapshot` was published on `dest` and later replaced there (a rollback or a
+    /// newer publish), as opposed to never having been flipped to.
+    pub fn was_retired_from(&self, dest: &str, snapshot: i64) -> Result<bool> {
+        self.conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM publications WHERE dest = ?1 AND snapshot_id = ?2
+                                AND retired_at IS NOT NULL)",
+                params![dest, snapshot],
+                |r| r.get(0),
+            )
             .map_err(|e| self.err(e))
     }
 

@@ -151,9 +151,7 @@ pub fn auto_collect(vault: &mut Vault, quiet: bool) {
     match gc::auto_collect(vault, &settings) {
         AutoGc::Disabled => {}
         AutoGc::Collected(r) => {
-            if !quiet
-                && (r.files_unlinked > 0 || !r.snapshots_dropped.is_empty())
-            {
+            if !quiet && (r.files_unlinked > 0 || !r.snapshots_dropped.is_empty()) {
                 eprintln!(
                     "gc: dropped {} snapshots, {} trees, {} blobs; freed {} (grace {}s)",
                     r.snapshots_dropped.len(),

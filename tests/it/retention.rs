@@ -125,7 +125,10 @@ fn docs_line_with_grace_0_keeps_what_the_python_tool_keeps() {
             ours.len()
         );
         let trees = count_entries(&store.root().join("trees"));
-        eprintln!("generation {generation}: {} files, {blobs} blobs, {trees} trees", ours.len());
+        eprintln!(
+            "generation {generation}: {} files, {blobs} blobs, {trees} trees",
+            ours.len()
+        );
         assert!(trees <= 2, "generation {generation}: {trees} trees");
     }
     store.check_invariants();
