@@ -16,3 +16,4 @@ mod space;
 mod sync;
 mod unattended;
 mod verify;
+mod webserver;
