@@ -134,3 +134,52 @@ fn docs_line_with_grace_0_keeps_what_the_python_tool_keeps() {
     store.check_invariants();
     store.run(&["verify"]).ok();
 }
+
+/// With a grace period the store keeps exactly the trees retired within it: all of them while
+/// they are young, only the live one and the one just retired once the others have aged.
+#[test]
+fn with_a_grace_period_only_what_was_retired_within_it_stays() {
+    let up = Upstream::new();
+    let store = Store::new();
+    let out = store.dir.path().join("www/images");
+    let o = out.to_str().unwrap();
+    let k = format!("--keyring={}", up.keyring_str());
+    let url = up.url();
+    store.run(&["config", "set", "grace", "1h"]).ok();
+    for generation in 1..=4 {
+        up.flip(generation);
+        sstream_mirror(&store, None, &[&k, &url, o, "arch=amd64", "--max=1"]);
+        // Nothing retired is older than the grace period: every generation's tree stays.
+        assert_eq!(
+            count_entries(&store.root().join("trees")),
+            generation as usize,
+            "generation {generation}"
+        );
+    }
+    // The retired publications age past the grace period...
+    let db = rusqlite::Connection::open(store.root().join("catalog.db")).unwrap();
+    db.execute(
+        "UPDATE publications SET retired_at = retired_at - 7200 WHERE retired_at IS NOT NULL",
+        [],
+    )
+    .unwrap();
+    db.execute("UPDATE snapshots SET created_at = created_at - 7200", [])
+        .unwrap();
+    db.execute("UPDATE blobs SET created_at = created_at - 7200", [])
+        .unwrap();
+    db.execute("UPDATE trees SET created_at = created_at - 7200", [])
+        .unwrap();
+    drop(db);
+    // ... and the next run keeps the live tree and the one it just retired, nothing else.
+    up.flip(5);
+    sstream_mirror(&store, None, &[&k, &url, o, "arch=amd64", "--max=1"]);
+    assert_eq!(count_entries(&store.root().join("trees")), 2);
+    let snaps = store.run(&["snapshots", "--json"]).ok().json();
+    assert_eq!(snaps.as_array().unwrap().len(), 2, "{snaps}");
+    store.check_invariants();
+    store.run(&["verify"]).ok();
+    // STREAMVAULT_GRACE wins over the setting: with 0s only the live tree stays.
+    sstream_mirror(&store, Some("0s"), &[&k, &url, o, "arch=amd64", "--max=1"]);
+    assert_eq!(count_entries(&store.root().join("trees")), 1);
+    assert!(count_files(&store.root().join("blobs")) <= tree_of(&out).len() + 2);
+}

@@ -216,3 +216,35 @@ fn config_settings_are_checked_and_sync_keeps_the_last_n() {
     store.check_invariants();
     store.run(&["verify"]).ok();
 }
+
+/// When the store lock cannot be taken exclusively (another writer, or a gc), the automatic
+/// collection is skipped with one line and the sync still succeeds.
+#[test]
+fn a_busy_store_skips_the_collection_in_one_line_and_the_run_succeeds() {
+    let up = Upstream::new();
+    let store = Store::new();
+    store.add("maas", &up, &[]);
+    store.run(&["sync", "maas"]).ok();
+    // Another writer holds the store lock shared (as a running sync or publish does).
+    let lock = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open(store.root().join("lock"))
+        .unwrap();
+    lock.lock_shared().unwrap();
+    up.flip(2);
+    let r = store.run(&["sync", "maas"]).ok();
+    let skipped: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("gc skipped"))
+        .collect();
+    assert_eq!(skipped.len(), 1, "{}", r.stderr);
+    assert!(
+        skipped[0].starts_with("streamvault: gc skipped: "),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.contains("snapshot"), "{}", r.stdout);
+    lock.unlock().unwrap();
+}

@@ -87,7 +87,9 @@ fn skip_reason() -> Option<String> {
     }
     for b in ["/usr/sbin/apache2", "/usr/sbin/nginx"] {
         if !Path::new(b).exists() {
-            return Some(format!("{b} missing (scripts/test.sh installs apache2 nginx-light)"));
+            return Some(format!(
+                "{b} missing (scripts/test.sh installs apache2 nginx-light)"
+            ));
         }
     }
     None
@@ -101,11 +103,19 @@ fn start_apache(work: &Path, port: u16) -> Server {
         .status()
         .unwrap();
     assert!(st.success());
-    std::fs::write(conf.join("ports.conf"), format!("Listen 127.0.0.1:{port}\n")).unwrap();
+    std::fs::write(
+        conf.join("ports.conf"),
+        format!("Listen 127.0.0.1:{port}\n"),
+    )
+    .unwrap();
     let site = conf.join("sites-enabled/000-default.conf");
     let text = std::fs::read_to_string(&site).unwrap();
     std::fs::remove_file(&site).unwrap(); // a symlink into sites-available
-    std::fs::write(&site, text.replace("<VirtualHost *:80>", &format!("<VirtualHost *:{port}>"))).unwrap();
+    std::fs::write(
+        &site,
+        text.replace("<VirtualHost *:80>", &format!("<VirtualHost *:{port}>")),
+    )
+    .unwrap();
     for d in ["run", "lock", "log"] {
         std::fs::create_dir_all(work.join(d)).unwrap();
     }
@@ -185,9 +195,20 @@ fn apache_and_nginx_as_www_data_serve_every_published_item() {
             .args(args)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
-    sv(&["source", "add", "maas", &up.url(), "--keyring", up.keyring_str()]);
+    sv(&[
+        "source",
+        "add",
+        "maas",
+        &up.url(),
+        "--keyring",
+        up.keyring_str(),
+    ]);
     sv(&["key", "generate", "--name", "k"]);
     sv(&["sync", "maas"]);
     sv(&["publish", "maas", dest.to_str().unwrap()]);
@@ -224,7 +245,11 @@ fn apache_and_nginx_as_www_data_serve_every_published_item() {
                 .arg(&p)
                 .output()
                 .unwrap();
-            assert!(!out.status.success(), "{name}: www-data reads {}", p.display());
+            assert!(
+                !out.status.success(),
+                "{name}: www-data reads {}",
+                p.display()
+            );
         }
     }
     drop(apache);
