@@ -1,6 +1,10 @@
 //! The SQLite catalogue (`catalog.db`, WAL): sources, blobs, snapshots and their rows.
 //!
 //! Migrations live in `schema/NNNN_name.sql` and are applied in order by `PRAGMA user_version`.
+//! URL credentials are never stored here: [`Catalog::upsert_source`] moves the user info of a
+//! source's URLs to the `credentials` file beside the catalogue (mode 0600, see `catalog::ops`),
+//! and an older catalogue that still holds some is cleaned when it is opened for writing.
+//! `catalog.db` and its `-wal`/`-shm` are mode 0600 whatever the umask.
 //! Protects invariant 2: [`Catalog::insert_snapshot`] writes a snapshot, its documents and items
 //! in one transaction; nothing here ever updates a snapshot row afterwards.
 
@@ -182,6 +186,7 @@ impl Catalog {
             }
         }
         cat.migrate()?;
+        cat.move_credentials_out()?;
         Ok(cat)
     }
 
@@ -798,7 +803,8 @@ fn snapshot_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Snapshot> {
         id: r.get(0)?,
         source: r.get(1)?,
         created_at: r.get(2)?,
-        url: r.get(3)?,
+        // Catalogues written before credentials moved out may hold user info here.
+        url: strip_credentials(&r.get::<_, String>(3)?),
         start_path: r.get(4)?,
         filters: parse_list(&filters),
         max: r.get(6)?,

@@ -18,9 +18,16 @@
 //! A kill at any point leaves files without rows (which the next gc sweeps), never a row without
 //! its file (invariant 1).
 //!
+//! It runs as `gc` and by itself after every successful `sync` and `mirror` run
+//! ([`auto_collect`]: the same plan and removal, the store's settings — `keep-last`, `grace`,
+//! `STREAMVAULT_GRACE`, `auto-gc` — and the store lock taken without waiting: when it is held the
+//! collection is skipped and says why, and the run still succeeds).
+//!
 //! What stays (the roots):
 //! - the last `keep_last` snapshots ([`DEFAULT_KEEP_LAST`]) of each configured source; snapshots
-//!   of a removed source have no such protection;
+//!   of a removed source have no such protection; the implicit source of a `mirror` OUTPUT_DIR
+//!   keeps only what the trees below keep (what OUTPUT_DIR serves, what it served less than
+//!   `grace` ago) and its snapshots younger than `grace`;
 //! - every tree live on a dest: its publication is not retired, or the dest's symlink actually
 //!   points at it (read from the filesystem: after a kill mid-publish the link, not the row, is
 //!   the truth);

@@ -240,6 +240,44 @@ impl Catalog {
         Ok(())
     }
 
+    /// A catalogue written before credentials moved out: re-record every source whose URL or
+    /// mirrors carry user info (moving it to the credentials file). Snapshot rows are never
+    /// changed (invariant 2): the URL an old one recorded is stripped when it is read. Nothing is
+    /// written when there is nothing to move.
+    pub(super) fn move_credentials_out(&self) -> Result<()> {
+        let rows: Vec<(String, String, String)> = {
+            let mut st = self
+                .conn
+                .prepare("SELECT name, url, mirrors FROM sources WHERE url LIKE '%://%@%' OR mirrors LIKE '%://%@%'")
+                .map_err(|e| self.err(e))?;
+            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map_err(|e| self.err(e))?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(|e| self.err(e))?
+        };
+        for (name, url, mirrors) in rows {
+            let mut creds = self.read_credentials()?.remove(&name).unwrap_or_default();
+            let mut clean = |u: &str| {
+                let (c, info) = split_credentials(u);
+                if let Some(i) = info {
+                    creds.insert(c.clone(), i);
+                }
+                c
+            };
+            let url = clean(&url);
+            let list: Vec<String> = serde_json::from_str(&mirrors).unwrap_or_default();
+            let list: Vec<String> = list.iter().map(|m| clean(m)).collect();
+            self.store_credentials(&name, creds)?;
+            self.conn
+                .execute(
+                    "UPDATE sources SET url = ?2, mirrors = ?3 WHERE name = ?1",
+                    params![name, url, serde_json::to_string(&list).unwrap_or_default()],
+                )
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
     pub(super) fn forget_credentials(&self, name: &str) -> Result<()> {
         self.store_credentials(name, BTreeMap::new())
     }

@@ -149,3 +149,38 @@ fn ok_remove(store: &Store) {
     let (code, text) = run_umask0(store, &["source", "remove", "c"]);
     assert_eq!(code, 0, "{text}");
 }
+
+/// A catalogue from before the credentials file (the URL with its password in `sources`): the
+/// next command that opens the store for writing moves the password out; syncs keep working.
+#[test]
+fn an_older_catalogue_has_its_credentials_moved_out() {
+    let up = Upstream::new();
+    let authed = serve::spawn(ServeOptions {
+        basic_auth: Some(("maas".into(), PW.into())),
+        ..ServeOptions::new(up.dir.path().join("current"))
+    })
+    .unwrap();
+    let with_pw = authed
+        .url()
+        .replacen("http://", &format!("http://maas:{PW}@"), 1);
+    let store = Store::new();
+    store.add("old", &up, &[]);
+    let db = rusqlite::Connection::open(store.root().join("catalog.db")).unwrap();
+    db.execute("UPDATE sources SET url = ?1 WHERE name = 'old'", [&with_pw])
+        .unwrap();
+    drop(db);
+    store.run(&["config", "set", "grace", "6h"]).ok();
+    let db = rusqlite::Connection::open(store.root().join("catalog.db")).unwrap();
+    let url: String = db
+        .query_row("SELECT url FROM sources WHERE name = 'old'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert!(!url.contains(PW) && !url.contains('@'), "{url}");
+    drop(db);
+    let r = store.run(&["sync", "old"]).ok();
+    assert!(!r.stdout.contains(PW) && !r.stderr.contains(PW));
+    let r = store.run(&["snapshot", "show", "old"]).ok();
+    assert!(!r.stdout.contains(PW), "{}", r.stdout);
+    assert_eq!(mode(&store.root().join("credentials")), 0o600);
+}
