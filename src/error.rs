@@ -283,6 +283,9 @@ impl Error {
             Error::NotEnoughSpace { .. } => Some(
                 "`streamvault gc --dry-run` shows what gc would free; or free space, or lower `streamvault config set reserve SIZE`".into(),
             ),
+            Error::ImplicitSource(_) => Some(
+                "a `mirror` run already publishes to its OUTPUT_DIR; add a source with `source add … --publish DEST` instead".into(),
+            ),
             Error::UnknownSetting(_) | Error::BadSetting { .. } => Some(
                 "`streamvault config get` lists the settings; e.g. `config set grace 6h`, `keep-last 3`, `auto-gc off`, `reserve 512M`".into(),
             ),

@@ -125,6 +125,9 @@ fn kill_dash_nine_during_the_automatic_collection_of_a_mirror_run() {
     let o = out.to_str().unwrap();
     let k = format!("--keyring={}", up.keyring_str());
     let url = up.url();
+    // The store exists before the first kill (a kill before the first migration leaves no
+    // catalogue to check).
+    store.run(&["config", "set", "auto-gc", "on"]).ok();
     let mut rng = fastrand::Rng::with_seed(0x9c);
     let mut mid_collection = 0;
     let mut generation = 1;
@@ -137,12 +140,12 @@ fn kill_dash_nine_during_the_automatic_collection_of_a_mirror_run() {
         let mut child = store
             .cmd(&["mirror", &k, &url, o, "--max=1"])
             .env("STREAMVAULT_GRACE", "0s")
-            .env("STREAMVAULT_FAILPOINT", "gc-slow-unlink=15")
+            .env("STREAMVAULT_FAILPOINT", "gc-slow-unlink=40")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(rng.u64(100..1500)));
+        std::thread::sleep(Duration::from_millis(rng.u64(100..2500)));
         let _ = child.kill();
         let _ = child.wait();
         store.check_invariants();
