@@ -319,11 +319,14 @@ fn sync_cmd(root: &Path, a: SyncArgs, verbose: u8) -> Result<ExitCode> {
     let mut reports = Vec::new();
     for src in &sources {
         let bar = Arc::new(output::SyncBar::new(&src.name, verbose));
+        // `--quiet`: no progress display either.
+        let events: Arc<dyn streamvault::sync::SyncEvents> = if quiet() {
+            Arc::new(streamvault::sync::Quiet)
+        } else {
+            bar.clone()
+        };
         let res = rt.block_on(streamvault::unattended::sync_recorded(
-            &mut vault,
-            src,
-            &opts,
-            bar.clone(),
+            &mut vault, src, &opts, events,
         ));
         bar.finish();
         // Auto-publish (`source add … --publish DEST`) of a new snapshot: one flip.
