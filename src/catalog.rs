@@ -739,8 +739,11 @@ fn private_file(path: &Path) -> Result<()> {
     match std::fs::symlink_metadata(path) {
         Ok(meta) => {
             if meta.permissions().mode() & 0o777 != 0o600 {
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-                    .map_err(io("chmod"))?;
+                match std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+                    // Another owner's file: its owner decides (we may still have write access).
+                    Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {}
+                    r => r.map_err(io("chmod"))?,
+                }
             }
             Ok(())
         }

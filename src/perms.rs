@@ -7,7 +7,8 @@
 //! - No directory of the store is group- or world-writable.
 //!
 //! [`secure_dirs`] runs on every open for writing; it only ever removes write bits for others
-//! and adds the traverse/read bits above, so an admin's stricter choice elsewhere stays.
+//! and adds the traverse/read bits above, so an admin's stricter choice elsewhere stays. A
+//! directory this user may not chmod (another owner) is left as its owner set it.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -33,8 +34,10 @@ pub fn secure_dirs(layout: &Layout) -> Result<()> {
         && m.is_dir()
         && m.permissions().mode() & 0o077 != 0
     {
-        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o700))
-            .with_path("chmod", &keys)?;
+        match std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o700)) {
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {}
+            r => r.with_path("chmod", &keys)?,
+        }
     }
     Ok(())
 }
@@ -48,7 +51,11 @@ fn set(p: &Path, add: u32) -> Result<()> {
     let cur = meta.permissions().mode() & 0o7777;
     let want = (cur & !0o022) | add;
     if want != cur {
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(want)).with_path("chmod", p)?;
+        match std::fs::set_permissions(p, std::fs::Permissions::from_mode(want)) {
+            // Not ours to change (another owner, a filesystem without modes): its owner decides.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {}
+            r => r.with_path("chmod", p)?,
+        }
     }
     Ok(())
 }
