@@ -16,6 +16,19 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     fi
 fi
 
+# Web servers for tests/it/webserver.rs (issue 9: published trees readable by www-data through
+# Apache and nginx); the test skips itself when not root or when they are missing.
+web_apt=()
+[ -x /usr/sbin/apache2 ] || web_apt+=(apache2)
+[ -x /usr/sbin/nginx ] || web_apt+=(nginx-light)
+if [ ${#web_apt[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing ${web_apt[*]} for the web server test" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${web_apt[@]}" >/dev/null \
+        || echo "warning: could not install ${web_apt[*]}: the web server test will be skipped" >&2
+    # the packages start their services on :80; the test runs its own instances
+    for s in apache2 nginx; do command -v systemctl >/dev/null 2>&1 && systemctl stop "$s" >/dev/null 2>&1 || true; done
+fi
+
 # The reference python sstream-mirror for the side-by-side test (tests/it/mirror.rs).
 venv=target/compat-venv
 if [ ! -x "$venv/bin/sstream-mirror" ]; then

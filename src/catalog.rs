@@ -1,6 +1,10 @@
 //! The SQLite catalogue (`catalog.db`, WAL): sources, blobs, snapshots and their rows.
 //!
 //! Migrations live in `schema/NNNN_name.sql` and are applied in order by `PRAGMA user_version`.
+//! URL credentials are never stored here: [`Catalog::upsert_source`] moves the user info of a
+//! source's URLs to the `credentials` file beside the catalogue (mode 0600, see `catalog::ops`),
+//! and an older catalogue that still holds some is cleaned when it is opened for writing.
+//! `catalog.db` and its `-wal`/`-shm` are mode 0600 whatever the umask.
 //! Protects invariant 2: [`Catalog::insert_snapshot`] writes a snapshot, its documents and items
 //! in one transaction; nothing here ever updates a snapshot row afterwards.
 
@@ -13,12 +17,15 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use crate::checksum::{Checksums, Digests};
 use crate::error::{Error, Result};
 
+mod ops;
+pub use ops::{AutoPublish, Run, join_credentials, split_credentials, strip_credentials};
+
 /// Migrations, in order; the position + 1 is the schema version they bring the catalogue to.
 const MIGRATIONS: &[&str] = &[
     include_str!("../schema/0001_init.sql"),
     include_str!("../schema/0002_publish.sql"),
     include_str!("../schema/0003_grace.sql"),
-    // 0004 is another helper's; the lead orders them at merge.
+    include_str!("../schema/0004_ops.sql"),
     include_str!("../schema/0005_tree_documents.sql"),
 ];
 
@@ -38,6 +45,13 @@ pub struct Source {
     pub mirrors: Vec<String>,
     pub filters: Vec<String>,
     pub created_at: i64,
+    /// The implicit source of a `mirror` OUTPUT_DIR: retention keeps only what it serves.
+    pub implicit: bool,
+    /// Publish each new snapshot here after a sync (`source add … --publish DEST`).
+    pub publish: Option<AutoPublish>,
+    /// User info per URL (`url`, a mirror), from the credentials file; never printed.
+    #[serde(skip)]
+    pub credentials: BTreeMap<String, String>,
 }
 
 /// What `source add` records.
@@ -158,13 +172,22 @@ pub fn now() -> i64 {
 impl Catalog {
     /// Open (creating if needed) and migrate the catalogue.
     pub fn open(path: &Path) -> Result<Catalog> {
+        private_file(path)?;
         let conn = Connection::open(path).map_err(|e| db(path, e))?;
         let mut cat = Catalog {
             conn,
             path: path.to_path_buf(),
         };
         cat.configure()?;
+        // SQLite gives -wal and -shm the database file's mode; older stores may have 0644 ones.
+        for ext in ["db-wal", "db-shm"] {
+            let p = path.with_extension(ext);
+            if p.exists() {
+                private_file(&p)?;
+            }
+        }
         cat.migrate()?;
+        cat.move_credentials_out()?;
         Ok(cat)
     }
 
@@ -310,6 +333,18 @@ impl Catalog {
     /// command line may change between runs); snapshots keep what each run used.
     pub fn upsert_source(&self, s: &NewSource) -> Result<Source> {
         check_source_name(&s.name)?;
+        // Credentials go to the credentials file, never into the catalogue.
+        let mut creds = BTreeMap::new();
+        let mut clean = |u: &str| {
+            let (c, info) = split_credentials(u);
+            if let Some(i) = info {
+                creds.insert(c.clone(), i);
+            }
+            c
+        };
+        let url = clean(&s.url);
+        let mirrors: Vec<String> = s.mirrors.iter().map(|m| clean(m)).collect();
+        self.store_credentials(&s.name, creds)?;
         self.conn
             .execute(
                 "INSERT INTO sources (name, url, path, keyring, max_versions, keep, no_verify,
@@ -321,13 +356,13 @@ impl Catalog {
                    mirrors = excluded.mirrors, filters = excluded.filters",
                 params![
                     s.name,
-                    s.url,
+                    url,
                     s.path,
                     s.keyring.as_ref().map(|p| p.to_string_lossy().into_owned()),
                     s.max,
                     s.keep,
                     s.no_verify,
-                    json_list(&s.mirrors),
+                    json_list(&mirrors),
                     json_list(&s.filters),
                     now(),
                 ],
@@ -345,12 +380,18 @@ impl Catalog {
             )
             .map_err(|e| self.err(e))?;
         let rows = st.query_map([], source_from_row).map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.err(e))
+        let mut list = rows
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))?;
+        for s in &mut list {
+            self.source_extras(s)?;
+        }
+        Ok(list)
     }
 
     pub fn source(&self, name: &str) -> Result<Source> {
-        self.conn
+        let mut s = self
+            .conn
             .query_row(
                 "SELECT id, name, url, path, keyring, max_versions, keep, no_verify, mirrors,
                         filters, created_at FROM sources WHERE name = ?1",
@@ -359,7 +400,9 @@ impl Catalog {
             )
             .optional()
             .map_err(|e| self.err(e))?
-            .ok_or_else(|| Error::UnknownSource(name.to_string()))
+            .ok_or_else(|| Error::UnknownSource(name.to_string()))?;
+        self.source_extras(&mut s)?;
+        Ok(s)
     }
 
     /// Remove a source; its snapshots stay (with the name recorded) until `gc` drops them.
@@ -371,7 +414,7 @@ impl Catalog {
         if n == 0 {
             return Err(Error::UnknownSource(name.to_string()));
         }
-        Ok(())
+        self.forget_credentials(name)
     }
 
     // ---------------------------------------------------------------- blobs
@@ -708,6 +751,45 @@ const SNAPSHOT_COLUMNS: &str = "SELECT id, source_name, created_at, url, start_p
 const ITEM_COLUMNS: &str = "SELECT content_id, product, version, item, path, size, md5, sha256,
     sha512, blob FROM snapshot_items";
 
+/// Create `path` with mode 0600 if missing, or set an existing file's mode to 0600 (whatever
+/// the umask): the catalogue and its WAL hold the store's records and must not be world-readable.
+///
+/// An existing file is only ever changed by path (`chmod`), never opened: closing any
+/// descriptor of a SQLite file drops this process's POSIX locks on it, after which another
+/// process may truncate the `-shm` file under our mapping (SIGBUS).
+fn private_file(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let io = |op: &'static str| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { op, path, source }
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => {
+            if meta.permissions().mode() & 0o777 != 0o600 {
+                match std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+                    // Another owner's file: its owner decides (we may still have write access).
+                    Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {}
+                    r => r.map_err(io("chmod"))?,
+                }
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+            {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                Err(e) => Err(io("create")(e)),
+            }
+        }
+        Err(e) => Err(io("stat")(e)),
+    }
+}
+
 fn db(path: &Path, e: rusqlite::Error) -> Error {
     Error::Db {
         path: path.to_path_buf(),
@@ -739,6 +821,9 @@ fn source_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Source> {
         mirrors: parse_list(&mirrors),
         filters: parse_list(&filters),
         created_at: r.get(10)?,
+        implicit: false,
+        publish: None,
+        credentials: BTreeMap::new(),
     })
 }
 
@@ -748,7 +833,8 @@ fn snapshot_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Snapshot> {
         id: r.get(0)?,
         source: r.get(1)?,
         created_at: r.get(2)?,
-        url: r.get(3)?,
+        // Catalogues written before credentials moved out may hold user info here.
+        url: strip_credentials(&r.get::<_, String>(3)?),
         start_path: r.get(4)?,
         filters: parse_list(&filters),
         max: r.get(6)?,

@@ -3,11 +3,13 @@
 
 mod args;
 mod mirror_cmd;
+mod ops_cmd;
 mod output;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Parser;
 
@@ -26,15 +28,25 @@ use streamvault::streams::Filter;
 use streamvault::sync::{self, Outcome, SyncOptions};
 use streamvault::vault::Vault;
 
-/// Write a line to stdout; a closed pipe (`| head`) ends the program quietly with status 0.
+/// `-q/--quiet`: nothing on stdout on success (problems still go to stderr).
+pub(crate) static QUIET: AtomicBool = AtomicBool::new(false);
+
+pub(crate) fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
+/// Write a line to stdout (nothing under `--quiet`); a closed pipe (`| head`) ends the program
+/// quietly with status 0.
 macro_rules! out {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
+        if !crate::cli::quiet() {
         let mut o = std::io::stdout().lock();
         if let Err(e) = writeln!(o, $($arg)*) {
             if e.kind() == std::io::ErrorKind::BrokenPipe {
                 std::process::exit(0);
             }
+        }
         }
     }};
 }
@@ -60,6 +72,7 @@ pub fn main() -> ExitCode {
         return mirror_cmd::main(rest, root);
     }
     let cli = Cli::parse();
+    QUIET.store(cli.quiet, Ordering::Relaxed);
     let verbose = cli.verbose;
     match run(cli) {
         Ok(code) => code,
@@ -97,7 +110,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             dry_run,
             json,
         } => detach_cmd(&root, &dest, dry_run, json),
-        Command::Status { dest, json } => status_cmd(&root, &dest, json),
+        Command::Status {
+            dest: Some(dest),
+            json,
+        } => status_cmd(&root, &dest, json),
+        Command::Status { dest: None, json } => ops_cmd::status_overview(&root, json),
+        Command::Config(cmd) => ops_cmd::config(&root, cmd),
         Command::Publications { dest, json } => publications_cmd(&root, dest.as_deref(), json),
         Command::Key(cmd) => key_cmd(&root, cmd),
     }
@@ -120,6 +138,7 @@ fn json_out<T: serde::Serialize>(v: &T) -> Result<ExitCode> {
 fn source(root: &Path, cmd: SourceCommand) -> Result<ExitCode> {
     match cmd {
         SourceCommand::Add(a) => source_add(root, a),
+        SourceCommand::Edit(a) => ops_cmd::source_edit(root, a),
         SourceCommand::List { json } => {
             let sources = match Vault::open_read_only(root)? {
                 Some(v) => v.catalog.sources()?,
@@ -136,10 +155,14 @@ fn source(root: &Path, cmd: SourceCommand) -> Result<ExitCode> {
                         s.url.clone(),
                         s.max.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
                         s.filters.join(" "),
+                        s.publish
+                            .as_ref()
+                            .map(|p| p.dest.display().to_string())
+                            .unwrap_or_else(|| "-".into()),
                     ]
                 })
                 .collect();
-            table(&["NAME", "URL", "MAX", "FILTERS"], &rows);
+            table(&["NAME", "URL", "MAX", "FILTERS", "PUBLISH"], &rows);
             Ok(ExitCode::SUCCESS)
         }
         SourceCommand::Show { name, json } => {
@@ -151,6 +174,12 @@ fn source(root: &Path, cmd: SourceCommand) -> Result<ExitCode> {
             }
             out!("name:      {}", s.name);
             out!("url:       {}", s.url);
+            if s.has_credentials() {
+                out!(
+                    "login:     (stored in {}, mode 0600)",
+                    v.catalog.credentials_path().display()
+                );
+            }
             if let Some(p) = &s.path {
                 out!("path:      {p}");
             }
@@ -169,6 +198,17 @@ fn source(root: &Path, cmd: SourceCommand) -> Result<ExitCode> {
             }
             for f in &s.filters {
                 out!("filter:    {f}");
+            }
+            if let Some(p) = &s.publish {
+                out!(
+                    "publish:   {} ({} metadata{})",
+                    p.dest.display(),
+                    p.metadata,
+                    p.sign_key
+                        .as_deref()
+                        .map(|k| format!(", signed with {k}"))
+                        .unwrap_or_default()
+                );
             }
             out!("added:     {}", time(s.created_at));
             if let Some(snap) = v.catalog.latest_snapshot(&s.name)? {
@@ -211,6 +251,7 @@ fn source_add(root: &Path, a: SourceAddArgs) -> Result<ExitCode> {
         None => None,
     };
     let url = absolute_source(&a.url)?;
+    let publish = ops_cmd::auto_publish(root, &a.auto)?;
     let v = Vault::open(root)?;
     v.catalog.add_source(&NewSource {
         name: a.name.clone(),
@@ -223,6 +264,9 @@ fn source_add(root: &Path, a: SourceAddArgs) -> Result<ExitCode> {
         mirrors: a.mirrors,
         filters: a.filters,
     })?;
+    if let Some(p) = &publish {
+        v.catalog.set_auto_publish(&a.name, Some(p))?;
+    }
     out!("added source {}", a.name);
     Ok(ExitCode::SUCCESS)
 }
@@ -276,11 +320,31 @@ fn sync_cmd(root: &Path, a: SyncArgs, verbose: u8) -> Result<ExitCode> {
     };
     let rt = runtime()?;
     let mut failed = 0;
+    let mut first_error = None;
     let mut reports = Vec::new();
     for src in &sources {
         let bar = Arc::new(output::SyncBar::new(&src.name, verbose));
-        let res = rt.block_on(sync::sync(&mut vault, src, &opts, bar.clone()));
+        // `--quiet`: no progress display either.
+        let events: Arc<dyn streamvault::sync::SyncEvents> = if quiet() {
+            Arc::new(streamvault::sync::Quiet)
+        } else {
+            bar.clone()
+        };
+        let res = rt.block_on(streamvault::unattended::sync_recorded(
+            &mut vault, src, &opts, events,
+        ));
         bar.finish();
+        // Auto-publish (`source add … --publish DEST`) of a new snapshot: one flip.
+        let res = res.and_then(|r| {
+            if !a.dry_run
+                && let Some(p) = streamvault::unattended::auto_publish(&mut vault, src, &r)?
+                && !a.json
+                && p.changed
+            {
+                print_publish_report(&p);
+            }
+            Ok(r)
+        });
         match res {
             Ok(r) => {
                 if !a.json {
@@ -291,11 +355,25 @@ fn sync_cmd(root: &Path, a: SyncArgs, verbose: u8) -> Result<ExitCode> {
             Err(e) => {
                 failed += 1;
                 if sources.len() == 1 {
-                    return Err(e);
+                    first_error = Some(e);
+                } else {
+                    eprintln!("streamvault: error: {}: {}", src.name, sync::error_line(&e));
                 }
-                eprintln!("streamvault: error: {}: {}", src.name, sync::error_line(&e));
             }
         }
+    }
+    if !a.dry_run {
+        if !reports.is_empty() {
+            ops_cmd::auto_collect(&mut vault, quiet() || a.json);
+        }
+        drop(vault);
+        if let Err(e) = ops_cmd::write_metrics(root, a.metrics_file.clone()) {
+            output::print_error(&e, verbose);
+            failed += 1;
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
     }
     if a.json {
         json_out(&reports)?;
@@ -561,6 +639,8 @@ fn publish_cmd(root: &Path, a: PublishArgs) -> Result<ExitCode> {
             pre_adopted: None,
         },
     )?;
+    drop(vault);
+    ops_cmd::write_metrics(root, a.metrics_file.clone())?;
     if a.json {
         return json_out(&r);
     }
@@ -840,18 +920,24 @@ fn open_existing(root: &Path) -> Result<Vault> {
 }
 
 fn gc_cmd(root: &Path, a: GcArgs) -> Result<ExitCode> {
+    let mut vault = open_existing(root)?;
+    let settings = streamvault::settings::StoreSettings::load(Some(&vault.catalog))?;
     let opts = streamvault::gc::GcOptions {
-        keep_last: a.keep_last,
-        grace: streamvault::gc::parse_duration(&a.grace)?,
+        keep_last: a.keep_last.unwrap_or(settings.keep_last),
+        grace: match &a.grace {
+            Some(g) => streamvault::gc::parse_duration(g)?,
+            None => settings.grace,
+        },
         wait: a.wait,
     };
-    let mut vault = open_existing(root)?;
     let plan = streamvault::gc::gc_plan(&mut vault, &opts)?;
     let report = if a.dry_run {
         plan.report().clone()
     } else {
         streamvault::gc::gc(plan)?
     };
+    drop(vault);
+    ops_cmd::write_metrics(root, a.metrics_file.clone())?;
     if a.json {
         return json_out(&report);
     }

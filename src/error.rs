@@ -239,6 +239,23 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+
+    // ------------------------------------------------------- unattended operation (ops)
+    #[error("unknown setting `{0}` (known: grace, keep-last, auto-gc, reserve, metrics-file)")]
+    UnknownSetting(String),
+
+    #[error("invalid value `{value}` for `{key}`")]
+    BadSetting { key: String, value: String },
+
+    #[error("not enough space on {fs}: need {need}, have {have}")]
+    NotEnoughSpace {
+        fs: String,
+        need: String,
+        have: String,
+    },
+
+    #[error("`--publish` is not valid for an implicit `mirror` source `{0}`")]
+    ImplicitSource(String),
 }
 
 impl Error {
@@ -273,6 +290,15 @@ impl Error {
             Error::NothingToRollBack { .. } => {
                 Some("`streamvault publications DEST` lists what was published there".into())
             }
+            Error::NotEnoughSpace { .. } => Some(
+                "`streamvault gc --dry-run` shows what gc would free; or free space, or lower `streamvault config set reserve SIZE`".into(),
+            ),
+            Error::ImplicitSource(_) => Some(
+                "a `mirror` run already publishes to its OUTPUT_DIR; add a source with `source add … --publish DEST` instead".into(),
+            ),
+            Error::UnknownSetting(_) | Error::BadSetting { .. } => Some(
+                "`streamvault config get` lists the settings; e.g. `config set grace 6h`, `keep-last 3`, `auto-gc off`, `reserve 512M`".into(),
+            ),
             Error::NoStore(_) => {
                 Some("pass `--root DIR` or set `STREAMVAULT_ROOT` to the store's root".into())
             }

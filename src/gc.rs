@@ -18,9 +18,16 @@
 //! A kill at any point leaves files without rows (which the next gc sweeps), never a row without
 //! its file (invariant 1).
 //!
+//! It runs as `gc` and by itself after every successful `sync` and `mirror` run
+//! ([`auto_collect`]: the same plan and removal, the store's settings — `keep-last`, `grace`,
+//! `STREAMVAULT_GRACE`, `auto-gc` — and the store lock taken without waiting: when it is held the
+//! collection is skipped and says why, and the run still succeeds).
+//!
 //! What stays (the roots):
 //! - the last `keep_last` snapshots ([`DEFAULT_KEEP_LAST`]) of each configured source; snapshots
-//!   of a removed source have no such protection;
+//!   of a removed source have no such protection; the implicit source of a `mirror` OUTPUT_DIR
+//!   keeps only what the trees below keep (what OUTPUT_DIR serves, what it served less than
+//!   `grace` ago) and its snapshots younger than `grace`;
 //! - every tree live on a dest: its publication is not retired, or the dest's symlink actually
 //!   points at it (read from the filesystem: after a kill mid-publish the link, not the row, is
 //!   the truth);
@@ -52,6 +59,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::catalog::{self, Catalog};
 use crate::error::{Error, IoResultExt, Result};
 use crate::lock::LockGuard;
+use crate::settings::StoreSettings;
 use crate::store::Layout;
 use crate::vault::Vault;
 
@@ -81,6 +89,50 @@ impl Default for GcOptions {
             grace: DEFAULT_GRACE,
             wait: false,
         }
+    }
+}
+
+impl GcOptions {
+    /// The store's settings (`keep-last`, `grace`, `STREAMVAULT_GRACE`), without waiting.
+    pub fn from_settings(s: &StoreSettings) -> GcOptions {
+        GcOptions {
+            keep_last: s.keep_last,
+            grace: s.grace,
+            wait: false,
+        }
+    }
+}
+
+/// What the automatic collection after a `sync` or `mirror` run did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum AutoGc {
+    /// The store setting `auto-gc` is off.
+    Disabled,
+    /// It ran.
+    Collected(GcReport),
+    /// It could not run (a `gc` or another writer holds the store lock, or an error): one line.
+    Skipped { reason: String },
+}
+
+/// Retention that runs by itself: the same plan and removal as `gc` with the store's
+/// settings, taking the store lock without waiting. Never fails: when the lock is held (a `gc`,
+/// a sync or a publish is running) or anything goes wrong it says so in
+/// [`AutoGc::Skipped`], and the run that called it still succeeds.
+pub fn auto_collect(vault: &mut Vault, settings: &StoreSettings) -> AutoGc {
+    if !settings.auto_gc {
+        return AutoGc::Disabled;
+    }
+    let opts = GcOptions::from_settings(settings);
+    let res = gc_plan(vault, &opts).and_then(gc);
+    match res {
+        Ok(r) => AutoGc::Collected(r),
+        Err(Error::Locked { holder, .. }) => AutoGc::Skipped {
+            reason: format!("the store is locked by {holder}"),
+        },
+        Err(e) => AutoGc::Skipped {
+            reason: crate::sync::error_line(&e),
+        },
     }
 }
 
@@ -298,11 +350,21 @@ fn plan_into(
     ] {
         exec(conn, sql, cutoff).map_err(e)?;
     }
+    // An implicit `mirror` source keeps only what its OUTPUT_DIR serves (the trees kept above)
+    // and its snapshots younger than the grace period; `keep_last` is for configured sources.
+    exec(
+        conn,
+        "INSERT OR IGNORE INTO gc_keep_snapshots (id)
+         SELECT s.id FROM snapshots s WHERE s.created_at > ?1
+           AND s.source_name IN (SELECT name FROM sources WHERE implicit = 1)",
+        cutoff,
+    )
+    .map_err(e)?;
     for sql in [
         "INSERT OR IGNORE INTO gc_keep_snapshots (id)
          SELECT id FROM (
              SELECT s.id, row_number() OVER (PARTITION BY s.source_name ORDER BY s.id DESC) AS n
-             FROM snapshots s WHERE s.source_name IN (SELECT name FROM sources))
+             FROM snapshots s WHERE s.source_name IN (SELECT name FROM sources WHERE implicit = 0))
          WHERE n <= ?1",
         "INSERT OR IGNORE INTO gc_keep_snapshots (id)
          SELECT t.snapshot_id FROM trees t WHERE t.id IN (SELECT id FROM gc_keep_trees)",
@@ -478,6 +540,7 @@ pub fn gc(plan: GcPlan<'_>) -> Result<GcReport> {
         }
     }
     let (mut unlinked, mut freed, mut disk) = (0u64, 0u64, 0u64);
+    let slow = slow_unlink();
     {
         let mut st = conn
             .prepare("SELECT path, phase FROM gc_unlink ORDER BY phase, path")
@@ -494,6 +557,9 @@ pub fn gc(plan: GcPlan<'_>) -> Result<GcReport> {
                 Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
                 Err(err) => return Err(io_err("stat", &p, err)),
             };
+            if let Some(d) = slow {
+                std::thread::sleep(d);
+            }
             match fs::remove_file(&p) {
                 Ok(()) => {}
                 Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
@@ -538,10 +604,27 @@ pub fn gc(plan: GcPlan<'_>) -> Result<GcReport> {
     }
     conn.execute_batch(DROP_SCRATCH).map_err(e)?;
     drop(lock);
+    // For the metrics file; a failure here changes nothing that was collected.
+    let _ = crate::metrics::record_gc(&vault.catalog, freed);
     report.files_unlinked = unlinked;
     report.freed_bytes = freed;
     report.freed_disk_bytes = disk;
     Ok(report)
+}
+
+/// Test-only (debug builds): `STREAMVAULT_FAILPOINT=gc-slow-unlink=MS` sleeps before each
+/// unlink, so that kill tests land inside the removal phase.
+fn slow_unlink() -> Option<Duration> {
+    if !cfg!(debug_assertions) {
+        return None;
+    }
+    let v = std::env::var("STREAMVAULT_FAILPOINT").ok()?;
+    v.split(',').find_map(|e| {
+        e.trim()
+            .strip_prefix("gc-slow-unlink=")
+            .and_then(|n| n.parse().ok())
+            .map(Duration::from_millis)
+    })
 }
 
 /// `trees/<name>` when `name` is one plain path component (invariant 5: a name from the

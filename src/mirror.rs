@@ -7,6 +7,11 @@
 //! OUTPUT_DIR with the upstream metadata verbatim. Output on stderr follows sstream-mirror:
 //! `-v` gives `to_add=[…] to_remove=[…]` per product, then always the `+ …`/`- …` lines and
 //! `N Mb change` of its dry-run pass (spec §2.5).
+//!
+//! After a successful run, retention runs by itself (`gc::auto_collect`, store setting
+//! `auto-gc`): the implicit source keeps only the snapshot OUTPUT_DIR serves plus what was
+//! retired less than the grace period ago (`STREAMVAULT_GRACE`, setting `grace`), so with
+//! `STREAMVAULT_GRACE=0s` the store holds what the python tool's tree holds.
 
 pub mod args;
 
@@ -164,8 +169,11 @@ pub async fn sync(
     events: Arc<dyn SyncEvents>,
 ) -> Result<SyncReport> {
     let ns = new_source(a, output_d)?;
-    let source = vault.catalog.upsert_source(&ns)?;
-    sync::sync(vault, &source, &sync_options(a), events).await
+    vault.catalog.upsert_source(&ns)?;
+    // Retention keeps only what OUTPUT_DIR serves (plus the grace period) for this source.
+    vault.catalog.mark_implicit(&ns.name)?;
+    let source = vault.catalog.source(&ns.name)?;
+    crate::unattended::sync_recorded(vault, &source, &sync_options(a), events).await
 }
 
 /// Seed the implicit source of an OUTPUT_DIR that an earlier python sstream-mirror filled with

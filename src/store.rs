@@ -8,6 +8,7 @@
 //! trees/<name>/             materialised snapshots (see `publish`)
 //! locks/                    advisory lock files
 //! keys/<name>.key           signing keys (secret, mode 0600)
+//! credentials               URL user info of the sources (JSON, mode 0600)
 //! ```
 //!
 //! Modes do not depend on the umask: every directory of the store is created with an explicit
@@ -60,6 +61,10 @@ impl Layout {
     /// Signing keys (`keys/<name>.key`), created on first use with mode 0700.
     pub fn keys(&self) -> PathBuf {
         self.root.join("keys")
+    }
+    /// URL credentials of the sources (`credentials`, JSON, mode 0600; never in the catalogue).
+    pub fn credentials(&self) -> PathBuf {
+        self.root.join("credentials")
     }
     /// The store-wide lock (`gc` takes it exclusively, everything that writes takes it shared).
     pub fn store_lock(&self) -> PathBuf {

@@ -166,8 +166,8 @@ pub async fn sync(
     };
 
     let fetcher = Fetcher::new(opts.fetch.clone())?;
-    let (base, start_path) = fetch::split_start(&source.url, source.path.as_deref());
-    let mut loc = Location::new(base).with_mirrors(source.mirrors.clone());
+    let (base, start_path) = fetch::split_start(&source.fetch_url(), source.path.as_deref());
+    let mut loc = Location::new(base).with_mirrors(source.fetch_mirrors());
 
     let meta = fetch_metadata(
         &fetcher,
@@ -186,6 +186,10 @@ pub async fn sync(
     } else {
         plan(vault, &mut items)?
     };
+    // Free space before the first byte (no item request when it does not fit).
+    if !opts.dry_run {
+        crate::space::check_store(vault, plan.fetch_bytes)?;
+    }
     events.planned(plan.fetch.len(), plan.fetch_bytes, plan.reused_items);
 
     let mut report = SyncReport {
@@ -256,7 +260,7 @@ pub async fn sync(
     let id = vault.catalog.insert_snapshot(&NewSnapshot {
         source_id: Some(source.id),
         source: source.name.clone(),
-        url: loc.base.clone(),
+        url: crate::catalog::strip_credentials(&loc.base),
         start_path,
         filters: source.filters.clone(),
         max: source.max,

@@ -21,6 +21,7 @@ impl Vault {
     pub fn open(root: &Path) -> Result<Vault> {
         let layout = Layout::new(root);
         layout.create_dirs()?;
+        crate::perms::secure_dirs(&layout)?;
         let catalog = Catalog::open(&layout.catalog())?;
         Ok(Vault {
             blobs: BlobStore::new(layout.clone()),

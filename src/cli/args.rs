@@ -25,6 +25,10 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// For cron: print nothing on success, one line per problem (on standard error).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -97,9 +101,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// What DEST points at, and whether the catalogue agrees (exit 1 if not).
+    /// Without DEST: one screen for an admin (per source the last run and its result, per
+    /// dest what is live, store size, what gc would free). With DEST: what DEST points at, and
+    /// whether the catalogue agrees (exit 1 if not).
     Status {
-        dest: PathBuf,
+        dest: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -119,6 +125,10 @@ pub enum Command {
     /// less than `--grace` ago; and blobs and partial downloads younger than `--grace`.
     /// Snapshots of removed sources are dropped unless a kept tree needs them.
     Gc(GcArgs),
+    /// Store settings: `grace` (24h), `keep-last` (3), `auto-gc` (on), `reserve`
+    /// (min(1 GiB, 2 % of the filesystem)), `metrics-file` (none).
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Re-hash every blob and check trees and the catalogue against each other.
     ///
     /// Prints one line per problem. Exit status 1 when problems remain, 0 when clean.
@@ -159,6 +169,9 @@ pub struct PublishArgs {
     pub rebuild: bool,
     #[arg(long)]
     pub json: bool,
+    /// Write Prometheus metrics to this file afterwards (default: the `metrics-file` setting).
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -166,12 +179,16 @@ pub struct GcArgs {
     /// Print what would be deleted and freed; delete nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Snapshots kept per source, newest first.
-    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
-    pub keep_last: u32,
-    /// Keep retired trees, new blobs and partial downloads this long: `24h`, `30m`, `7d`, `0`.
-    #[arg(long, value_name = "DURATION", default_value = "24h")]
-    pub grace: String,
+    /// Snapshots kept per source, newest first (default: the `keep-last` setting, 3).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep_last: Option<u32>,
+    /// Keep retired trees, new blobs and partial downloads this long: `24h`, `30m`, `7d`, `0`
+    /// (default: `STREAMVAULT_GRACE`, else the `grace` setting, else 24h).
+    #[arg(long, value_name = "DURATION")]
+    pub grace: Option<String>,
+    /// Write Prometheus metrics to this file afterwards (default: the `metrics-file` setting).
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
     /// Wait for running syncs and publishes instead of exiting.
     #[arg(long)]
     pub wait: bool,
@@ -243,8 +260,44 @@ pub enum SourceCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Change a source's auto-publish target.
+    Edit(SourceEditArgs),
     /// Remove a source (its snapshots stay until gc).
     Remove { name: String },
+}
+
+/// Auto-publish: a sync that makes a new snapshot publishes it to DEST.
+#[derive(Debug, Args)]
+pub struct AutoPublishArgs {
+    /// Publish every new snapshot of this source to DEST (one atomic flip per sync).
+    #[arg(long, value_name = "DEST")]
+    pub publish: Option<PathBuf>,
+    /// Metadata the auto-publication serves.
+    #[arg(long, value_enum, requires = "publish")]
+    pub metadata: Option<MetadataArg>,
+    /// Clearsign filtered metadata with this store key.
+    #[arg(long, value_name = "NAME", requires = "publish")]
+    pub sign_key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SourceEditArgs {
+    pub name: String,
+    #[command(flatten)]
+    pub auto: AutoPublishArgs,
+    /// Stop auto-publishing this source.
+    #[arg(long, conflicts_with = "publish")]
+    pub no_publish: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print one setting, or every setting with its value and origin.
+    Get { key: Option<String> },
+    /// Store a setting (checked first).
+    Set { key: String, value: String },
+    /// Return a setting to its default.
+    Unset { key: String },
 }
 
 #[derive(Debug, Args)]
@@ -273,6 +326,8 @@ pub struct SourceAddArgs {
     pub no_verify: bool,
     /// Item filters: KEY=VALUE, KEY!=VALUE, KEY~REGEX, KEY!~REGEX (all must match).
     pub filters: Vec<String>,
+    #[command(flatten)]
+    pub auto: AutoPublishArgs,
 }
 
 #[derive(Debug, Args)]
@@ -303,6 +358,9 @@ pub struct SyncArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Write Prometheus metrics to this file afterwards (default: the `metrics-file` setting).
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

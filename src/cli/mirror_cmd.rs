@@ -148,6 +148,10 @@ fn run(a: &MirrorArgs, root: &Path) -> Result<()> {
             ..PublishOptions::default()
         },
     )?;
+    // Retention by itself (never fails the run), then the metrics file (store setting).
+    super::ops_cmd::auto_collect(&mut vault, true);
+    drop(vault);
+    super::ops_cmd::write_metrics(&store_root, None)?;
     Ok(())
 }
 

@@ -130,6 +130,8 @@ pub fn synced(generations: &[u32]) -> (Upstream, Store) {
     let up = Upstream::new();
     let store = Store::new();
     store.add("maas", &up, &[]);
+    // These tests drive gc by hand: no retention after each sync.
+    store.run(&["config", "set", "auto-gc", "off"]).ok();
     for &g in generations {
         up.flip(g);
         let r = store.sync_json("maas");
@@ -578,7 +580,12 @@ fn sync_and_gc_run_together_and_lose_nothing() {
                 }
             } else {
                 // The only acceptable failure: the other one held the lock.
-                assert_eq!(out.status.code(), Some(2), "round {round} {args:?}: {err}");
+                assert_eq!(
+                    out.status.code(),
+                    Some(2),
+                    "round {round} {args:?}: {err} {:?}",
+                    out.status
+                );
                 assert!(
                     err.contains("is locked by"),
                     "round {round} {args:?}: {err}"

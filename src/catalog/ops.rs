@@ -1,0 +1,418 @@
+//! Catalogue queries for unattended operation: store settings, the run history of syncs and
+//! mirror runs, the implicit (`mirror`) and auto-publish marks of sources, and the credentials
+//! file that keeps URL passwords out of the catalogue.
+//!
+//! Credentials: `source add NAME http://user:pw@host/…` stores the URL without its user info in
+//! `sources` and the user info in `<root>/credentials` (JSON, mode 0600, written by temp file
+//! and rename), keyed by source name and the URL it belongs to. [`Catalog::source`] puts them
+//! back into [`Source::credentials`] (never serialized); the fetcher asks for
+//! [`Source::fetch_url`]. Everything that prints a source prints `url` without them.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{Catalog, Source, now};
+use crate::error::{Error, IoResultExt, Result};
+
+/// Where a source's new snapshots are published after each sync (`source add … --publish`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AutoPublish {
+    pub dest: PathBuf,
+    /// `verbatim` or `filtered`.
+    pub metadata: String,
+    pub sign_key: Option<String>,
+}
+
+/// One sync or mirror attempt.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Run {
+    pub id: i64,
+    pub source: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    /// `running` (or killed), `snapshot`, `unchanged`, `failed`.
+    pub result: String,
+    pub error: Option<String>,
+    pub fetched_bytes: i64,
+    pub items: i64,
+    pub snapshot: Option<i64>,
+}
+
+/// `scheme://user:pw@host/x` → (`scheme://host/x`, `Some("user:pw")`); other strings unchanged.
+pub fn split_credentials(url: &str) -> (String, Option<String>) {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return (url.to_string(), None);
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) if !userinfo.is_empty() => (
+            format!("{scheme}://{host}{tail}"),
+            Some(userinfo.to_string()),
+        ),
+        _ => (url.to_string(), None),
+    }
+}
+
+/// `url` with `userinfo` put back (the inverse of [`split_credentials`]).
+pub fn join_credentials(url: &str, userinfo: Option<&str>) -> String {
+    match (userinfo, url.split_once("://")) {
+        (Some(u), Some((scheme, rest))) => format!("{scheme}://{u}@{rest}"),
+        _ => url.to_string(),
+    }
+}
+
+/// `url` without its user info (for anything recorded or printed).
+pub fn strip_credentials(url: &str) -> String {
+    split_credentials(url).0
+}
+
+impl Source {
+    /// The URL the fetcher uses: `url` with its credentials.
+    pub fn fetch_url(&self) -> String {
+        join_credentials(
+            &self.url,
+            self.credentials.get(&self.url).map(String::as_str),
+        )
+    }
+
+    /// The fallback mirrors with their credentials.
+    pub fn fetch_mirrors(&self) -> Vec<String> {
+        self.mirrors
+            .iter()
+            .map(|m| join_credentials(m, self.credentials.get(m).map(String::as_str)))
+            .collect()
+    }
+
+    /// Whether any of its URLs carries credentials (kept in the credentials file).
+    pub fn has_credentials(&self) -> bool {
+        !self.credentials.is_empty()
+    }
+}
+
+type CredMap = BTreeMap<String, BTreeMap<String, String>>;
+
+impl Catalog {
+    // ------------------------------------------------------------------ settings
+
+    pub fn setting(&self, key: &str) -> Result<Option<String>> {
+        self.conn
+            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO settings (key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn unset_setting(&self, key: &str) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM settings WHERE key = ?1", [key])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------ sources
+
+    /// Mark a source as the implicit source of a `mirror` OUTPUT_DIR.
+    pub fn mark_implicit(&self, name: &str) -> Result<()> {
+        self.conn
+            .execute("UPDATE sources SET implicit = 1 WHERE name = ?1", [name])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Set (or with `None` clear) a source's auto-publish target.
+    pub fn set_auto_publish(&self, name: &str, p: Option<&AutoPublish>) -> Result<()> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE sources SET publish_dest = ?2, publish_metadata = ?3, publish_sign_key = ?4
+                 WHERE name = ?1",
+                params![
+                    name,
+                    p.map(|p| p.dest.to_string_lossy().into_owned()),
+                    p.map(|p| p.metadata.clone()),
+                    p.and_then(|p| p.sign_key.clone()),
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        if n == 0 {
+            return Err(Error::UnknownSource(name.to_string()));
+        }
+        Ok(())
+    }
+
+    /// The implicit/auto-publish columns of a source row.
+    pub(super) fn source_extras(&self, s: &mut Source) -> Result<()> {
+        let (implicit, dest, metadata, key): (
+            bool,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        ) = self
+            .conn
+            .query_row(
+                "SELECT implicit, publish_dest, publish_metadata, publish_sign_key
+                     FROM sources WHERE id = ?1",
+                [s.id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .map_err(|e| self.err(e))?;
+        s.implicit = implicit;
+        s.publish = dest.map(|d| AutoPublish {
+            dest: PathBuf::from(d),
+            metadata: metadata.unwrap_or_else(|| "verbatim".into()),
+            sign_key: key,
+        });
+        s.credentials = self.read_credentials()?.remove(&s.name).unwrap_or_default();
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------ credentials
+
+    /// `<root>/credentials`, beside the catalogue.
+    pub fn credentials_path(&self) -> PathBuf {
+        crate::store::Layout::new(self.path.parent().unwrap_or(Path::new("."))).credentials()
+    }
+
+    fn read_credentials(&self) -> Result<CredMap> {
+        let p = self.credentials_path();
+        match std::fs::read(&p) {
+            Ok(b) => Ok(serde_json::from_slice(&b).unwrap_or_default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(CredMap::new()),
+            Err(e) => Err(Error::Io {
+                op: "read credentials",
+                path: p,
+                source: e,
+            }),
+        }
+    }
+
+    /// Record the credentials of a source's URLs (replacing the previous ones); nothing is
+    /// written when there are none to record or remove.
+    pub(super) fn store_credentials(
+        &self,
+        name: &str,
+        creds: BTreeMap<String, String>,
+    ) -> Result<()> {
+        let mut all = self.read_credentials()?;
+        let old = all.get(name).cloned().unwrap_or_default();
+        if old == creds {
+            return Ok(());
+        }
+        if creds.is_empty() {
+            all.remove(name);
+        } else {
+            all.insert(name.to_string(), creds);
+        }
+        let p = self.credentials_path();
+        let tmp = p.with_extension("tmp");
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_path("create", &tmp)?;
+        // The umask only ever narrows `mode`; set it exactly.
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .with_path("chmod", &tmp)?;
+        let text = serde_json::to_vec_pretty(&all).unwrap_or_default();
+        f.write_all(&text)
+            .and_then(|()| f.sync_all())
+            .with_path("write", &tmp)?;
+        std::fs::rename(&tmp, &p).with_path("rename", &p)?;
+        Ok(())
+    }
+
+    /// A catalogue written before credentials moved out: re-record every source whose URL or
+    /// mirrors carry user info (moving it to the credentials file). Snapshot rows are never
+    /// changed (invariant 2): the URL an old one recorded is stripped when it is read. Nothing is
+    /// written when there is nothing to move.
+    pub(super) fn move_credentials_out(&self) -> Result<()> {
+        let rows: Vec<(String, String, String)> = {
+            let mut st = self
+                .conn
+                .prepare("SELECT name, url, mirrors FROM sources WHERE url LIKE '%://%@%' OR mirrors LIKE '%://%@%'")
+                .map_err(|e| self.err(e))?;
+            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map_err(|e| self.err(e))?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(|e| self.err(e))?
+        };
+        for (name, url, mirrors) in rows {
+            let mut creds = self.read_credentials()?.remove(&name).unwrap_or_default();
+            let mut clean = |u: &str| {
+                let (c, info) = split_credentials(u);
+                if let Some(i) = info {
+                    creds.insert(c.clone(), i);
+                }
+                c
+            };
+            let url = clean(&url);
+            let list: Vec<String> = serde_json::from_str(&mirrors).unwrap_or_default();
+            let list: Vec<String> = list.iter().map(|m| clean(m)).collect();
+            self.store_credentials(&name, creds)?;
+            self.conn
+                .execute(
+                    "UPDATE sources SET url = ?2, mirrors = ?3 WHERE name = ?1",
+                    params![name, url, serde_json::to_string(&list).unwrap_or_default()],
+                )
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn forget_credentials(&self, name: &str) -> Result<()> {
+        self.store_credentials(name, BTreeMap::new())
+    }
+
+    // ------------------------------------------------------------------ runs
+
+    /// Record the start of a sync or mirror run.
+    pub fn start_run(&self, source: &str) -> Result<i64> {
+        self.conn
+            .execute(
+                "INSERT INTO runs (source_name, started_at, result) VALUES (?1, ?2, 'running')",
+                params![source, now()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Record how a run ended. `error` must already be free of credentials.
+    pub fn finish_run(
+        &self,
+        id: i64,
+        result: &str,
+        error: Option<&str>,
+        fetched_bytes: u64,
+        items: u64,
+        snapshot: Option<i64>,
+    ) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE runs SET finished_at = ?2, result = ?3, error = ?4, fetched_bytes = ?5,
+                                 items = ?6, snapshot_id = ?7 WHERE id = ?1",
+                params![
+                    id,
+                    now(),
+                    result,
+                    error,
+                    i64::try_from(fetched_bytes).unwrap_or(i64::MAX),
+                    i64::try_from(items).unwrap_or(i64::MAX),
+                    snapshot
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        // The history stays bounded: the last 100 runs per source.
+        self.conn
+            .execute(
+                "DELETE FROM runs WHERE source_name = (SELECT source_name FROM runs WHERE id = ?1)
+                   AND id <= (SELECT id FROM runs WHERE source_name =
+                              (SELECT source_name FROM runs WHERE id = ?1)
+                              ORDER BY id DESC LIMIT 1 OFFSET 100)",
+                [id],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The newest run of each source (sorted by source name).
+    pub fn last_runs(&self) -> Result<Vec<Run>> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT id, source_name, started_at, finished_at, result, error, fetched_bytes,
+                        items, snapshot_id FROM runs r
+                 WHERE id = (SELECT max(id) FROM runs x WHERE x.source_name = r.source_name)
+                 ORDER BY source_name",
+            )
+            .map_err(|e| self.err(e))?;
+        st.query_map([], |r| {
+            Ok(Run {
+                id: r.get(0)?,
+                source: r.get(1)?,
+                started_at: r.get(2)?,
+                finished_at: r.get(3)?,
+                result: r.get(4)?,
+                error: r.get(5)?,
+                fetched_bytes: r.get(6)?,
+                items: r.get(7)?,
+                snapshot: r.get(8)?,
+            })
+        })
+        .map_err(|e| self.err(e))?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(|e| self.err(e))
+    }
+
+    /// When a source last finished a run successfully.
+    pub fn last_success(&self, source: &str) -> Result<Option<i64>> {
+        self.conn
+            .query_row(
+                "SELECT max(finished_at) FROM runs WHERE source_name = ?1
+                   AND result IN ('snapshot', 'unchanged')",
+                [source],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// Store totals: (blob count, sum of blob sizes).
+    pub fn blob_totals(&self) -> Result<(u64, u64)> {
+        self.conn
+            .query_row(
+                "SELECT count(*), coalesce(sum(size), 0) FROM blobs",
+                [],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+            )
+            .map(|(n, b)| (n.max(0) as u64, b.max(0) as u64))
+            .map_err(|e| self.err(e))
+    }
+
+    /// Whether `snapshot` was published on `dest` and later replaced there (a rollback or a
+    /// newer publish), as opposed to never having been flipped to.
+    pub fn was_retired_from(&self, dest: &str, snapshot: i64) -> Result<bool> {
+        self.conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM publications WHERE dest = ?1 AND snapshot_id = ?2
+                                AND retired_at IS NOT NULL)",
+                params![dest, snapshot],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// The live (not retired) publication of every dest: (dest, snapshot, published_at).
+    pub fn live_publications(&self) -> Result<Vec<(String, i64, i64)>> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT dest, snapshot_id, published_at FROM publications p
+                 WHERE retired_at IS NULL
+                   AND id = (SELECT max(id) FROM publications x WHERE x.dest = p.dest)
+                 ORDER BY dest",
+            )
+            .map_err(|e| self.err(e))?;
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.err(e))
+    }
+}

@@ -1,0 +1,204 @@
+//! Unattended operation around a sync: the run history, auto-publish of new snapshots, and
+//! the one-screen overview of `streamvault status` without a DEST.
+//!
+//! A cron line runs `sync --all`: each source's run is recorded ([`sync_recorded`]: `runs`
+//! table, credentials never recorded), a source with an auto-publish target gets its new
+//! snapshot published ([`auto_publish`]: one flip, grace items as for `publish`), and then
+//! retention runs by itself ([`crate::gc::auto_collect`]), and the metrics file is rewritten
+//! ([`crate::metrics`]).
+
+use std::sync::Arc;
+
+use crate::catalog::{Run, Source};
+use crate::error::Result;
+use crate::gc::{self, GcOptions};
+use crate::publish::{self, MetadataMode, PublishOptions, PublishReport};
+use crate::settings::StoreSettings;
+use crate::sync::{self, Outcome, SyncEvents, SyncOptions, SyncReport};
+use crate::vault::Vault;
+
+/// [`sync::sync`], with its start and its end recorded in the run history (not for dry runs).
+pub async fn sync_recorded(
+    vault: &mut Vault,
+    source: &Source,
+    opts: &SyncOptions,
+    events: Arc<dyn SyncEvents>,
+) -> Result<SyncReport> {
+    if opts.dry_run {
+        return sync::sync(vault, source, opts, events).await;
+    }
+    let run = vault.catalog.start_run(&source.name)?;
+    let res = sync::sync(vault, source, opts, events).await;
+    record(vault, run, &res);
+    res
+}
+
+/// Record how a run ended (best effort: the history never fails a run).
+pub fn record(vault: &Vault, run: i64, res: &Result<SyncReport>) {
+    let _ = match res {
+        Ok(r) => {
+            let (result, snap) = match r.outcome {
+                Outcome::Snapshot(id) => ("snapshot", Some(id)),
+                Outcome::Unchanged(id) => ("unchanged", Some(id)),
+                Outcome::DryRun => ("unchanged", None),
+            };
+            vault
+                .catalog
+                .finish_run(run, result, None, r.fetched_bytes, r.items as u64, snap)
+        }
+        Err(e) => {
+            let line = strip_urls(&sync::error_line(e));
+            vault
+                .catalog
+                .finish_run(run, "failed", Some(&line), 0, 0, None)
+        }
+    };
+}
+
+/// Every `scheme://user:pw@host` in a line with its user info removed.
+pub fn strip_urls(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| matches!(c, '/' | '?' | '#' | '`' | '\'' | '"') || c.is_whitespace())
+            .unwrap_or(tail.len());
+        let (authority, after) = tail.split_at(end);
+        out.push_str(authority.rsplit_once('@').map_or(authority, |(_, h)| h));
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn user_info_is_stripped_from_lines() {
+        assert_eq!(
+            super::strip_urls("cannot fetch `http://u:pw@h:80/a` (x); https://u:***@h/b ok"),
+            "cannot fetch `http://h:80/a` (x); https://h/b ok"
+        );
+    }
+}
+
+/// After a successful sync: publish the source's snapshot to its auto-publish target when the
+/// target does not serve it yet. `None` when the source has no target or nothing was to do.
+pub fn auto_publish(
+    vault: &mut Vault,
+    source: &Source,
+    report: &SyncReport,
+) -> Result<Option<PublishReport>> {
+    let Some(target) = &source.publish else {
+        return Ok(None);
+    };
+    let id = match report.outcome {
+        Outcome::Snapshot(id) => id,
+        Outcome::Unchanged(id) => {
+            // A run after a killed or failed auto-publish publishes what DEST lacks; but a
+            // snapshot DEST already served and an admin rolled back from stays rolled back.
+            let st = publish::status(Some(&*vault), &target.dest)?;
+            if st.tree.as_ref().is_some_and(|t| t.snapshot_id == id)
+                || vault
+                    .catalog
+                    .was_retired_from(&target.dest.to_string_lossy(), id)?
+            {
+                return Ok(None);
+            }
+            id
+        }
+        Outcome::DryRun => return Ok(None),
+    };
+    let mode = if target.metadata == "filtered" {
+        MetadataMode::Filtered
+    } else {
+        MetadataMode::Verbatim
+    };
+    publish::publish(
+        vault,
+        &PublishOptions {
+            snapshot: id.to_string(),
+            dest: target.dest.clone(),
+            mode,
+            sign_key: target.sign_key.clone(),
+            ..PublishOptions::default()
+        },
+    )
+    .map(Some)
+}
+
+/// `streamvault status` without a DEST.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Overview {
+    pub sources: Vec<SourceStatus>,
+    pub dests: Vec<DestStatus>,
+    pub store_blobs: u64,
+    pub store_bytes: u64,
+    /// What `gc` would free now (`None` when the store is busy: `gc_note` says why).
+    pub gc_would_free: Option<u64>,
+    pub gc_note: Option<String>,
+    pub settings: StoreSettings,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SourceStatus {
+    pub name: String,
+    pub url: String,
+    pub implicit: bool,
+    pub last_run: Option<Run>,
+    pub last_success: Option<i64>,
+    pub latest_snapshot: Option<i64>,
+    pub auto_publish: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DestStatus {
+    pub dest: String,
+    pub snapshot: i64,
+    pub published_at: i64,
+}
+
+/// Gather the overview. `vault` is opened for writing only to let the gc dry run take the
+/// store lock; nothing is changed.
+pub fn overview(vault: &mut Vault) -> Result<Overview> {
+    let settings = StoreSettings::load(Some(&vault.catalog))?;
+    let runs = vault.catalog.last_runs()?;
+    let mut sources = Vec::new();
+    for s in vault.catalog.sources()? {
+        sources.push(SourceStatus {
+            last_run: runs.iter().find(|r| r.source == s.name).cloned(),
+            last_success: vault.catalog.last_success(&s.name)?,
+            latest_snapshot: vault.catalog.latest_snapshot(&s.name)?.map(|x| x.id),
+            auto_publish: s.publish.as_ref().map(|p| p.dest.display().to_string()),
+            url: s.url,
+            implicit: s.implicit,
+            name: s.name,
+        });
+    }
+    let dests = vault
+        .catalog
+        .live_publications()?
+        .into_iter()
+        .map(|(dest, snapshot, published_at)| DestStatus {
+            dest,
+            snapshot,
+            published_at,
+        })
+        .collect();
+    let (store_blobs, store_bytes) = vault.catalog.blob_totals()?;
+    let (gc_would_free, gc_note) = match gc::gc_plan(vault, &GcOptions::from_settings(&settings)) {
+        Ok(plan) => (Some(plan.report().freed_bytes), None),
+        Err(e) => (None, Some(sync::error_line(&e))),
+    };
+    Ok(Overview {
+        sources,
+        dests,
+        store_blobs,
+        store_bytes,
+        gc_would_free,
+        gc_note,
+        settings,
+    })
+}

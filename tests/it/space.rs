@@ -1,0 +1,106 @@
+//! Free space checked before the first byte (issue 9 item 2): a sync that cannot fit on the
+//! store's filesystem is refused with one line and a hint, without requesting any item.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common::{Store, Upstream, item_gets};
+use streamvault::streamgen::{Bulk, StreamSpec};
+
+/// A small tmpfs, unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).ok()?;
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            eprintln!(
+                "skipped: cannot mount a tmpfs ({})",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            return None;
+        }
+        Some(Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_sync_that_cannot_fit_is_refused_before_any_item_request() {
+    let store = Store::new();
+    let Some(fs) = Tmpfs::mount(&store.dir.path().join("small"), "24m") else {
+        return;
+    };
+    // 40 MiB of items into a 24 MiB filesystem.
+    let up = Upstream::with_spec(StreamSpec {
+        bulk: Some(Bulk {
+            products: 1,
+            versions: 2,
+            files_per_version: 10,
+            file_size: 2 * 1024 * 1024,
+        }),
+        ..StreamSpec::generation(1)
+    });
+    let root = fs.0.join("store");
+    let run = |args: &[&str]| {
+        let out = Command::new(crate::common::bin())
+            .arg("--root")
+            .arg(&root)
+            .args(args)
+            .env_remove("STREAMVAULT_GRACE")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&[
+        "source",
+        "add",
+        "big",
+        &up.url(),
+        "--keyring",
+        up.keyring_str(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    up.clear();
+    let (code, err) = run(&["sync", "big"]);
+    assert_eq!(code, 2, "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    let want = format!(
+        "streamvault: error: not enough space on {}: need ",
+        fs.0.display()
+    );
+    assert!(lines[0].starts_with(&want), "{err}");
+    assert!(lines[0].contains(", have "), "{err}");
+    assert!(
+        lines[1].starts_with("hint:") && lines[1].contains("gc --dry-run"),
+        "{err}"
+    );
+    assert_eq!(item_gets(&up.requests()), 0, "items were requested");
+    // Without a reserve it still does not fit; nothing was written into blobs/.
+    let (code, err) = run(&["config", "set", "reserve", "0"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = run(&["sync", "big"]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(item_gets(&up.requests()), 0);
+    let blobs = walkdir::WalkDir::new(root.join("blobs"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .count();
+    assert_eq!(blobs, 0);
+    drop(fs);
+}
