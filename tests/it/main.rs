@@ -10,5 +10,6 @@ mod mirror;
 mod publish;
 mod real;
 mod select;
+mod shared_partial;
 mod sync;
 mod verify;
