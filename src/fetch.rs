@@ -31,7 +31,7 @@ use crate::checksum::{Checksums, Digests};
 pub use client::{Fetcher, Stats};
 pub use error::{Error, Result};
 pub use location::{Location, redact, split_start};
-pub use options::{FetchOptions, parse_rate};
+pub use options::{FetchOptions, parse_rate, parse_speed_limit};
 
 /// What the metadata says about an item: checked after the body, before [`Fetcher::download`]
 /// returns.

@@ -42,6 +42,8 @@ pub struct SyncOptions {
     /// Accept items without a size or checksum (`--no-checksumming-reader`): the strongest
     /// checksum present is still checked.
     pub allow_unchecked_items: bool,
+    /// Accept metadata whose `updated` instant is older than the previous snapshot's.
+    pub allow_downgrade: bool,
 }
 
 /// What a sync did.
@@ -735,9 +737,7 @@ impl PartialLock {
             if !locked.with_path("lock", &lock_path)? {
                 return Ok(None);
             }
-            let held = file
-                .metadata()
-                .with_path("stat", &lock_path)?;
+            let held = file.metadata().with_path("stat", &lock_path)?;
             match std::fs::metadata(&lock_path) {
                 Ok(now) if now.dev() == held.dev() && now.ino() == held.ino() => {
                     return Ok(Some(PartialLock {

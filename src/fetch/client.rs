@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::Semaphore;
@@ -107,7 +107,7 @@ impl Fetcher {
         let _permit = self.inner.jobs.acquire().await.ok();
         let mut tried = Vec::new();
         if !loc.base.is_empty() && !loc.base.ends_with('/') {
-            let url = format!("{}{rel}", loc.base);
+            let url = super::location::join(&loc.base, rel)?;
             match self.document_at(&url, progress).await {
                 Ok(bytes) => return Ok(fetched(bytes, &url)),
                 Err(e) if e.is_not_found() || matches!(e, Error::Status { .. }) => {
@@ -117,7 +117,7 @@ impl Fetcher {
                 Err(e) => return Err(e),
             }
         }
-        for url in loc.urls(rel) {
+        for url in loc.urls(rel)? {
             match self.document_at(&url, progress).await {
                 Ok(bytes) => return Ok(fetched(bytes, &url)),
                 Err(e) if e.is_not_found() => tried.push(redact(&url)),
@@ -142,7 +142,7 @@ impl Fetcher {
     ) -> Result<Downloaded> {
         let _permit = self.inner.jobs.acquire().await.ok();
         let mut tried = Vec::new();
-        for url in loc.urls(rel) {
+        for url in loc.urls(rel)? {
             let result = match Source::of(&url)? {
                 Source::Http => download::http(self, &url, partial, expect, progress).await,
                 Source::Local(path) => {
@@ -190,7 +190,7 @@ impl Fetcher {
     }
 
     async fn document_http(&self, url: &str, limit: u64) -> Result<Vec<u8>> {
-        let mut resp = self.send(url, 0).await?;
+        let (mut resp, mut pace) = self.send(url, 0).await?;
         let status = resp.status().as_u16();
         if !(200..300).contains(&status) || status == 206 {
             return Err(status_error(url, status));
@@ -204,14 +204,14 @@ impl Fetcher {
         }
         let cap = length.unwrap_or(0).min(1 << 20);
         let mut bytes = Vec::with_capacity(usize::try_from(cap).unwrap_or(0));
-        while let Some(chunk) = self.next_chunk(&mut resp, url).await? {
+        while let Some(chunk) = self.next_chunk(&mut resp, url, &mut pace).await? {
             if (bytes.len() + chunk.len()) as u64 > limit {
                 return Err(Error::TooLarge {
                     url: redact(url),
                     limit,
                 });
             }
-            self.throttle(chunk.len() as u64).await;
+            self.throttle_paced(chunk.len() as u64, &mut pace).await;
             bytes.extend_from_slice(&chunk);
         }
         if let Some(expected) = length
@@ -227,40 +227,71 @@ impl Fetcher {
     }
 
     /// Send a GET, with `Range: bytes=<from>-` when `from > 0`. Waiting for the response head
-    /// is bounded by connect plus stall timeout.
-    pub(super) async fn send(&self, url: &str, from: u64) -> Result<reqwest::Response> {
+    /// is bounded by connect plus stall timeout, and by the request deadline. The [`Pace`] that
+    /// comes with the response watches the rest of the request.
+    pub(super) async fn send(&self, url: &str, from: u64) -> Result<(reqwest::Response, Pace)> {
         self.inner.counters.requests.fetch_add(1, Ordering::Relaxed);
+        let pace = Pace::new(&self.inner.options);
         let mut request = self.inner.client.get(url);
         if from > 0 {
             request = request.header(reqwest::header::RANGE, format!("bytes={from}-"));
         }
         let o = &self.inner.options;
-        let deadline = o.connect_timeout.saturating_add(o.stall_timeout);
-        match tokio::time::timeout(deadline, request.send()).await {
+        let head = o.connect_timeout.saturating_add(o.stall_timeout);
+        let (wait, late) = match pace.until_deadline() {
+            Some(left) if left < head => (left, true),
+            _ => (head, false),
+        };
+        match tokio::time::timeout(wait, request.send()).await {
+            Err(_) if late => Err(Error::Deadline {
+                url: redact(url),
+                timeout: o.request_timeout.unwrap_or_default(),
+            }),
             Err(_) => Err(Error::Stall {
                 url: redact(url),
-                timeout: deadline,
+                timeout: head,
             }),
             Ok(Err(source)) => Err(Error::Http {
                 url: redact(url),
                 source,
             }),
-            Ok(Ok(resp)) => Ok(resp),
+            Ok(Ok(resp)) => Ok((resp, pace)),
         }
     }
 
-    /// The next chunk of a body; `stall_timeout` without one is an error. Counts the bytes.
+    /// The next chunk of a body. Counts the bytes. Errors: `stall_timeout` without a byte, a
+    /// speed below `speed_limit` over `speed_time` ([`Error::TooSlow`]), or the request
+    /// deadline ([`Error::Deadline`]), whichever comes first.
     pub(super) async fn next_chunk(
         &self,
         resp: &mut reqwest::Response,
         url: &str,
+        pace: &mut Pace,
     ) -> Result<Option<Bytes>> {
-        let timeout = self.inner.options.stall_timeout;
-        match tokio::time::timeout(timeout, resp.chunk()).await {
-            Err(_) => Err(Error::Stall {
+        let o = &self.inner.options;
+        let stall = o.stall_timeout;
+        let wait = [Some(stall), pace.until_check(), pace.until_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(stall);
+        let got = tokio::time::timeout(wait, resp.chunk()).await;
+        // the speed and the deadline are judged first: a trickle is not a stall
+        pace.check(
+            url,
+            got.as_ref()
+                .ok()
+                .and_then(|r| r.as_ref().ok())
+                .and_then(|c| c.as_ref())
+                .map_or(0, |c| c.len() as u64),
+        )?;
+        match got {
+            Err(_) if wait >= stall => Err(Error::Stall {
                 url: redact(url),
-                timeout,
+                timeout: stall,
             }),
+            // a check point of the speed window passed (and the speed was fine): wait on
+            Err(_) => Box::pin(self.next_chunk(resp, url, pace)).await,
             Ok(Err(source)) => Err(Error::Http {
                 url: redact(url),
                 source,
@@ -278,6 +309,16 @@ impl Fetcher {
     pub(super) async fn throttle(&self, n: u64) {
         if let Some(limiter) = &self.inner.limiter {
             limiter.acquire(n).await;
+        }
+    }
+
+    /// [`Self::throttle`] for a request under a [`Pace`]: time spent waiting for our own rate
+    /// limit does not count against the server's speed.
+    pub(super) async fn throttle_paced(&self, n: u64, pace: &mut Pace) {
+        if self.inner.limiter.is_some() {
+            let start = Instant::now();
+            self.throttle(n).await;
+            pace.exclude(start.elapsed());
         }
     }
 
@@ -349,6 +390,81 @@ impl std::fmt::Display for DisplayChain<'_> {
         while let Some(e) = cur {
             write!(f, ": {e}")?;
             cur = e.source();
+        }
+        Ok(())
+    }
+}
+
+/// The speed and the deadline of one request (curl's `--speed-limit`/`--speed-time` and
+/// `--max-time`): fewer than `speed_limit` bytes in a window of `speed_time` (time spent in our
+/// own `--limit-rate` not counted) ends the request, and so does the request deadline.
+#[derive(Debug)]
+pub(super) struct Pace {
+    started: Instant,
+    deadline: Option<Instant>,
+    /// `None`: no speed limit.
+    window: Option<(u64, Duration)>,
+    window_start: Instant,
+    window_bytes: u64,
+}
+
+impl Pace {
+    fn new(o: &FetchOptions) -> Pace {
+        let now = Instant::now();
+        Pace {
+            started: now,
+            deadline: o.request_timeout.and_then(|t| now.checked_add(t)),
+            window: (o.speed_limit > 0 && !o.speed_time.is_zero())
+                .then_some((o.speed_limit, o.speed_time)),
+            window_start: now,
+            window_bytes: 0,
+        }
+    }
+
+    fn until_deadline(&self) -> Option<Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// Time until the current speed window is judged.
+    fn until_check(&self) -> Option<Duration> {
+        let (_, time) = self.window?;
+        let end = self.window_start.checked_add(time)?;
+        Some(end.saturating_duration_since(Instant::now()))
+    }
+
+    fn exclude(&mut self, d: Duration) {
+        self.window_start = self
+            .window_start
+            .checked_add(d)
+            .unwrap_or(self.window_start);
+        self.deadline = self.deadline.and_then(|x| x.checked_add(d));
+    }
+
+    /// Account `n` new bytes; judge the window when it is over and the deadline.
+    fn check(&mut self, url: &str, n: u64) -> Result<()> {
+        let now = Instant::now();
+        if self.deadline.is_some_and(|d| now >= d) {
+            return Err(Error::Deadline {
+                url: redact(url),
+                timeout: self.deadline.map(|d| d - self.started).unwrap_or_default(),
+            });
+        }
+        self.window_bytes = self.window_bytes.saturating_add(n);
+        if let Some((limit, time)) = self.window {
+            let elapsed = now.saturating_duration_since(self.window_start);
+            if elapsed >= time {
+                let need = (limit as f64 * elapsed.as_secs_f64()) as u64;
+                if self.window_bytes < need {
+                    return Err(Error::TooSlow {
+                        url: redact(url),
+                        limit,
+                        time,
+                    });
+                }
+                self.window_start = now;
+                self.window_bytes = 0;
+            }
         }
         Ok(())
     }

@@ -104,7 +104,7 @@ async fn transfer(
     progress: &dyn Progress,
 ) -> Result<Step> {
     let from = part.len;
-    let mut resp = f.send(url, from).await?;
+    let (mut resp, mut pace) = f.send(url, from).await?;
     let status = resp.status().as_u16();
     match status {
         206 if from == 0 => {
@@ -151,7 +151,7 @@ async fn transfer(
             expected: size,
         });
     }
-    while let Some(chunk) = f.next_chunk(&mut resp, url).await? {
+    while let Some(chunk) = f.next_chunk(&mut resp, url, &mut pace).await? {
         let n = chunk.len() as u64;
         if let Some(size) = expect.size
             && part.len.saturating_add(n) > size
@@ -161,7 +161,7 @@ async fn transfer(
                 expected: size,
             });
         }
-        f.throttle(n).await;
+        f.throttle_paced(n, &mut pace).await;
         part.write(&chunk).await?;
         progress.bytes(n);
     }
