@@ -12,4 +12,5 @@ mod real;
 mod select;
 mod shared_partial;
 mod sync;
+mod transport;
 mod verify;
