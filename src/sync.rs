@@ -13,6 +13,8 @@
 //! A failed or killed run leaves finished blobs (reused next time) and resumable files in
 //! `partial/`, never a snapshot.
 
+mod downgrade;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -125,6 +127,9 @@ impl SyncEvents for Quiet {}
 /// A metadata document as fetched in this run.
 struct FetchedDoc {
     path: String,
+    /// The URL that answered (redacted) and the document's top-level `updated`.
+    url: String,
+    updated: Option<String>,
     kind: &'static str,
     content_id: Option<String>,
     raw: Vec<u8>,
@@ -185,6 +190,20 @@ pub async fn sync(
     .await?;
 
     let prev = vault.catalog.latest_snapshot(&source.name)?;
+    if let Some(p) = &prev
+        && !opts.allow_downgrade
+    {
+        let docs: Vec<downgrade::NewDoc<'_>> = meta
+            .docs
+            .iter()
+            .map(|d| downgrade::NewDoc {
+                path: &d.path,
+                url: &d.url,
+                updated: d.updated.as_deref(),
+            })
+            .collect();
+        downgrade::check(vault, p, &docs)?;
+    }
     let (mut items, changes) = select_items(vault, source, opts, &filters, &meta, prev.as_ref())?;
     let plan = if opts.no_item_download {
         Plan::default()
@@ -312,6 +331,12 @@ async fn fetch_metadata(
             streams::Document::Products(p) => {
                 meta.docs.push(FetchedDoc {
                     path,
+                    url: fetched.url.clone(),
+                    updated: p
+                        .top()
+                        .get("updated")
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string),
                     kind: "products",
                     content_id: Some(p.content_id().to_string()),
                     raw: fetched.bytes,
@@ -321,6 +346,8 @@ async fn fetch_metadata(
             streams::Document::Index(index) => {
                 meta.docs.push(FetchedDoc {
                     path,
+                    url: fetched.url.clone(),
+                    updated: index.updated.clone(),
                     kind: "index",
                     content_id: None,
                     raw: fetched.bytes,
@@ -343,6 +370,8 @@ async fn fetch_metadata(
                         // Listed but not a format we follow: copied verbatim (spec §1.2).
                         meta.docs.push(FetchedDoc {
                             path: p.clone(),
+                            url: child.url.clone(),
+                            updated: None,
                             kind: "other",
                             content_id: Some(entry.content_id.clone()),
                             raw: child.bytes,

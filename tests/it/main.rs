@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod common;
+mod downgrade;
 mod faults;
 mod gc;
 mod kill;
