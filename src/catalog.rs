@@ -13,11 +13,15 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use crate::checksum::{Checksums, Digests};
 use crate::error::{Error, Result};
 
+mod validators;
+pub use validators::StoredValidators;
+
 /// Migrations, in order; the position + 1 is the schema version they bring the catalogue to.
 const MIGRATIONS: &[&str] = &[
     include_str!("../schema/0001_init.sql"),
     include_str!("../schema/0002_publish.sql"),
     include_str!("../schema/0003_grace.sql"),
+    include_str!("../schema/0006_validators.sql"),
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

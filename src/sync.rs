@@ -10,9 +10,14 @@
 //! 2. the metadata documents as blobs, the same way;
 //! 3. the snapshot, its documents and items in one transaction (invariant 2).
 //!
+//! Metadata requests are conditional (`If-None-Match`, or `If-Modified-Since` for a
+//! `Last-Modified` at least 60 s older than its response's `Date`) on the validators stored with
+//! each document URL ([`conditional`]); a `304` reuses the stored document, verified again.
+//!
 //! A failed or killed run leaves finished blobs (reused next time) and resumable files in
 //! `partial/`, never a snapshot.
 
+mod conditional;
 mod downgrade;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -130,6 +135,8 @@ struct FetchedDoc {
     /// The URL that answered (redacted) and the document's top-level `updated`.
     url: String,
     updated: Option<String>,
+    /// For the next run's conditional request of this URL.
+    validators: Option<fetch::Validators>,
     kind: &'static str,
     content_id: Option<String>,
     raw: Vec<u8>,
@@ -175,7 +182,8 @@ pub async fn sync(
         _ => None,
     };
 
-    let fetcher = Fetcher::new(opts.fetch.clone())?;
+    let fetcher = Fetcher::new(opts.fetch.clone())?
+        .with_document_cache(Arc::new(conditional::StoredDocs::load(vault)));
     let (base, start_path) = fetch::split_start(&source.url, source.path.as_deref());
     let mut loc = Location::new(base).with_mirrors(source.mirrors.clone());
 
@@ -254,9 +262,19 @@ pub async fn sync(
 
     // Metadata documents become blobs (small; whole in memory is fine).
     let mut documents = Vec::with_capacity(meta.docs.len());
+    let mut validators = Vec::new();
     for (ord, d) in meta.docs.iter().enumerate() {
         let digests = vault.blobs.put_bytes(&d.raw)?;
         vault.catalog.insert_blob(&digests)?;
+        if let Some(v) = &d.validators {
+            validators.push((
+                d.url.clone(),
+                crate::catalog::StoredValidators {
+                    validators: v.clone(),
+                    blob: digests.blake3.clone(),
+                },
+            ));
+        }
         documents.push(Document {
             ord: ord as i64,
             path: d.path.clone(),
@@ -265,6 +283,9 @@ pub async fn sync(
             blob: digests.blake3,
         });
     }
+
+    // The documents are verified, parsed and durable blobs: the next run may ask conditionally.
+    vault.catalog.save_document_validators(&validators)?;
 
     let digest = snapshot_digest(&documents, &items);
     let stats = fetcher.stats();
@@ -332,6 +353,7 @@ async fn fetch_metadata(
                 meta.docs.push(FetchedDoc {
                     path,
                     url: fetched.url.clone(),
+                    validators: fetched.validators.clone(),
                     updated: p
                         .top()
                         .get("updated")
@@ -347,6 +369,7 @@ async fn fetch_metadata(
                 meta.docs.push(FetchedDoc {
                     path,
                     url: fetched.url.clone(),
+                    validators: fetched.validators.clone(),
                     updated: index.updated.clone(),
                     kind: "index",
                     content_id: None,
@@ -371,6 +394,7 @@ async fn fetch_metadata(
                         meta.docs.push(FetchedDoc {
                             path: p.clone(),
                             url: child.url.clone(),
+                            validators: child.validators.clone(),
                             updated: None,
                             kind: "other",
                             content_id: Some(entry.content_id.clone()),

@@ -18,12 +18,22 @@ use super::error::{Error, Result};
 use super::location::{Source, redact};
 use super::options::FetchOptions;
 use super::rate::RateLimiter;
-use super::{Downloaded, Expect, Fetched, Location, Progress, download, local};
+use super::{
+    DocumentCache, Downloaded, Expect, Fetched, Location, Progress, Validators, download, local,
+};
 
 /// Fetches documents and items; cheap to clone (shares client, rate limit and counters).
 #[derive(Debug, Clone)]
 pub struct Fetcher {
     inner: Arc<Inner>,
+    cache: Option<Arc<dyn DocumentCache>>,
+}
+
+/// A document body and how it came.
+struct Body {
+    bytes: Vec<u8>,
+    validators: Option<Validators>,
+    not_modified: bool,
 }
 
 #[derive(Debug)]
@@ -77,7 +87,14 @@ impl Fetcher {
                 counters: Counters::default(),
                 options,
             }),
+            cache: None,
         })
+    }
+
+    /// Make document requests conditional on what `cache` holds.
+    pub fn with_document_cache(mut self, cache: Arc<dyn DocumentCache>) -> Self {
+        self.cache = Some(cache);
+        self
     }
 
     pub fn options(&self) -> &FetchOptions {
@@ -109,7 +126,7 @@ impl Fetcher {
         if !loc.base.is_empty() && !loc.base.ends_with('/') {
             let url = super::location::join(&loc.base, rel)?;
             match self.document_at(&url, progress).await {
-                Ok(bytes) => return Ok(fetched(bytes, &url)),
+                Ok(body) => return Ok(fetched(body, &url)),
                 Err(e) if e.is_not_found() || matches!(e, Error::Status { .. }) => {
                     tried.push(redact(&url));
                     loc.base.push('/');
@@ -119,7 +136,7 @@ impl Fetcher {
         }
         for url in loc.urls(rel)? {
             match self.document_at(&url, progress).await {
-                Ok(bytes) => return Ok(fetched(bytes, &url)),
+                Ok(body) => return Ok(fetched(body, &url)),
                 Err(e) if e.is_not_found() => tried.push(redact(&url)),
                 Err(e) => return Err(e),
             }
@@ -166,19 +183,26 @@ impl Fetcher {
         Err(Error::NotFound { urls: tried })
     }
 
-    async fn document_at(&self, url: &str, progress: &dyn Progress) -> Result<Vec<u8>> {
+    async fn document_at(&self, url: &str, progress: &dyn Progress) -> Result<Body> {
         let limit = self.inner.options.max_document_size;
         match Source::of(url)? {
             Source::Local(path) => {
                 let bytes = local::read_document(&path, url, limit).await?;
                 self.count_bytes(bytes.len() as u64);
-                Ok(bytes)
+                Ok(Body {
+                    bytes,
+                    validators: None,
+                    not_modified: false,
+                })
             }
             Source::Http => {
                 let mut failures = 0;
+                let mut conditional = self.cache.as_ref().and_then(|c| c.validators(&redact(url)));
                 loop {
-                    match self.document_http(url, limit).await {
-                        Ok(bytes) => return Ok(bytes),
+                    match self.document_http(url, limit, conditional.as_ref()).await {
+                        Ok(Some(body)) => return Ok(body),
+                        // a 304 whose stored bytes are gone: ask again without validators
+                        Ok(None) => conditional = None,
                         Err(e) => {
                             let delay = self.retry_or_fail(url, &mut failures, e, progress)?;
                             tokio::time::sleep(delay).await;
@@ -189,12 +213,29 @@ impl Fetcher {
         }
     }
 
-    async fn document_http(&self, url: &str, limit: u64) -> Result<Vec<u8>> {
-        let (mut resp, mut pace) = self.send(url, 0).await?;
+    /// One request for a document; `Ok(None)` is a `304` whose stored bytes are unavailable.
+    async fn document_http(
+        &self,
+        url: &str,
+        limit: u64,
+        conditional: Option<&Validators>,
+    ) -> Result<Option<Body>> {
+        let (mut resp, mut pace) = self.send(url, 0, conditional).await?;
         let status = resp.status().as_u16();
+        if status == 304
+            && let Some(sent) = conditional
+        {
+            let stored = self.cache.as_ref().and_then(|c| c.body(&redact(url)));
+            return Ok(stored.map(|bytes| Body {
+                bytes,
+                validators: Some(sent.clone()),
+                not_modified: true,
+            }));
+        }
         if !(200..300).contains(&status) || status == 206 {
             return Err(status_error(url, status));
         }
+        let validators = validators_of(resp.headers());
         let length = resp.content_length();
         if length.is_some_and(|n| n > limit) {
             return Err(Error::TooLarge {
@@ -223,18 +264,34 @@ impl Fetcher {
                 expected,
             });
         }
-        Ok(bytes)
+        Ok(Some(Body {
+            bytes,
+            validators,
+            not_modified: false,
+        }))
     }
 
     /// Send a GET, with `Range: bytes=<from>-` when `from > 0`. Waiting for the response head
     /// is bounded by connect plus stall timeout, and by the request deadline. The [`Pace`] that
     /// comes with the response watches the rest of the request.
-    pub(super) async fn send(&self, url: &str, from: u64) -> Result<(reqwest::Response, Pace)> {
+    pub(super) async fn send(
+        &self,
+        url: &str,
+        from: u64,
+        conditional: Option<&Validators>,
+    ) -> Result<(reqwest::Response, Pace)> {
         self.inner.counters.requests.fetch_add(1, Ordering::Relaxed);
         let pace = Pace::new(&self.inner.options);
         let mut request = self.inner.client.get(url);
         if from > 0 {
             request = request.header(reqwest::header::RANGE, format!("bytes={from}-"));
+        }
+        if let Some(v) = conditional {
+            if let Some(etag) = &v.etag {
+                request = request.header(reqwest::header::IF_NONE_MATCH, etag.as_str());
+            } else if let Some(lm) = &v.last_modified {
+                request = request.header(reqwest::header::IF_MODIFIED_SINCE, lm.as_str());
+            }
         }
         let o = &self.inner.options;
         let head = o.connect_timeout.saturating_add(o.stall_timeout);
@@ -359,11 +416,43 @@ impl Fetcher {
     }
 }
 
-fn fetched(bytes: Vec<u8>, url: &str) -> Fetched {
+fn fetched(body: Body, url: &str) -> Fetched {
     Fetched {
-        bytes,
+        bytes: body.bytes,
         url: redact(url),
+        validators: body.validators,
+        not_modified: body.not_modified,
     }
+}
+
+/// How much older than the response's `Date` a `Last-Modified` must be to serve as a validator.
+const LAST_MODIFIED_MIN_AGE: Duration = Duration::from_secs(60);
+
+/// The usable validators of a `200` (see [`Validators`]): the `ETag`, and `Last-Modified` only
+/// when the response has a `Date` at least 60 s later.
+fn validators_of(h: &reqwest::header::HeaderMap) -> Option<Validators> {
+    let text = |name| {
+        h.get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    let etag = text(reqwest::header::ETAG);
+    let last_modified = text(reqwest::header::LAST_MODIFIED).filter(|lm| {
+        let date = text(reqwest::header::DATE).and_then(|d| httpdate::parse_http_date(&d).ok());
+        let modified = httpdate::parse_http_date(lm).ok();
+        match (date, modified) {
+            (Some(d), Some(m)) => d
+                .duration_since(m)
+                .is_ok_and(|age| age >= LAST_MODIFIED_MIN_AGE),
+            _ => false,
+        }
+    });
+    (etag.is_some() || last_modified.is_some()).then_some(Validators {
+        etag,
+        last_modified,
+    })
 }
 
 /// 404 is "not found" (next mirror), anything else a status error.

@@ -104,7 +104,7 @@ async fn transfer(
     progress: &dyn Progress,
 ) -> Result<Step> {
     let from = part.len;
-    let (mut resp, mut pace) = f.send(url, from).await?;
+    let (mut resp, mut pace) = f.send(url, from, None).await?;
     let status = resp.status().as_u16();
     match status {
         206 if from == 0 => {

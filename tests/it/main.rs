@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod common;
+mod conditional;
 mod downgrade;
 mod faults;
 mod gc;
