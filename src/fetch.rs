@@ -10,7 +10,8 @@
 //!
 //! Layout: `options` (knobs, `--limit-rate` parsing), `location` (source, mirrors, start
 //! document rules of spec §2.1), `client` ([`Fetcher`], requests, retries, documents),
-//! `download` (items streamed into a partial file, resume), `local` (`file://` and paths),
+//! `download` (items streamed into a partial file, resume), `segmented` (large items as parallel
+//! `Range` segments, one read-back hash pass), `local` (`file://` and paths),
 //! `rate` (token bucket), `error`.
 //!
 //! The library never prints: everything a user may want to see goes through [`Progress`].
@@ -24,6 +25,7 @@ mod local;
 mod location;
 mod options;
 mod rate;
+mod segmented;
 #[cfg(test)]
 mod tests;
 

@@ -299,6 +299,9 @@ pub struct SyncArgs {
     /// Longest time one request may take, in seconds (a slower one is retried); 0: no limit.
     #[arg(long, default_value_t = 0, value_name = "SECONDS")]
     pub request_timeout: u64,
+    /// Items of at least SIZE (e.g. `32M`) are fetched as parallel Range segments; `0`: never.
+    #[arg(long, default_value = "32M", value_name = "SIZE")]
+    pub segment_min: String,
     /// Accept metadata whose `updated` date is older than the source's last snapshot (a
     /// replay of an older generation is refused otherwise).
     #[arg(long)]

@@ -280,11 +280,42 @@ impl Fetcher {
         from: u64,
         conditional: Option<&Validators>,
     ) -> Result<(reqwest::Response, Pace)> {
+        let range = (from > 0).then(|| format!("bytes={from}-"));
+        self.send_with(url, range, conditional).await
+    }
+
+    /// Send a GET for the bytes `from..=to` (`to` `None`: to the end).
+    pub(super) async fn send_range(
+        &self,
+        url: &str,
+        from: u64,
+        to: Option<u64>,
+    ) -> Result<(reqwest::Response, Pace)> {
+        let range = match to {
+            Some(to) => format!("bytes={from}-{to}"),
+            None => format!("bytes={from}-"),
+        };
+        self.send_with(url, Some(range), None).await
+    }
+
+    /// Up to `n` more download permits, only those free right now (segments of one download).
+    pub(super) fn extra_permits(&self, n: usize) -> Vec<tokio::sync::SemaphorePermit<'_>> {
+        (0..n)
+            .map_while(|_| self.inner.jobs.try_acquire().ok())
+            .collect()
+    }
+
+    async fn send_with(
+        &self,
+        url: &str,
+        range: Option<String>,
+        conditional: Option<&Validators>,
+    ) -> Result<(reqwest::Response, Pace)> {
         self.inner.counters.requests.fetch_add(1, Ordering::Relaxed);
         let pace = Pace::new(&self.inner.options);
         let mut request = self.inner.client.get(url);
-        if from > 0 {
-            request = request.header(reqwest::header::RANGE, format!("bytes={from}-"));
+        if let Some(range) = range {
+            request = request.header(reqwest::header::RANGE, range);
         }
         if let Some(v) = conditional {
             if let Some(etag) = &v.etag {

@@ -31,6 +31,19 @@ pub(super) async fn http(
 ) -> Result<Downloaded> {
     let mut part = Partial::open(partial, &algos(expect), expect.size).await?;
 
+    // A large item starting from nothing: in parallel segments, if connections are free and the
+    // server does ranges (nothing is written before it said so).
+    let o = f.options();
+    if part.len == 0
+        && o.segment_min > 0
+        && let Some(size) = expect.size
+        && size >= o.segment_min
+        && let Some(done) =
+            super::segmented::download(f, url, partial, expect, size, progress).await?
+    {
+        return Ok(done);
+    }
+
     // A previous run may have left the whole file: verify it instead of fetching it again.
     if let Some(size) = expect.size
         && size > 0
@@ -185,13 +198,13 @@ async fn transfer(
 
 /// `bytes <start>-<end>/<total|*>`
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct ContentRange {
-    start: u64,
-    end: u64,
-    total: Option<u64>,
+pub(super) struct ContentRange {
+    pub(super) start: u64,
+    pub(super) end: u64,
+    pub(super) total: Option<u64>,
 }
 
-fn parse_content_range(value: &str) -> Option<ContentRange> {
+pub(super) fn parse_content_range(value: &str) -> Option<ContentRange> {
     let rest = value.trim().strip_prefix("bytes ")?;
     let (range, total) = rest.split_once('/')?;
     let (start, end) = range.split_once('-')?;

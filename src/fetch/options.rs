@@ -31,6 +31,10 @@ pub struct FetchOptions {
     pub speed_time: Duration,
     /// Longest time one request may take, head to last byte; `None`: no limit.
     pub request_timeout: Option<Duration>,
+    /// Items of at least this many bytes are fetched as parallel `Range` segments (0: never).
+    pub segment_min: u64,
+    /// Most segments (connections, taken from the free `jobs` permits) for one item.
+    pub segments: usize,
     /// Bytes per second over all concurrent transfers of the [`Fetcher`](super::Fetcher).
     pub limit_rate: Option<u64>,
     pub user_agent: String,
@@ -52,6 +56,8 @@ impl Default for FetchOptions {
             speed_limit: 1024,
             speed_time: Duration::from_secs(20),
             request_timeout: None,
+            segment_min: 32 * 1024 * 1024,
+            segments: 4,
             limit_rate: None,
             user_agent: concat!("streamvault/", env!("CARGO_PKG_VERSION")).to_owned(),
             max_document_size: 256 * 1024 * 1024,

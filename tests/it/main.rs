@@ -11,6 +11,7 @@ mod kill;
 mod mirror;
 mod publish;
 mod real;
+mod segmented;
 mod select;
 mod shared_partial;
 mod sync;
