@@ -187,6 +187,25 @@ both adopt-python "$K" -v --max=4 --keep "$URL" @OUT@ 'arch=amd64' 'release=jamm
 ln -sfn gen1 "$www/stable"
 compare adopt-python tree
 
+# an older generation (validly signed) replayed after a newer one: python goes back to it;
+# streamvault refuses with one line naming both `updated` dates unless --allow-downgrade
+ln -sfn gen2 "$www/stable"
+both downgrade "$K" "$URL" @OUT@ 'release=noble'
+ln -sfn gen1 "$www/stable"
+both downgrade "$K" "$URL" @OUT@ 'release=noble'
+compare downgrade tree "older metadata than the last run is refused unless --allow-downgrade (python goes back)"
+run sv downgrade-allowed "$K" "$URL" @OUT@ 'release=noble'
+ln -sfn gen2 "$www/stable"
+run sv downgrade-allowed "$K" "$URL" @OUT@ 'release=noble'
+ln -sfn gen1 "$www/stable"
+run sv downgrade-allowed "$K" --allow-downgrade "$URL" @OUT@ 'release=noble'
+if [ "$(cat "$W/sv/downgrade-allowed.rc")" = 0 ] \
+    && diff -q <(tree_of "$W/sv/downgrade-allowed") <(tree_of "$W/py/downgrade") >/dev/null; then
+    report downgrade-allowed "same (streamvault --allow-downgrade goes back like python)"
+else
+    report downgrade-allowed "differs: --allow-downgrade did not go back to the older generation"
+fi
+
 both mirror-fallback "$K" --mirror "${base}gen1/" "${base}metaonly/" @OUT@ 'release=noble'
 compare mirror-fallback tree
 

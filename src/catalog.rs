@@ -19,6 +19,8 @@ use crate::error::{Error, Result};
 
 mod ops;
 pub use ops::{AutoPublish, Run, join_credentials, split_credentials, strip_credentials};
+mod validators;
+pub use validators::StoredValidators;
 
 /// Migrations, in order; the position + 1 is the schema version they bring the catalogue to.
 const MIGRATIONS: &[&str] = &[
@@ -27,6 +29,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../schema/0003_grace.sql"),
     include_str!("../schema/0004_ops.sql"),
     include_str!("../schema/0005_tree_documents.sql"),
+    include_str!("../schema/0006_validators.sql"),
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -312,10 +312,16 @@ fn sync_cmd(root: &Path, a: SyncArgs, verbose: u8) -> Result<ExitCode> {
             retries: a.retries,
             stall_timeout: std::time::Duration::from_secs(a.stall_timeout.max(1)),
             limit_rate,
+            speed_limit: fetch::parse_speed_limit(&a.speed_limit)?,
+            segment_min: fetch::parse_speed_limit(&a.segment_min)?,
+            speed_time: std::time::Duration::from_secs(a.speed_time),
+            request_timeout: (a.request_timeout > 0)
+                .then(|| std::time::Duration::from_secs(a.request_timeout)),
             ..FetchOptions::default()
         },
         dry_run: a.dry_run,
         wait: a.wait,
+        allow_downgrade: a.allow_downgrade,
         ..SyncOptions::default()
     };
     let rt = runtime()?;

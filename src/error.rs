@@ -95,6 +95,13 @@ pub enum Error {
     #[error("index `{url}` nests indexes too deeply or in a cycle")]
     IndexLoop { url: String },
 
+    #[error("`{url}` is older than the last snapshot: updated `{new}`, last snapshot `{old}`")]
+    Downgrade {
+        url: String,
+        new: String,
+        old: String,
+    },
+
     #[error(
         "item `{item}` has no usable {what} (every item with a path needs a size and an md5, sha256 or sha512)"
     )]
@@ -298,6 +305,9 @@ impl Error {
             ),
             Error::UnknownSetting(_) | Error::BadSetting { .. } => Some(
                 "`streamvault config get` lists the settings; e.g. `config set grace 6h`, `keep-last 3`, `auto-gc off`, `reserve 512M`".into(),
+            ),
+            Error::Downgrade { .. } => Some(
+                "a replay of older metadata? pass `--allow-downgrade` to accept it".into(),
             ),
             Error::NoStore(_) => {
                 Some("pass `--root DIR` or set `STREAMVAULT_ROOT` to the store's root".into())

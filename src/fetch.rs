@@ -1,6 +1,7 @@
 //! Fetching: metadata documents and item files from an upstream SimpleStreams mirror over
 //! http(s), `file://` or a plain local directory, with `--mirror` fallbacks on 404, retries with
-//! back-off, resumable downloads and a shared rate limit.
+//! back-off, resumable downloads, a shared rate limit, a low-speed limit and request deadline, and
+//! conditional requests for metadata documents ([`DocumentCache`]).
 //!
 //! Protects invariant 6: a checksum or size that does not match, a 200 or a foreign range to a
 //! `Range` request, a short body and a body longer than announced are errors or restarts, never
@@ -9,7 +10,8 @@
 //!
 //! Layout: `options` (knobs, `--limit-rate` parsing), `location` (source, mirrors, start
 //! document rules of spec §2.1), `client` ([`Fetcher`], requests, retries, documents),
-//! `download` (items streamed into a partial file, resume), `local` (`file://` and paths),
+//! `download` (items streamed into a partial file, resume), `segmented` (large items as parallel
+//! `Range` segments, one read-back hash pass), `local` (`file://` and paths),
 //! `rate` (token bucket), `error`.
 //!
 //! The library never prints: everything a user may want to see goes through [`Progress`].
@@ -23,6 +25,7 @@ mod local;
 mod location;
 mod options;
 mod rate;
+mod segmented;
 #[cfg(test)]
 mod tests;
 
@@ -31,7 +34,7 @@ use crate::checksum::{Checksums, Digests};
 pub use client::{Fetcher, Stats};
 pub use error::{Error, Result};
 pub use location::{Location, redact, split_start};
-pub use options::{FetchOptions, parse_rate};
+pub use options::{FetchOptions, parse_rate, parse_speed_limit};
 
 /// What the metadata says about an item: checked after the body, before [`Fetcher::download`]
 /// returns.
@@ -49,6 +52,29 @@ pub struct Fetched {
     pub bytes: Vec<u8>,
     /// The URL that answered (a password in it is replaced by `***`).
     pub url: String,
+    /// Validators to send next time (see [`DocumentCache`]), if the server gave usable ones.
+    pub validators: Option<Validators>,
+    /// The server answered `304 Not Modified`: `bytes` are the stored document.
+    pub not_modified: bool,
+}
+
+/// HTTP validators of a document: an `ETag`, and a `Last-Modified` only when it was at least
+/// 60 s older than the response's `Date` (a date within the same second as a rewrite is a weak
+/// validator, RFC 9110 §8.8.2.2: two generations written in one second would look the same).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Validators {
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+}
+
+/// Documents kept from earlier runs, for conditional requests: [`Fetcher::get_document`] sends
+/// `If-None-Match`/`If-Modified-Since` for a URL that has validators here, and on `304` takes the
+/// stored bytes instead (they go through the same signature check and parser as fresh ones).
+pub trait DocumentCache: Send + Sync + std::fmt::Debug {
+    /// Validators for `url` (password redacted), only if [`Self::body`] can produce its bytes.
+    fn validators(&self, url: &str) -> Option<Validators>;
+    /// The stored bytes of `url` (password redacted); `None` makes the request unconditional.
+    fn body(&self, url: &str) -> Option<Vec<u8>>;
 }
 
 /// An item that is complete in its partial file and matches its [`Expect`].

@@ -158,6 +158,16 @@ pub fn sync_options(a: &MirrorArgs) -> SyncOptions {
     if let Some(j) = a.jobs {
         o.fetch.jobs = j;
     }
+    if let Some(n) = a.speed_limit {
+        o.fetch.speed_limit = n;
+    }
+    if let Some(t) = a.speed_time {
+        o.fetch.speed_time = std::time::Duration::from_secs(t);
+    }
+    if let Some(t) = a.request_timeout {
+        o.fetch.request_timeout = (t > 0).then(|| std::time::Duration::from_secs(t));
+    }
+    o.allow_downgrade = a.allow_downgrade;
     o
 }
 

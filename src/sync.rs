@@ -3,12 +3,22 @@
 //!
 //! Order of writes (restic's "packs, then index, then snapshot"):
 //! 1. each blob: downloaded into `partial/`, verified (size + strongest upstream checksum),
-//!    fsync, rename into `blobs/`, fsync dir, then its row (invariant 1);
+//!    fsync, rename into `blobs/`, fsync dir, then its row (invariant 1). A partial file has one
+//!    writer from its first byte to its rename ([`PartialLock`]): a concurrent sync of another
+//!    source sharing the content writes `NAME.1`, `NAME.2`, … instead, so the bytes renamed are
+//!    exactly the bytes hashed;
 //! 2. the metadata documents as blobs, the same way;
 //! 3. the snapshot, its documents and items in one transaction (invariant 2).
 //!
+//! Metadata requests are conditional (`If-None-Match`, or `If-Modified-Since` for a
+//! `Last-Modified` at least 60 s older than its response's `Date`) on the validators stored with
+//! each document URL ([`conditional`]); a `304` reuses the stored document, verified again.
+//!
 //! A failed or killed run leaves finished blobs (reused next time) and resumable files in
 //! `partial/`, never a snapshot.
+
+mod conditional;
+mod downgrade;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -17,7 +27,7 @@ use std::time::Instant;
 
 use crate::catalog::{Document, Item, NewSnapshot, Snapshot, Source};
 use crate::checksum::{self, Algo, Checksums};
-use crate::error::{Error, Result};
+use crate::error::{Error, IoResultExt, Result};
 use crate::fetch::{self, Expect, FetchOptions, Fetcher, Location, Progress};
 use crate::openpgp::{self, Keyring};
 use crate::streams::{self, Filters};
@@ -39,6 +49,8 @@ pub struct SyncOptions {
     /// Accept items without a size or checksum (`--no-checksumming-reader`): the strongest
     /// checksum present is still checked.
     pub allow_unchecked_items: bool,
+    /// Accept metadata whose `updated` instant is older than the previous snapshot's.
+    pub allow_downgrade: bool,
 }
 
 /// What a sync did.
@@ -120,6 +132,11 @@ impl SyncEvents for Quiet {}
 /// A metadata document as fetched in this run.
 struct FetchedDoc {
     path: String,
+    /// The URL that answered (redacted) and the document's top-level `updated`.
+    url: String,
+    updated: Option<String>,
+    /// For the next run's conditional request of this URL.
+    validators: Option<fetch::Validators>,
     kind: &'static str,
     content_id: Option<String>,
     raw: Vec<u8>,
@@ -165,7 +182,8 @@ pub async fn sync(
         _ => None,
     };
 
-    let fetcher = Fetcher::new(opts.fetch.clone())?;
+    let fetcher = Fetcher::new(opts.fetch.clone())?
+        .with_document_cache(Arc::new(conditional::StoredDocs::load(vault)));
     let (base, start_path) = fetch::split_start(&source.fetch_url(), source.path.as_deref());
     let mut loc = Location::new(base).with_mirrors(source.fetch_mirrors());
 
@@ -180,6 +198,20 @@ pub async fn sync(
     .await?;
 
     let prev = vault.catalog.latest_snapshot(&source.name)?;
+    if let Some(p) = &prev
+        && !opts.allow_downgrade
+    {
+        let docs: Vec<downgrade::NewDoc<'_>> = meta
+            .docs
+            .iter()
+            .map(|d| downgrade::NewDoc {
+                path: &d.path,
+                url: &d.url,
+                updated: d.updated.as_deref(),
+            })
+            .collect();
+        downgrade::check(vault, p, &docs)?;
+    }
     let (mut items, changes) = select_items(vault, source, opts, &filters, &meta, prev.as_ref())?;
     let plan = if opts.no_item_download {
         Plan::default()
@@ -234,9 +266,19 @@ pub async fn sync(
 
     // Metadata documents become blobs (small; whole in memory is fine).
     let mut documents = Vec::with_capacity(meta.docs.len());
+    let mut validators = Vec::new();
     for (ord, d) in meta.docs.iter().enumerate() {
         let digests = vault.blobs.put_bytes(&d.raw)?;
         vault.catalog.insert_blob(&digests)?;
+        if let Some(v) = &d.validators {
+            validators.push((
+                d.url.clone(),
+                crate::catalog::StoredValidators {
+                    validators: v.clone(),
+                    blob: digests.blake3.clone(),
+                },
+            ));
+        }
         documents.push(Document {
             ord: ord as i64,
             path: d.path.clone(),
@@ -245,6 +287,9 @@ pub async fn sync(
             blob: digests.blake3,
         });
     }
+
+    // The documents are verified, parsed and durable blobs: the next run may ask conditionally.
+    vault.catalog.save_document_validators(&validators)?;
 
     let digest = snapshot_digest(&documents, &items);
     let stats = fetcher.stats();
@@ -311,6 +356,13 @@ async fn fetch_metadata(
             streams::Document::Products(p) => {
                 meta.docs.push(FetchedDoc {
                     path,
+                    url: fetched.url.clone(),
+                    validators: fetched.validators.clone(),
+                    updated: p
+                        .top()
+                        .get("updated")
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string),
                     kind: "products",
                     content_id: Some(p.content_id().to_string()),
                     raw: fetched.bytes,
@@ -320,6 +372,9 @@ async fn fetch_metadata(
             streams::Document::Index(index) => {
                 meta.docs.push(FetchedDoc {
                     path,
+                    url: fetched.url.clone(),
+                    validators: fetched.validators.clone(),
+                    updated: index.updated.clone(),
                     kind: "index",
                     content_id: None,
                     raw: fetched.bytes,
@@ -342,6 +397,9 @@ async fn fetch_metadata(
                         // Listed but not a format we follow: copied verbatim (spec §1.2).
                         meta.docs.push(FetchedDoc {
                             path: p.clone(),
+                            url: child.url.clone(),
+                            validators: child.validators.clone(),
+                            updated: None,
                             kind: "other",
                             content_id: Some(entry.content_id.clone()),
                             raw: child.bytes,
@@ -672,6 +730,92 @@ fn partial_name(job: &FetchJob) -> String {
     }
 }
 
+/// How many names (`NAME`, `NAME.1`, …) a partial file may take while other processes hold
+/// the first ones; after that a writer waits for `NAME`.
+const PARTIAL_NAMES: usize = 16;
+
+/// The exclusive right to write one partial file: an `flock` on `<partial>.lock`, held from
+/// before the first byte is written until the file is renamed into `blobs/` or given up.
+///
+/// The lock file, not the partial itself, is locked, because the partial is removed, recreated
+/// and renamed while it is written. Releasing unlinks the lock file while still holding it; a
+/// waiter that then gets the lock on the unlinked file sees that the name now points elsewhere
+/// (or nowhere) and tries again, so two writers can never both believe they own a name.
+struct PartialLock {
+    partial: PathBuf,
+    lock_path: PathBuf,
+    file: std::fs::File,
+}
+
+impl PartialLock {
+    /// Lock `dir/name`, or the first of `dir/name.1`, `dir/name.2`, … that no other process
+    /// holds; when all are held, wait for `dir/name`. Never fails because of another writer.
+    fn acquire(dir: &Path, name: &str) -> Result<PartialLock> {
+        for n in 0..PARTIAL_NAMES {
+            let partial = match n {
+                0 => dir.join(name),
+                n => dir.join(format!("{name}.{n}")),
+            };
+            if let Some(lock) = Self::lock(partial, false)? {
+                return Ok(lock);
+            }
+        }
+        loop {
+            if let Some(lock) = Self::lock(dir.join(name), true)? {
+                return Ok(lock);
+            }
+        }
+    }
+
+    /// Lock `<partial>.lock` (waiting for it when `wait`); `None` when another process holds
+    /// it (without `wait`) or it was released and unlinked while this one waited.
+    fn lock(partial: PathBuf, wait: bool) -> Result<Option<PartialLock>> {
+        use std::os::unix::fs::MetadataExt;
+        let mut lock_path = partial.clone().into_os_string();
+        lock_path.push(".lock");
+        let lock_path = PathBuf::from(lock_path);
+        loop {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&lock_path)
+                .with_path("open", &lock_path)?;
+            let locked = if wait {
+                file.lock().map(|()| true)
+            } else {
+                match file.try_lock() {
+                    Ok(()) => Ok(true),
+                    Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+                    Err(std::fs::TryLockError::Error(e)) => Err(e),
+                }
+            };
+            if !locked.with_path("lock", &lock_path)? {
+                return Ok(None);
+            }
+            let held = file.metadata().with_path("stat", &lock_path)?;
+            match std::fs::metadata(&lock_path) {
+                Ok(now) if now.dev() == held.dev() && now.ino() == held.ino() => {
+                    return Ok(Some(PartialLock {
+                        partial,
+                        lock_path,
+                        file,
+                    }));
+                }
+                // released (unlinked) by its previous holder after this open: open it again
+                _ => continue,
+            }
+        }
+    }
+
+    /// Give the name up: unlink the lock file while still holding it, then unlock.
+    fn release(self) {
+        let _ = std::fs::remove_file(&self.lock_path);
+        drop(self.file);
+    }
+}
+
 async fn download_all(
     vault: &mut Vault,
     fetcher: &Fetcher,
@@ -688,7 +832,8 @@ async fn download_all(
     let mut set = tokio::task::JoinSet::new();
     let partial_dir = vault.layout.partial();
     for (j, job) in plan.fetch.iter().enumerate() {
-        let partial: PathBuf = partial_dir.join(partial_name(job));
+        let name = partial_name(job);
+        let partial_dir = partial_dir.clone();
         let fetcher = fetcher.clone();
         let loc = loc.clone();
         let rel = job.path.clone();
@@ -700,6 +845,18 @@ async fn download_all(
         let blobs = vault.blobs.clone();
         set.spawn(async move {
             let progress: &dyn Progress = &*events;
+            // One writer per partial file, from its first byte until it is placed (or dropped):
+            // another sync sharing this content writes under another name.
+            let lock = match tokio::task::spawn_blocking(move || {
+                PartialLock::acquire(&partial_dir, &name)
+            })
+            .await
+            {
+                Ok(Ok(lock)) => lock,
+                Ok(Err(e)) => return (j, Err(e)),
+                Err(_) => return (j, Err(Error::Interrupted)),
+            };
+            let partial = lock.partial.clone();
             let res = fetcher
                 .download(&loc, &rel, &partial, &expect, progress)
                 .await;
@@ -709,12 +866,17 @@ async fn download_all(
                 Ok(d) => {
                     let digests = d.digests.clone();
                     tokio::task::spawn_blocking(move || {
-                        blobs.place(&partial, &digests).map(|dest| (d, dest))
+                        let placed = blobs.place(&partial, &digests).map(|dest| (d, dest));
+                        lock.release();
+                        placed
                     })
                     .await
                     .unwrap_or_else(|_| Err(Error::Interrupted))
                 }
-                Err(e) => Err(Error::from(e)),
+                Err(e) => {
+                    lock.release();
+                    Err(Error::from(e))
+                }
             };
             (j, placed)
         });
@@ -836,4 +998,25 @@ pub fn snapshot_digest(documents: &[Document], items: &[Item]) -> String {
         h.update(b"\n");
     }
     h.finalize().to_hex().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_partial_name_goes_to_the_next_writer_under_another_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = PartialLock::acquire(dir.path(), "sha256-ab-1").unwrap();
+        assert_eq!(first.partial, dir.path().join("sha256-ab-1"));
+        // flock conflicts between two opens even within one process
+        let second = PartialLock::acquire(dir.path(), "sha256-ab-1").unwrap();
+        assert_eq!(second.partial, dir.path().join("sha256-ab-1.1"));
+        first.release();
+        assert!(!dir.path().join("sha256-ab-1.lock").exists());
+        let third = PartialLock::acquire(dir.path(), "sha256-ab-1").unwrap();
+        assert_eq!(third.partial, dir.path().join("sha256-ab-1"));
+        third.release();
+        second.release();
+    }
 }

@@ -355,6 +355,23 @@ pub struct SyncArgs {
     /// Retries per request (connect errors, timeouts, 5xx, short bodies).
     #[arg(long, default_value_t = 5)]
     pub retries: u32,
+    /// A request slower than RATE (bytes per second, e.g. `1k`) for `--speed-time` is retried;
+    /// `0` turns the check off.
+    #[arg(long, default_value = "1k", value_name = "RATE")]
+    pub speed_limit: String,
+    /// Seconds over which `--speed-limit` is measured.
+    #[arg(long, default_value_t = 20, value_name = "SECONDS")]
+    pub speed_time: u64,
+    /// Longest time one request may take, in seconds (a slower one is retried); 0: no limit.
+    #[arg(long, default_value_t = 0, value_name = "SECONDS")]
+    pub request_timeout: u64,
+    /// Items of at least SIZE (e.g. `32M`) are fetched as parallel Range segments; `0`: never.
+    #[arg(long, default_value = "32M", value_name = "SIZE")]
+    pub segment_min: String,
+    /// Accept metadata whose `updated` date is older than the source's last snapshot (a
+    /// replay of an older generation is refused otherwise).
+    #[arg(long)]
+    pub allow_downgrade: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,

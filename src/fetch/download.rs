@@ -31,6 +31,19 @@ pub(super) async fn http(
 ) -> Result<Downloaded> {
     let mut part = Partial::open(partial, &algos(expect), expect.size).await?;
 
+    // A large item starting from nothing: in parallel segments, if connections are free and the
+    // server does ranges (nothing is written before it said so).
+    let o = f.options();
+    if part.len == 0
+        && o.segment_min > 0
+        && let Some(size) = expect.size
+        && size >= o.segment_min
+        && let Some(done) =
+            super::segmented::download(f, url, partial, expect, size, progress).await?
+    {
+        return Ok(done);
+    }
+
     // A previous run may have left the whole file: verify it instead of fetching it again.
     if let Some(size) = expect.size
         && size > 0
@@ -104,7 +117,7 @@ async fn transfer(
     progress: &dyn Progress,
 ) -> Result<Step> {
     let from = part.len;
-    let mut resp = f.send(url, from).await?;
+    let (mut resp, mut pace) = f.send(url, from, None).await?;
     let status = resp.status().as_u16();
     match status {
         206 if from == 0 => {
@@ -151,7 +164,7 @@ async fn transfer(
             expected: size,
         });
     }
-    while let Some(chunk) = f.next_chunk(&mut resp, url).await? {
+    while let Some(chunk) = f.next_chunk(&mut resp, url, &mut pace).await? {
         let n = chunk.len() as u64;
         if let Some(size) = expect.size
             && part.len.saturating_add(n) > size
@@ -161,7 +174,7 @@ async fn transfer(
                 expected: size,
             });
         }
-        f.throttle(n).await;
+        f.throttle_paced(n, &mut pace).await;
         part.write(&chunk).await?;
         progress.bytes(n);
     }
@@ -185,13 +198,13 @@ async fn transfer(
 
 /// `bytes <start>-<end>/<total|*>`
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct ContentRange {
-    start: u64,
-    end: u64,
-    total: Option<u64>,
+pub(super) struct ContentRange {
+    pub(super) start: u64,
+    pub(super) end: u64,
+    pub(super) total: Option<u64>,
 }
 
-fn parse_content_range(value: &str) -> Option<ContentRange> {
+pub(super) fn parse_content_range(value: &str) -> Option<ContentRange> {
     let rest = value.trim().strip_prefix("bytes ")?;
     let (range, total) = rest.split_once('/')?;
     let (start, end) = range.split_once('-')?;

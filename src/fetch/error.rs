@@ -31,6 +31,16 @@ pub enum Error {
     /// No byte arrived for `timeout`.
     #[error("`{url}` sent nothing for {} ms", timeout.as_millis())]
     Stall { url: String, timeout: Duration },
+    /// Fewer than `limit` bytes per second for `time` (`--speed-limit`, `--speed-time`).
+    #[error("`{url}` was slower than {limit} bytes/s for {} s", time.as_secs())]
+    TooSlow {
+        url: String,
+        limit: u64,
+        time: Duration,
+    },
+    /// The request did not finish within `--request-timeout`.
+    #[error("`{url}` did not finish within {} s", timeout.as_secs())]
+    Deadline { url: String, timeout: Duration },
     /// The body ended before the announced length.
     #[error("`{url}` ended after {received} of {expected} bytes")]
     ShortBody {
@@ -70,6 +80,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// `base + path` resolves outside the base (`..` or `%2e%2e` in a path from metadata).
+    #[error("`{url}` resolves outside the mirror base `{base}`; refusing to request it")]
+    OutsideBase { url: String, base: String },
     /// The source is neither http(s), `file://` nor a local path.
     #[error("unsupported scheme in `{url}`: use http://, https://, file:// or a local directory")]
     UnsupportedScheme { url: String },
@@ -85,7 +98,8 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether trying the same URL again may succeed (network trouble, stalls, short bodies,
+    /// Whether trying the same URL again may succeed (network trouble, stalls, slow or late
+    /// requests, short bodies,
     /// 408, 429 and 5xx other than 501 and 505). Everything else is fatal for that URL.
     pub fn is_retryable(&self) -> bool {
         match self {
@@ -93,7 +107,10 @@ impl Error {
                 !(source.is_builder() || source.is_redirect() || is_certificate_error(source))
             }
             Error::Status { status, .. } => is_retryable_status(*status),
-            Error::Stall { .. } | Error::ShortBody { .. } => true,
+            Error::Stall { .. }
+            | Error::ShortBody { .. }
+            | Error::TooSlow { .. }
+            | Error::Deadline { .. } => true,
             _ => false,
         }
     }

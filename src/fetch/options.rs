@@ -2,7 +2,9 @@
 //!
 //! Protects invariant 6 indirectly: `max_document_size` bounds what is read into memory before a
 //! signature check, and `stall_timeout` turns a silent connection into a retryable error instead
-//! of a hang (sstream-mirror's known bug, spec §3.8).
+//! of a hang (sstream-mirror's known bug, spec §3.8); `speed_limit`/`speed_time` do the same for
+//! a trickle (1 byte every 2 s never trips a stall timeout) and `request_timeout` bounds any
+//! request.
 
 use std::time::Duration;
 
@@ -23,6 +25,16 @@ pub struct FetchOptions {
     pub connect_timeout: Duration,
     /// No byte for that long (headers or body) is a retryable error.
     pub stall_timeout: Duration,
+    /// A request slower than `speed_limit` bytes per second over `speed_time` is a retryable
+    /// error (curl's `--speed-limit`/`--speed-time`); 0 turns the check off.
+    pub speed_limit: u64,
+    pub speed_time: Duration,
+    /// Longest time one request may take, head to last byte; `None`: no limit.
+    pub request_timeout: Option<Duration>,
+    /// Items of at least this many bytes are fetched as parallel `Range` segments (0: never).
+    pub segment_min: u64,
+    /// Most segments (connections, taken from the free `jobs` permits) for one item.
+    pub segments: usize,
     /// Bytes per second over all concurrent transfers of the [`Fetcher`](super::Fetcher).
     pub limit_rate: Option<u64>,
     pub user_agent: String,
@@ -41,6 +53,11 @@ impl Default for FetchOptions {
             backoff_max: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
             stall_timeout: Duration::from_secs(30),
+            speed_limit: 1024,
+            speed_time: Duration::from_secs(20),
+            request_timeout: None,
+            segment_min: 32 * 1024 * 1024,
+            segments: 4,
             limit_rate: None,
             user_agent: concat!("streamvault/", env!("CARGO_PKG_VERSION")).to_owned(),
             max_document_size: 256 * 1024 * 1024,
@@ -85,6 +102,14 @@ pub fn parse_rate(value: &str) -> Result<u64> {
     Ok(bytes as u64)
 }
 
+/// A `--speed-limit` value: `0` (no check) or a rate as [`parse_rate`].
+pub fn parse_speed_limit(value: &str) -> Result<u64> {
+    if value.trim() == "0" {
+        return Ok(0);
+    }
+    parse_rate(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +123,8 @@ mod tests {
         assert_eq!(parse_rate("1.5m").unwrap(), 1536 * 1024);
         assert_eq!(parse_rate("2G").unwrap(), 2 * 1024 * 1024 * 1024);
         assert_eq!(parse_rate(" 10MB/s ").unwrap(), 10 * 1024 * 1024);
+        assert_eq!(parse_speed_limit("0").unwrap(), 0);
+        assert_eq!(parse_speed_limit("1k").unwrap(), 1024);
         for bad in ["", "k", "0", "-5", "ten", "10X", "1e3", "0.0001"] {
             let e = parse_rate(bad).unwrap_err();
             assert!(matches!(e, Error::InvalidRate { .. }), "{bad}");

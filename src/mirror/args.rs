@@ -27,6 +27,12 @@ pub struct MirrorArgs {
     /// streamvault's own additions: the store root and parallel downloads.
     pub root: Option<PathBuf>,
     pub jobs: Option<usize>,
+    /// `--speed-limit RATE` (`0`: off), `--speed-time SECONDS`, `--request-timeout SECONDS`.
+    pub speed_limit: Option<u64>,
+    pub speed_time: Option<u64>,
+    pub request_timeout: Option<u64>,
+    /// `--allow-downgrade`: accept metadata older than the last snapshot.
+    pub allow_downgrade: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +55,7 @@ impl std::error::Error for UsageError {}
 pub const USAGE: &str = "usage: sstream-mirror [-h] [--keep] [--max MAX] [--path PATH] \
 [--no-item-download] [--dry-run] [--progress] [--mirror MIRRORS] [--verbose] [--log-file LOG_FILE] \
 [--keyring KEYRING] [--no-verify] [--no-checksumming-reader] [--root DIR] [--jobs N] \
+[--speed-limit RATE] [--speed-time SECONDS] [--request-timeout SECONDS] [--allow-downgrade] \
 source_mirror output_d [filters ...]";
 
 pub const HELP: &str = "
@@ -77,6 +84,12 @@ options:
                          accept items without size or checksum
   --root DIR             streamvault store root (default $STREAMVAULT_ROOT or /var/lib/streamvault)
   --jobs N               parallel downloads (default 4)
+  --speed-limit RATE     a request slower than RATE bytes/s (e.g. 1k; 0: off) for
+                         --speed-time seconds is retried (default 1k)
+  --speed-time SECONDS   window of --speed-limit (default 20)
+  --request-timeout SECONDS
+                         longest time one request may take (default: no limit)
+  --allow-downgrade      accept metadata whose `updated` is older than the last run's
 ";
 
 #[derive(Clone, Copy)]
@@ -95,6 +108,10 @@ enum Opt {
     NoChecksummingReader,
     Root,
     Jobs,
+    SpeedLimit,
+    SpeedTime,
+    RequestTimeout,
+    AllowDowngrade,
     Help,
 }
 
@@ -113,6 +130,10 @@ const LONG: &[(&str, Opt)] = &[
     ("--no-checksumming-reader", Opt::NoChecksummingReader),
     ("--root", Opt::Root),
     ("--jobs", Opt::Jobs),
+    ("--speed-limit", Opt::SpeedLimit),
+    ("--speed-time", Opt::SpeedTime),
+    ("--request-timeout", Opt::RequestTimeout),
+    ("--allow-downgrade", Opt::AllowDowngrade),
     ("--help", Opt::Help),
 ];
 
@@ -127,6 +148,9 @@ impl Opt {
                 | Opt::Keyring
                 | Opt::Root
                 | Opt::Jobs
+                | Opt::SpeedLimit
+                | Opt::SpeedTime
+                | Opt::RequestTimeout
         )
     }
     fn name(self) -> &'static str {
@@ -277,9 +301,22 @@ fn apply(a: &mut MirrorArgs, opt: Opt, value: Option<String>) -> Result<bool, Us
                 })?;
             a.jobs = Some(n);
         }
+        Opt::SpeedLimit => {
+            let n = crate::fetch::parse_speed_limit(&v)
+                .map_err(|_| UsageError(format!("argument --speed-limit: invalid rate: '{v}'")))?;
+            a.speed_limit = Some(n);
+        }
+        Opt::SpeedTime => a.speed_time = Some(seconds("--speed-time", &v)?),
+        Opt::RequestTimeout => a.request_timeout = Some(seconds("--request-timeout", &v)?),
+        Opt::AllowDowngrade => a.allow_downgrade = true,
         Opt::Help => return Ok(true),
     }
     Ok(false)
+}
+
+fn seconds(opt: &str, v: &str) -> Result<u64, UsageError> {
+    v.parse::<u64>()
+        .map_err(|_| UsageError(format!("argument {opt}: invalid int value: '{v}'")))
 }
 
 #[cfg(test)]
@@ -344,6 +381,25 @@ mod tests {
         assert_eq!(a.mirrors, ["m1", "m2"]);
         assert_eq!(a.filters, ["--x=y"]);
         assert_eq!(p(&["--max", "-1", "s", "o"]).unwrap().max, Some(-1));
+        let a = p(&[
+            "--speed-limit=2k",
+            "--speed-time",
+            "5",
+            "--request-timeout=60",
+            "--allow-downgrade",
+            "s",
+            "o",
+        ])
+        .unwrap();
+        assert_eq!(a.speed_limit, Some(2048));
+        assert_eq!(a.speed_time, Some(5));
+        assert_eq!(a.request_timeout, Some(60));
+        assert!(a.allow_downgrade);
+        assert_eq!(
+            p(&["--speed-limit", "0", "s", "o"]).unwrap().speed_limit,
+            Some(0)
+        );
+        assert!(p(&["--speed-limit", "x", "s", "o"]).is_err());
     }
 
     #[test]

@@ -5,6 +5,10 @@
 //! `a/..`, `./x`, empty components and backslashes through: here a path must be a non-empty,
 //! relative, `/`-separated list of non-empty components, none of them `.` or `..`, with no NUL
 //! and no backslash anywhere.
+//!
+//! The same rules hold for the percent-decoded form (`%2e%2e` is `..`, `%2f` is `/`): the path
+//! becomes part of a URL, and a URL library normalises `prod/%2e%2e/%2e%2e/secret` to `/secret`.
+//! A path whose decoded form breaks a rule is refused with [`PathReason::Encoded`].
 
 use std::fmt;
 
@@ -25,6 +29,8 @@ pub enum PathReason {
     Nul,
     /// The path contains a backslash (a separator on Windows, an escape to many tools).
     Backslash,
+    /// The percent-decoded path breaks one of the rules above (`%2e%2e`, `%2f`, `%5c`, `%00`).
+    Encoded,
 }
 
 impl fmt::Display for PathReason {
@@ -37,6 +43,9 @@ impl fmt::Display for PathReason {
             PathReason::EmptyComponent => "it has an empty component (`//` or a trailing `/`)",
             PathReason::Nul => "it contains a NUL character",
             PathReason::Backslash => "it contains a backslash",
+            PathReason::Encoded => {
+                "its percent-decoded form is unsafe (`%2e%2e`, `%2f`, `%5c` or `%00` in a URL)"
+            }
         })
     }
 }
@@ -54,7 +63,8 @@ pub struct UnsafePath {
 /// Accept `p` only if it is a safe relative path (see the module documentation).
 ///
 /// The first rule broken, in this order, is the reason reported: NUL, backslash, empty, absolute,
-/// then the components from left to right (`..`, `.`, empty).
+/// then the components from left to right (`..`, `.`, empty); then the same rules on the
+/// percent-decoded form ([`PathReason::Encoded`]).
 pub fn check_path(p: &str) -> Result<(), UnsafePath> {
     let refuse = |reason| {
         Err(UnsafePath {
@@ -62,6 +72,38 @@ pub fn check_path(p: &str) -> Result<(), UnsafePath> {
             reason,
         })
     };
+    if let Some(reason) = raw_reason(p) {
+        return refuse(reason);
+    }
+    if p.contains('%') && raw_reason(&percent_decode(p)).is_some() {
+        return refuse(PathReason::Encoded);
+    }
+    Ok(())
+}
+
+/// `%XX` escapes decoded (bytes, lossily as UTF-8); anything else, bad escapes too, as is.
+fn percent_decode(p: &str) -> String {
+    let bytes = p.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let hex = |j: usize| bytes.get(j).and_then(|c| (*c as char).to_digit(16));
+        match (b, hex(i + 1), hex(i + 2)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn raw_reason(p: &str) -> Option<PathReason> {
+    let refuse = Some;
     if p.contains('\0') {
         return refuse(PathReason::Nul);
     }
@@ -82,7 +124,7 @@ pub fn check_path(p: &str) -> Result<(), UnsafePath> {
             _ => {}
         }
     }
-    Ok(())
+    None
 }
 
 #[cfg(test)]
@@ -140,6 +182,30 @@ mod tests {
         for (p, want) in cases {
             assert_eq!(reason(p), Some(want), "{p:?}");
         }
+    }
+
+    #[test]
+    fn refuses_percent_encoded_escapes() {
+        for p in [
+            "prod/%2e%2e/%2e%2e/secret",
+            "prod/%2E%2E/x",
+            "%2e%2e",
+            "a/.%2e/b",
+            "a/%2e/b",
+            "%2fetc/passwd",
+            "a%2f..%2fb",
+            "a%5c..",
+            "a%00b",
+            "a/%2F%2Fb",
+        ] {
+            assert_eq!(reason(p), Some(PathReason::Encoded), "{p}");
+        }
+        // escapes that decode to something harmless, and stray `%`, are fine
+        for p in ["a%20b/c", "100%", "a/%zz/b", "%2e%2e%2e/x", "v1.0%2b1/file"] {
+            assert_eq!(check_path(p), Ok(()), "{p}");
+        }
+        // a raw rule is reported before the decoded one
+        assert_eq!(reason("../%2e%2e"), Some(PathReason::DotDot));
     }
 
     #[test]

@@ -541,10 +541,18 @@ fn sync_and_gc_run_together_and_lose_nothing() {
     for round in 0..16u32 {
         up.flip(round % 5 + 1);
         let wait = round % 3 == 0;
+        // generations cycle 1..5 and back to 1 on purpose: --allow-downgrade
         let sync_args: Vec<&str> = if wait {
-            vec!["sync", "maas", "--wait", "--limit-rate", "4M"]
+            vec![
+                "sync",
+                "maas",
+                "--wait",
+                "--limit-rate",
+                "4M",
+                "--allow-downgrade",
+            ]
         } else {
-            vec!["sync", "maas", "--limit-rate", "4M"]
+            vec!["sync", "maas", "--limit-rate", "4M", "--allow-downgrade"]
         };
         let gc_args: Vec<&str> = if round % 4 == 1 {
             vec!["gc", "--keep-last", "1", "--grace", "0", "--wait"]

@@ -3,6 +3,8 @@
 
 mod bad_input;
 mod common;
+mod conditional;
+mod downgrade;
 mod faults;
 mod foreign;
 mod gc;
@@ -13,10 +15,13 @@ mod publish;
 mod real;
 mod retention;
 mod secrets;
+mod segmented;
 mod select;
+mod shared_partial;
 mod space;
 mod store_safety;
 mod sync;
+mod transport;
 mod unattended;
 mod verify;
 mod webserver;
