@@ -373,6 +373,9 @@ fn tree_for(
     if !opts.rebuild {
         for t in record::trees_for(&vault.catalog, snap.id, mode, signer)? {
             if trees.join(&t.name).is_dir() {
+                // Nothing is built: remove what a killed publish to this DEST left staged (we
+                // hold the DEST lock, so no other publish is using this stage).
+                tree::discard(staging);
                 return Ok((t, true));
             }
         }

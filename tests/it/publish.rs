@@ -1017,6 +1017,46 @@ fn kill_dash_nine_during_publish_never_leaves_an_incomplete_link() {
     assert_eq!(st["live"]["snapshot_id"], 2);
 }
 
+/// A publish killed while staging leaves `tmp/publish-…`; the next publish to that DEST removes
+/// it even when it reuses an existing tree and builds nothing (that path used to keep the stage,
+/// which made the kill test above fail whenever a round for the reused snapshot had completed).
+#[test]
+fn a_publish_that_reuses_a_tree_removes_a_killed_publishs_stage() {
+    use std::time::{Duration, Instant};
+    use streamvault::streamgen::StreamSpec;
+    let (up, store) = setup();
+    up.build(&StreamSpec::generation(2));
+    up.flip(2);
+    store.sync_json("maas");
+    let dest = www(&store);
+    store.run(&["publish", "1", p(&dest)]).ok();
+    let mut child = store
+        .cmd(&["publish", "2", p(&dest)])
+        .env("STREAMVAULT_FAILPOINT", "publish-slow-file=200")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let tmp = store.root().join("tmp");
+    let staged = |tmp: &Path| {
+        std::fs::read_dir(tmp)
+            .unwrap()
+            .any(|e| e.unwrap().file_name().to_string_lossy().starts_with("publish-"))
+    };
+    let t = Instant::now();
+    while !staged(&tmp) && t.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(staged(&tmp), "the killed publish left no stage to clean");
+    assert_complete(&dest);
+    // Snapshot 1's tree exists: this publish reuses it and builds nothing.
+    store.run(&["publish", "1", p(&dest)]).ok();
+    assert_complete(&dest);
+    assert!(!staged(&tmp), "the stale stage was left in tmp/");
+}
+
 /// Not a test: the stream generator of `scripts/bench-publish.sh`. Writes a signed stream with
 /// about `BENCH_ITEMS` items (generations 1 and 2, `current` → gen1) and its keyring to
 /// `BENCH_OUT`.
