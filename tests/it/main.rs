@@ -6,6 +6,7 @@ mod common;
 mod faults;
 mod gc;
 mod kill;
+mod kit;
 mod mirror;
 mod publish;
 mod real;
