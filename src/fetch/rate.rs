@@ -126,7 +126,10 @@ mod tests {
             let five = 5 * rate;
             let max = max_window(&takes, Duration::from_secs(5));
             let bound = five + rate / 10 + 4 * chunk;
-            assert!(max <= bound, "{max} bytes in 5 s at {rate} B/s, bound {bound}");
+            assert!(
+                max <= bound,
+                "{max} bytes in 5 s at {rate} B/s, bound {bound}"
+            );
             if rate >= 1024 * 1024 {
                 assert!(max <= five + five / 10, "{max} bytes in 5 s at {rate} B/s");
             }

@@ -37,14 +37,7 @@ fn check_clean(tool: &str, args: &[&str], file: &Path) -> String {
 fn completions(shell: &str) -> String {
     let run = Store::new().run(&["completions", shell]).ok();
     // generated from the real definitions: every subcommand and a nested option are there
-    for word in [
-        "sync",
-        "publish",
-        "gc",
-        "completions",
-        "limit-rate",
-        "root",
-    ] {
+    for word in ["sync", "publish", "gc", "completions", "limit-rate", "root"] {
         assert!(run.stdout.contains(word), "{shell}: no {word}");
     }
     run.stdout
