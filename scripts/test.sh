@@ -61,7 +61,8 @@ fi
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test --all-targets "$@" 2>&1 | tee "$log"
+# --no-fail-fast: every target runs and is counted, even after one fails
+cargo test --all-targets --no-fail-fast "$@" 2>&1 | tee "$log"
 cargo_status=${PIPESTATUS[0]}
 
 # `test result: ok. 12 passed; 0 failed; 0 ignored; …` once per test target.
