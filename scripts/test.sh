@@ -23,7 +23,9 @@ need zsh zsh
 need fish fish
 need man man-db
 
-if [ ${#missing_apt[@]} -gt 0 ]; then
+# STREAMVAULT_TEST_NO_INSTALL=1: install nothing (tests/it/kit.rs runs this script with a fake cargo)
+no_install=${STREAMVAULT_TEST_NO_INSTALL:-}
+if [ ${#missing_apt[@]} -gt 0 ] && [ -z "$no_install" ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "installing ${missing_apt[*]} for the tests" >&2
         export DEBIAN_FRONTEND=noninteractive
@@ -37,7 +39,7 @@ fi
 
 # The reference python sstream-mirror for the side-by-side test (tests/it/mirror.rs).
 venv=target/compat-venv
-if [ ! -x "$venv/bin/sstream-mirror" ]; then
+if [ ! -x "$venv/bin/sstream-mirror" ] && [ -z "$no_install" ]; then
     mkdir -p target
     if python3 -m venv "$venv" >/dev/null 2>&1 \
         && "$venv/bin/pip" install -q python-simplestreams==0.1.0.post59 >/dev/null 2>&1; then

@@ -227,3 +227,82 @@ fn systemd_analyze_verify_passes_on_every_unit() {
         out.status
     );
 }
+
+/// scripts/test.sh against a fake `cargo` that prints canned `test result:` lines: the last line
+/// sums every target, and the exit status says whether anything failed.
+fn test_sh_with_fake_cargo(
+    test_output: &str,
+    test_status: i32,
+    clippy_status: i32,
+) -> (String, i32) {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("cargo");
+    let calls = dir.path().join("calls");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{calls}'\ncase \"$1\" in\n\
+             clippy) exit {clippy_status} ;;\n\
+             test) cat <<'OUT'\n{test_output}\nOUT\nexit {test_status} ;;\n\
+             esac\nexit 0\n",
+            calls = calls.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        dir.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/test.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .env("PATH", path)
+        .env("STREAMVAULT_TEST_NO_INSTALL", "1")
+        .output()
+        .unwrap();
+    let calls = std::fs::read_to_string(&calls).unwrap();
+    assert!(calls.contains("fmt --check"), "{calls}");
+    assert!(calls.contains("clippy --all-targets"), "{calls}");
+    assert!(calls.contains("-D warnings"), "{calls}");
+    assert!(
+        calls.contains("test --all-targets --no-fail-fast"),
+        "{calls}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let last = stdout.lines().last().unwrap_or_default().to_owned();
+    (last, out.status.code().unwrap_or(-1))
+}
+
+#[test]
+fn test_sh_ends_with_the_sum_over_every_target() {
+    let lib = "test result: ok. 171 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out";
+    let it = "test result: FAILED. 65 passed; 2 failed; 1 ignored; 0 measured; 0 filtered out";
+    let ex = "test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out";
+    let all_ok = format!(
+        "{lib}\nrunning\n{}\n{ex}",
+        it.replace("FAILED", "ok").replace("2 failed", "0 failed")
+    );
+    assert_eq!(
+        test_sh_with_fake_cargo(&all_ok, 0, 0),
+        ("236 passed, 0 failed".into(), 0)
+    );
+    let some_fail = format!("{lib}\n{it}\n{ex}");
+    assert_eq!(
+        test_sh_with_fake_cargo(&some_fail, 101, 0),
+        ("236 passed, 2 failed".into(), 1)
+    );
+    // a build failure prints no result line: still the summary, and a failure
+    let no_build = "error[E0425]: cannot find value `x` in this scope";
+    assert_eq!(
+        test_sh_with_fake_cargo(no_build, 101, 0),
+        ("0 passed, 0 failed".into(), 1)
+    );
+    // clippy warnings fail the run even when every test passes
+    assert_eq!(
+        test_sh_with_fake_cargo(&all_ok, 0, 1),
+        ("236 passed, 0 failed".into(), 1)
+    );
+}
