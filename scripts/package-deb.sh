@@ -72,7 +72,8 @@ SH
 chmod 755 "$a"/debian/*
 
 echo "== cargo deb" >&2
-cargo deb --no-build
+# stripped: the release profile keeps line tables (96 MB binary); Debian ships stripped binaries
+cargo deb --no-build --strip
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 deb=$(ls -t target/debian/streamvault_"$version"-*.deb | head -1)
 
