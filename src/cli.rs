@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use clap::Parser;
 
 use args::{
-    Cli, Command, GcArgs, KeyCommand, MetadataArg, PublishArgs, SnapshotCommand, SourceAddArgs,
-    SourceCommand, SyncArgs, VerifyArgs,
+    Cli, Command, GcArgs, KeyCommand, MetadataArg, PublishArgs, ShellArg, SnapshotCommand,
+    SourceAddArgs, SourceCommand, SyncArgs, VerifyArgs,
 };
 use output::{print_error, size, table, time};
 use streamvault::catalog::NewSource;
@@ -118,6 +118,56 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Config(cmd) => ops_cmd::config(&root, cmd),
         Command::Publications { dest, json } => publications_cmd(&root, dest.as_deref(), json),
         Command::Key(cmd) => key_cmd(&root, cmd),
+        Command::Completions { shell } => completions_cmd(shell),
+        Command::Man { out_dir } => man_cmd(out_dir.as_deref()),
+    }
+}
+
+// ------------------------------------------------------------------- completions, man page
+
+/// The completion script for `shell`, generated from the clap definitions.
+fn completions_cmd(shell: ShellArg) -> Result<ExitCode> {
+    use clap::CommandFactory as _;
+    use clap_complete::Shell;
+    let shell = match shell {
+        ShellArg::Bash => Shell::Bash,
+        ShellArg::Zsh => Shell::Zsh,
+        ShellArg::Fish => Shell::Fish,
+    };
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "streamvault", &mut buf);
+    write_stdout(&buf)
+}
+
+/// The man page on stdout, or every page (`streamvault.1`, `streamvault-SUB.1`) into `dir`.
+fn man_cmd(dir: Option<&Path>) -> Result<ExitCode> {
+    use clap::CommandFactory as _;
+    let cmd = Cli::command();
+    match dir {
+        None => {
+            let mut buf = Vec::new();
+            // Rendering into memory cannot fail.
+            let _ = clap_mangen::Man::new(cmd).render(&mut buf);
+            write_stdout(&buf)
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_path("create directory", dir)?;
+            clap_mangen::generate_to(cmd, dir).with_path("write man pages into", dir)?;
+            out!("wrote man pages into {}", dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Raw bytes to stdout; a closed pipe ends quietly like `out!`.
+fn write_stdout(buf: &[u8]) -> Result<ExitCode> {
+    use std::io::Write as _;
+    let mut o = std::io::stdout().lock();
+    match o.write_all(buf).and_then(|()| o.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(e).with_path("write to", Path::new("stdout"))
+        }
+        _ => Ok(ExitCode::SUCCESS),
     }
 }
 

@@ -133,6 +133,30 @@ pub enum Command {
     ///
     /// Prints one line per problem. Exit status 1 when problems remain, 0 when clean.
     Verify(VerifyArgs),
+    /// Print a shell completion script (bash, zsh or fish) to stdout.
+    ///
+    /// bash: `streamvault completions bash > /etc/bash_completion.d/streamvault`;
+    /// zsh: into a directory of `$fpath` as `_streamvault`;
+    /// fish: `~/.config/fish/completions/streamvault.fish`.
+    Completions {
+        #[arg(value_enum)]
+        shell: ShellArg,
+    },
+    /// Print the manual page (roff) to stdout, or write `streamvault.1` and one page per
+    /// subcommand (`streamvault-sync.1`, …) into a directory.
+    Man {
+        /// Write the pages into this directory (created if missing) instead of stdout.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
+}
+
+/// Shells `streamvault completions` writes scripts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ShellArg {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 /// Which metadata a published tree serves.

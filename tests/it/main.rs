@@ -10,6 +10,7 @@ mod foreign;
 mod gc;
 mod grace;
 mod kill;
+mod kit;
 mod mirror;
 mod publish;
 mod real;
