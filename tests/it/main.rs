@@ -10,5 +10,6 @@ mod mirror;
 mod publish;
 mod real;
 mod select;
+mod serve;
 mod sync;
 mod verify;
