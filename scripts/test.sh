@@ -7,6 +7,12 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v gpgv >/dev/null 2>&1 || need_apt+=(gpgv)
 command -v gpg >/dev/null 2>&1 || need_apt+=(gnupg)
+# serve (tests/it/serve*.rs): certificates, real TLS clients (curl, the LXD client), the
+# status-page screenshot (chromium) and the nginx benchmark (nginx-light)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v lxc >/dev/null 2>&1 || need_apt+=(lxd-client)
+command -v prlimit >/dev/null 2>&1 || need_apt+=(util-linux)
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "installing ${need_apt[*]} for the signature cross-checks" >&2

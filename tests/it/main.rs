@@ -11,5 +11,6 @@ mod publish;
 mod real;
 mod select;
 mod serve;
+mod serve_tls;
 mod sync;
 mod verify;

@@ -62,7 +62,6 @@ impl Served {
         i32::try_from(self.child.id()).unwrap()
     }
 
-    #[allow(dead_code)]
     pub fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
             .args([&format!("-{sig}"), &self.pid().to_string()])
