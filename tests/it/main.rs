@@ -11,6 +11,7 @@ mod publish;
 mod real;
 mod select;
 mod serve;
+mod serve_http;
 mod serve_tls;
 mod sync;
 mod verify;
