@@ -12,6 +12,7 @@ mod real;
 mod select;
 mod serve;
 mod serve_http;
+mod serve_status;
 mod serve_tls;
 mod sync;
 mod verify;
