@@ -157,10 +157,20 @@ fn store_report(
             }
         }
     }
+    // trees retired within the grace period and not live again: one row per (DEST, tree), the
+    // latest retirement (pubs are newest first)
+    let live_trees: Vec<&str> = pubs
+        .iter()
+        .filter(|p| p.retired_at.is_none())
+        .map(|p| p.tree.as_str())
+        .collect();
+    let mut seen = std::collections::BTreeSet::new();
     let retained: Vec<Value> = pubs
         .iter()
+        .filter(|p| !live_trees.contains(&p.tree.as_str()))
         .filter_map(|p| {
-            p.retired_at.map(|r| {
+            let r = p.retired_at?;
+            seen.insert((p.dest.as_str(), p.tree.as_str())).then(|| {
                 json!({
                     "dest": p.dest, "tree": p.tree, "snapshot": p.snapshot_id,
                     "retired_at": r, "grace_deadline": r + grace,
