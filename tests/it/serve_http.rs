@@ -297,3 +297,75 @@ fn sigterm_lets_a_download_finish_then_exits_zero() {
     let status = server.child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+/// An access log whose reader never reads (a FIFO held open): serving goes on, lines are
+/// dropped and counted instead.
+#[test]
+fn a_blocked_access_log_never_stalls_serving() {
+    let base = tempfile::tempdir().unwrap();
+    let tree = base.path().join("t");
+    write(&tree.join("f"), b"f");
+    let fifo = base.path().join("log.fifo");
+    let ok = Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "mkfifo");
+    // holds the FIFO open for reading and never reads
+    let mut holder = Command::new("sh")
+        .arg("-c")
+        .arg(format!("exec 3<'{}'; sleep 120", s(&fifo)))
+        .spawn()
+        .unwrap();
+    let server = Served::start(
+        &[],
+        &base.path().join("no-store"),
+        &[s(&tree), "--access-log", s(&fifo)],
+    );
+    // 20,000 pipelined requests with a 2 KiB User-Agent: 40 MB of log lines
+    let n = 20_000;
+    let mut conn = TcpStream::connect(server.addr).unwrap();
+    conn.set_read_timeout(Some(T)).unwrap();
+    let mut reader = conn.try_clone().unwrap();
+    let counter = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        let mut all = Vec::new();
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => all.extend_from_slice(&buf[..k]),
+            }
+        }
+        String::from_utf8_lossy(&all)
+            .matches("HTTP/1.1 200 OK")
+            .count()
+    });
+    let agent = "a".repeat(2048);
+    for i in 0..n {
+        let close = if i == n - 1 {
+            "Connection: close\r\n"
+        } else {
+            ""
+        };
+        write!(
+            conn,
+            "GET /f HTTP/1.1\r\nHost: x\r\nUser-Agent: {agent}\r\n{close}\r\n"
+        )
+        .unwrap();
+    }
+    let answered = counter.join().unwrap();
+    assert_eq!(answered, n);
+    let m = get(server.addr, "/-/metrics", T).unwrap();
+    let text = String::from_utf8_lossy(&m.body);
+    let dropped: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("streamvault_serve_access_log_dropped_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(dropped > 0, "{text}");
+    eprintln!("{n} requests answered with the log blocked; {dropped} log lines dropped");
+    let _ = holder.kill();
+    let _ = holder.wait();
+}
