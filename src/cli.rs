@@ -580,28 +580,34 @@ fn serve(root: &Path, a: ServeArgs) -> Result<ExitCode> {
             None => format!("{} mount(s)", opts.mounts.len()),
         };
         let max = opts.limits.max_connections.unwrap_or(0);
-        let serving = streamvault::serve::run_on(listener, opts, async {
-            #[cfg(unix)]
-            {
-                use tokio::signal::unix::{SignalKind, signal};
-                match signal(SignalKind::terminate()) {
-                    Ok(mut term) => {
-                        tokio::select! {
-                            _ = tokio::signal::ctrl_c() => {}
-                            _ = term.recv() => {}
+        let serving = streamvault::serve::run_announced(
+            listener,
+            opts,
+            async {
+                #[cfg(unix)]
+                {
+                    use tokio::signal::unix::{SignalKind, signal};
+                    match signal(SignalKind::terminate()) {
+                        Ok(mut term) => {
+                            tokio::select! {
+                                _ = tokio::signal::ctrl_c() => {}
+                                _ = term.recv() => {}
+                            }
+                        }
+                        Err(_) => {
+                            let _ = tokio::signal::ctrl_c().await;
                         }
                     }
-                    Err(_) => {
-                        let _ = tokio::signal::ctrl_c().await;
-                    }
                 }
-            }
-            #[cfg(not(unix))]
-            let _ = tokio::signal::ctrl_c().await;
-        });
-        eprintln!(
-            "serving {what} at {scheme}://{addr}/ (max {max} connections, open-file limit \
+                #[cfg(not(unix))]
+                let _ = tokio::signal::ctrl_c().await;
+            },
+            || {
+                eprintln!(
+                    "serving {what} at {scheme}://{addr}/ (max {max} connections, open-file limit \
              {nofile}; Ctrl-C or SIGTERM to stop)"
+                );
+            },
         );
         serving.await?;
         Ok::<_, Error>(())

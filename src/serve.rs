@@ -304,7 +304,19 @@ pub async fn run_on(
     opts: ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    run_announced(listener, opts, shutdown, || {}).await
+}
+
+/// [`run_on`], calling `ready` once the options are checked (TLS files loaded, access log open)
+/// and just before the first accept: the CLI prints its "serving …" line there.
+pub async fn run_announced(
+    listener: TcpListener,
+    opts: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+    ready: impl FnOnce(),
+) -> Result<(), ServeError> {
     let state = Arc::new(State::new(&opts, false)?);
+    ready();
     if opts.reload_on_sighup {
         #[cfg(unix)]
         if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())

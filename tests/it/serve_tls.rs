@@ -307,3 +307,48 @@ fn lxc_lists_an_lxd_stream_over_tls() {
     assert!(text.contains("chr/7.20.4/cloud"), "{text}");
     assert!(text.lines().count() >= 10, "{text}");
 }
+
+/// A missing or mismatched certificate is one error line at start, before any "serving" line.
+#[test]
+fn bad_tls_files_are_one_line_at_start() {
+    if !have("openssl") {
+        return;
+    }
+    let base = tempfile::tempdir().unwrap();
+    let (_, chain_a, _) = certs(base.path(), "a");
+    let (_, _, key_b) = certs(base.path(), "b");
+    let run = |cert: &Path, key: &Path| {
+        let out = Command::new(super::common::bin())
+            .args([
+                "--root",
+                s(&base.path().join("no-store")),
+                "serve",
+                s(base.path()),
+            ])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--tls-cert",
+                s(cert),
+                "--tls-key",
+                s(key),
+            ])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&base.path().join("missing.pem"), &key_b);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.starts_with("streamvault: error: cannot load TLS file"),
+        "{err}"
+    );
+    assert!(!err.contains("serving"), "{err}");
+    let (code, err) = run(&chain_a, &key_b);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("does not fit the certificate"), "{err}");
+    assert!(err.lines().count() <= 2, "{err}");
+}
