@@ -30,6 +30,7 @@ for i in $(seq "$files"); do
     head -c "$((size * 1024 * 1024))" /dev/urandom > "$work/tree/f$i.img"
 done
 cat "$work"/tree/*.img > /dev/null   # warm the page cache for both servers
+chmod -R a+rX "$work"                # nginx workers run as www-data/nobody
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
@@ -70,7 +71,7 @@ run() {
     for i in $(seq "$files"); do args+=(-o /dev/null "${base}f$i.img"); done
     local t0 t1
     t0=$(date +%s.%N)
-    curl -sS -Z --parallel-max "$files" "${args[@]}"
+    curl -fsS --no-progress-meter -Z --parallel-max "$files" "${args[@]}" >&2
     t1=$(date +%s.%N)
     echo "$t1 - $t0" | bc -l
 }
@@ -80,7 +81,7 @@ total=$((files * size))
 declare -A med
 for name in nginx streamvault; do
     if [ $name = nginx ]; then base="http://127.0.0.1:$np/"; else base=$svurl; fi
-    run "$base" >/dev/null   # warm-up
+    run "$base" >/dev/null || { echo "bench-serve: $name failed" >&2; exit 1; }   # warm-up
     times=()
     for _ in $(seq "$runs"); do times+=("$(run "$base")"); done
     med[$name]=$(printf '%s\n' "${times[@]}" | median)
