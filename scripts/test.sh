@@ -22,6 +22,15 @@ need systemd-analyze systemd
 need zsh zsh
 need fish fish
 need man man-db
+# serve (tests/it/serve*.rs): certificates, real TLS clients (curl, the LXD client), prlimit
+need openssl openssl
+need curl curl
+need lxc lxd-client
+need prlimit util-linux
+# web servers (tests/it/webserver.rs): published trees readable by www-data through Apache and
+# nginx; the test runs its own instances on random ports and skips when not root
+need /usr/sbin/apache2 apache2
+need /usr/sbin/nginx nginx-light
 
 # STREAMVAULT_TEST_NO_INSTALL=1: install nothing (tests/it/kit.rs runs this script with a fake cargo)
 no_install=${STREAMVAULT_TEST_NO_INSTALL:-}
@@ -35,19 +44,6 @@ if [ ${#missing_apt[@]} -gt 0 ] && [ -z "$no_install" ]; then
     else
         echo "warning: ${missing_apt[*]} missing (not root or no apt-get); the tests that need them will fail or skip" >&2
     fi
-fi
-
-# Web servers for tests/it/webserver.rs (issue 9: published trees readable by www-data through
-# Apache and nginx); the test skips itself when not root or when they are missing.
-web_apt=()
-[ -x /usr/sbin/apache2 ] || web_apt+=(apache2)
-[ -x /usr/sbin/nginx ] || web_apt+=(nginx-light)
-if [ ${#web_apt[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing ${web_apt[*]} for the web server test" >&2
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${web_apt[@]}" >/dev/null \
-        || echo "warning: could not install ${web_apt[*]}: the web server test will be skipped" >&2
-    # the packages start their services on :80; the test runs its own instances
-    for s in apache2 nginx; do command -v systemctl >/dev/null 2>&1 && systemctl stop "$s" >/dev/null 2>&1 || true; done
 fi
 
 # The reference python sstream-mirror for the side-by-side test (tests/it/mirror.rs).

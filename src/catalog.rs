@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
+pub mod status;
+
 use crate::checksum::{Checksums, Digests};
 use crate::error::{Error, Result};
 

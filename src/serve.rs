@@ -1,21 +1,34 @@
-//! A static, read-only HTTP server over one directory tree: `streamvault serve DEST`, the demo, and
-//! the fault-injecting upstream of every integration test.
+//! A static, read-only HTTP(S) server over one or several directory trees: `streamvault serve`,
+//! the demo, and the fault-injecting upstream of every integration test.
 //!
-//! Protects invariant 3 from the reader's side and invariant 5 for the server: the root is
-//! canonicalised on every request and each response is served from one open file descriptor, so a
-//! publish or rollback (an atomic flip of the root symlink) can never mix two trees within one
-//! response; and no request, however encoded, reads anything outside the canonical root.
+//! Protects invariant 3 from the reader's side and invariant 5 for the server: each mount's DEST
+//! is resolved once per request (one `readlink`, see [`resolve`]) and the response is served from
+//! one open descriptor under that resolution, so a publish or rollback (an atomic flip of the
+//! symlink) can never mix two trees within one response nor make an existing file look missing;
+//! and no request, however encoded, reads anything outside the resolved tree.
+//!
+//! Also protects the server from its clients: connections are bounded below the open-file limit
+//! (raised to the hard limit by the CLI), idle ones are dropped first when full and after the idle
+//! timeout, headers are bounded in size and time, and a server-side failure is a `503` with
+//! `Retry-After`, never a `404`. TLS (rustls), directory listings, an access log, `/-/metrics` and
+//! `/-/status` are optional layers around the same file path.
 //!
 //! [`spawn`] runs the server on its own thread with its own tokio runtime (synchronous tests get a
 //! plain URL); [`run`] is the same accept loop for a caller that already has a runtime.
 
+mod accesslog;
 mod body;
+mod conns;
 mod faults;
+mod listing;
+mod metrics;
 mod range;
 mod resolve;
 mod respond;
+mod status;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -30,22 +43,58 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
+pub use accesslog::AccessLogTarget;
+pub use conns::{default_max_connections, raise_nofile_limit};
 pub use faults::{FaultKind, Faults};
 
-/// A client must send its request headers within this time (slow-loris guard).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bounds on what one client may hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Open connections at most (`None`: [`default_max_connections`] of the open-file limit).
+    pub max_connections: Option<usize>,
+    /// Request line and headers, bytes (at least 8 KiB); larger gets `431`.
+    pub max_header_bytes: usize,
+    /// A client must send its request headers within this time (slow-loris guard).
+    pub header_timeout: Duration,
+    /// A connection with no request in flight for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: None,
+            max_header_bytes: 16 * 1024,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
 
 /// What to serve, where, and how badly.
 #[derive(Clone)]
 pub struct ServeOptions {
-    /// The tree to serve; may be a symlink that is replaced while serving.
+    /// The tree served at `/`; may be a symlink that is replaced while serving. Empty: only
+    /// [`mounts`](Self::mounts).
     pub root: PathBuf,
+    /// More trees: `(URL prefix, DEST)`, e.g. `("/maas/stable", …)`; the longest prefix wins.
+    pub mounts: Vec<(String, PathBuf)>,
     /// Port 0 picks a free port.
     pub listen: SocketAddr,
     /// Injected failures (all off by default).
     pub faults: Faults,
     /// `(user, password)`: when set, every request needs this `Authorization: Basic`.
     pub basic_auth: Option<(String, String)>,
+    /// `(certificate chain PEM, private key PEM)`: serve HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub limits: Limits,
+    pub access_log: Option<AccessLogTarget>,
+    /// The store whose catalogue `/-/status` reads (read-only; never created).
+    pub store_root: Option<PathBuf>,
+    /// Reload TLS files and reopen the access log on SIGHUP (the CLI).
+    pub reload_on_sighup: bool,
+    /// On shutdown, let requests in flight finish for up to this long (0: drop them).
+    pub grace: Duration,
 }
 
 impl ServeOptions {
@@ -53,9 +102,16 @@ impl ServeOptions {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         ServeOptions {
             root: root.into(),
+            mounts: Vec::new(),
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
             faults: Faults::default(),
             basic_auth: None,
+            tls: None,
+            limits: Limits::default(),
+            access_log: None,
+            store_root: None,
+            reload_on_sighup: false,
+            grace: Duration::ZERO,
         }
     }
 }
@@ -64,6 +120,7 @@ impl std::fmt::Debug for ServeOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServeOptions")
             .field("root", &self.root)
+            .field("mounts", &self.mounts)
             .field("listen", &self.listen)
             .field("faults", &self.faults)
             .field(
@@ -73,6 +130,10 @@ impl std::fmt::Debug for ServeOptions {
                     .as_ref()
                     .map(|(user, _)| (user, "<redacted>")),
             )
+            .field("tls", &self.tls)
+            .field("limits", &self.limits)
+            .field("access_log", &self.access_log)
+            .field("store_root", &self.store_root)
             .finish()
     }
 }
@@ -112,6 +173,16 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot load TLS file `{}`: {reason}", path.display())]
+    Tls { path: PathBuf, reason: String },
+    #[error("cannot open the access log `{}`", path.display())]
+    AccessLog {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("bad mount `{mount}`: {reason}")]
+    Mount { mount: String, reason: String },
 }
 
 /// A server running on its own thread. Dropping it shuts the server down and joins the thread.
@@ -183,7 +254,7 @@ pub fn spawn(opts: ServeOptions) -> Result<ServerHandle, ServeError> {
         .enable_all()
         .build()
         .map_err(|source| ServeError::Runtime { source })?;
-    let state = Arc::new(State::new(&opts, true));
+    let state = Arc::new(State::new(&opts, true)?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let thread_state = Arc::clone(&state);
     let thread = std::thread::Builder::new()
@@ -192,9 +263,14 @@ pub fn spawn(opts: ServeOptions) -> Result<ServerHandle, ServeError> {
             runtime.block_on(async move {
                 // Only fails outside a runtime; the listener is already bound and non-blocking.
                 if let Ok(listener) = TcpListener::from_std(listener) {
-                    accept_loop(listener, thread_state, async {
-                        let _ = stopped.await;
-                    })
+                    accept_loop(
+                        listener,
+                        thread_state,
+                        async {
+                            let _ = stopped.await;
+                        },
+                        Duration::ZERO,
+                    )
                     .await;
                 }
             });
@@ -228,28 +304,75 @@ pub async fn run_on(
     opts: ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    accept_loop(listener, Arc::new(State::new(&opts, false)), shutdown).await;
+    run_announced(listener, opts, shutdown, || {}).await
+}
+
+/// [`run_on`], calling `ready` once the options are checked (TLS files loaded, access log open)
+/// and just before the first accept: the CLI prints its "serving …" line there.
+pub async fn run_announced(
+    listener: TcpListener,
+    opts: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+    ready: impl FnOnce(),
+) -> Result<(), ServeError> {
+    let state = Arc::new(State::new(&opts, false)?);
+    ready();
+    if opts.reload_on_sighup {
+        #[cfg(unix)]
+        if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            let state = Arc::clone(&state);
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    state.reload();
+                }
+            });
+        }
+    }
+    accept_loop(listener, state, shutdown, opts.grace).await;
     Ok(())
 }
 
-async fn accept_loop(listener: TcpListener, state: Arc<State>, shutdown: impl Future<Output = ()>) {
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<State>,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) {
     let mut connections = JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+                Ok((stream, remote)) => {
                     let _ = stream.set_nodelay(true);
                     let state = Arc::clone(&state);
+                    let Some(conn) = state.conns.admit() else {
+                        connections.spawn(refuse(stream, state));
+                        continue;
+                    };
+                    let stop = stop_rx.clone();
                     connections.spawn(async move {
-                        let service = service_fn(move |req| respond::handle(Arc::clone(&state), req));
-                        // A client that goes away mid-response is its own business.
-                        let _ = http1::Builder::new()
-                            .timer(TokioTimer::new())
-                            .header_read_timeout(HEADER_READ_TIMEOUT)
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
+                        match state.tls.as_ref().map(|t| t.acceptor()) {
+                            None => {
+                                serve_conn(stream, Arc::clone(&state), Arc::clone(&conn), remote, stop).await;
+                            }
+                            Some(acceptor) => {
+                                let handshake = tokio::time::timeout(
+                                    state.limits.header_timeout,
+                                    acceptor.accept(stream),
+                                );
+                                tokio::select! {
+                                    done = handshake => if let Ok(Ok(tls)) = done {
+                                        serve_conn(tls, Arc::clone(&state), Arc::clone(&conn), remote, stop).await;
+                                    },
+                                    () = conn.evicted.notified() => {}
+                                }
+                            }
+                        }
+                        state.conns.release(&conn);
                     });
                 }
                 // Out of file descriptors and the like: back off instead of spinning.
@@ -258,20 +381,118 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, shutdown: impl Fu
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
+    drop(listener);
+    if !grace.is_zero() {
+        let _ = stop_tx.send(true);
+        let _ = tokio::time::timeout(grace, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+    }
     connections.abort_all();
     while connections.join_next().await.is_some() {}
+}
+
+/// One connection: HTTP/1.1 with keep-alive until the client closes, the idle timeout, an
+/// eviction (dropped to make room) or a graceful shutdown.
+async fn serve_conn<I>(
+    io: I,
+    state: Arc<State>,
+    conn: Arc<conns::Conn>,
+    remote: SocketAddr,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc_state = Arc::clone(&state);
+    let svc_conn = Arc::clone(&conn);
+    let service = service_fn(move |req| {
+        respond::handle(Arc::clone(&svc_state), Arc::clone(&svc_conn), remote, req)
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(state.limits.header_timeout)
+        .max_buf_size(state.limits.max_header_bytes.max(8192));
+    let served = builder.serve_connection(TokioIo::new(io), service);
+    let mut served = std::pin::pin!(served);
+    let idle_timeout = state.limits.idle_timeout;
+    let mut stopping = false;
+    loop {
+        let deadline = conn
+            .idle_deadline(idle_timeout)
+            .unwrap_or_else(|| std::time::Instant::now() + idle_timeout);
+        tokio::select! {
+            // A client that goes away mid-response is its own business.
+            _ = served.as_mut() => break,
+            () = conn.evicted.notified() => break,
+            () = tokio::time::sleep_until(deadline.into()) => {
+                if conn
+                    .idle_deadline(idle_timeout)
+                    .is_some_and(|d| d <= std::time::Instant::now())
+                {
+                    break;
+                }
+            }
+            _ = stop.changed(), if !stopping => {
+                stopping = true;
+                served.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// Every slot is busy: `503` with `Retry-After`, without reading the request.
+async fn refuse(stream: tokio::net::TcpStream, state: Arc<State>) {
+    use tokio::io::AsyncWriteExt as _;
+    const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\
+        Content-Type: text/plain; charset=utf-8\r\nContent-Length: 12\r\n\
+        Connection: close\r\n\r\nserver busy\n";
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        match state.tls.as_ref().map(|t| t.acceptor()) {
+            None => {
+                let mut s = stream;
+                let _ = s.write_all(BUSY).await;
+                let _ = s.shutdown().await;
+            }
+            Some(acceptor) => {
+                if let Ok(mut s) = acceptor.accept(stream).await {
+                    let _ = s.write_all(BUSY).await;
+                    let _ = s.shutdown().await;
+                }
+            }
+        }
+    })
+    .await;
+}
+
+/// One served tree.
+#[derive(Debug)]
+struct Mount {
+    /// `/maas/stable` (`/` for the root).
+    label: String,
+    prefix: Vec<String>,
+    dest: PathBuf,
 }
 
 /// What every request handler shares.
 #[derive(Debug)]
 struct State {
-    root: PathBuf,
+    /// Longest prefix first.
+    mounts: Vec<Mount>,
     /// The expected `Basic` credentials, base64-encoded.
     auth: Option<String>,
     faults: Mutex<faults::FaultState>,
     /// Only [`spawn`]ed servers keep a log (their handle reads it).
     keep_log: bool,
     log: Mutex<Vec<LogEntry>>,
+    limits: Limits,
+    conns: conns::Conns,
+    tls: Option<tls::Tls>,
+    access: Option<accesslog::AccessLog>,
+    metrics: metrics::Metrics,
+    store_root: Option<PathBuf>,
+    started: std::time::SystemTime,
 }
 
 #[derive(Debug)]
@@ -282,16 +503,83 @@ struct LogEntry {
 }
 
 impl State {
-    fn new(opts: &ServeOptions, keep_log: bool) -> Self {
-        State {
+    fn new(opts: &ServeOptions, keep_log: bool) -> Result<Self, ServeError> {
+        let mut mounts = Vec::new();
+        if !opts.root.as_os_str().is_empty() {
+            mounts.push(Mount {
+                label: "/".into(),
+                prefix: Vec::new(),
+                dest: opts.root.clone(),
+            });
+        }
+        for (prefix, dest) in &opts.mounts {
+            let bad = |reason: &str| ServeError::Mount {
+                mount: format!("{prefix}={}", dest.display()),
+                reason: reason.into(),
+            };
+            let parts = resolve::components(prefix)
+                .map_err(|_| bad("the prefix must be a plain URL path"))?;
+            if parts.first().is_some_and(|p| p == "-") {
+                return Err(bad("`/-/` is the server's own (status, metrics)"));
+            }
+            if mounts.iter().any(|m: &Mount| m.prefix == parts) {
+                return Err(bad("the prefix is mounted twice"));
+            }
+            mounts.push(Mount {
+                label: format!("/{}", parts.join("/")),
+                prefix: parts,
+                dest: dest.clone(),
+            });
+        }
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.prefix.len()));
+        let tls = match &opts.tls {
+            Some((cert, key)) => Some(tls::Tls::load(cert, key)?),
+            None => None,
+        };
+        let access = match &opts.access_log {
+            Some(target) => Some(accesslog::AccessLog::start(target).map_err(|source| {
+                ServeError::AccessLog {
+                    path: match target {
+                        AccessLogTarget::File(p) => p.clone(),
+                        AccessLogTarget::Stdout => PathBuf::from("-"),
+                    },
+                    source,
+                }
+            })?),
+            None => None,
+        };
+        let max = opts.limits.max_connections.unwrap_or_else(|| {
+            let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+            default_max_connections(soft.unwrap_or(1 << 20))
+        });
+        Ok(State {
             keep_log,
-            root: opts.root.clone(),
+            mounts,
             auth: opts
                 .basic_auth
                 .as_ref()
                 .map(|(user, password)| base64(format!("{user}:{password}").as_bytes())),
             faults: Mutex::new(faults::FaultState::new(opts.faults.clone())),
             log: Mutex::new(Vec::new()),
+            limits: opts.limits.clone(),
+            conns: conns::Conns::new(max),
+            tls,
+            access,
+            metrics: metrics::Metrics::default(),
+            store_root: opts.store_root.clone(),
+            started: std::time::SystemTime::now(),
+        })
+    }
+
+    /// SIGHUP: read the TLS files again, reopen the access log.
+    fn reload(&self) {
+        if let Some(tls) = &self.tls
+            && let Err(e) = tls.reload()
+        {
+            eprintln!("streamvault: warning: TLS reload failed, keeping the old certificate: {e}");
+        }
+        if let Some(access) = &self.access {
+            access.reopen();
         }
     }
 

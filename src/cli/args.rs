@@ -57,14 +57,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Serve a published directory (or any tree) over HTTP: GET, HEAD, Range, ETag.
-    Serve {
-        /// The directory to serve; a symlink is resolved on every request (atomic flips).
-        dest: PathBuf,
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: std::net::SocketAddr,
-    },
+    /// Serve published directories (or any trees) over HTTP or HTTPS: GET, HEAD, Range, ETag,
+    /// directory listings, `/-/status` and `/-/metrics`. SIGHUP reloads the TLS files and
+    /// reopens the access log; SIGTERM stops after the requests in flight.
+    Serve(ServeArgs),
     /// The `sstream-mirror` command line, unchanged: SOURCE OUTPUT_DIR [FILTER]… [--max N]
     /// [--keep] [--keyring K] [--path P] [--mirror URL]… [--dry-run] [--progress] [-U] [-v]…
     /// (also what the binary does when invoked as `sstream-mirror`).
@@ -157,6 +153,42 @@ pub enum ShellArg {
     Bash,
     Zsh,
     Fish,
+}
+
+/// `streamvault serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The directory served at `/`; a symlink (a published DEST) is resolved on every request.
+    pub dest: Option<PathBuf>,
+    /// Serve another tree under a URL prefix: `--mount /maas/stable=DEST` (repeatable).
+    #[arg(long = "mount", value_name = "PREFIX=DEST")]
+    pub mounts: Vec<String>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// TLS certificate chain (PEM); serve HTTPS. Needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM). Needs --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Open connections at most [default: below the open-file limit, which serve raises to
+    /// its hard limit]; when full, idle connections are closed first, then new ones get 503.
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Request line plus headers, in bytes (at least 8192); larger gets 431.
+    #[arg(long, value_name = "BYTES", default_value_t = 16384)]
+    pub max_header_bytes: usize,
+    /// Seconds a client has to send its request headers.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub header_timeout: u64,
+    /// Seconds a connection may stay open with no request in flight.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub idle_timeout: u64,
+    /// Write an access log in the combined format to FILE (reopened on SIGHUP), or `-` for
+    /// stdout. Off by default.
+    #[arg(long, value_name = "FILE|-")]
+    pub access_log: Option<String>,
 }
 
 /// Which metadata a published tree serves.

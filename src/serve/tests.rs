@@ -276,9 +276,13 @@ async fn traversal_and_escapes_are_refused() {
         assert_eq!(raw_status(addr, target).await, 403, "{target}");
     }
     assert_eq!(raw_status(addr, "/%zz").await, 400);
-    for target in ["/", "/dir", "/dir/", "/missing", "/dir/missing/x"] {
+    for target in ["/missing", "/dir/missing/x", "/-/nothing"] {
         assert_eq!(raw_status(addr, target).await, 404, "{target}");
     }
+    // directories are listed; without the slash they redirect to it (relative links work)
+    assert_eq!(raw_status(addr, "/").await, 200);
+    assert_eq!(raw_status(addr, "/dir/").await, 200);
+    assert_eq!(raw_status(addr, "/dir").await, 301);
     // symlinks that stay inside the tree are fine; so are `.` and empty components
     assert_eq!(raw_status(addr, "/link-inside").await, 200);
     assert_eq!(raw_status(addr, "/./dir//inner.txt").await, 200);

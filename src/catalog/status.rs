@@ -1,0 +1,151 @@
+//! Read-only queries for `serve`'s `/-/status` page: sources with their last snapshot, the
+//! snapshot history, live and retired publications, and the blob total.
+//!
+//! Protects: these only read (the page opens the catalogue read-only), and never return a
+//! source's credentials unredacted — callers get URLs exactly as stored and must redact them
+//! (the page does, through `serve::status`).
+
+use rusqlite::params;
+
+use super::Catalog;
+use crate::error::Result;
+
+/// One source and its newest snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceStatus {
+    pub name: String,
+    /// As stored: may carry credentials; redact before showing.
+    pub url: String,
+    pub snapshots: i64,
+    /// `(id, created_at, items, bytes, duration_ms)` of the newest snapshot.
+    pub last: Option<(i64, i64, i64, i64, i64)>,
+}
+
+/// One snapshot row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotStatus {
+    pub id: i64,
+    pub source: String,
+    pub created_at: i64,
+    pub products: i64,
+    pub versions: i64,
+    pub items: i64,
+    pub bytes: i64,
+    pub fetched_bytes: i64,
+    /// The same source's previous snapshot still in the catalogue, if any.
+    pub previous: Option<i64>,
+}
+
+/// A publication (a tree published on a DEST).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicationStatus {
+    pub dest: String,
+    pub tree: String,
+    pub snapshot_id: i64,
+    pub action: String,
+    pub published_at: i64,
+    pub retired_at: Option<i64>,
+}
+
+impl Catalog {
+    pub fn status_sources(&self) -> Result<Vec<SourceStatus>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT s.name, s.url,
+                        (SELECT COUNT(*) FROM snapshots n WHERE n.source_name = s.name),
+                        l.id, l.created_at, l.items, l.bytes, l.duration_ms
+                 FROM sources s
+                 LEFT JOIN snapshots l ON l.id =
+                     (SELECT MAX(id) FROM snapshots m WHERE m.source_name = s.name)
+                 ORDER BY s.name",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                let id: Option<i64> = r.get(3)?;
+                Ok(SourceStatus {
+                    name: r.get(0)?,
+                    url: r.get(1)?,
+                    snapshots: r.get(2)?,
+                    last: match id {
+                        Some(id) => Some((id, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?)),
+                        None => None,
+                    },
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// The newest `limit` snapshots, newest first.
+    pub fn status_snapshots(&self, limit: i64) -> Result<Vec<SnapshotStatus>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, source_name, created_at, products, versions, items, bytes,
+                        fetched_bytes,
+                        (SELECT MAX(p.id) FROM snapshots p
+                          WHERE p.source_name = s.source_name AND p.id < s.id)
+                 FROM snapshots s ORDER BY id DESC LIMIT ?1",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![limit], |r| {
+                Ok(SnapshotStatus {
+                    id: r.get(0)?,
+                    source: r.get(1)?,
+                    created_at: r.get(2)?,
+                    products: r.get(3)?,
+                    versions: r.get(4)?,
+                    items: r.get(5)?,
+                    bytes: r.get(6)?,
+                    fetched_bytes: r.get(7)?,
+                    previous: r.get(8)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Publications still live (not retired), and those retired at or after `since`
+    /// (unix seconds), newest first.
+    pub fn status_publications(&self, since: i64) -> Result<Vec<PublicationStatus>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT p.dest, t.name, p.snapshot_id, p.action, p.published_at, p.retired_at
+                 FROM publications p JOIN trees t ON t.id = p.tree_id
+                 WHERE p.retired_at IS NULL OR p.retired_at >= ?1
+                 ORDER BY p.id DESC",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![since], |r| {
+                Ok(PublicationStatus {
+                    dest: r.get(0)?,
+                    tree: r.get(1)?,
+                    snapshot_id: r.get(2)?,
+                    action: r.get(3)?,
+                    published_at: r.get(4)?,
+                    retired_at: r.get(5)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// `(blob count, their total size)`.
+    pub fn status_blob_total(&self) -> Result<(i64, i64)> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM blobs",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(|e| self.err(e))
+    }
+}
