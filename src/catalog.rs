@@ -32,6 +32,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../schema/0004_ops.sql"),
     include_str!("../schema/0005_tree_documents.sql"),
     include_str!("../schema/0006_validators.sql"),
+    include_str!("../schema/0010_gc_pending.sql"),
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

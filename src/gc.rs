@@ -238,6 +238,10 @@ const SCRATCH: &str = "
     DROP TABLE IF EXISTS temp.gc_dirs;
     DROP TABLE IF EXISTS temp.gc_drop_grace;
     DROP TABLE IF EXISTS temp.gc_grace_dirs;
+    DROP TABLE IF EXISTS temp.gc_grace_files;
+    -- grace links to unlink (tree name, path): journalled in gc_pending_unlink with the rows
+    CREATE TEMP TABLE gc_grace_files (tree TEXT NOT NULL, path TEXT NOT NULL,
+                                      PRIMARY KEY (tree, path));
     -- directories of removed grace links, removed once empty (up to, not including, the tree)
     CREATE TEMP TABLE gc_grace_dirs (path BLOB PRIMARY KEY, tree BLOB NOT NULL);
     CREATE TEMP TABLE gc_drop_grace (tree_id INTEGER NOT NULL, snapshot_id INTEGER NOT NULL,
@@ -269,6 +273,7 @@ const DROP_SCRATCH: &str = "
     DROP TABLE IF EXISTS temp.gc_dirs;
     DROP TABLE IF EXISTS temp.gc_drop_grace;
     DROP TABLE IF EXISTS temp.gc_grace_dirs;
+    DROP TABLE IF EXISTS temp.gc_grace_files;
 ";
 
 /// Unlink phases, in execution order.
@@ -454,23 +459,27 @@ fn plan_into(
             .map_err(e)?;
         let mut rows = st.query([]).map_err(e)?;
         while let Some(r) = rows.next().map_err(e)? {
-            let name: String = r.get(0).map_err(e)?;
-            let path: String = r.get(1).map_err(e)?;
-            if crate::streams::check_path(&path).is_err() {
-                continue;
-            }
-            if let Some(dir) = tree_dir(layout, &name) {
-                let file = dir.join(&path);
-                files.add_file(&file, PHASE_TREE)?;
-                report.grace_files_dropped += 1;
-                if let Some(parent) = file.parent().filter(|p| *p != dir) {
-                    conn.execute(
-                        "INSERT OR IGNORE INTO gc_grace_dirs (path, tree) VALUES (?1, ?2)",
-                        params![parent.as_os_str().as_bytes(), dir.as_os_str().as_bytes()],
-                    )
-                    .map_err(e)?;
-                }
-            }
+            add_grace_file(layout, conn, &mut files, report, r.get(0).map_err(e)?, r.get(1).map_err(e)?)?;
+        }
+    }
+    // Grace links an earlier, killed gc deleted the rows of but may not have unlinked (its
+    // journal), unless the tree's own snapshot or a grace snapshot it keeps lists the path again.
+    {
+        let mut st = conn
+            .prepare(
+                "SELECT p.tree, p.path FROM gc_pending_unlink p JOIN trees t ON t.name = p.tree
+                 WHERE NOT EXISTS (SELECT 1 FROM snapshot_items o
+                                   WHERE o.snapshot_id = t.snapshot_id AND o.path = p.path)
+                   AND NOT EXISTS (
+                     SELECT 1 FROM tree_grace r JOIN snapshot_items o ON o.snapshot_id = r.snapshot_id
+                     WHERE r.tree_id = t.id AND o.path = p.path
+                       AND NOT EXISTS (SELECT 1 FROM gc_drop_grace x
+                                       WHERE x.tree_id = r.tree_id AND x.snapshot_id = r.snapshot_id))",
+            )
+            .map_err(e)?;
+        let mut rows = st.query([]).map_err(e)?;
+        while let Some(r) = rows.next().map_err(e)? {
+            add_grace_file(layout, conn, &mut files, report, r.get(0).map_err(e)?, r.get(1).map_err(e)?)?;
         }
     }
     sweep_trees(layout, &mut files, report)?;
@@ -492,6 +501,48 @@ fn plan_into(
     report.files_unlinked = to_u64(unlinked);
     report.freed_bytes = to_u64(bytes);
     report.freed_disk_bytes = to_u64(disk);
+    Ok(())
+}
+
+/// Plan the removal of one grace link `path` of tree `name`: its file, its journal entry, and its
+/// directories (pruned once empty).
+fn add_grace_file(
+    layout: &Layout,
+    conn: &rusqlite::Connection,
+    files: &mut Files<'_>,
+    report: &mut GcReport,
+    name: String,
+    path: String,
+) -> Result<()> {
+    let e = |err| Error::Db {
+        path: layout.catalog(),
+        source: err,
+    };
+    if crate::streams::check_path(&path).is_err() {
+        return Ok(());
+    }
+    let Some(dir) = tree_dir(layout, &name) else {
+        return Ok(());
+    };
+    let inserted = conn
+        .execute(
+            "INSERT OR IGNORE INTO gc_grace_files (tree, path) VALUES (?1, ?2)",
+            params![name, path],
+        )
+        .map_err(e)?;
+    if inserted == 0 {
+        return Ok(());
+    }
+    let file = dir.join(&path);
+    files.add_file(&file, PHASE_TREE)?;
+    report.grace_files_dropped += 1;
+    if let Some(parent) = file.parent().filter(|p| *p != dir) {
+        conn.execute(
+            "INSERT OR IGNORE INTO gc_grace_dirs (path, tree) VALUES (?1, ?2)",
+            params![parent.as_os_str().as_bytes(), dir.as_os_str().as_bytes()],
+        )
+        .map_err(e)?;
+    }
     Ok(())
 }
 
@@ -523,7 +574,9 @@ pub fn gc(plan: GcPlan<'_>) -> Result<GcReport> {
              DELETE FROM publications WHERE tree_id IN (SELECT id FROM gc_drop_trees);
              DELETE FROM trees WHERE id IN (SELECT id FROM gc_drop_trees);
              DELETE FROM snapshots WHERE id IN (SELECT id FROM gc_drop_snapshots);
-             DELETE FROM blobs WHERE blake3 IN (SELECT blake3 FROM gc_drop_blobs);",
+             DELETE FROM blobs WHERE blake3 IN (SELECT blake3 FROM gc_drop_blobs);
+             INSERT OR IGNORE INTO gc_pending_unlink (tree, path)
+                 SELECT tree, path FROM temp.gc_grace_files;",
         )
         .map_err(e)?;
         tx.commit().map_err(e)?;
@@ -602,6 +655,8 @@ pub fn gc(plan: GcPlan<'_>) -> Result<GcReport> {
             }
         }
     }
+    // Every journalled grace link was unlinked above, or is expected again, or its tree is gone.
+    conn.execute_batch("DELETE FROM gc_pending_unlink").map_err(e)?;
     conn.execute_batch(DROP_SCRATCH).map_err(e)?;
     drop(lock);
     // For the metrics file; a failure here changes nothing that was collected.

@@ -519,7 +519,7 @@ fn check(vault: &Vault, jobs: usize) -> Result<VerifyReport> {
             tree_findings.push(found(Problem::TreeMissing { tree: name.clone() }));
             continue;
         };
-        let expected = expected_files(cat, *id, *snapshot, mode)?;
+        let expected = expected_files(cat, *id, name, *snapshot, mode)?;
         let mut f = unexpected_files(&dir, name, &expected)?;
         let ctx = TreeCtx {
             layout: layout.clone(),
@@ -718,12 +718,21 @@ struct ExpectedFiles {
     /// A filtered tree built before its documents were recorded: its documents are not known,
     /// so nothing under `streams/` is reported as unexpected.
     documents_unknown: bool,
+    /// Grace links gc has journalled for removal (`gc_pending_unlink`: a gc killed between its
+    /// row transaction and its unlinks): the next gc removes them; they are not strays.
+    pending: HashSet<String>,
 }
 
 /// The files of tree `id`: its snapshot's items, its documents (recorded at build; for older
 /// trees the snapshot's documents when verbatim), and its grace items (what `tree_grace` says it
 /// bridges; a path its own items or documents take is never a grace item).
-fn expected_files(cat: &Catalog, id: i64, snapshot: i64, mode: &str) -> Result<ExpectedFiles> {
+fn expected_files(
+    cat: &Catalog,
+    id: i64,
+    name: &str,
+    snapshot: i64,
+    mode: &str,
+) -> Result<ExpectedFiles> {
     let e = |err| cat.err(err);
     let mut paths: std::collections::BTreeMap<String, Expected> = Default::default();
     let own = |sql: &str,
@@ -791,8 +800,22 @@ fn expected_files(cat: &Catalog, id: i64, snapshot: i64, mode: &str) -> Result<E
             add_expected(&mut paths, path, blob, complete, false);
         }
     }
+    let mut pending = HashSet::new();
+    {
+        let mut st = cat
+            .conn()
+            .prepare("SELECT path FROM gc_pending_unlink WHERE tree = ?1")
+            .map_err(e)?;
+        let mut rows = st.query([name]).map_err(e)?;
+        while let Some(r) = rows.next().map_err(e)? {
+            let path: String = r.get(0).map_err(e)?;
+            if crate::streams::check_path(&path).is_ok() {
+                pending.insert(path);
+            }
+        }
+    }
     let mut dirs = HashSet::new();
-    for p in paths.keys() {
+    for p in paths.keys().chain(pending.iter()) {
         let mut d = p.as_str();
         while let Some((parent, _)) = d.rsplit_once('/') {
             if !dirs.insert(parent.to_string()) {
@@ -805,6 +828,7 @@ fn expected_files(cat: &Catalog, id: i64, snapshot: i64, mode: &str) -> Result<E
         paths,
         dirs,
         documents_unknown,
+        pending,
     })
 }
 
@@ -856,7 +880,7 @@ fn unexpected_files(dir: &Path, tree: &str, expected: &ExpectedFiles) -> Result<
             } else {
                 Problem::TreeFileUnexpected { tree, path }
             }));
-        } else if !expected.paths.contains_key(&rel) {
+        } else if !expected.paths.contains_key(&rel) && !expected.pending.contains(&rel) {
             out.push(found(Problem::TreeFileUnexpected {
                 tree: tree.to_string(),
                 path: rel,
