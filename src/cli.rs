@@ -26,19 +26,26 @@ use streamvault::streams::Filter;
 use streamvault::sync::{self, Outcome, SyncOptions};
 use streamvault::vault::Vault;
 
-/// Write a line to stdout; a closed pipe (`| head`) ends the program quietly with status 0.
+/// Write a line of human output to stdout, control characters from metadata escaped
+/// ([`streamvault::escape`]); a closed pipe (`| head`) ends the program quietly with status 0.
 macro_rules! out {
     ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let mut o = std::io::stdout().lock();
-        if let Err(e) = writeln!(o, $($arg)*) {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                std::process::exit(0);
-            }
-        }
+        let line = format!($($arg)*);
+        crate::cli::out_exact(&streamvault::escape::line(&line));
     }};
 }
 pub(crate) use out;
+
+/// Write `text` and a newline to stdout exactly as given (JSON output); see [`out!`].
+pub(crate) fn out_exact(text: &str) {
+    use std::io::Write as _;
+    let mut o = std::io::stdout().lock();
+    if let Err(e) = writeln!(o, "{text}")
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(0);
+    }
+}
 
 pub fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().collect();
@@ -59,12 +66,14 @@ pub fn main() -> ExitCode {
     if let Some((root, rest)) = mirror_cmd::split_subcommand(&argv) {
         return mirror_cmd::main(rest, root);
     }
-    let cli = Cli::parse();
-    let verbose = cli.verbose;
+    let cli = match Cli::try_parse_from(&argv) {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            print_error(&e, verbose);
+            print_error(&e);
             ExitCode::from(2)
         }
     }
@@ -98,6 +107,55 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// A clap outcome that is not a command line to run: `--help` and `--version` print as clap
+/// prints them (stdout, exit 0); every usage error becomes one `streamvault: error:` line and
+/// at most one `hint:` line (clap's tip, else the usage), exit 2.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
+    let text = e.render().to_string();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let usage = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("Usage: "))
+        .map(|u| format!("usage: {u} (`--help` for more)"));
+    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        output::error_lines("no command given", usage.as_deref());
+        return ExitCode::from(2);
+    }
+    // `error: …` and its continuation lines (e.g. the missing arguments), up to the tip/usage.
+    let mut msg = String::new();
+    let mut tip = None;
+    for l in &lines {
+        if let Some(t) = l.strip_prefix("tip: ") {
+            tip.get_or_insert(t);
+        } else if l.starts_with("Usage: ") || l.starts_with("For more information") {
+            break;
+        } else if msg.is_empty() {
+            msg.push_str(l.strip_prefix("error: ").unwrap_or(l));
+        } else {
+            msg.push_str(if msg.ends_with(':') { " " } else { ", " });
+            msg.push_str(l);
+        }
+    }
+    if msg.is_empty() {
+        msg.push_str("invalid command line");
+    }
+    let hint = tip.map(str::to_owned).or(usage);
+    output::error_lines(&msg, hint.as_deref());
+    ExitCode::from(2)
+}
+
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -106,7 +164,7 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 fn json_out<T: serde::Serialize>(v: &T) -> Result<ExitCode> {
-    out!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    out_exact(&serde_json::to_string_pretty(v).unwrap_or_default());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -288,7 +346,7 @@ fn sync_cmd(root: &Path, a: SyncArgs, verbose: u8) -> Result<ExitCode> {
                 if sources.len() == 1 {
                     return Err(e);
                 }
-                eprintln!("streamvault: error: {}: {}", src.name, sync::error_line(&e));
+                output::print_error_in(&src.name, &e);
             }
         }
     }
@@ -521,7 +579,7 @@ fn serve(dest: &Path, listen: std::net::SocketAddr) -> Result<ExitCode> {
         let addr = listener.local_addr().unwrap_or(listen);
         eprintln!(
             "serving `{}` at http://{addr}/ (Ctrl-C to stop)",
-            dest.display()
+            streamvault::escape::Escaped(&dest.display().to_string())
         );
         let opts = streamvault::serve::ServeOptions {
             listen: addr,

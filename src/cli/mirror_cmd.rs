@@ -51,8 +51,7 @@ pub fn main(argv: &[String], root: Option<PathBuf>) -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            eprintln!("streamvault: error: {e}");
-            eprintln!("hint: {USAGE}");
+            output::error_lines(&e.to_string(), Some(USAGE));
             return ExitCode::from(2);
         }
     };
@@ -60,7 +59,7 @@ pub fn main(argv: &[String], root: Option<PathBuf>) -> ExitCode {
     match run(&a, &root) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            output::print_error(&e, a.verbose.saturating_sub(1));
+            output::print_error(&e);
             ExitCode::from(1)
         }
     }

@@ -5,6 +5,7 @@ mod bad_input;
 mod common;
 mod faults;
 mod gc;
+mod hostile_output;
 mod kill;
 mod mirror;
 mod publish;
