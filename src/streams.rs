@@ -108,6 +108,15 @@ pub enum ParseError {
 
     #[error("expanding `_aliases` in `{doc}` nests too deeply or grows too large (a cycle?)")]
     AliasesTooLarge { doc: String },
+
+    #[error(
+        "`{doc}` ({size} bytes) would expand to more than {limit} bytes (64 times its size, at most 8 GiB); refusing it"
+    )]
+    ExpansionTooLarge {
+        doc: String,
+        size: usize,
+        limit: u64,
+    },
 }
 
 /// Parse one SimpleStreams document (the JSON payload, already taken out of any clearsign
@@ -119,18 +128,19 @@ pub fn parse(doc_name: &str, payload: &[u8]) -> Result<Document, ParseError> {
     let doc = || doc_name.to_owned();
     let text = std::str::from_utf8(payload)
         .map_err(|source| ParseError::NotUtf8 { doc: doc(), source })?;
-    let value: Value =
-        serde_json::from_str(text).map_err(|source| ParseError::NotJson { doc: doc(), source })?;
-    let Value::Object(top) = value else {
-        return Err(ParseError::NotAnObject { doc: doc() });
+    let top = match products::read(doc_name, text) {
+        Ok(products::Read::Products(p)) => return Ok(Document::Products(p)),
+        Ok(products::Read::Other(top)) => top,
+        Err(Ok(e)) => return Err(e),
+        Err(Err(source)) if source.classify() == serde_json::error::Category::Data => {
+            return Err(ParseError::NotAnObject { doc: doc() });
+        }
+        Err(Err(source)) => return Err(ParseError::NotJson { doc: doc(), source }),
     };
     match top.get("format") {
         None => Err(ParseError::MissingFormat { doc: doc() }),
         Some(Value::String(f)) if f == FORMAT_INDEX => {
             index::from_object(doc_name, &top).map(Document::Index)
-        }
-        Some(Value::String(f)) if f == FORMAT_PRODUCTS => {
-            products::from_object(doc_name, top).map(Document::Products)
         }
         Some(other) => Err(ParseError::UnknownFormat {
             doc: doc(),

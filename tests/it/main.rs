@@ -1,6 +1,7 @@
 //! Integration tests: the real binary and library against real HTTP servers on 127.0.0.1
 //! (random ports), real temp dirs and real SQLite.
 
+mod amplification;
 mod bad_input;
 mod common;
 mod faults;
