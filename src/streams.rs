@@ -5,7 +5,9 @@
 //! filter strings, paths) and must never panic on it: errors name the document and the place.
 //! Protects invariant 5 (every `path` is checked by [`path::check_path`] when a document is
 //! parsed, so a parsed [`Index`] or [`Products`] never hands out an unsafe path) and invariant 7
-//! (one clear error per bad input).
+//! (one clear error per bad input), and keeps memory proportional to a document: products are
+//! streamed into a compact model whose items share what they inherit (`products`), and `_aliases`
+//! expansion is bounded at 64 times the document's size ([`ParseError::ExpansionTooLarge`]).
 //!
 //! Behaviour follows `spec/simplestreams.md`: formats §1, filters §2.2–§2.3, `--max`/`--keep`
 //! §2.4. Entry points for fuzzing: [`parse`], [`Filter::parse`], [`check_path`].

@@ -5,7 +5,10 @@
 //! of `_aliases[name][value]` merged into it, overriding its own. An unknown value is an error
 //! (upstream crashes with `KeyError`). Protects invariant 7: self-referencing or exponentially
 //! growing alias tables, which make upstream recurse forever, end in
-//! [`ParseError::AliasesTooLarge`] here, thanks to a depth limit and a budget of copied nodes.
+//! [`ParseError::AliasesTooLarge`] here, thanks to a depth limit and a budget of copied nodes;
+//! and what the merges copy in (the JSON size of every merged entry, counted at each merge) may
+//! not pass 64 times the document's size, at most 8 GiB: [`ParseError::ExpansionTooLarge`]
+//! (issue 8 item 4: a 1 MiB entry merged into 1,500 items is 1.5 GiB for a 1.2 MB document).
 //!
 //! Differences from upstream, all on pathological input only: the table is read once before
 //! expansion (upstream also expands inside `_aliases` itself and so may change the table while it
