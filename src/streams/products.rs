@@ -33,8 +33,8 @@ use crate::streams::path::check_path;
 /// Where a scalar's text lives in [`Products::text`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Span {
-    start: usize,
-    len: usize,
+    start: u32,
+    len: u32,
 }
 
 /// What a scalar was in JSON (only a non-negative integer is a `size`).
@@ -52,12 +52,21 @@ struct Field {
     value: Span,
 }
 
+/// A range of indices into one of the vectors of [`Products`] (u32 keeps the model compact; a
+/// document too large for it is refused, see [`Builder::span`]).
+type Range = (u32, u32);
+
+/// `n` as a u32 index, saturating (only a document refused for its size gets there).
+fn n32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
 /// A product, version or item: its name, its scalars, its children (ranges into the vectors).
 #[derive(Debug, Clone, Copy)]
 struct Node {
     name: Span,
-    fields: (usize, usize),
-    children: (usize, usize),
+    fields: Range,
+    children: Range,
 }
 
 /// A parsed products document, `_aliases` expanded, in a compact form (see the module doc).
@@ -67,12 +76,12 @@ pub struct Products {
     text: String,
     keys: Vec<Box<str>>,
     fields: Vec<Field>,
-    top: (usize, usize),
+    top: Range,
     products: Vec<Node>,
     versions: Vec<Node>,
     items: Vec<Node>,
     /// The top-level `products` range of `products` (the last `products` key wins).
-    roots: (usize, usize),
+    roots: Range,
     counts: (usize, usize, usize),
 }
 
@@ -98,25 +107,30 @@ impl Products {
     }
 
     fn str(&self, s: Span) -> &str {
-        self.text.get(s.start..s.start + s.len).unwrap_or_default()
+        let start = s.start as usize;
+        self.text
+            .get(start..start + s.len as usize)
+            .unwrap_or_default()
     }
 
-    fn level(&self, range: (usize, usize)) -> &[Field] {
-        self.fields.get(range.0..range.1).unwrap_or_default()
+    fn level(&self, range: Range) -> &[Field] {
+        self.fields
+            .get(range.0 as usize..range.1 as usize)
+            .unwrap_or_default()
     }
 
-    fn nodes(list: &[Node], range: (usize, usize)) -> &[Node] {
-        list.get(range.0..range.1).unwrap_or_default()
+    fn nodes(list: &[Node], range: Range) -> &[Node] {
+        list.get(range.0 as usize..range.1 as usize)
+            .unwrap_or_default()
     }
 
     /// Every item, flattened, in document order (product, then version, then item).
     pub fn items(&self) -> impl Iterator<Item = FlatItem<'_>> + '_ {
-        let idx = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         (self.roots.0..self.roots.1).flat_map(move |p| {
-            let pn = self.products.get(p).map_or((0, 0), |n| n.children);
+            let pn = self.products.get(p as usize).map_or((0, 0), |n| n.children);
             (pn.0..pn.1).flat_map(move |v| {
-                let vn = self.versions.get(v).map_or((0, 0), |n| n.children);
-                (vn.0..vn.1).map(move |i| FlatItem::new(self, [idx(p), idx(v), idx(i)]))
+                let vn = self.versions.get(v as usize).map_or((0, 0), |n| n.children);
+                (vn.0..vn.1).map(move |i| FlatItem::new(self, [p, v, i]))
             })
         })
     }
@@ -267,6 +281,8 @@ enum Scalar<'de> {
 /// Builds a [`Products`] while serde walks the document (or an expanded `Value`).
 struct Builder<'d> {
     doc: &'d str,
+    /// The document's size in bytes.
+    size: usize,
     p: Products,
     key_ids: HashMap<Box<str>, u32>,
     err: Option<ParseError>,
@@ -279,12 +295,27 @@ impl Builder<'_> {
         self.err.get_or_insert(e);
     }
 
+    /// Append `s` to the arena. Past 4 GiB of text (only an expanded `_aliases` document can
+    /// get there) the document is refused as too large.
     fn span(&mut self, s: &str) -> Span {
         let start = self.p.text.len();
-        self.p.text.push_str(s);
-        Span {
-            start,
-            len: s.len(),
+        match (u32::try_from(start), u32::try_from(start + s.len())) {
+            (Ok(start), Ok(_)) => {
+                self.p.text.push_str(s);
+                Span {
+                    start,
+                    len: n32(s.len()),
+                }
+            }
+            _ => {
+                let e = ParseError::ExpansionTooLarge {
+                    doc: self.doc.to_owned(),
+                    size: self.size,
+                    limit: u64::from(u32::MAX),
+                };
+                self.fail(e);
+                Span { start: 0, len: 0 }
+            }
         }
     }
 
@@ -310,11 +341,11 @@ impl Builder<'_> {
     }
 
     /// Close the innermost object: its fields become one contiguous range.
-    fn close(&mut self) -> (usize, usize) {
+    fn close(&mut self) -> Range {
         let level = self.stack.pop().unwrap_or_default();
-        let start = self.p.fields.len();
+        let start = n32(self.p.fields.len());
         self.p.fields.extend(level);
-        (start, self.p.fields.len())
+        (start, n32(self.p.fields.len()))
     }
 }
 
@@ -338,7 +369,7 @@ struct Seed<'b, 'd> {
 }
 
 /// What a seed produced: for a map of named objects, the range of its nodes.
-type Children = (usize, usize);
+type Children = Range;
 
 impl<'de> DeserializeSeed<'de> for Seed<'_, '_> {
     type Value = Children;
@@ -391,10 +422,12 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
         };
         if let Some(child) = child {
             // A map of named objects: each entry is one node of the next level.
-            let list = |b: &Builder| match child {
-                Level::Product => b.p.products.len(),
-                Level::Version => b.p.versions.len(),
-                _ => b.p.items.len(),
+            let list = |b: &Builder| {
+                n32(match child {
+                    Level::Product => b.p.products.len(),
+                    Level::Version => b.p.versions.len(),
+                    _ => b.p.items.len(),
+                })
             };
             let start = list(b);
             while let Some(Key(k)) = map.next_key::<Key>()? {
@@ -645,6 +678,7 @@ fn builder(doc: &str, len: usize) -> Builder<'_> {
     p.keys.reserve(64);
     Builder {
         doc,
+        size: len,
         p,
         key_ids: HashMap::new(),
         err: None,
@@ -695,11 +729,14 @@ fn finish(
     let mut p = b.p;
     p.content_id = content_id;
     let roots = Products::nodes(&p.products, p.roots);
-    let versions: usize = roots.iter().map(|n| n.children.1 - n.children.0).sum();
+    let versions: usize = roots
+        .iter()
+        .map(|n| n.children.1.saturating_sub(n.children.0) as usize)
+        .sum();
     let items: usize = roots
         .iter()
         .flat_map(|n| Products::nodes(&p.versions, n.children))
-        .map(|v| v.children.1 - v.children.0)
+        .map(|v| v.children.1.saturating_sub(v.children.0) as usize)
         .sum();
     p.counts = (roots.len(), versions, items);
     Ok(p)
