@@ -156,6 +156,14 @@ fn usage_error(e: &clap::Error) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// A runtime without a thread pool, for work that downloads nothing (`--dry-run`).
+pub(crate) fn runtime_single() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)
+}
+
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -327,7 +335,11 @@ fn sync_cmd(root: &Path, a: SyncArgs, verbose: u8) -> Result<ExitCode> {
         wait: a.wait,
         ..SyncOptions::default()
     };
-    let rt = runtime()?;
+    let rt = if a.dry_run {
+        runtime_single()?
+    } else {
+        runtime()?
+    };
     let mut failed = 0;
     let mut reports = Vec::new();
     for src in &sources {

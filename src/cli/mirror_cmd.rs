@@ -110,7 +110,11 @@ fn run(a: &MirrorArgs, root: &Path) -> Result<()> {
     };
     let progress = Arc::new(output::MirrorProgress::new(a.progress));
     let events: Arc<dyn SyncEvents> = progress.clone();
-    let rt = super::runtime()?;
+    let rt = if a.dry_run {
+        super::runtime_single()?
+    } else {
+        super::runtime()?
+    };
     let report = rt.block_on(mirror::sync(&mut vault, a, &output_d, events));
     progress.finish();
     let report = report?;
