@@ -572,6 +572,50 @@ impl<'de> Visitor<'de> for ScalarSeed {
     }
 }
 
+/// A top-level value as a `Value` if it is a scalar; a list or an object is skipped (`null`).
+struct TopScalar;
+
+impl<'de> DeserializeSeed<'de> for TopScalar {
+    type Value = Value;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TopScalar {
+    type Value = Value;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Value, A::Error> {
+        ScalarSeed.visit_seq(seq).map(|_| Value::Null)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
+        ScalarSeed.visit_map(map).map(|_| Value::Null)
+    }
+}
+
 /// The top level: `products` is built as it streams by; every other key is kept as a `Value`
 /// (the small rest of the document: `format`, `content_id`, `_aliases`, …).
 struct TopSeed<'b, 'd> {
@@ -596,8 +640,13 @@ impl<'de> Visitor<'de> for &mut TopSeed<'_, '_> {
                     at: "products".to_owned(),
                     name: None,
                 })?;
-            } else {
+            } else if k == aliases::ALIASES || k == "index" {
                 let v: Value = map.next_value()?;
+                self.rest.insert(k.into_owned(), v);
+            } else {
+                // Only scalars matter here (flattening, `format`, `content_id`): a list or an
+                // object is skipped, not built, so no part of a document costs a `Value` tree.
+                let v = map.next_value_seed(TopScalar)?;
                 self.rest.insert(k.into_owned(), v);
             }
         }
@@ -651,8 +700,8 @@ pub(super) fn read(doc: &str, text: &str) -> Result<Read, Result<ParseError, ser
                     source: de::Error::custom(e),
                 })
             })?;
-        let rest = top.rest;
-        return finish(b, content_id, &rest, true)
+        let (rest, has_products) = (top.rest, top.has_products);
+        return finish(b, content_id, &rest, has_products)
             .map(Read::Products)
             .map_err(Ok);
     }
