@@ -13,7 +13,7 @@ py=target/compat-venv/bin/sstream-mirror
 cargo build --release --bin streamvault >&2
 sv=$(pwd)/target/release/streamvault
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-url="file://$fx/cloud-images-released-2016/"
+url="file://$fx/cloud-images-released-2016/streams/v1/com.ubuntu.cloud:released:download.sjson"
 key="$fx/keys/ubuntu-cloud-image-builder-7FF3F408476CF100.gpg"
 args=(--keyring="$key" "$url" "$work/out" 'arch=amd64' 'release~(trusty|xenial)' --max=1 --dry-run)
 median() { # command… -> median wall seconds of $runs runs

@@ -42,7 +42,7 @@ done
 for d in big1m big200; do
     root="$work/store-$d"
     rm -rf "$root"
-    "$sv" --root "$root" source add big "$work/$d" --no-verify >/dev/null
+    "$sv" --root "$root" source add big "$work/$d/" --path streams/v1/index.json --no-verify >/dev/null
     start=$(date +%s.%N)
     rss=$(( $(peak "$sv" --root "$root" sync big --dry-run) / 1024 ))
     end=$(date +%s.%N)
