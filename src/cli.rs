@@ -15,8 +15,7 @@ use clap::Parser;
 
 use args::{
     Cli, Command, GcArgs, KeyCommand, MetadataArg, PublishArgs, ServeArgs, ShellArg,
-    SnapshotCommand,
-    SourceAddArgs, SourceCommand, SyncArgs, VerifyArgs,
+    SnapshotCommand, SourceAddArgs, SourceCommand, SyncArgs, VerifyArgs,
 };
 use output::{print_error, size, table, time};
 use streamvault::catalog::NewSource;
@@ -36,22 +35,29 @@ pub(crate) fn quiet() -> bool {
     QUIET.load(Ordering::Relaxed)
 }
 
-/// Write a line to stdout (nothing under `--quiet`); a closed pipe (`| head`) ends the program
-/// quietly with status 0.
+/// Write a line of human output to stdout (nothing under `--quiet`), control characters from
+/// metadata escaped ([`streamvault::escape`]); a closed pipe (`| head`) ends the program quietly
+/// with status 0.
 macro_rules! out {
     ($($arg:tt)*) => {{
-        use std::io::Write as _;
         if !crate::cli::quiet() {
-        let mut o = std::io::stdout().lock();
-        if let Err(e) = writeln!(o, $($arg)*) {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                std::process::exit(0);
-            }
-        }
+            let line = format!($($arg)*);
+            crate::cli::out_exact(&streamvault::escape::line(&line));
         }
     }};
 }
 pub(crate) use out;
+
+/// Write `text` and a newline to stdout exactly as given (JSON output); see [`out!`].
+pub(crate) fn out_exact(text: &str) {
+    use std::io::Write as _;
+    let mut o = std::io::stdout().lock();
+    if let Err(e) = writeln!(o, "{text}")
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(0);
+    }
+}
 
 pub fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().collect();
@@ -72,13 +78,15 @@ pub fn main() -> ExitCode {
     if let Some((root, rest)) = mirror_cmd::split_subcommand(&argv) {
         return mirror_cmd::main(rest, root);
     }
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse_from(&argv) {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     QUIET.store(cli.quiet, Ordering::Relaxed);
-    let verbose = cli.verbose;
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            print_error(&e, verbose);
+            print_error(&e);
             ExitCode::from(2)
         }
     }
@@ -172,6 +180,63 @@ fn write_stdout(buf: &[u8]) -> Result<ExitCode> {
     }
 }
 
+/// A clap outcome that is not a command line to run: `--help` and `--version` print as clap
+/// prints them (stdout, exit 0); every usage error becomes one `streamvault: error:` line and
+/// at most one `hint:` line (clap's tip, else the usage), exit 2.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
+    let text = e.render().to_string();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let usage = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("Usage: "))
+        .map(|u| format!("usage: {u} (`--help` for more)"));
+    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        output::error_lines("no command given", usage.as_deref());
+        return ExitCode::from(2);
+    }
+    // `error: …` and its continuation lines (e.g. the missing arguments), up to the tip/usage.
+    let mut msg = String::new();
+    let mut tip = None;
+    for l in &lines {
+        if let Some(t) = l.strip_prefix("tip: ") {
+            tip.get_or_insert(t);
+        } else if l.starts_with("Usage: ") || l.starts_with("For more information") {
+            break;
+        } else if msg.is_empty() {
+            msg.push_str(l.strip_prefix("error: ").unwrap_or(l));
+        } else {
+            msg.push_str(if msg.ends_with(':') { " " } else { ", " });
+            msg.push_str(l);
+        }
+    }
+    if msg.is_empty() {
+        msg.push_str("invalid command line");
+    }
+    let hint = tip.map(str::to_owned).or(usage);
+    output::error_lines(&msg, hint.as_deref());
+    ExitCode::from(2)
+}
+
+/// A runtime without a thread pool, for work that downloads nothing (`--dry-run`).
+pub(crate) fn runtime_single() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)
+}
+
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -180,7 +245,7 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 fn json_out<T: serde::Serialize>(v: &T) -> Result<ExitCode> {
-    out!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    out_exact(&serde_json::to_string_pretty(v).unwrap_or_default());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -375,7 +440,11 @@ fn sync_cmd(root: &Path, a: SyncArgs, verbose: u8) -> Result<ExitCode> {
         allow_downgrade: a.allow_downgrade,
         ..SyncOptions::default()
     };
-    let rt = runtime()?;
+    let rt = if a.dry_run {
+        runtime_single()?
+    } else {
+        runtime()?
+    };
     let mut failed = 0;
     let mut first_error = None;
     let mut reports = Vec::new();
@@ -414,7 +483,7 @@ fn sync_cmd(root: &Path, a: SyncArgs, verbose: u8) -> Result<ExitCode> {
                 if sources.len() == 1 {
                     first_error = Some(e);
                 } else {
-                    eprintln!("streamvault: error: {}: {}", src.name, sync::error_line(&e));
+                    output::print_error_in(&src.name, &e);
                 }
             }
         }
@@ -425,7 +494,7 @@ fn sync_cmd(root: &Path, a: SyncArgs, verbose: u8) -> Result<ExitCode> {
         }
         drop(vault);
         if let Err(e) = ops_cmd::write_metrics(root, a.metrics_file.clone()) {
-            output::print_error(&e, verbose);
+            output::print_error(&e);
             failed += 1;
         }
     }
@@ -716,7 +785,10 @@ fn serve(root: &Path, a: ServeArgs) -> Result<ExitCode> {
         let addr = listener.local_addr().unwrap_or(opts.listen);
         let scheme = if opts.tls.is_some() { "https" } else { "http" };
         let what = match &a.dest {
-            Some(d) => format!("`{}`", d.display()),
+            Some(d) => format!(
+                "`{}`",
+                streamvault::escape::Escaped(&d.display().to_string())
+            ),
             None => format!("{} mount(s)", opts.mounts.len()),
         };
         let max = opts.limits.max_connections.unwrap_or(0);

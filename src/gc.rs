@@ -459,7 +459,14 @@ fn plan_into(
             .map_err(e)?;
         let mut rows = st.query([]).map_err(e)?;
         while let Some(r) = rows.next().map_err(e)? {
-            add_grace_file(layout, conn, &mut files, report, r.get(0).map_err(e)?, r.get(1).map_err(e)?)?;
+            add_grace_file(
+                layout,
+                conn,
+                &mut files,
+                report,
+                r.get(0).map_err(e)?,
+                r.get(1).map_err(e)?,
+            )?;
         }
     }
     // Grace links an earlier, killed gc deleted the rows of but may not have unlinked (its
@@ -479,7 +486,14 @@ fn plan_into(
             .map_err(e)?;
         let mut rows = st.query([]).map_err(e)?;
         while let Some(r) = rows.next().map_err(e)? {
-            add_grace_file(layout, conn, &mut files, report, r.get(0).map_err(e)?, r.get(1).map_err(e)?)?;
+            add_grace_file(
+                layout,
+                conn,
+                &mut files,
+                report,
+                r.get(0).map_err(e)?,
+                r.get(1).map_err(e)?,
+            )?;
         }
     }
     sweep_trees(layout, &mut files, report)?;
@@ -656,7 +670,8 @@ pub fn gc(plan: GcPlan<'_>) -> Result<GcReport> {
         }
     }
     // Every journalled grace link was unlinked above, or is expected again, or its tree is gone.
-    conn.execute_batch("DELETE FROM gc_pending_unlink").map_err(e)?;
+    conn.execute_batch("DELETE FROM gc_pending_unlink")
+        .map_err(e)?;
     conn.execute_batch(DROP_SCRATCH).map_err(e)?;
     drop(lock);
     // For the metrics file; a failure here changes nothing that was collected.

@@ -43,6 +43,7 @@ pub mod checksum;
 pub mod demo;
 pub mod diff;
 pub mod error;
+pub mod escape;
 pub mod fetch;
 pub mod gc;
 pub mod keys;

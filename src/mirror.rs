@@ -290,10 +290,11 @@ pub fn seed_from_data(vault: &mut Vault, a: &MirrorArgs, output_d: &Path) -> Res
     Ok(Some(id))
 }
 
-/// Write lines to a log sink, ignoring a closed one (a log must never fail the run).
+/// Write lines to a log sink, control characters escaped ([`crate::escape`]), ignoring a closed
+/// sink (a log must never fail the run).
 pub fn write_lines(out: &mut dyn Write, lines: &[String]) {
     for l in lines {
-        let _ = writeln!(out, "{l}");
+        let _ = writeln!(out, "{}", crate::escape::line(l));
     }
 }
 

@@ -5,7 +5,9 @@
 //! filter strings, paths) and must never panic on it: errors name the document and the place.
 //! Protects invariant 5 (every `path` is checked by [`path::check_path`] when a document is
 //! parsed, so a parsed [`Index`] or [`Products`] never hands out an unsafe path) and invariant 7
-//! (one clear error per bad input).
+//! (one clear error per bad input), and keeps memory proportional to a document: products are
+//! streamed into a compact model whose items share what they inherit (`products`), and `_aliases`
+//! expansion is bounded at 64 times the document's size ([`ParseError::ExpansionTooLarge`]).
 //!
 //! Behaviour follows `spec/simplestreams.md`: formats §1, filters §2.2–§2.3, `--max`/`--keep`
 //! §2.4. Entry points for fuzzing: [`parse`], [`Filter::parse`], [`check_path`].
@@ -108,6 +110,15 @@ pub enum ParseError {
 
     #[error("expanding `_aliases` in `{doc}` nests too deeply or grows too large (a cycle?)")]
     AliasesTooLarge { doc: String },
+
+    #[error(
+        "`{doc}` ({size} bytes) would expand to more than {limit} bytes (64 times its size, at most 8 GiB); refusing it"
+    )]
+    ExpansionTooLarge {
+        doc: String,
+        size: usize,
+        limit: u64,
+    },
 }
 
 /// Parse one SimpleStreams document (the JSON payload, already taken out of any clearsign
@@ -119,18 +130,19 @@ pub fn parse(doc_name: &str, payload: &[u8]) -> Result<Document, ParseError> {
     let doc = || doc_name.to_owned();
     let text = std::str::from_utf8(payload)
         .map_err(|source| ParseError::NotUtf8 { doc: doc(), source })?;
-    let value: Value =
-        serde_json::from_str(text).map_err(|source| ParseError::NotJson { doc: doc(), source })?;
-    let Value::Object(top) = value else {
-        return Err(ParseError::NotAnObject { doc: doc() });
+    let top = match products::read(doc_name, text) {
+        Ok(products::Read::Products(p)) => return Ok(Document::Products(p)),
+        Ok(products::Read::Other(top)) => top,
+        Err(Ok(e)) => return Err(e),
+        Err(Err(source)) if source.classify() == serde_json::error::Category::Data => {
+            return Err(ParseError::NotAnObject { doc: doc() });
+        }
+        Err(Err(source)) => return Err(ParseError::NotJson { doc: doc(), source }),
     };
     match top.get("format") {
         None => Err(ParseError::MissingFormat { doc: doc() }),
         Some(Value::String(f)) if f == FORMAT_INDEX => {
             index::from_object(doc_name, &top).map(Document::Index)
-        }
-        Some(Value::String(f)) if f == FORMAT_PRODUCTS => {
-            products::from_object(doc_name, top).map(Document::Products)
         }
         Some(other) => Err(ParseError::UnknownFormat {
             doc: doc(),
@@ -460,7 +472,21 @@ mod tests {
             "[".repeat(100_000),
             "]".repeat(100_000)
         );
-        assert!(matches!(err(&deep), ParseError::NotJson { .. }));
+        // Skipped without recursion (a list is no scalar), so only the missing field remains.
+        let e = err(&deep);
+        assert!(
+            matches!(
+                e,
+                ParseError::NotJson { .. } | ParseError::MissingField { .. }
+            ),
+            "{e:?}"
+        );
+        let deep_item = format!(
+            "{{\"format\":\"products:1.0\",\"content_id\":\"c\",\"products\":{{\"p\":{{\"versions\":{{\"v\":{{\"items\":{{\"i\":{{\"x\":{}{}}}}}}}}}}}}}}}",
+            "{\"a\":".repeat(100_000),
+            "}".repeat(100_000)
+        );
+        let _ = parse("doc.json", deep_item.as_bytes());
     }
 
     #[test]

@@ -358,11 +358,7 @@ async fn fetch_metadata(
                     path,
                     url: fetched.url.clone(),
                     validators: fetched.validators.clone(),
-                    updated: p
-                        .top()
-                        .get("updated")
-                        .and_then(|v| v.as_str())
-                        .map(str::to_string),
+                    updated: p.top_field("updated").map(str::to_string),
                     kind: "products",
                     content_id: Some(p.content_id().to_string()),
                     raw: fetched.bytes,

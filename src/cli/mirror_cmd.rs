@@ -51,8 +51,7 @@ pub fn main(argv: &[String], root: Option<PathBuf>) -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            eprintln!("streamvault: error: {e}");
-            eprintln!("hint: {USAGE}");
+            output::error_lines(&e.to_string(), Some(USAGE));
             return ExitCode::from(2);
         }
     };
@@ -60,7 +59,7 @@ pub fn main(argv: &[String], root: Option<PathBuf>) -> ExitCode {
     match run(&a, &root) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            output::print_error(&e, a.verbose.saturating_sub(1));
+            output::print_error(&e);
             ExitCode::from(1)
         }
     }
@@ -111,7 +110,11 @@ fn run(a: &MirrorArgs, root: &Path) -> Result<()> {
     };
     let progress = Arc::new(output::MirrorProgress::new(a.progress));
     let events: Arc<dyn SyncEvents> = progress.clone();
-    let rt = super::runtime()?;
+    let rt = if a.dry_run {
+        super::runtime_single()?
+    } else {
+        super::runtime()?
+    };
     let report = rt.block_on(mirror::sync(&mut vault, a, &output_d, events));
     progress.finish();
     let report = report?;

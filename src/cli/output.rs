@@ -7,19 +7,33 @@ use std::sync::Mutex;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use streamvault::error::Error;
+use streamvault::escape;
 use streamvault::fetch::Progress;
 use streamvault::gc::{GcReport, KeepReason};
 use streamvault::sync::SyncEvents;
 use streamvault::verify::VerifyReport;
 
-/// `streamvault: error: <msg>: <cause>: …` and an optional `hint:` line (invariant 7).
-pub fn print_error(err: &Error, verbose: u8) {
-    eprintln!("streamvault: error: {}", streamvault::sync::error_line(err));
-    if let Some(h) = err.hint() {
-        eprintln!("hint: {h}");
-    }
-    if verbose > 0 {
-        eprintln!("{err:?}");
+/// `streamvault: error: <msg>: <cause>: …` and an optional `hint:` line (invariant 7): exactly
+/// these lines, control characters from metadata escaped so that no line can be forged.
+pub fn print_error(err: &Error) {
+    error_lines(&streamvault::sync::error_line(err), err.hint().as_deref());
+}
+
+/// [`print_error`] for one source of several (`sync --all`): `streamvault: error: NAME: …`.
+pub fn print_error_in(name: &str, err: &Error) {
+    error_lines(
+        &format!("{name}: {}", streamvault::sync::error_line(err)),
+        err.hint().as_deref(),
+    );
+}
+
+/// The one place that writes `streamvault: error:` (and its `hint:`) to stderr.
+pub fn error_lines(msg: &str, hint: Option<&str>) {
+    use std::io::Write as _;
+    let mut e = std::io::stderr().lock();
+    let _ = writeln!(e, "streamvault: error: {}", escape::line(msg));
+    if let Some(h) = hint {
+        let _ = writeln!(e, "hint: {}", escape::line(h));
     }
 }
 
@@ -63,8 +77,12 @@ pub fn time(secs: i64) -> String {
 
 /// Print rows as aligned columns.
 pub fn table(header: &[&str], rows: &[Vec<String>]) {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| escape::line(c).into_owned()).collect())
+        .collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for r in rows {
+    for r in &rows {
         for (i, c) in r.iter().enumerate() {
             if let Some(w) = widths.get_mut(i) {
                 *w = (*w).max(c.chars().count());
@@ -85,7 +103,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
     };
     line(header.iter().map(|s| s.to_string()).collect());
     for r in rows {
-        line(r.clone());
+        line(r);
     }
 }
 
@@ -124,6 +142,7 @@ impl SyncBar {
     }
 
     fn note(&self, msg: String) {
+        let msg = escape::line(&msg).into_owned();
         match &self.bar {
             Some(b) => b.println(msg),
             None => eprintln!("{msg}"),
@@ -224,7 +243,7 @@ impl SyncEvents for MirrorProgress {
             }
             Err(_) => 0,
         };
-        eprintln!("=> {path} [{size_}] {pct:2}%");
+        eprintln!("=> {} [{size_}] {pct:2}%", escape::Escaped(path));
     }
 }
 

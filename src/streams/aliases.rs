@@ -5,7 +5,10 @@
 //! of `_aliases[name][value]` merged into it, overriding its own. An unknown value is an error
 //! (upstream crashes with `KeyError`). Protects invariant 7: self-referencing or exponentially
 //! growing alias tables, which make upstream recurse forever, end in
-//! [`ParseError::AliasesTooLarge`] here, thanks to a depth limit and a budget of copied nodes.
+//! [`ParseError::AliasesTooLarge`] here, thanks to a depth limit and a budget of copied nodes;
+//! and what the merges copy in (the JSON size of every merged entry, counted at each merge) may
+//! not pass 64 times the document's size, at most 8 GiB: [`ParseError::ExpansionTooLarge`]
+//! (issue 8 item 4: a 1 MiB entry merged into 1,500 items is 1.5 GiB for a 1.2 MB document).
 //!
 //! Differences from upstream, all on pathological input only: the table is read once before
 //! expansion (upstream also expands inside `_aliases` itself and so may change the table while it
@@ -26,8 +29,26 @@ const MAX_DEPTH: usize = 256;
 const WORK_PER_INPUT_NODE: usize = 4;
 const WORK_BASE: usize = 250_000;
 
-/// Expand `_aliases` in place in the top-level object of a products document.
-pub(super) fn expand(doc: &str, top: &mut Map<String, Value>) -> Result<(), ParseError> {
+/// What one document may expand to: this many times its own size, and never more than
+/// [`MAX_EXPANDED`] (issue 8 item 4).
+pub(super) const EXPANSION_FACTOR: u64 = 64;
+pub(super) const MAX_EXPANDED: u64 = 8 << 30;
+
+/// The expansion budget, in bytes, of a document of `size` bytes.
+pub(super) fn expansion_limit(size: usize) -> u64 {
+    (size as u64)
+        .saturating_mul(EXPANSION_FACTOR)
+        .min(MAX_EXPANDED)
+}
+
+/// Expand `_aliases` in place in the top-level object of a products document of `size` bytes.
+/// Besides the work budget, the bytes copied in (JSON size of every merged entry, counted at
+/// each merge) may not pass [`expansion_limit`]: [`ParseError::ExpansionTooLarge`].
+pub(super) fn expand(
+    doc: &str,
+    size: usize,
+    top: &mut Map<String, Value>,
+) -> Result<(), ParseError> {
     let Some(Value::Object(table)) = top.get(ALIASES) else {
         return Ok(());
     };
@@ -38,6 +59,9 @@ pub(super) fn expand(doc: &str, top: &mut Map<String, Value>) -> Result<(), Pars
         .fold(1usize, usize::saturating_add);
     let mut x = Expander {
         doc,
+        size,
+        bytes: size as u64,
+        max_bytes: expansion_limit(size),
         table: &table,
         work: 0,
         max_work: input_nodes
@@ -49,6 +73,9 @@ pub(super) fn expand(doc: &str, top: &mut Map<String, Value>) -> Result<(), Pars
 
 struct Expander<'a> {
     doc: &'a str,
+    size: usize,
+    bytes: u64,
+    max_bytes: u64,
     table: &'a Map<String, Value>,
     work: usize,
     max_work: usize,
@@ -126,6 +153,14 @@ impl Expander<'_> {
             };
             let remaining = self.max_work.saturating_sub(self.work);
             self.charge(count_nodes_map(target, remaining))?;
+            self.bytes = self.bytes.saturating_add(json_size_map(target));
+            if self.bytes > self.max_bytes {
+                return Err(ParseError::ExpansionTooLarge {
+                    doc: self.doc.to_owned(),
+                    size: self.size,
+                    limit: self.max_bytes,
+                });
+            }
             for (k, v) in target {
                 map.insert(k.clone(), v.clone());
             }
@@ -170,6 +205,35 @@ fn count_nodes(v: &Value, limit: usize) -> usize {
     n
 }
 
+/// About the JSON size of an object's entries (strings and keys by length, 8 bytes a scalar
+/// or a bracket); walks nodes, never the bytes of a string.
+fn json_size_map(m: &Map<String, Value>) -> u64 {
+    let mut n = 2u64;
+    let mut stack: Vec<&Value> = Vec::new();
+    for (k, v) in m {
+        n = n.saturating_add(k.len() as u64 + 4);
+        stack.push(v);
+    }
+    while let Some(v) = stack.pop() {
+        n = n.saturating_add(match v {
+            Value::String(s) => s.len() as u64 + 2,
+            Value::Object(o) => {
+                for (k, v) in o {
+                    n = n.saturating_add(k.len() as u64 + 4);
+                    stack.push(v);
+                }
+                2
+            }
+            Value::Array(a) => {
+                stack.extend(a.iter());
+                2
+            }
+            _ => 8,
+        });
+    }
+    n
+}
+
 /// [`count_nodes`] of an object given as its map.
 fn count_nodes_map(m: &Map<String, Value>, limit: usize) -> usize {
     m.values()
@@ -186,7 +250,8 @@ mod tests {
 
     fn expanded(v: Value) -> Result<Value, ParseError> {
         let Value::Object(mut m) = v else { panic!() };
-        expand("doc", &mut m)?;
+        let size = serde_json::to_string(&m).map(|s| s.len()).unwrap_or(0);
+        expand("doc", size, &mut m)?;
         Ok(Value::Object(m))
     }
 
@@ -244,7 +309,10 @@ mod tests {
     fn cycles_and_bombs_stop() {
         // `a: x` brings a child that again says `a: x`: upstream recurses forever.
         let e = expanded(json!({"_aliases": {"a": {"x": {"c": {"a": "x"}}}}, "a": "x"}));
-        assert!(matches!(e, Err(ParseError::AliasesTooLarge { .. })));
+        assert!(matches!(
+            e,
+            Err(ParseError::AliasesTooLarge { .. } | ParseError::ExpansionTooLarge { .. })
+        ));
         // Each level doubles: 2^40 nodes if nothing stopped it.
         let mut table = serde_json::Map::new();
         for i in 0..40 {
@@ -255,6 +323,37 @@ mod tests {
             );
         }
         let e = expanded(json!({"_aliases": table, "l0": "x"}));
-        assert!(matches!(e, Err(ParseError::AliasesTooLarge { .. })));
+        assert!(matches!(
+            e,
+            Err(ParseError::AliasesTooLarge { .. } | ParseError::ExpansionTooLarge { .. })
+        ));
+    }
+
+    /// A 1 MiB alias entry merged into 100 items would copy 100 MiB out of a ~1 MiB document:
+    /// refused (64x), with one line naming the document.
+    #[test]
+    fn amplification_is_refused() {
+        let big = "x".repeat(1 << 20);
+        let items: serde_json::Map<String, Value> = (0..100)
+            .map(|i| {
+                (
+                    format!("i{i}"),
+                    json!({"a": "big", "path": format!("f{i}")}),
+                )
+            })
+            .collect();
+        let e = expanded(json!({"_aliases": {"a": {"big": {"blob": big}}},
+            "products": {"p": {"versions": {"v": {"items": items}}}}}))
+        .unwrap_err();
+        assert!(matches!(e, ParseError::ExpansionTooLarge { .. }), "{e:?}");
+        let line = e.to_string();
+        assert!(line.starts_with("`doc` ("), "{line}");
+        assert!(line.contains("64 times its size"), "{line}");
+        // A few merges of the same entry stay well within the budget.
+        let ok = expanded(
+            json!({"_aliases": {"a": {"big": {"blob": "x".repeat(1 << 20)}}},
+            "products": {"p": {"a": "big"}, "q": {"a": "big"}}}),
+        );
+        assert!(ok.is_ok());
     }
 }

@@ -1,17 +1,28 @@
 //! The `products:1.0` document (spec §1.3) and the flattened view of its items (spec §1.5).
 //!
 //! Protects invariant 5: a [`Products`] only exists after `_aliases` were expanded and every
-//! item `path` passed [`check_path`], and its tree is never handed out mutably; so every
-//! [`FlatItem::path`] is safe. The tree shape (objects for `products`, `versions`, `items` and
-//! their entries) is checked at parse time too, so walking it never meets a surprise.
+//! item `path` passed [`check_path`]; so every [`FlatItem::path`] is safe. The tree shape
+//! (objects for `products`, `versions`, `items` and their entries) is checked at parse time too.
 //!
 //! The flattened view of an item is `top ∪ product ∪ {product_name} ∪ version ∪ {version_name}
 //! ∪ item ∪ {item_name}`, inner levels overriding outer ones; only scalars take part, converted
 //! as Python's `str()` does (`True`, `1.5e-07`, …); lists, objects and `null` are left out.
+//!
+//! Memory (issue 8 item 4): a document is read in one streaming pass (no `serde_json::Value`
+//! tree) into a compact model: every scalar of the four levels is one text span in one arena,
+//! keys are interned, and the levels are flat vectors. The flattened view is never copied: a
+//! [`FlatItem`] looks each key up through the levels of its item, so an inherited field is
+//! stored once however many items inherit it. Only `_aliases` copy values into objects (as
+//! upstream does); that copy is bounded by [`aliases`]: a document that would expand beyond 64
+//! times its size (or 8 GiB) is refused with [`ParseError::ExpansionTooLarge`].
+//! Deviation on broken input only: a name repeated among its siblings (`{"p":…,"p":…}`) keeps
+//! both entries (Python's `json` keeps the last).
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt::{self, Write as _};
 
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::aliases;
@@ -19,14 +30,59 @@ use super::{ParseError, wrong_type};
 use crate::checksum::{Algo, Checksums};
 use crate::streams::path::check_path;
 
-/// A parsed products document, `_aliases` expanded.
+/// Where a scalar's text lives in [`Products::text`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+/// What a scalar was in JSON (only a non-negative integer is a `size`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Str,
+    UInt,
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Field {
+    key: u32,
+    kind: Kind,
+    value: Span,
+}
+
+/// A range of indices into one of the vectors of [`Products`] (u32 keeps the model compact; a
+/// document too large for it is refused, see [`Builder::span`]).
+type Range = (u32, u32);
+
+/// `n` as a u32 index, saturating (only a document refused for its size gets there).
+fn n32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// A product, version or item: its name, its scalars, its children (ranges into the vectors).
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    name: Span,
+    fields: Range,
+    children: Range,
+}
+
+/// A parsed products document, `_aliases` expanded, in a compact form (see the module doc).
 #[derive(Debug, Clone)]
 pub struct Products {
     content_id: String,
-    tree: Value,
-    products: usize,
-    versions: usize,
-    items: usize,
+    text: String,
+    keys: Vec<Box<str>>,
+    fields: Vec<Field>,
+    top: Range,
+    products: Vec<Node>,
+    versions: Vec<Node>,
+    items: Vec<Node>,
+    /// The top-level `products` range of `products` (the last `products` key wins).
+    roots: Range,
+    counts: (usize, usize, usize),
 }
 
 impl Products {
@@ -35,134 +91,714 @@ impl Products {
         &self.content_id
     }
 
-    /// The whole document after `_aliases` expansion (inherited fields are not expanded in it).
-    pub fn tree(&self) -> &Value {
-        &self.tree
-    }
-
-    /// Take the tree out.
-    pub fn into_tree(self) -> Value {
-        self.tree
-    }
-
-    /// The top-level object.
-    pub fn top(&self) -> &Map<String, Value> {
-        static EMPTY: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
-        self.tree.as_object().unwrap_or(&EMPTY)
-    }
-
     /// Number of products.
     pub fn product_count(&self) -> usize {
-        self.products
+        self.counts.0
     }
 
     /// Number of versions, over all products.
     pub fn version_count(&self) -> usize {
-        self.versions
+        self.counts.1
     }
 
     /// Number of items, over all versions.
     pub fn item_count(&self) -> usize {
-        self.items
+        self.counts.2
+    }
+
+    /// A top-level field as text (e.g. `updated`), the last one if the key repeats; `None`
+    /// when absent.
+    pub fn top_field(&self, key: &str) -> Option<&str> {
+        self.level(self.top)
+            .iter()
+            .rev()
+            .find(|x| self.keys.get(x.key as usize).is_some_and(|k| &**k == key))
+            .map(|x| self.str(x.value))
+    }
+
+    fn str(&self, s: Span) -> &str {
+        let start = s.start as usize;
+        self.text
+            .get(start..start + s.len as usize)
+            .unwrap_or_default()
+    }
+
+    fn level(&self, range: Range) -> &[Field] {
+        self.fields
+            .get(range.0 as usize..range.1 as usize)
+            .unwrap_or_default()
+    }
+
+    fn nodes(list: &[Node], range: Range) -> &[Node] {
+        list.get(range.0 as usize..range.1 as usize)
+            .unwrap_or_default()
     }
 
     /// Every item, flattened, in document order (product, then version, then item).
     pub fn items(&self) -> impl Iterator<Item = FlatItem<'_>> + '_ {
-        let mut top = Flat::default();
-        top.layer(self.top());
-        children(self.top(), "products").flat_map(move |(product, p)| {
-            let mut pf = top.clone();
-            pf.layer(p);
-            pf.name("product_name", product);
-            children(p, "versions").flat_map(move |(version, v)| {
-                let mut vf = pf.clone();
-                vf.layer(v);
-                vf.name("version_name", version);
-                children(v, "items").map(move |(item, raw)| {
-                    let mut f = vf.clone();
-                    f.layer(raw);
-                    f.name("item_name", item);
-                    FlatItem::new(product, version, item, raw, f)
-                })
+        (self.roots.0..self.roots.1).flat_map(move |p| {
+            let pn = self.products.get(p as usize).map_or((0, 0), |n| n.children);
+            (pn.0..pn.1).flat_map(move |v| {
+                let vn = self.versions.get(v as usize).map_or((0, 0), |n| n.children);
+                (vn.0..vn.1).map(move |i| FlatItem::new(self, [p, v, i]))
             })
         })
     }
+
+    /// The fields of one level of an item: 0 top, 1 product, 2 version, 3 item.
+    fn level_of(&self, nodes: [u32; 3], level: usize) -> &[Field] {
+        let node = |list: &[Node], i: u32| list.get(i as usize).map_or((0, 0), |n| n.fields);
+        let range = match level {
+            0 => self.top,
+            1 => node(&self.products, nodes[0]),
+            2 => node(&self.versions, nodes[1]),
+            _ => node(&self.items, nodes[2]),
+        };
+        self.level(range)
+    }
+
+    fn name_of(&self, list: &[Node], i: u32) -> &str {
+        list.get(i as usize).map_or("", |n| self.str(n.name))
+    }
 }
 
-/// One item with its inherited fields (spec §1.5): what filters see.
-#[derive(Debug, Clone, PartialEq)]
+/// One item with its inherited fields (spec §1.5): what filters see. Borrowed from its
+/// [`Products`]: looking a key up walks the levels, nothing is copied.
+#[derive(Debug, Clone)]
 pub struct FlatItem<'a> {
     pub product: &'a str,
     pub version: &'a str,
     pub item: &'a str,
-    /// The flattened scalars, as strings.
-    pub fields: BTreeMap<String, String>,
-    /// The item's own object, as in the document.
-    pub raw: &'a Map<String, Value>,
     /// The item's own `path` (only the item level counts, as upstream), checked safe.
     pub path: Option<&'a str>,
     /// `size` of the flattened view, when the value that won is a non-negative JSON integer.
     pub size: Option<u64>,
     /// `md5`/`sha256`/`sha512` of the flattened view, lowercased.
     pub checksums: Checksums,
+    doc: &'a Products,
+    /// Indices of the product, version and item nodes (the levels are looked up through them).
+    nodes: [u32; 3],
+}
+
+impl PartialEq for FlatItem<'_> {
+    fn eq(&self, o: &Self) -> bool {
+        std::ptr::eq(self.doc, o.doc)
+            && (self.product, self.version, self.item, self.path, self.size)
+                == (o.product, o.version, o.item, o.path, o.size)
+            && self.checksums == o.checksums
+    }
+}
+
+/// The value that wins for a key: a synthetic `*_name` or a field.
+enum Winner<'a> {
+    Name(&'a str),
+    Field(&'a Field),
 }
 
 impl<'a> FlatItem<'a> {
-    fn new(
-        product: &'a str,
-        version: &'a str,
-        item: &'a str,
-        raw: &'a Map<String, Value>,
-        flat: Flat,
-    ) -> Self {
-        let mut checksums = Checksums::default();
+    fn new(doc: &'a Products, nodes: [u32; 3]) -> Self {
+        let mut f = FlatItem {
+            product: doc.name_of(&doc.products, nodes[0]),
+            version: doc.name_of(&doc.versions, nodes[1]),
+            item: doc.name_of(&doc.items, nodes[2]),
+            path: None,
+            size: None,
+            checksums: Checksums::default(),
+            doc,
+            nodes,
+        };
+        f.path = doc
+            .level_of(nodes, 3)
+            .iter()
+            .rev()
+            .find(|x| {
+                x.kind == Kind::Str && doc.keys.get(x.key as usize).is_some_and(|k| &**k == "path")
+            })
+            .map(|x| doc.str(x.value));
+        f.size = match f.winner("size") {
+            Some(Winner::Field(x)) if x.kind == Kind::UInt => doc.str(x.value).parse().ok(),
+            _ => None,
+        };
         for algo in [Algo::Md5, Algo::Sha256, Algo::Sha512] {
-            if let Some(v) = flat.fields.get(algo.name()) {
-                checksums.set(algo, v.to_ascii_lowercase());
+            if let Some(v) = f.get(algo.name()) {
+                f.checksums.set(algo, v.to_ascii_lowercase());
             }
         }
-        FlatItem {
-            product,
-            version,
-            item,
-            path: raw.get("path").and_then(Value::as_str),
-            size: flat.size,
-            checksums,
-            fields: flat.fields,
-            raw,
+        f
+    }
+
+    fn find(&self, level: usize, key: &str) -> Option<&'a Field> {
+        let doc = self.doc;
+        doc.level_of(self.nodes, level)
+            .iter()
+            .rev()
+            .find(|x| doc.keys.get(x.key as usize).is_some_and(|k| &**k == key))
+    }
+
+    fn winner(&self, key: &str) -> Option<Winner<'a>> {
+        let named = [
+            ("item_name", self.item),
+            ("version_name", self.version),
+            ("product_name", self.product),
+        ];
+        for (n, (synthetic, name)) in named.into_iter().enumerate() {
+            if key == synthetic {
+                return Some(Winner::Name(name));
+            }
+            if let Some(x) = self.find(3 - n, key) {
+                return Some(Winner::Field(x));
+            }
         }
+        self.find(0, key).map(Winner::Field)
     }
 
     /// A field of the flattened view (what a filter compares).
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.fields.get(key).map(String::as_str)
+    pub fn get(&self, key: &str) -> Option<&'a str> {
+        match self.winner(key)? {
+            Winner::Name(n) => Some(n),
+            Winner::Field(x) => Some(self.doc.str(x.value)),
+        }
+    }
+
+    /// Every field of the flattened view, sorted by key.
+    pub fn fields(&self) -> std::collections::BTreeMap<&'a str, &'a str> {
+        let mut out = std::collections::BTreeMap::new();
+        for level in 0..4 {
+            for x in self.doc.level_of(self.nodes, level) {
+                if let Some(k) = self.doc.keys.get(x.key as usize) {
+                    out.insert(&**k, self.doc.str(x.value));
+                }
+            }
+        }
+        for k in ["product_name", "version_name", "item_name"] {
+            if let Some(v) = self.get(k) {
+                out.insert(k, v);
+            }
+        }
+        out
     }
 }
 
-/// A flattened view under construction.
-#[derive(Debug, Clone, Default)]
-struct Flat {
-    fields: BTreeMap<String, String>,
-    size: Option<u64>,
+// ------------------------------------------------------------------------------ building
+
+/// A scalar as Python's `str()` shows it, or why it is none.
+enum Scalar<'de> {
+    Text(Kind, Cow<'de, str>),
+    Null,
+    Compound,
 }
 
-impl Flat {
-    /// Lay the scalars of one level over what is there.
-    fn layer(&mut self, level: &Map<String, Value>) {
-        for (k, v) in level {
-            if let Some(s) = py_str(v) {
-                if k == "size" {
-                    self.size = v.as_u64();
+/// Builds a [`Products`] while serde walks the document (or an expanded `Value`).
+struct Builder<'d> {
+    doc: &'d str,
+    /// The document's size in bytes.
+    size: usize,
+    p: Products,
+    key_ids: HashMap<Box<str>, u32>,
+    err: Option<ParseError>,
+    /// Fields of the objects being read, innermost last (appended when an object ends).
+    stack: Vec<Vec<Field>>,
+}
+
+impl Builder<'_> {
+    fn fail(&mut self, e: ParseError) {
+        self.err.get_or_insert(e);
+    }
+
+    /// Append `s` to the arena. Past 4 GiB of text (only an expanded `_aliases` document can
+    /// get there) the document is refused as too large.
+    fn span(&mut self, s: &str) -> Span {
+        let start = self.p.text.len();
+        match (u32::try_from(start), u32::try_from(start + s.len())) {
+            (Ok(start), Ok(_)) => {
+                self.p.text.push_str(s);
+                Span {
+                    start,
+                    len: n32(s.len()),
                 }
-                self.fields.insert(k.clone(), s);
+            }
+            _ => {
+                let e = ParseError::ExpansionTooLarge {
+                    doc: self.doc.to_owned(),
+                    size: self.size,
+                    limit: u64::from(u32::MAX),
+                };
+                self.fail(e);
+                Span { start: 0, len: 0 }
             }
         }
     }
 
-    /// Set one of the synthetic `*_name` keys.
-    fn name(&mut self, key: &str, name: &str) {
-        self.fields.insert(key.to_owned(), name.to_owned());
+    fn key(&mut self, k: &str) -> u32 {
+        if let Some(&id) = self.key_ids.get(k) {
+            return id;
+        }
+        let id = u32::try_from(self.p.keys.len()).unwrap_or(u32::MAX);
+        self.p.keys.push(k.into());
+        self.key_ids.insert(k.into(), id);
+        id
     }
+
+    fn field(&mut self, key: &str, kind: Kind, text: &str) {
+        let f = Field {
+            key: self.key(key),
+            kind,
+            value: self.span(text),
+        };
+        if let Some(level) = self.stack.last_mut() {
+            level.push(f);
+        }
+    }
+
+    /// Close the innermost object: its fields become one contiguous range.
+    fn close(&mut self) -> Range {
+        let level = self.stack.pop().unwrap_or_default();
+        let start = n32(self.p.fields.len());
+        self.p.fields.extend(level);
+        (start, n32(self.p.fields.len()))
+    }
+}
+
+/// Which object a seed reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Products,
+    Product,
+    Versions,
+    Version,
+    Items,
+    Item,
+}
+
+struct Seed<'b, 'd> {
+    b: &'b mut Builder<'d>,
+    level: Level,
+    /// Place in the document, for errors (`products/p/versions`).
+    at: String,
+    name: Option<Span>,
+}
+
+/// What a seed produced: for a map of named objects, the range of its nodes.
+type Children = Range;
+
+impl<'de> DeserializeSeed<'de> for Seed<'_, '_> {
+    type Value = Children;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Children, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl Seed<'_, '_> {
+    fn wrong(self) -> Children {
+        let e = wrong_type(self.b.doc, self.at, "a JSON object");
+        self.b.fail(e);
+        (0, 0)
+    }
+}
+
+macro_rules! not_an_object {
+    ($($f:ident: $t:ty),*) => {$(
+        fn $f<E: de::Error>(self, _: $t) -> Result<Children, E> {
+            Ok(self.wrong())
+        }
+    )*};
+}
+
+impl<'de> Visitor<'de> for Seed<'_, '_> {
+    type Value = Children;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    not_an_object!(visit_bool: bool, visit_i64: i64, visit_u64: u64, visit_f64: f64, visit_str: &str);
+
+    fn visit_unit<E: de::Error>(self) -> Result<Children, E> {
+        Ok(self.wrong())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Children, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(self.wrong())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Children, A::Error> {
+        let Seed { b, level, at, name } = self;
+        let child = match level {
+            Level::Products => Some(Level::Product),
+            Level::Versions => Some(Level::Version),
+            Level::Items => Some(Level::Item),
+            _ => None,
+        };
+        if let Some(child) = child {
+            // A map of named objects: each entry is one node of the next level.
+            let list = |b: &Builder| {
+                n32(match child {
+                    Level::Product => b.p.products.len(),
+                    Level::Version => b.p.versions.len(),
+                    _ => b.p.items.len(),
+                })
+            };
+            let start = list(b);
+            while let Some(Key(k)) = map.next_key::<Key>()? {
+                let name = b.span(&k);
+                map.next_value_seed(Seed {
+                    at: format!("{at}/{k}"),
+                    b: &mut *b,
+                    level: child,
+                    name: Some(name),
+                })?;
+            }
+            return Ok((start, list(b)));
+        }
+        b.stack.push(Vec::new());
+        let mut children = (0, 0);
+        let inner = match level {
+            Level::Product => Some(("versions", Level::Versions)),
+            Level::Version => Some(("items", Level::Items)),
+            _ => None,
+        };
+        while let Some(Key(k)) = map.next_key::<Key>()? {
+            if let Some((ck, cl)) = inner
+                && k == ck
+            {
+                children = map.next_value_seed(Seed {
+                    at: format!("{at}/{k}"),
+                    b: &mut *b,
+                    level: cl,
+                    name: None,
+                })?;
+                continue;
+            }
+            match map.next_value_seed(ScalarSeed)? {
+                Scalar::Text(kind, text) => {
+                    if level == Level::Item && k == "path" {
+                        if kind != Kind::Str {
+                            b.fail(wrong_type(b.doc, format!("{at}/path"), "a string"));
+                        } else if let Err(source) = check_path(&text) {
+                            let e = ParseError::UnsafePath {
+                                doc: b.doc.to_owned(),
+                                at: format!("{at}/path"),
+                                source,
+                            };
+                            b.fail(e);
+                        }
+                    }
+                    b.field(&k, kind, &text);
+                }
+                Scalar::Compound if level == Level::Item && k == "path" => {
+                    b.fail(wrong_type(b.doc, format!("{at}/path"), "a string"));
+                }
+                Scalar::Null | Scalar::Compound => {}
+            }
+        }
+        let fields = b.close();
+        let node = Node {
+            name: name.unwrap_or(Span { start: 0, len: 0 }),
+            fields,
+            children,
+        };
+        match level {
+            Level::Product => b.p.products.push(node),
+            Level::Version => b.p.versions.push(node),
+            _ => b.p.items.push(node),
+        }
+        Ok((0, 0))
+    }
+}
+
+/// A map key, borrowed from the input when it has no escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(s)))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, s: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// Reads one value as a [`Scalar`], skipping lists and objects.
+struct ScalarSeed;
+
+impl<'de> DeserializeSeed<'de> for ScalarSeed {
+    type Value = Scalar<'de>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Scalar<'de>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ScalarSeed {
+    type Value = Scalar<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Scalar<'de>, E> {
+        let t = if v { "True" } else { "False" };
+        Ok(Scalar::Text(Kind::Other, Cow::Borrowed(t)))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Text(Kind::UInt, Cow::Owned(v.to_string())))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Text(Kind::Other, Cow::Owned(v.to_string())))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Text(Kind::Other, Cow::Owned(py_float(v))))
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Text(Kind::Str, Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Text(Kind::Str, Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Text(Kind::Str, Cow::Owned(v)))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar<'de>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Compound)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar<'de>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Compound)
+    }
+}
+
+/// A top-level value as a `Value` if it is a scalar; a list or an object is skipped (`null`).
+struct TopScalar;
+
+impl<'de> DeserializeSeed<'de> for TopScalar {
+    type Value = Value;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TopScalar {
+    type Value = Value;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Value, A::Error> {
+        ScalarSeed.visit_seq(seq).map(|_| Value::Null)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
+        ScalarSeed.visit_map(map).map(|_| Value::Null)
+    }
+}
+
+/// The top level: `products` is built as it streams by; every other key is kept as a `Value`
+/// (the small rest of the document: `format`, `content_id`, `_aliases`, …).
+struct TopSeed<'b, 'd> {
+    b: &'b mut Builder<'d>,
+    rest: Map<String, Value>,
+    /// `products` was present (whatever its type).
+    has_products: bool,
+}
+
+impl<'de> Visitor<'de> for &mut TopSeed<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(Key(k)) = map.next_key::<Key>()? {
+            if k == "products" {
+                self.has_products = true;
+                self.b.p.roots = map.next_value_seed(Seed {
+                    b: &mut *self.b,
+                    level: Level::Products,
+                    at: "products".to_owned(),
+                    name: None,
+                })?;
+            } else if k == aliases::ALIASES || k == "index" {
+                let v: Value = map.next_value()?;
+                self.rest.insert(k.into_owned(), v);
+            } else {
+                // Only scalars matter here (flattening, `format`, `content_id`): a list or an
+                // object is skipped, not built, so no part of a document costs a `Value` tree.
+                let v = map.next_value_seed(TopScalar)?;
+                self.rest.insert(k.into_owned(), v);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What [`read`] found: a products document, or the top level of something else.
+pub(super) enum Read {
+    Products(Products),
+    /// Not products (an index, or no/unknown `format`): the top-level object.
+    Other(Map<String, Value>),
+}
+
+/// Parse a document whose top level is an object, in one streaming pass. `Err(None)` when the
+/// text is not JSON or not an object (the caller reports it).
+pub(super) fn read(doc: &str, text: &str) -> Result<Read, Result<ParseError, serde_json::Error>> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let mut b = builder(doc, text.len());
+    let mut top = TopSeed {
+        b: &mut b,
+        rest: Map::new(),
+        has_products: false,
+    };
+    use serde::Deserializer as _;
+    (&mut de).deserialize_map(&mut top).map_err(Err)?;
+    de.end().map_err(Err)?;
+    let (rest, has_products) = (top.rest, top.has_products);
+    if rest.get("format").and_then(Value::as_str) != Some(super::FORMAT_PRODUCTS) {
+        return Ok(Read::Other(rest));
+    }
+    let content_id = content_id(doc, &rest).map_err(Ok)?;
+    if rest.contains_key(aliases::ALIASES) {
+        // Rare (EC2 streams): expand on a `Value` tree, bounded, then build from it.
+        let Ok(Value::Object(mut whole)) = serde_json::from_str::<Value>(text) else {
+            return Ok(Read::Other(rest));
+        };
+        aliases::expand(doc, text.len(), &mut whole).map_err(Ok)?;
+        let mut b = builder(doc, text.len());
+        let mut top = TopSeed {
+            b: &mut b,
+            rest: Map::new(),
+            has_products: false,
+        };
+        use serde::de::Deserializer as _;
+        Value::Object(whole)
+            .deserialize_map(&mut top)
+            .map_err(|e| {
+                Ok(ParseError::NotJson {
+                    doc: doc.to_owned(),
+                    source: de::Error::custom(e),
+                })
+            })?;
+        let (rest, has_products) = (top.rest, top.has_products);
+        return finish(b, content_id, &rest, has_products)
+            .map(Read::Products)
+            .map_err(Ok);
+    }
+    finish(b, content_id, &rest, has_products)
+        .map(Read::Products)
+        .map_err(Ok)
+}
+
+fn builder(doc: &str, len: usize) -> Builder<'_> {
+    let mut p = Products {
+        content_id: String::new(),
+        // Reserved, not touched: pages the document does not need are never resident.
+        text: String::with_capacity(len),
+        keys: Vec::new(),
+        fields: Vec::with_capacity(len / 24),
+        top: (0, 0),
+        products: Vec::new(),
+        versions: Vec::new(),
+        items: Vec::with_capacity(len / 96),
+        roots: (0, 0),
+        counts: (0, 0, 0),
+    };
+    p.keys.reserve(64);
+    Builder {
+        doc,
+        size: len,
+        p,
+        key_ids: HashMap::new(),
+        err: None,
+        stack: Vec::new(),
+    }
+}
+
+fn content_id(doc: &str, top: &Map<String, Value>) -> Result<String, ParseError> {
+    match top.get("content_id") {
+        None => Err(ParseError::MissingField {
+            doc: doc.to_owned(),
+            field: "content_id",
+        }),
+        Some(Value::String(c)) => Ok(c.clone()),
+        Some(_) => Err(wrong_type(doc, "content_id", "a string")),
+    }
+}
+
+fn finish(
+    mut b: Builder<'_>,
+    content_id: String,
+    rest: &Map<String, Value>,
+    has_products: bool,
+) -> Result<Products, ParseError> {
+    if let Some(e) = b.err.take() {
+        return Err(e);
+    }
+    if !has_products {
+        return Err(ParseError::MissingField {
+            doc: b.doc.to_owned(),
+            field: "products",
+        });
+    }
+    b.stack.push(Vec::new());
+    for (k, v) in rest {
+        if let Some(s) = py_str(v) {
+            let kind = if v.is_u64() {
+                Kind::UInt
+            } else if v.is_string() {
+                Kind::Str
+            } else {
+                Kind::Other
+            };
+            b.field(k, kind, &s);
+        }
+    }
+    b.p.top = b.close();
+    let mut p = b.p;
+    p.content_id = content_id;
+    let roots = Products::nodes(&p.products, p.roots);
+    let versions: usize = roots
+        .iter()
+        .map(|n| n.children.1.saturating_sub(n.children.0) as usize)
+        .sum();
+    let items: usize = roots
+        .iter()
+        .flat_map(|n| Products::nodes(&p.versions, n.children))
+        .map(|v| v.children.1.saturating_sub(v.children.0) as usize)
+        .sum();
+    p.counts = (roots.len(), versions, items);
+    Ok(p)
 }
 
 /// Python's `str()` of a JSON scalar; `None` for what upstream leaves out of the flattened view
@@ -237,96 +873,6 @@ fn py_float(f: f64) -> String {
         }
     }
     out
-}
-
-/// The entries of `obj[key]` that are objects (the shape is checked at parse time).
-fn children<'a>(
-    obj: &'a Map<String, Value>,
-    key: &str,
-) -> impl Iterator<Item = (&'a str, &'a Map<String, Value>)> + use<'a> {
-    obj.get(key)
-        .and_then(Value::as_object)
-        .into_iter()
-        .flat_map(|m| m.iter())
-        .filter_map(|(k, v)| v.as_object().map(|o| (k.as_str(), o)))
-}
-
-/// Build [`Products`] from the top-level object of a document whose `format` is `products:1.0`.
-pub(super) fn from_object(doc: &str, mut top: Map<String, Value>) -> Result<Products, ParseError> {
-    let content_id = match top.get("content_id") {
-        None => {
-            return Err(ParseError::MissingField {
-                doc: doc.to_owned(),
-                field: "content_id",
-            });
-        }
-        Some(Value::String(c)) => c.clone(),
-        Some(_) => return Err(wrong_type(doc, "content_id", "a string")),
-    };
-    aliases::expand(doc, &mut top)?;
-    let (products, versions, items) = check_tree(doc, &top)?;
-    Ok(Products {
-        content_id,
-        tree: Value::Object(top),
-        products,
-        versions,
-        items,
-    })
-}
-
-/// Check the shape of `products` and every item `path`; count products, versions and items.
-fn check_tree(doc: &str, top: &Map<String, Value>) -> Result<(usize, usize, usize), ParseError> {
-    let products = match top.get("products") {
-        None => {
-            return Err(ParseError::MissingField {
-                doc: doc.to_owned(),
-                field: "products",
-            });
-        }
-        Some(p) => object(doc, p, || "products".to_owned())?,
-    };
-    let (mut versions, mut items) = (0, 0);
-    for (pname, product) in products {
-        let at_p = || format!("products/{pname}");
-        let product = object(doc, product, at_p)?;
-        let Some(vs) = product.get("versions") else {
-            continue;
-        };
-        for (vname, version) in object(doc, vs, || format!("{}/versions", at_p()))? {
-            versions += 1;
-            let at_v = || format!("{}/versions/{vname}", at_p());
-            let version = object(doc, version, at_v)?;
-            let Some(is) = version.get("items") else {
-                continue;
-            };
-            for (iname, item) in object(doc, is, || format!("{}/items", at_v()))? {
-                items += 1;
-                let at_i = || format!("{}/items/{iname}", at_v());
-                let item = object(doc, item, at_i)?;
-                match item.get("path") {
-                    None | Some(Value::Null) => {}
-                    Some(Value::String(p)) => {
-                        check_path(p).map_err(|source| ParseError::UnsafePath {
-                            doc: doc.to_owned(),
-                            at: format!("{}/path", at_i()),
-                            source,
-                        })?;
-                    }
-                    Some(_) => return Err(wrong_type(doc, format!("{}/path", at_i()), "a string")),
-                }
-            }
-        }
-    }
-    Ok((products.len(), versions, items))
-}
-
-fn object<'a>(
-    doc: &str,
-    v: &'a Value,
-    at: impl FnOnce() -> String,
-) -> Result<&'a Map<String, Value>, ParseError> {
-    v.as_object()
-        .ok_or_else(|| wrong_type(doc, at(), "a JSON object"))
 }
 
 #[cfg(test)]
@@ -440,7 +986,6 @@ mod tests {
         assert_eq!(disk.size, Some(2500));
         assert_eq!(disk.path, Some("p1/20240101/disk.img"));
         assert_eq!(disk.checksums.sha256.as_deref(), Some("abcdef"));
-        assert_eq!(disk.raw.get("label"), Some(&Value::from("item")));
 
         let meta = &items[1];
         assert_eq!(meta.get("label"), Some("version"));
@@ -591,5 +1136,33 @@ mod tests {
             (2, 1, 0)
         );
         assert_eq!(p.items().count(), 0);
+    }
+
+    /// Issue 8 item 4: an inherited 1 MiB field is stored once, however many items inherit
+    /// it; the flattened views of 1,500 items all point at the same bytes.
+    #[test]
+    fn inherited_values_are_shared_not_copied() {
+        let big = "y".repeat(1 << 20);
+        let items: Map<String, Value> = (0..1500)
+            .map(|i| {
+                (
+                    format!("i{i}"),
+                    serde_json::json!({"path": format!("f{i}"), "size": i}),
+                )
+            })
+            .collect();
+        let doc = serde_json::json!({"format": "products:1.0", "content_id": "c",
+            "products": {"p": {"blob": big, "versions": {"v": {"items": items}}}}});
+        let p = products(&doc.to_string());
+        let all: Vec<_> = p.items().collect();
+        assert_eq!(all.len(), 1500);
+        let first = all[0].get("blob").unwrap();
+        assert_eq!(first.len(), 1 << 20);
+        assert!(
+            all.iter()
+                .all(|i| std::ptr::eq(i.get("blob").unwrap(), first))
+        );
+        assert_eq!(all[7].size, Some(7));
+        assert_eq!(all[7].fields().get("item_name"), Some(&"i7"));
     }
 }

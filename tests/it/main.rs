@@ -1,6 +1,7 @@
 //! Integration tests: the real binary and library against real HTTP servers on 127.0.0.1
 //! (random ports), real temp dirs and real SQLite.
 
+mod amplification;
 mod bad_input;
 mod common;
 mod conditional;
@@ -9,6 +10,7 @@ mod faults;
 mod foreign;
 mod gc;
 mod grace;
+mod hostile_output;
 mod kill;
 mod kit;
 mod mirror;
@@ -18,13 +20,13 @@ mod retention;
 mod secrets;
 mod segmented;
 mod select;
-mod shared_partial;
-mod space;
-mod store_safety;
 mod serve;
 mod serve_http;
 mod serve_status;
 mod serve_tls;
+mod shared_partial;
+mod space;
+mod store_safety;
 mod sync;
 mod transport;
 mod unattended;
