@@ -1,5 +1,5 @@
 //! `/-/status`: a read-only page (HTML, or JSON with `?json` / `Accept: application/json`) about
-//! the store behind the served trees: per source the last snapshot, the snapshot history with what
+//! the store behind the served trees: per source its last run (snapshot, unchanged or failed, from the run history) and last snapshot, the snapshot history with what
 //! changed, what is live on each mount and since when, the retired trees kept for their grace
 //! period with its deadline, and the store's disk use.
 //!
@@ -94,14 +94,29 @@ fn store_report(
     report: &mut Value,
     now: i64,
 ) -> crate::error::Result<()> {
+    // The last attempt of each source (sync or mirror: snapshot, unchanged, failed, or still
+    // running / killed), from the run history; its error text is stored without credentials.
+    let runs: std::collections::HashMap<String, crate::catalog::Run> = cat
+        .last_runs()?
+        .into_iter()
+        .map(|r| (r.source.clone(), r))
+        .collect();
     let sources: Vec<Value> = cat
         .status_sources()?
         .into_iter()
         .map(|s| {
+            let run = runs.get(&s.name).map(|r| {
+                json!({
+                    "started_at": r.started_at, "finished_at": r.finished_at,
+                    "result": r.result, "error": r.error,
+                    "fetched_bytes": r.fetched_bytes, "items": r.items, "snapshot": r.snapshot,
+                })
+            });
             json!({
                 "name": s.name,
                 "url": redact(&s.url),
                 "snapshots": s.snapshots,
+                "last_run": run,
                 "last_snapshot": s.last.map(|(id, at, items, bytes, ms)| json!({
                     "id": id, "created_at": at, "items": items, "bytes": bytes, "duration_ms": ms,
                     "result": "snapshot committed",
@@ -343,13 +358,35 @@ pub(super) fn html(r: &Value) -> String {
     s.push_str("<h2>Sources</h2>\n<table id=\"sources\"><tr><th>Source</th><th>URL</th><th>Snapshots</th><th>Last sync</th><th>Result</th><th>Items</th><th>Size</th></tr>\n");
     for src in store["sources"].as_array().into_iter().flatten() {
         let last = &src["last_snapshot"];
+        let run = &src["last_run"];
+        let (ran, result) = if run.is_null() {
+            (
+                when(&last["created_at"]),
+                if last.is_null() {
+                    "no snapshot yet".to_owned()
+                } else {
+                    format!("snapshot {} committed", last["id"])
+                },
+            )
+        } else {
+            let result = match run["result"].as_str().unwrap_or("") {
+                "snapshot" => format!("snapshot {} committed", run["snapshot"]),
+                "unchanged" => "unchanged".to_owned(),
+                "failed" => format!("failed: {}", esc(&run["error"])),
+                other => format!(
+                    "{} (no end recorded: running, or killed)",
+                    esc(&Value::from(other))
+                ),
+            };
+            (when(&run["started_at"]), result)
+        };
         s.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>\n",
             esc(&src["name"]),
             esc(&src["url"]),
             src["snapshots"],
-            when(&last["created_at"]),
-            if last.is_null() { "no snapshot yet".to_owned() } else { format!("snapshot {} committed", last["id"]) },
+            ran,
+            result,
             esc(&last["items"]),
             if last.is_null() { "-".into() } else { size(&last["bytes"]) },
         ));

@@ -53,6 +53,10 @@ fn status_page_reports_sources_history_live_and_retained_trees() {
             "-U",
         ])
         .ok();
+    // the page shows each source's last attempt: an unchanged run, a failed one
+    store.sync_json("maas");
+    let failed = store.run(&["sync", "private", "--retries", "0"]);
+    assert_ne!(failed.code, 0, "{}", failed.stdout);
     let dest = store.dir.path().join("www/maas");
     std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
     store.run(&["publish", "1", p(&dest)]).ok();
@@ -75,10 +79,13 @@ fn status_page_reports_sources_history_live_and_retained_trees() {
     assert_eq!(maas["name"], "maas");
     assert_eq!(maas["snapshots"], 2);
     assert_eq!(maas["last_snapshot"]["id"], 2);
+    assert_eq!(maas["last_run"]["result"], "unchanged", "{text}");
+    assert_eq!(st["sources"][1]["last_run"]["result"], "failed", "{text}");
     assert_eq!(st["sources"][1]["name"], "private");
+    // the credentials live in the store's 0600 credentials file, never in the catalogue
     assert_eq!(
         st["sources"][1]["url"],
-        "https://***@mirror.example.invalid/maas/"
+        "https://mirror.example.invalid/maas/"
     );
     assert!(st["sources"][1]["last_snapshot"].is_null());
     // history, newest first, with what changed
@@ -117,8 +124,8 @@ fn status_page_reports_sources_history_live_and_retained_trees() {
     assert!(!html.contains("s3cr"));
     let sources = table(&html, "sources");
     assert_eq!(sources[0][0], "maas");
-    assert_eq!(sources[0][4], "snapshot 2 committed");
-    assert_eq!(sources[1][4], "no snapshot yet");
+    assert_eq!(sources[0][4], "unchanged");
+    assert!(sources[1][4].starts_with("failed: "), "{:?}", sources[1]);
     let mounts = table(&html, "mounts");
     assert_eq!(mounts.len(), 2);
     assert_eq!(mounts[0][0], "/maas/stable");
