@@ -11,8 +11,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use clap::Parser;
-
 use args::{
     Cli, Command, GcArgs, KeyCommand, MetadataArg, PublishArgs, SnapshotCommand, SourceAddArgs,
     SourceCommand, SyncArgs, VerifyArgs,
@@ -24,7 +22,7 @@ use streamvault::error::{Error, IoResultExt, Result};
 use streamvault::fetch::{self, FetchOptions};
 use streamvault::keys;
 use streamvault::publish;
-use streamvault::streams::Filter;
+use streamvault::streams::FilterGroups;
 use streamvault::sync::{self, Outcome, SyncOptions};
 use streamvault::vault::Vault;
 
@@ -71,7 +69,10 @@ pub fn main() -> ExitCode {
     if let Some((root, rest)) = mirror_cmd::split_subcommand(&argv) {
         return mirror_cmd::main(rest, root);
     }
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let mut cli =
+        <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    args::regroup_or(&mut cli, &matches);
     QUIET.store(cli.quiet, Ordering::Relaxed);
     let verbose = cli.verbose;
     match run(cli) {
@@ -170,7 +171,16 @@ fn source(root: &Path, cmd: SourceCommand) -> Result<ExitCode> {
                 Vault::open_read_only(root)?.ok_or_else(|| Error::UnknownSource(name.clone()))?;
             let s = v.catalog.source(&name)?;
             if json {
-                return json_out(&s);
+                #[derive(serde::Serialize)]
+                struct ShowSource<'a> {
+                    #[serde(flatten)]
+                    source: &'a streamvault::catalog::Source,
+                    filter_groups: Vec<Vec<String>>,
+                }
+                return json_out(&ShowSource {
+                    filter_groups: FilterGroups::split(&s.filters),
+                    source: &s,
+                });
             }
             out!("name:      {}", s.name);
             out!("url:       {}", s.url);
@@ -196,8 +206,16 @@ fn source(root: &Path, cmd: SourceCommand) -> Result<ExitCode> {
             for m in &s.mirrors {
                 out!("mirror:    {m}");
             }
-            for f in &s.filters {
-                out!("filter:    {f}");
+            for (i, g) in FilterGroups::split(&s.filters).iter().enumerate() {
+                for (j, f) in g.iter().enumerate() {
+                    // `--or` opens each group after the first, as on the command line.
+                    let head = if i > 0 && j == 0 {
+                        "or filter:"
+                    } else {
+                        "filter:   "
+                    };
+                    out!("{head} {f}");
+                }
             }
             if let Some(p) = &s.publish {
                 out!(
@@ -233,9 +251,8 @@ fn source(root: &Path, cmd: SourceCommand) -> Result<ExitCode> {
 /// Validate everything before touching the store: name, filters, `--keep`/`--max`, keyring.
 fn source_add(root: &Path, a: SourceAddArgs) -> Result<ExitCode> {
     check_source_name(&a.name)?;
-    for f in &a.filters {
-        Filter::parse(f)?;
-    }
+    let filters = args::filter_list(a.filters, a.or_groups);
+    FilterGroups::parse(&filters)?;
     if a.keep && a.max.is_none() {
         return Err(Error::KeepWithoutMax);
     }
@@ -262,7 +279,7 @@ fn source_add(root: &Path, a: SourceAddArgs) -> Result<ExitCode> {
         keep: a.keep,
         no_verify: a.no_verify,
         mirrors: a.mirrors,
-        filters: a.filters,
+        filters,
     })?;
     if let Some(p) = &publish {
         v.catalog.set_auto_publish(&a.name, Some(p))?;

@@ -59,6 +59,9 @@ pub enum Error {
     Filter(#[from] crate::streams::FilterError),
 
     #[error(transparent)]
+    FilterGroup(#[from] crate::streams::GroupError),
+
+    #[error(transparent)]
     Select(#[from] crate::streams::SelectError),
 
     #[error(transparent)]

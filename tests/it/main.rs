@@ -6,6 +6,7 @@ mod common;
 mod conditional;
 mod downgrade;
 mod faults;
+mod filter_groups;
 mod foreign;
 mod gc;
 mod grace;
