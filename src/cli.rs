@@ -656,6 +656,7 @@ fn publish_cmd(root: &Path, a: PublishArgs) -> Result<ExitCode> {
                 MetadataArg::Filtered => publish::MetadataMode::Filtered,
             },
             sign_key: a.sign_key,
+            unsigned: a.unsigned,
             force: a.force,
             adopt: a.adopt,
             rebuild: a.rebuild,
@@ -671,7 +672,23 @@ fn publish_cmd(root: &Path, a: PublishArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The summary, then the signing key generated (first filtered publish) and the keyring MAAS
+/// needs.
 fn print_publish_report(r: &publish::PublishReport) {
+    print_publish_summary(r);
+    if r.key_created {
+        out!(
+            "generated the store's signing key `{}` for filtered metadata ({})",
+            keys::DEFAULT_KEY,
+            r.signer.as_deref().unwrap_or("-")
+        );
+    }
+    if let Some(k) = &r.keyring {
+        out!("keyring for MAAS (keyring_filename): {}", k.display());
+    }
+}
+
+fn print_publish_summary(r: &publish::PublishReport) {
     if !r.changed {
         out!(
             "{} already points at tree {} (snapshot {}); nothing to do",
@@ -911,6 +928,11 @@ fn key_cmd(root: &Path, cmd: KeyCommand) -> Result<ExitCode> {
                 keys::KeyFormat::Armor
             };
             let bytes = keys::export(&layout, &name, format)?;
+            if format == keys::KeyFormat::Armor {
+                eprintln!(
+                    "streamvault: warning: an ASCII-armoured keyring does not work for MAAS (its gpgv needs the binary form: `--binary`)"
+                );
+            }
             match output {
                 Some(path) => std::fs::write(&path, &bytes).with_path("write", &path)?,
                 None => {

@@ -200,6 +200,9 @@ pub enum Error {
     )]
     SignKeyNeedsFiltered,
 
+    #[error("`--unsigned` and `--sign-key` contradict each other")]
+    UnsignedWithSignKey,
+
     #[error("cannot write the metadata document `{path}`")]
     Json {
         path: String,

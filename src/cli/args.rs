@@ -153,9 +153,14 @@ pub struct PublishArgs {
     /// Metadata to serve.
     #[arg(long, value_enum, default_value = "verbatim")]
     pub metadata: MetadataArg,
-    /// Clearsign filtered metadata with this store key (`streamvault key generate`).
+    /// Clearsign filtered metadata with this store key (`streamvault key generate`); default:
+    /// the store's key `default`, generated on first use.
     #[arg(long, value_name = "NAME")]
     pub sign_key: Option<String>,
+    /// Filtered metadata without signatures (`.json` only; MAAS then needs the URL
+    /// `…/streams/v1/index.json`, see the README).
+    #[arg(long, conflicts_with = "sign_key")]
+    pub unsigned: bool,
     /// Publish even if the metadata lists items the snapshot does not hold.
     #[arg(long)]
     pub force: bool,

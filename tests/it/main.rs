@@ -4,6 +4,7 @@
 mod bad_input;
 mod common;
 mod conditional;
+mod default_signing;
 mod downgrade;
 mod faults;
 mod filter_groups;
