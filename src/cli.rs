@@ -676,6 +676,9 @@ fn publish_cmd(root: &Path, a: PublishArgs) -> Result<ExitCode> {
 /// needs.
 fn print_publish_report(r: &publish::PublishReport) {
     print_publish_summary(r);
+    for w in &r.warnings {
+        eprintln!("streamvault: warning: {w}");
+    }
     if r.key_created {
         out!(
             "generated the store's signing key `{}` for filtered metadata ({})",

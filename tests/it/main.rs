@@ -12,6 +12,7 @@ mod foreign;
 mod gc;
 mod grace;
 mod kill;
+mod maas_rules;
 mod mirror;
 mod publish;
 mod real;
