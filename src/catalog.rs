@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 
 mod ops;
 pub use ops::{AutoPublish, Run, join_credentials, split_credentials, strip_credentials};
+mod filter_groups;
 mod validators;
 pub use validators::StoredValidators;
 
@@ -807,14 +808,20 @@ fn json_list(v: &[String]) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "[]".to_string())
 }
 
-fn parse_list(s: &str) -> Vec<String> {
-    serde_json::from_str(s).unwrap_or_default()
+/// A list column that must read back exactly (filters): a damaged value is an error, never
+/// "no filters" (which would mirror everything).
+fn parse_list_strict(s: &str, col: usize) -> rusqlite::Result<Vec<String>> {
+    serde_json::from_str(s).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Text, Box::new(e))
+    })
 }
 
 fn source_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Source> {
     let keyring: Option<String> = r.get(4)?;
     let mirrors: String = r.get(8)?;
+    let mirrors = parse_list_strict(&mirrors, 8)?;
     let filters: String = r.get(9)?;
+    let filters = parse_list_strict(&filters, 9)?;
     Ok(Source {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -824,8 +831,8 @@ fn source_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Source> {
         max: r.get(5)?,
         keep: r.get(6)?,
         no_verify: r.get(7)?,
-        mirrors: parse_list(&mirrors),
-        filters: parse_list(&filters),
+        mirrors,
+        filters,
         created_at: r.get(10)?,
         implicit: false,
         publish: None,
@@ -835,6 +842,7 @@ fn source_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Source> {
 
 fn snapshot_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Snapshot> {
     let filters: String = r.get(5)?;
+    let filters = parse_list_strict(&filters, 5)?;
     Ok(Snapshot {
         id: r.get(0)?,
         source: r.get(1)?,
@@ -842,7 +850,7 @@ fn snapshot_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Snapshot> {
         // Catalogues written before credentials moved out may hold user info here.
         url: strip_credentials(&r.get::<_, String>(3)?),
         start_path: r.get(4)?,
-        filters: parse_list(&filters),
+        filters,
         max: r.get(6)?,
         keep: r.get(7)?,
         signed: r.get(8)?,

@@ -11,8 +11,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use clap::Parser;
-
 use args::{
     Cli, Command, GcArgs, KeyCommand, MetadataArg, PublishArgs, ServeArgs, ShellArg,
     SnapshotCommand, SourceAddArgs, SourceCommand, SyncArgs, VerifyArgs,
@@ -24,7 +22,7 @@ use streamvault::error::{Error, IoResultExt, Result};
 use streamvault::fetch::{self, FetchOptions};
 use streamvault::keys;
 use streamvault::publish;
-use streamvault::streams::Filter;
+use streamvault::streams::FilterGroups;
 use streamvault::sync::{self, Outcome, SyncOptions};
 use streamvault::vault::Vault;
 
@@ -78,10 +76,15 @@ pub fn main() -> ExitCode {
     if let Some((root, rest)) = mirror_cmd::split_subcommand(&argv) {
         return mirror_cmd::main(rest, root);
     }
-    let cli = match Cli::try_parse_from(&argv) {
+    let matches = match <Cli as clap::CommandFactory>::command().try_get_matches_from(&argv) {
+        Ok(m) => m,
+        Err(e) => return usage_error(&e),
+    };
+    let mut cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),
     };
+    args::regroup_or(&mut cli, &matches);
     QUIET.store(cli.quiet, Ordering::Relaxed);
     match run(cli) {
         Ok(code) => code,
@@ -286,7 +289,16 @@ fn source(root: &Path, cmd: SourceCommand) -> Result<ExitCode> {
                 Vault::open_read_only(root)?.ok_or_else(|| Error::UnknownSource(name.clone()))?;
             let s = v.catalog.source(&name)?;
             if json {
-                return json_out(&s);
+                #[derive(serde::Serialize)]
+                struct ShowSource<'a> {
+                    #[serde(flatten)]
+                    source: &'a streamvault::catalog::Source,
+                    filter_groups: Vec<Vec<String>>,
+                }
+                return json_out(&ShowSource {
+                    filter_groups: FilterGroups::split(&s.filters),
+                    source: &s,
+                });
             }
             out!("name:      {}", s.name);
             out!("url:       {}", s.url);
@@ -312,8 +324,16 @@ fn source(root: &Path, cmd: SourceCommand) -> Result<ExitCode> {
             for m in &s.mirrors {
                 out!("mirror:    {m}");
             }
-            for f in &s.filters {
-                out!("filter:    {f}");
+            for (i, g) in FilterGroups::split(&s.filters).iter().enumerate() {
+                for (j, f) in g.iter().enumerate() {
+                    // `--or` opens each group after the first, as on the command line.
+                    let head = if i > 0 && j == 0 {
+                        "or filter:"
+                    } else {
+                        "filter:   "
+                    };
+                    out!("{head} {f}");
+                }
             }
             if let Some(p) = &s.publish {
                 out!(
@@ -349,9 +369,8 @@ fn source(root: &Path, cmd: SourceCommand) -> Result<ExitCode> {
 /// Validate everything before touching the store: name, filters, `--keep`/`--max`, keyring.
 fn source_add(root: &Path, a: SourceAddArgs) -> Result<ExitCode> {
     check_source_name(&a.name)?;
-    for f in &a.filters {
-        Filter::parse(f)?;
-    }
+    let filters = args::filter_list(a.filters, a.or_groups);
+    FilterGroups::parse(&filters)?;
     if a.keep && a.max.is_none() {
         return Err(Error::KeepWithoutMax);
     }
@@ -378,7 +397,7 @@ fn source_add(root: &Path, a: SourceAddArgs) -> Result<ExitCode> {
         keep: a.keep,
         no_verify: a.no_verify,
         mirrors: a.mirrors,
-        filters: a.filters,
+        filters,
     })?;
     if let Some(p) = &publish {
         v.catalog.set_auto_publish(&a.name, Some(p))?;
@@ -841,6 +860,7 @@ fn publish_cmd(root: &Path, a: PublishArgs) -> Result<ExitCode> {
                 MetadataArg::Filtered => publish::MetadataMode::Filtered,
             },
             sign_key: a.sign_key,
+            unsigned: a.unsigned,
             force: a.force,
             adopt: a.adopt,
             rebuild: a.rebuild,
@@ -856,7 +876,26 @@ fn publish_cmd(root: &Path, a: PublishArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The summary, then the signing key generated (first filtered publish) and the keyring MAAS
+/// needs.
 fn print_publish_report(r: &publish::PublishReport) {
+    print_publish_summary(r);
+    for w in &r.warnings {
+        eprintln!("streamvault: warning: {w}");
+    }
+    if r.key_created {
+        out!(
+            "generated the store's signing key `{}` for filtered metadata ({})",
+            keys::DEFAULT_KEY,
+            r.signer.as_deref().unwrap_or("-")
+        );
+    }
+    if let Some(k) = &r.keyring {
+        out!("keyring for MAAS (keyring_filename): {}", k.display());
+    }
+}
+
+fn print_publish_summary(r: &publish::PublishReport) {
     if !r.changed {
         out!(
             "{} already points at tree {} (snapshot {}); nothing to do",
@@ -1096,6 +1135,11 @@ fn key_cmd(root: &Path, cmd: KeyCommand) -> Result<ExitCode> {
                 keys::KeyFormat::Armor
             };
             let bytes = keys::export(&layout, &name, format)?;
+            if format == keys::KeyFormat::Armor {
+                eprintln!(
+                    "streamvault: warning: an ASCII-armoured keyring does not work for MAAS (its gpgv needs the binary form: `--binary`)"
+                );
+            }
             match output {
                 Some(path) => std::fs::write(&path, &bytes).with_path("write", &path)?,
                 None => {

@@ -59,6 +59,9 @@ pub enum Error {
     Filter(#[from] crate::streams::FilterError),
 
     #[error(transparent)]
+    FilterGroup(#[from] crate::streams::GroupError),
+
+    #[error(transparent)]
     Select(#[from] crate::streams::SelectError),
 
     #[error(transparent)]
@@ -197,6 +200,14 @@ pub enum Error {
     )]
     SignKeyNeedsFiltered,
 
+    #[error(
+        "the filtered metadata breaks {count} MAAS client rule(s) the upstream keeps, e.g. {examples}"
+    )]
+    MaasRules { count: usize, examples: String },
+
+    #[error("`--unsigned` and `--sign-key` contradict each other")]
+    UnsignedWithSignKey,
+
     #[error("cannot write the metadata document `{path}`")]
     Json {
         path: String,
@@ -287,6 +298,9 @@ impl Error {
             Error::NotPublished { .. } | Error::UnknownPublication { .. } => {
                 Some("`streamvault publications` lists what was published where".into())
             }
+            Error::MaasRules { .. } => Some(
+                "widen the filters so each image version keeps boot-kernel, boot-initrd, manifest and squashfs (README: MAAS client rules), or `--force` to publish anyway".into(),
+            ),
             Error::TreeIncomplete { .. } => Some(
                 "publish with `--metadata filtered` (metadata rewritten to what the snapshot holds), or `--force` to publish anyway".into(),
             ),

@@ -3,6 +3,12 @@
 //! filtered metadata; their binary public keyring is what MAAS takes as `keyring_filename` /
 //! `keyring_data`.
 //!
+//! Filtered publishes are signed by default ([`ensure_default`]): without `--sign-key` (and
+//! without `--unsigned`) the key [`DEFAULT_KEY`] is used, generated on first use. Every key a
+//! publish signs with has its binary public keyring written to `keyrings/<name>.gpg`
+//! ([`write_public_keyring`], mode 0644 in a 0755 directory: MAAS on the same host can read it
+//! as `keyring_filename`); the armoured export is for humans, MAAS's `gpgv` needs the binary form.
+//!
 //! Protects the key files: a name is validated like a source name before it becomes a file name,
 //! a key file appears only complete (temp file, fsync, link to its name, which never replaces an
 //! existing key), and nothing here prints or logs secret material.
@@ -14,6 +20,74 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, IoResultExt, Result};
 use crate::openpgp::SigningKey;
 use crate::store::{Layout, sync_dir};
+
+/// The key a filtered publish signs with when no `--sign-key` is given.
+pub const DEFAULT_KEY: &str = "default";
+
+/// The key `name`, or for [`DEFAULT_KEY`] the default key, generated when it does not exist yet
+/// (`true`: it was generated now). Two concurrent first uses end with the same key.
+pub fn ensure_default(layout: &Layout, name: &str) -> Result<(SigningKey, bool)> {
+    match load(layout, name) {
+        Err(Error::UnknownKey(_)) if name == DEFAULT_KEY => match generate(layout, name, None) {
+            Ok(_) => Ok((load(layout, name)?, true)),
+            Err(Error::KeyExists(_)) => Ok((load(layout, name)?, false)),
+            Err(e) => Err(e),
+        },
+        other => other.map(|k| (k, false)),
+    }
+}
+
+/// Write the binary public keyring of `key` (named `name`) to `keyrings/<name>.gpg` unless it is
+/// already there with the same bytes (temp file, fsync, rename); returns its path.
+pub fn write_public_keyring(layout: &Layout, name: &str, key: &SigningKey) -> Result<PathBuf> {
+    check_key_name(name)?;
+    let bytes = key
+        .public_keyring_binary()
+        .map_err(|e| Error::Signing { source: e })?;
+    let dir = layout.keyrings();
+    let path = dir.join(format!("{name}.gpg"));
+    if fs::read(&path).is_ok_and(|b| b == bytes) {
+        return Ok(path);
+    }
+    match fs::create_dir(&dir) {
+        Ok(()) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                // Best effort, as elsewhere in the store: a directory another user owns stays.
+                let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o755));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(Error::Io {
+                op: "create directory",
+                path: dir,
+                source: e,
+            });
+        }
+    }
+    let tmp = dir.join(format!(".{name}.gpg.{}.tmp", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    let mut opts = OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o644);
+    }
+    let written = opts
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(&bytes).and_then(|()| f.sync_all()))
+        .with_path("write", &tmp)
+        .and_then(|()| fs::rename(&tmp, &path).with_path("rename", &path));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written?;
+    sync_dir(&dir)?;
+    Ok(path)
+}
 
 /// A key of the store, as `key list` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -232,5 +306,39 @@ mod tests {
         crate::openpgp::verify_cleartext(&ring, &signed).unwrap();
         let arm = export(&layout, "default", KeyFormat::Armor).unwrap();
         assert!(arm.starts_with(b"-----BEGIN PGP PUBLIC KEY BLOCK-----"));
+    }
+
+    #[test]
+    fn the_default_key_is_created_once_and_its_binary_keyring_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        // Only the default key is created on demand.
+        assert!(matches!(
+            ensure_default(&layout, "other"),
+            Err(Error::UnknownKey(_))
+        ));
+        let (k1, created) = ensure_default(&layout, DEFAULT_KEY).unwrap();
+        assert!(created);
+        let (k2, created) = ensure_default(&layout, DEFAULT_KEY).unwrap();
+        assert!(!created);
+        assert_eq!(k1.fingerprint(), k2.fingerprint());
+        let path = write_public_keyring(&layout, DEFAULT_KEY, &k1).unwrap();
+        assert_eq!(path, layout.keyrings().join("default.gpg"));
+        let bin = fs::read(&path).unwrap();
+        assert_eq!(
+            bin,
+            export(&layout, DEFAULT_KEY, KeyFormat::Binary).unwrap()
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o644);
+        }
+        // Idempotent.
+        assert_eq!(
+            write_public_keyring(&layout, DEFAULT_KEY, &k1).unwrap(),
+            path
+        );
     }
 }

@@ -8,6 +8,7 @@
 //! trees/<name>/             materialised snapshots (see `publish`)
 //! locks/                    advisory lock files
 //! keys/<name>.key           signing keys (secret, mode 0600)
+//! keyrings/<name>.gpg       their binary public keyrings (mode 0644, for MAAS's keyring_filename)
 //! credentials               URL user info of the sources (JSON, mode 0600)
 //! ```
 //!
@@ -61,6 +62,11 @@ impl Layout {
     /// Signing keys (`keys/<name>.key`), created on first use with mode 0700.
     pub fn keys(&self) -> PathBuf {
         self.root.join("keys")
+    }
+    /// Binary public keyrings of the signing keys (`keyrings/<name>.gpg`, directory 0755, files
+    /// 0644): what MAAS's `keyring_filename` points at.
+    pub fn keyrings(&self) -> PathBuf {
+        self.root.join("keyrings")
     }
     /// URL credentials of the sources (`credentials`, JSON, mode 0600; never in the catalogue).
     pub fn credentials(&self) -> PathBuf {

@@ -20,7 +20,7 @@ mod aliases;
 mod index;
 mod products;
 
-pub use filter::{Filter, FilterError, Filters, Op};
+pub use filter::{Filter, FilterError, FilterGroups, Filters, GroupError, ItemFilter, Op};
 pub use index::{Index, IndexEntry};
 pub use path::{PathReason, UnsafePath, check_path};
 pub use products::{FlatItem, Products};

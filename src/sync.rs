@@ -30,7 +30,7 @@ use crate::checksum::{self, Algo, Checksums};
 use crate::error::{Error, IoResultExt, Result};
 use crate::fetch::{self, Expect, FetchOptions, Fetcher, Location, Progress};
 use crate::openpgp::{self, Keyring};
-use crate::streams::{self, Filters};
+use crate::streams::{self, FilterGroups};
 use crate::vault::Vault;
 
 /// How a sync runs (what to fetch comes from the [`Source`]).
@@ -170,7 +170,7 @@ pub async fn sync(
         Some((store, src))
     };
 
-    let filters = Filters::parse_all(&source.filters)?;
+    let filters = FilterGroups::parse(&source.filters)?;
     if source.keep && source.max.is_none() {
         return Err(Error::KeepWithoutMax);
     }
@@ -479,7 +479,7 @@ fn select_items(
     vault: &Vault,
     source: &Source,
     opts: &SyncOptions,
-    filters: &Filters,
+    filters: &FilterGroups,
     meta: &Metadata,
     prev: Option<&Snapshot>,
 ) -> Result<(Vec<Item>, Vec<ProductChange>)> {

@@ -209,9 +209,14 @@ pub struct PublishArgs {
     /// Metadata to serve.
     #[arg(long, value_enum, default_value = "verbatim")]
     pub metadata: MetadataArg,
-    /// Clearsign filtered metadata with this store key (`streamvault key generate`).
+    /// Clearsign filtered metadata with this store key (`streamvault key generate`); default:
+    /// the store's key `default`, generated on first use.
     #[arg(long, value_name = "NAME")]
     pub sign_key: Option<String>,
+    /// Filtered metadata without signatures (`.json` only; MAAS then needs the URL
+    /// `…/streams/v1/index.json`, see the README).
+    #[arg(long, conflicts_with = "sign_key")]
+    pub unsigned: bool,
     /// Publish even if the metadata lists items the snapshot does not hold.
     #[arg(long)]
     pub force: bool,
@@ -344,6 +349,20 @@ pub struct SourceEditArgs {
     /// Stop auto-publishing this source.
     #[arg(long, conflicts_with = "publish")]
     pub no_publish: bool,
+    /// Replace the source's filters with the FILTERs given after the name and `--or` groups
+    /// (none at all removes every filter). Takes effect at the next sync.
+    #[arg(long)]
+    pub set_filters: bool,
+    /// The new first filter group, with `--set-filters`.
+    #[arg(requires = "set_filters")]
+    pub filters: Vec<String>,
+    /// Another new filter group, with `--set-filters`. Repeatable.
+    #[arg(long = "or", num_args = 1.., value_name = "FILTER", action = clap::ArgAction::Append,
+          requires = "set_filters")]
+    pub or: Vec<String>,
+    /// `--or` per occurrence ([`regroup_or`]).
+    #[arg(skip)]
+    pub or_groups: Vec<Vec<String>>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -380,10 +399,49 @@ pub struct SourceAddArgs {
     /// Do not check signatures (signed documents are still unwrapped).
     #[arg(long, short = 'U')]
     pub no_verify: bool,
-    /// Item filters: KEY=VALUE, KEY!=VALUE, KEY~REGEX, KEY!~REGEX (all must match).
+    /// Item filters: KEY=VALUE, KEY!=VALUE, KEY~REGEX, KEY!~REGEX (all of a group must match).
     pub filters: Vec<String>,
+    /// Another filter group: the FILTERs up to the next option (an item is taken when any
+    /// group matches it). Repeatable.
+    #[arg(long = "or", num_args = 1.., value_name = "FILTER", action = clap::ArgAction::Append)]
+    pub or: Vec<String>,
+    /// `--or` per occurrence ([`regroup_or`]).
+    #[arg(skip)]
+    pub or_groups: Vec<Vec<String>>,
     #[command(flatten)]
     pub auto: AutoPublishArgs,
+}
+
+/// One list with `--or` between the groups, as the catalogue keeps it
+/// ([`streamvault::streams::FilterGroups`]).
+/// The derive API flattens the values of a repeated option; the groups of `--or` come from
+/// the occurrences in `matches` (`source add`, `source edit`).
+pub fn regroup_or(cli: &mut Cli, matches: &clap::ArgMatches) {
+    let Command::Source(sc) = &mut cli.command else {
+        return;
+    };
+    let Some(("source", m)) = matches.subcommand() else {
+        return;
+    };
+    let groups = |m: &clap::ArgMatches| -> Vec<Vec<String>> {
+        m.get_occurrences::<String>("or")
+            .map(|o| o.map(|g| g.cloned().collect()).collect())
+            .unwrap_or_default()
+    };
+    match (sc, m.subcommand()) {
+        (SourceCommand::Add(a), Some(("add", m))) => a.or_groups = groups(m),
+        (SourceCommand::Edit(a), Some(("edit", m))) => a.or_groups = groups(m),
+        _ => {}
+    }
+}
+
+pub fn filter_list(first: Vec<String>, or: Vec<Vec<String>>) -> Vec<String> {
+    let mut out = first;
+    for g in or {
+        out.push(streamvault::streams::filter::OR.to_string());
+        out.extend(g);
+    }
+    out
 }
 
 #[derive(Debug, Args)]

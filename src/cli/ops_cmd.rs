@@ -51,7 +51,28 @@ pub fn source_edit(root: &Path, a: SourceEditArgs) -> Result<ExitCode> {
     if s.implicit && a.auto.publish.is_some() {
         return Err(Error::ImplicitSource(a.name));
     }
+    let filters = super::args::filter_list(a.filters, a.or_groups);
+    if a.set_filters {
+        streamvault::streams::FilterGroups::parse(&filters)?;
+    }
     let _lock = v.lock_source(&a.name, false, &format!("source edit {}", a.name))?;
+    let mut changed = false;
+    if a.set_filters {
+        v.catalog.set_source_filters(&a.name, &filters)?;
+        changed = true;
+        if filters.is_empty() {
+            out!(
+                "source {}: filters removed (takes effect at the next sync)",
+                a.name
+            );
+        } else {
+            out!(
+                "source {}: filters now {} (takes effect at the next sync)",
+                a.name,
+                filters.join(" ")
+            );
+        }
+    }
     if a.no_publish {
         v.catalog.set_auto_publish(&a.name, None)?;
         out!("source {}: auto-publish off", a.name);
@@ -63,7 +84,7 @@ pub fn source_edit(root: &Path, a: SourceEditArgs) -> Result<ExitCode> {
             p.dest.display(),
             p.metadata
         );
-    } else {
+    } else if !changed {
         out!("source {}: nothing to change", a.name);
     }
     Ok(ExitCode::SUCCESS)

@@ -9,6 +9,13 @@
 //! matches `jammy`). A key the item lacks reads as `""`, so `release!~.` keeps items without a
 //! `release`. Several filters are ANDed ([`Filters`]).
 //!
+//! A source holds **filter groups** ([`FilterGroups`]): an item is taken when it passes every
+//! filter of at least one group (an OR of ANDs). They are written as one list in which the token
+//! `--or` ([`OR`]) separates groups: `arch=amd64 release~(jammy|noble) --or os~(grub*|pxelinux)`
+//! takes amd64 jammy/noble images and every grub/pxelinux bootloader. `--or` can never be a
+//! filter (it has no operator), so the list reads back unambiguously; a list without it is one
+//! group, as in the catalogue rows written before groups existed. An empty group is an error.
+//!
 //! Protects invariant 7: a bad expression or regex is a [`FilterError`], found when the filter is
 //! parsed (before any network access), never a panic; huge patterns are refused by a length
 //! limit and by fancy-regex's nesting, program-size and automaton-size limits, and a runaway
@@ -293,6 +300,112 @@ impl<'a> IntoIterator for &'a Filters {
     }
 }
 
+/// The token that separates filter groups in a source's filter list (`source add`, `source
+/// edit`, the catalogue). It can never be a filter itself: it has no operator.
+pub const OR: &str = "--or";
+
+/// Why a list of filter groups was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GroupError {
+    #[error("filter group {group}: {source}")]
+    Filter {
+        group: usize,
+        #[source]
+        source: FilterError,
+    },
+    #[error("empty filter group {group} (`{OR}` must stand between two groups of filters)")]
+    Empty { group: usize },
+}
+
+/// Filter groups ORed together, each an AND of filters ([`Filters`]): an item is taken when it
+/// passes every filter of at least one group. No group passes everything.
+///
+/// Written as one list in which [`OR`] separates the groups (`a=1 b~x --or c=2`); a list
+/// without [`OR`] is one group, as every source before groups existed.
+#[derive(Debug, Clone, Default)]
+pub struct FilterGroups(Vec<Filters>);
+
+impl FilterGroups {
+    /// Parse a list in which [`OR`] separates groups. An empty list is "no filters"; an empty
+    /// group (a leading, trailing or doubled [`OR`]) is an error, never "everything".
+    pub fn parse<S: AsRef<str>>(exprs: &[S]) -> Result<FilterGroups, GroupError> {
+        if exprs.is_empty() {
+            return Ok(FilterGroups::default());
+        }
+        let mut groups = Vec::new();
+        for (i, chunk) in exprs.split(|e| e.as_ref() == OR).enumerate() {
+            if chunk.is_empty() {
+                return Err(GroupError::Empty { group: i + 1 });
+            }
+            let f = Filters::parse_all(chunk.iter().map(|e| e.as_ref())).map_err(|source| {
+                GroupError::Filter {
+                    group: i + 1,
+                    source,
+                }
+            })?;
+            groups.push(f);
+        }
+        Ok(FilterGroups(groups))
+    }
+
+    /// The expressions of each group, as typed.
+    pub fn split<S: AsRef<str>>(exprs: &[S]) -> Vec<Vec<String>> {
+        if exprs.is_empty() {
+            return Vec::new();
+        }
+        exprs
+            .split(|e| e.as_ref() == OR)
+            .map(|g| g.iter().map(|e| e.as_ref().to_owned()).collect())
+            .collect()
+    }
+
+    /// Does `item` pass every filter of some group (or are there no groups)?
+    pub fn matches(&self, item: &FlatItem<'_>) -> bool {
+        self.0.is_empty() || self.0.iter().any(|g| g.matches(item))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Number of groups.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, Filters> {
+        self.0.iter()
+    }
+}
+
+impl From<Filters> for FilterGroups {
+    fn from(f: Filters) -> Self {
+        if f.is_empty() {
+            FilterGroups::default()
+        } else {
+            FilterGroups(vec![f])
+        }
+    }
+}
+
+/// What [`select`](super::select()) filters items with: [`Filters`] or [`FilterGroups`].
+pub trait ItemFilter {
+    fn matches_item(&self, item: &FlatItem<'_>) -> bool;
+}
+
+impl ItemFilter for Filters {
+    fn matches_item(&self, item: &FlatItem<'_>) -> bool {
+        self.matches(item)
+    }
+}
+
+impl ItemFilter for FilterGroups {
+    fn matches_item(&self, item: &FlatItem<'_>) -> bool {
+        self.matches(item)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -527,5 +640,88 @@ mod tests {
         ));
         let shown: Vec<String> = fs.iter().map(ToString::to_string).collect();
         assert_eq!(shown, ["arch=amd64", "release~(jammy|noble)"]);
+    }
+
+    fn group_selected(exprs: &[&str]) -> Vec<String> {
+        let p = products(STREAM);
+        let g = FilterGroups::parse(exprs).unwrap();
+        p.items()
+            .filter(|i| g.matches(i))
+            .map(|i| format!("{}/{}", i.version, i.item))
+            .collect()
+    }
+
+    #[test]
+    fn groups_are_an_or_of_ands() {
+        // The MAAS docs' two sets: amd64 jammy/noble images, or any grub/pxelinux bootloader.
+        assert_eq!(
+            group_selected(&[
+                "arch=amd64",
+                "release~(jammy|noble)",
+                OR,
+                "os~(grub*|pxelinux)"
+            ]),
+            [
+                "20240301/boot-kernel",
+                "20240301/squashfs",
+                "20210819.0/grub2-signed"
+            ]
+        );
+        // Either group alone selects a subset; a list without `--or` is one group.
+        assert_eq!(
+            group_selected(&["arch=amd64", "release~(jammy|noble)"]),
+            ["20240301/boot-kernel", "20240301/squashfs"]
+        );
+        assert_eq!(group_selected(&["os~grub"]), ["20210819.0/grub2-signed"]);
+        // Overlapping groups take an item once.
+        assert_eq!(
+            group_selected(&["arch=arm64", OR, "release=noble"]),
+            ["20240601/boot-kernel"]
+        );
+        // No filters: everything.
+        assert_eq!(group_selected(&[]).len(), 4);
+        let none: [&str; 0] = [];
+        assert!(FilterGroups::parse(&none).unwrap().is_empty());
+        assert_eq!(
+            FilterGroups::parse(&["a=1", OR, "b=2", "c~x"])
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn bad_groups_are_errors_naming_the_group() {
+        for (exprs, want) in [
+            (vec![OR, "a=1"], "empty filter group 1"),
+            (vec!["a=1", OR], "empty filter group 2"),
+            (vec!["a=1", OR, OR, "b=2"], "empty filter group 2"),
+            (vec![OR], "empty filter group 1"),
+            (
+                vec!["a=1", OR, "b~("],
+                "filter group 2: bad regular expression",
+            ),
+            (
+                vec!["nonsense", OR, "b=1"],
+                "filter group 1: cannot parse filter `nonsense`",
+            ),
+        ] {
+            let e = FilterGroups::parse(&exprs).unwrap_err().to_string();
+            assert!(e.starts_with(want), "{exprs:?}: {e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+        // `--or` itself can never be a filter, so the stored list reads back unambiguously.
+        assert!(Filter::parse(OR).is_err());
+    }
+
+    #[test]
+    fn split_gives_the_groups_as_typed() {
+        assert_eq!(
+            FilterGroups::split(&["a=1", "b~x", OR, "c=2"]),
+            vec![vec!["a=1", "b~x"], vec!["c=2"]]
+        );
+        let none: [&str; 0] = [];
+        assert!(FilterGroups::split(&none).is_empty());
+        assert_eq!(FilterGroups::split(&["a=1"]), vec![vec!["a=1"]]);
     }
 }

@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 
-use super::filter::Filters;
+use super::filter::ItemFilter;
 use super::products::{FlatItem, Products};
 
 /// Why a selection cannot be computed.
@@ -151,11 +151,17 @@ impl SelectedProduct<'_> {
     }
 }
 
-/// Apply `filters` to every item of `products` (an empty [`Filters`] keeps everything) and drop
-/// the versions and products left empty (spec §2.3). Document order throughout.
-pub fn select<'a>(products: &'a Products, filters: &Filters) -> Vec<SelectedProduct<'a>> {
+/// Apply `filters` to every item of `products` (an empty [`Filters`](super::Filters) or
+/// [`FilterGroups`](super::FilterGroups) keeps everything) and drop the versions and products
+/// left empty (spec §2.3). Document order throughout. With filter groups an item is taken when
+/// any group passes it; `--max`/`--keep` then apply per product to the versions left, exactly as
+/// with one group.
+pub fn select<'a, F: ItemFilter + ?Sized>(
+    products: &'a Products,
+    filters: &F,
+) -> Vec<SelectedProduct<'a>> {
     let mut out: Vec<SelectedProduct<'a>> = Vec::new();
-    for item in products.items().filter(|i| filters.matches(i)) {
+    for item in products.items().filter(|i| filters.matches_item(i)) {
         // items() yields products and versions contiguously, so comparing with the last is enough
         let product = match out.last_mut() {
             Some(p) if p.name == item.product => p,
@@ -182,7 +188,7 @@ pub fn select<'a>(products: &'a Products, filters: &Filters) -> Vec<SelectedProd
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::streams::{Document, parse};
+    use crate::streams::{Document, FilterGroups, Filters, parse};
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| (*x).to_owned()).collect()
@@ -466,5 +472,45 @@ mod tests {
         let w = sel[0].resolve(&[], Some(1), false).unwrap();
         assert_eq!(w.add, ["20240201"]);
         assert!(select(&p, &Filters::parse_all(["arch=s390x"]).unwrap()).is_empty());
+    }
+
+    #[test]
+    fn select_with_groups_is_the_union_in_document_order_then_max_per_product() {
+        let p = stream();
+        let one = select(
+            &p,
+            &Filters::parse_all(["ftype=squashfs", "arch=amd64"]).unwrap(),
+        );
+        let g = FilterGroups::parse(&[
+            "ftype=squashfs",
+            "arch=amd64",
+            "--or",
+            "ftype=kernel",
+            "arch=amd64",
+        ])
+        .unwrap();
+        let both = select(&p, &g);
+        // The amd64 kernels join, in document order, each item once; arm64 stays out.
+        assert_eq!(
+            shape(&both),
+            [
+                "p1/20240101:a,b",
+                "p1/20240301:a",
+                "p1/20240201:a",
+                "p3/9:a",
+                "p3/10:a"
+            ]
+        );
+        assert_eq!(shape(&one).len(), 4);
+        // An empty FilterGroups keeps everything, as an empty Filters does.
+        assert_eq!(
+            shape(&select(&p, &FilterGroups::default())),
+            shape(&select(&p, &Filters::default()))
+        );
+        // `--max` per product over what any group left: p1's newest is now the kernel-only one.
+        assert_eq!(
+            both[0].resolve(&[], Some(1), false).unwrap().add,
+            ["20240301"]
+        );
     }
 }

@@ -190,7 +190,7 @@ fn verbatim_of_a_filtered_snapshot_is_refused_with_a_count_unless_forced() {
     assert_eq!(f["missing"], 16);
     assert_eq!(check_published(&dest).unwrap().missing, 16);
 
-    // Filtered without a key: `.json` only, listing exactly what the snapshot holds.
+    // Filtered and `--unsigned`: `.json` only, listing exactly what the snapshot holds.
     let r = store
         .run(&[
             "publish",
@@ -198,6 +198,7 @@ fn verbatim_of_a_filtered_snapshot_is_refused_with_a_count_unless_forced() {
             p(&dest),
             "--metadata",
             "filtered",
+            "--unsigned",
             "--json",
         ])
         .ok()
