@@ -20,6 +20,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../schema/0003_grace.sql"),
     // 0004 is another helper's; the lead orders them at merge.
     include_str!("../schema/0005_tree_documents.sql"),
+    // 0006 is another helper's; 0007: publications to S3 (src/publish/s3/record.rs).
+    include_str!("../schema/0007_s3.sql"),
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -233,6 +233,10 @@ pub enum Error {
     )]
     BadDuration(String),
 
+    // ---------------------------------------------------------------------- s3
+    #[error(transparent)]
+    S3(#[from] crate::publish::s3::S3Error),
+
     #[error("cannot start {what} worker threads")]
     Threads {
         what: &'static str,
@@ -273,6 +277,7 @@ impl Error {
             Error::NothingToRollBack { .. } => {
                 Some("`streamvault publications DEST` lists what was published there".into())
             }
+            Error::S3(e) => e.hint(),
             Error::NoStore(_) => {
                 Some("pass `--root DIR` or set `STREAMVAULT_ROOT` to the store's root".into())
             }

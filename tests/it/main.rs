@@ -11,6 +11,7 @@ mod kill;
 mod mirror;
 mod publish;
 mod real;
+mod s3;
 mod select;
 mod store_safety;
 mod sync;
