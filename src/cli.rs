@@ -549,17 +549,17 @@ fn publish_cmd(root: &Path, a: PublishArgs) -> Result<ExitCode> {
     let s3 = publish::s3::S3Dest::parse(&a.dest)?;
     let mut vault = Vault::open(root)?;
     let opts = publish::PublishOptions {
-            snapshot: a.snapshot,
-            dest: a.dest,
-            mode: match a.metadata {
-                MetadataArg::Verbatim => publish::MetadataMode::Verbatim,
-                MetadataArg::Filtered => publish::MetadataMode::Filtered,
-            },
-            sign_key: a.sign_key,
-            force: a.force,
-            adopt: a.adopt,
-            rebuild: a.rebuild,
-            pre_adopted: None,
+        snapshot: a.snapshot,
+        dest: a.dest,
+        mode: match a.metadata {
+            MetadataArg::Verbatim => publish::MetadataMode::Verbatim,
+            MetadataArg::Filtered => publish::MetadataMode::Filtered,
+        },
+        sign_key: a.sign_key,
+        force: a.force,
+        adopt: a.adopt,
+        rebuild: a.rebuild,
+        pre_adopted: None,
     };
     if let Some(d) = s3 {
         return s3_cmd::publish(&mut vault, &d, &opts, a.json);

@@ -7,8 +7,8 @@ use streamvault::error::Result;
 use streamvault::publish::{self, s3::S3Dest};
 use streamvault::vault::Vault;
 
-use super::output::{size, table, time};
 use super::json_out;
+use super::output::{size, table, time};
 
 pub(super) fn publish(
     vault: &mut Vault,

@@ -252,11 +252,15 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 fn connect(d: &S3Dest) -> Result<Arc<AmazonS3>> {
+    // reqwest is built with `rustls-no-provider`: the ring provider must be installed first.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let endpoint = var("AWS_ENDPOINT_URL_S3")
         .or_else(|| var("AWS_ENDPOINT_URL"))
         .or_else(|| var("AWS_ENDPOINT"));
-    let http = endpoint.as_deref().is_some_and(|e| e.starts_with("http://"));
+    let http = endpoint
+        .as_deref()
+        .is_some_and(|e| e.starts_with("http://"));
     let mut b = AmazonS3Builder::from_env()
         .with_bucket_name(&d.bucket)
         .with_allow_http(http);
@@ -337,7 +341,9 @@ async fn upload(s: Arc<AmazonS3>, key: ObjPath, file: PathBuf, size: u64) -> Res
         .await
         .map_err(req("multipart PUT", &key))?;
     let mut w = WriteMultipart::new_with_chunk_size(up, PART_SIZE);
-    let mut f = tokio::fs::File::open(&file).await.with_path("open", &file)?;
+    let mut f = tokio::fs::File::open(&file)
+        .await
+        .with_path("open", &file)?;
     let mut buf = vec![0u8; 8 << 20];
     let mut n = 0u64;
     loop {
@@ -378,14 +384,11 @@ async fn put_doc(
         attributes: attrs(cache),
         ..Default::default()
     };
-    match s
-        .put_opts(key, PutPayload::from(body.to_vec()), opts)
-        .await
-    {
+    match s.put_opts(key, PutPayload::from(body.to_vec()), opts).await {
         Ok(_) => Ok(()),
-        Err(object_store::Error::Precondition { .. } | object_store::Error::AlreadyExists { .. }) => {
-            Err(S3Error::Lost { dest: d.url() }.into())
-        }
+        Err(
+            object_store::Error::Precondition { .. } | object_store::Error::AlreadyExists { .. },
+        ) => Err(S3Error::Lost { dest: d.url() }.into()),
         Err(e) => Err(req("PUT", key)(e)),
     }
 }
@@ -467,7 +470,12 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
         signer.as_deref(),
     )?;
     let tree_path = trees.join(&tree.name);
-    let starts = metadata::starts(vault, &snap, opts.mode == MetadataMode::Filtered, key.is_some())?;
+    let starts = metadata::starts(
+        vault,
+        &snap,
+        opts.mode == MetadataMode::Filtered,
+        key.is_some(),
+    )?;
     let chk = check::check_tree(&tree_path, &starts)?;
     if !chk.is_complete() && !opts.force {
         return Err(Error::TreeIncomplete {
@@ -586,9 +594,10 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
     }
 
     // 4. The row, then the index last, conditionally.
-    let live_unchanged = docs.iter().filter(|doc| doc.is_index).all(|doc| {
-        matches!(current.get(&doc.key), Some(Some((b, _))) if *b == doc.body)
-    });
+    let live_unchanged = docs
+        .iter()
+        .filter(|doc| doc.is_index)
+        .all(|doc| matches!(current.get(&doc.key), Some(Some((b, _))) if *b == doc.body));
     if live_unchanged
         && let Some(p) = previous
         && record::get(&vault.catalog, p)?.is_some_and(|l| l.tree == tree.name)

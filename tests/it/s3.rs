@@ -108,7 +108,10 @@ impl Moto {
             .and_then(|c| c.parse().ok())
             .unwrap();
         let mut body = buf[split + 4..].to_vec();
-        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
             body = dechunk(&body);
         }
         (status, body)
@@ -226,7 +229,10 @@ fn url_dests_other_than_s3_are_refused_with_one_line() {
                 first.contains("not a DEST") || first.contains("not a valid S3 DEST"),
                 "{verb:?}: {err}"
             );
-            assert!(err.lines().nth(1).is_some_and(|l| l.starts_with("hint: ")), "{err}");
+            assert!(
+                err.lines().nth(1).is_some_and(|l| l.starts_with("hint: ")),
+                "{err}"
+            );
             assert!(err.lines().count() <= 2, "{err}");
             assert!(!err.contains("hunter2"), "{err}");
         }
@@ -281,9 +287,15 @@ fn publish_mirror_republish_and_rollback_on_moto() {
         let want = files_under(&name);
         let got = files_under(&out_dir);
         let missing: Vec<_> = want.iter().filter(|f| !got.contains(f)).collect();
-        assert!(missing.is_empty(), "missing from the python mirror: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "missing from the python mirror: {missing:?}"
+        );
     } else {
-        assert!(std::env::var_os("CI").is_none(), "sstream-mirror missing under CI");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "sstream-mirror missing under CI"
+        );
         eprintln!("note: python sstream-mirror not installed; mirror check skipped");
     }
 
@@ -350,11 +362,18 @@ fn two_publishers_racing_exactly_one_wins() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(reached.exists(), "publisher A never reached the index write");
+    assert!(
+        reached.exists(),
+        "publisher A never reached the index write"
+    );
     ok(&sv(&b, &moto, &["publish", "1", dest]));
     std::fs::write(&gate, b"").unwrap();
     let mut err = String::new();
-    slow.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    slow.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     let status = slow.wait().unwrap();
     assert!(!status.success(), "both publishers won: {err}");
     assert!(
