@@ -280,7 +280,10 @@ fn req(op: &'static str, key: &ObjPath) -> impl FnOnce(object_store::Error) -> E
 }
 
 /// An object's current bytes and ETag, if it exists.
-async fn read(s: &AmazonS3, key: &ObjPath) -> Result<Option<(Vec<u8>, Option<String>)>> {
+/// An object's bytes and ETag.
+type Current = Option<(Vec<u8>, Option<String>)>;
+
+async fn read(s: &AmazonS3, key: &ObjPath) -> Result<Current> {
     match s.get(key).await {
         Ok(r) => {
             let etag = r.meta.e_tag.clone();
@@ -643,7 +646,7 @@ async fn write_index(
     s: &AmazonS3,
     d: &S3Dest,
     docs: &[S3Document],
-    current: &HashMap<String, Option<(Vec<u8>, Option<String>)>>,
+    current: &HashMap<String, Current>,
 ) -> Result<u64> {
     let mut n = 0;
     for doc in docs.iter().filter(|doc| doc.is_index) {
