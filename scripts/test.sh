@@ -59,6 +59,19 @@ if [ ! -x "$venv/bin/sstream-mirror" ] && [ -z "$no_install" ]; then
     fi
 fi
 
+# s3 publish tests (tests/it/s3.rs): a real moto_server (PyPI moto[server]) as the bucket.
+s3venv=target/s3-venv
+if [ ! -x "$s3venv/bin/moto_server" ]; then
+    mkdir -p target
+    if python3 -m venv "$s3venv" >/dev/null 2>&1 \
+        && "$s3venv/bin/pip" install -q 'moto[server]' >/dev/null 2>&1; then
+        echo "installed moto[server] into $s3venv" >&2
+    else
+        echo "warning: could not install moto[server]: the S3 publish tests will be skipped" >&2
+        rm -rf "$s3venv"
+    fi
+fi
+
 # --- checks -----------------------------------------------------------------------------------
 status=0
 if ! cargo fmt --check; then

@@ -33,6 +33,9 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../schema/0004_ops.sql"),
     include_str!("../schema/0005_tree_documents.sql"),
     include_str!("../schema/0006_validators.sql"),
+    // 0007: publications to S3 (src/publish/s3/record.rs)
+    include_str!("../schema/0007_s3.sql"),
+    // 0008/0009 were reserved and are unused
     include_str!("../schema/0010_gc_pending.sql"),
 ];
 

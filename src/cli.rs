@@ -57,6 +57,8 @@ pub(crate) fn out_exact(text: &str) {
     }
 }
 
+mod s3_cmd;
+
 pub fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().collect();
     // The binary answers to `sstream-mirror` (a symlink) and to `streamvault [--root DIR] mirror`.
@@ -849,24 +851,26 @@ fn serve(root: &Path, a: ServeArgs) -> Result<ExitCode> {
 // -------------------------------------------------------------------------------- publish
 
 fn publish_cmd(root: &Path, a: PublishArgs) -> Result<ExitCode> {
+    let s3 = publish::s3::S3Dest::parse(&a.dest)?;
     let mut vault = Vault::open(root)?;
-    let r = publish::publish(
-        &mut vault,
-        &publish::PublishOptions {
-            snapshot: a.snapshot,
-            dest: a.dest,
-            mode: match a.metadata {
-                MetadataArg::Verbatim => publish::MetadataMode::Verbatim,
-                MetadataArg::Filtered => publish::MetadataMode::Filtered,
-            },
-            sign_key: a.sign_key,
-            unsigned: a.unsigned,
-            force: a.force,
-            adopt: a.adopt,
-            rebuild: a.rebuild,
-            pre_adopted: None,
+    let opts = publish::PublishOptions {
+        snapshot: a.snapshot,
+        dest: a.dest,
+        mode: match a.metadata {
+            MetadataArg::Verbatim => publish::MetadataMode::Verbatim,
+            MetadataArg::Filtered => publish::MetadataMode::Filtered,
         },
-    )?;
+        sign_key: a.sign_key,
+        unsigned: a.unsigned,
+        force: a.force,
+        adopt: a.adopt,
+        rebuild: a.rebuild,
+        pre_adopted: None,
+    };
+    if let Some(d) = s3 {
+        return s3_cmd::publish(&mut vault, &d, &opts, a.json);
+    }
+    let r = publish::publish(&mut vault, &opts)?;
     drop(vault);
     ops_cmd::write_metrics(root, a.metrics_file.clone())?;
     if a.json {
@@ -962,7 +966,11 @@ fn print_publish_summary(r: &publish::PublishReport) {
 }
 
 fn rollback_cmd(root: &Path, dest: PathBuf, to: Option<String>, json: bool) -> Result<ExitCode> {
+    let s3 = publish::s3::S3Dest::parse(&dest)?;
     let mut vault = Vault::open(root)?;
+    if let Some(d) = s3 {
+        return s3_cmd::rollback(&mut vault, &d, to.as_deref(), json);
+    }
     let r = publish::rollback(&mut vault, &publish::RollbackOptions { dest, to })?;
     if json {
         return json_out(&r);
@@ -972,6 +980,9 @@ fn rollback_cmd(root: &Path, dest: PathBuf, to: Option<String>, json: bool) -> R
 }
 
 fn detach_cmd(root: &Path, dest: &Path, dry_run: bool, json: bool) -> Result<ExitCode> {
+    if let Some(d) = publish::s3::S3Dest::parse(dest)? {
+        return Err(publish::s3::S3Error::UnsupportedDest { dest: d.url() }.into());
+    }
     let mut vault = open_existing(root)?;
     let r = if dry_run {
         publish::detach_plan(&vault, dest)?
@@ -1004,7 +1015,11 @@ fn detach_cmd(root: &Path, dest: &Path, dry_run: bool, json: bool) -> Result<Exi
 }
 
 fn status_cmd(root: &Path, dest: &Path, json: bool) -> Result<ExitCode> {
+    let s3 = publish::s3::S3Dest::parse(dest)?;
     let vault = Vault::open_read_only(root)?;
+    if let Some(d) = s3 {
+        return s3_cmd::status(vault.as_ref(), &d, json);
+    }
     let st = publish::status(vault.as_ref(), dest)?;
     let code = if st.consistent() {
         ExitCode::SUCCESS
@@ -1050,7 +1065,11 @@ fn status_cmd(root: &Path, dest: &Path, json: bool) -> Result<ExitCode> {
 }
 
 fn publications_cmd(root: &Path, dest: Option<&Path>, json: bool) -> Result<ExitCode> {
+    let s3 = dest.map(publish::s3::S3Dest::parse).transpose()?.flatten();
     let vault = Vault::open_read_only(root)?;
+    if let Some(d) = s3 {
+        return s3_cmd::publications(vault.as_ref(), &d, json);
+    }
     let list = publish::publications(vault.as_ref(), dest)?;
     if json {
         return json_out(&list);

@@ -251,6 +251,10 @@ pub enum Error {
     )]
     BadDuration(String),
 
+    // ---------------------------------------------------------------------- s3
+    #[error(transparent)]
+    S3(#[from] crate::publish::s3::S3Error),
+
     #[error("cannot start {what} worker threads")]
     Threads {
         what: &'static str,
@@ -323,6 +327,7 @@ impl Error {
             Error::Downgrade { .. } => Some(
                 "a replay of older metadata? pass `--allow-downgrade` to accept it".into(),
             ),
+            Error::S3(e) => e.hint(),
             Error::NoStore(_) => {
                 Some("pass `--root DIR` or set `STREAMVAULT_ROOT` to the store's root".into())
             }

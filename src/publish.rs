@@ -56,6 +56,7 @@ mod grace;
 pub mod maas_rules;
 mod metadata;
 mod record;
+pub mod s3;
 mod tree;
 
 use std::fs;
@@ -228,6 +229,9 @@ pub fn publish(vault: &mut Vault, opts: &PublishOptions) -> Result<PublishReport
         None => (None, None, false),
     };
     let signer = key.as_ref().map(SigningKey::fingerprint);
+    if let Some(d) = s3::S3Dest::parse(&opts.dest)? {
+        return Err(s3::S3Error::UnsupportedDest { dest: d.url() }.into());
+    }
     let dest = dest::resolve(&opts.dest)?;
     dest::refuse_in_store(&vault.layout, &dest)?;
     let _locks = lock_dest(vault, &dest, "publish")?;

@@ -3,7 +3,9 @@
 //!
 //! - `publish-after-N-files`: placing the file after the N-th fails with ENOSPC (a full disk);
 //! - `publish-slow-file=MS`: sleep MS milliseconds before placing each file (kill tests);
-//! - `publish-fail-flip`: the flip fails after the publication row is written.
+//! - `publish-fail-flip`: the flip fails after the publication row is written;
+//! - `s3-pause-before-index=PATH`: an S3 publish creates `PATH.reached`, then waits (up to 60 s)
+//!   until `PATH` exists before writing the index (the racing-publishers test).
 //!
 //! Protects invariant 3 by letting tests prove that a failure at any of these points leaves the
 //! old link untouched and no staging directory behind.
@@ -31,4 +33,11 @@ pub(super) fn number(prefix: &str, suffix: &str) -> Option<u64> {
 /// Is the flag `name` set?
 pub(super) fn flag(name: &str) -> bool {
     entries().iter().any(|e| e == name)
+}
+
+/// The text after `<prefix>` of an entry.
+pub(super) fn value(prefix: &str) -> Option<String> {
+    entries()
+        .iter()
+        .find_map(|e| e.strip_prefix(prefix).map(str::to_string))
 }

@@ -20,6 +20,7 @@ mod mirror;
 mod publish;
 mod real;
 mod retention;
+mod s3;
 mod secrets;
 mod segmented;
 mod select;

@@ -1,0 +1,818 @@
+//! Publishing to S3-compatible object storage: `publish SNAPSHOT s3://BUCKET/PREFIX`, and
+//! `rollback`, `status`, `publications` of such a DEST.
+//!
+//! # Configuration
+//! The standard AWS environment: `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT_URL_S3`),
+//! `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION` (default
+//! `us-east-1`); path-style requests unless `AWS_VIRTUAL_HOSTED_STYLE_REQUEST=true`. Plain http
+//! only when the endpoint URL says `http://`. Credentials are never printed. Profiles
+//! (`~/.aws/config`) are not read. Any other URL-shaped DEST (`http://…`, `ftp://…`) is refused.
+//!
+//! # How a publish runs
+//! The tree is built (or reused) exactly as for a local DEST (`trees/<name>/`, checked
+//! complete), then uploaded in an order that keeps every reader on an old or a new stream:
+//! 1. the index documents are read (their ETags are the condition of step 4) and the prefix is
+//!    listed once;
+//! 2. items: every object already present with the right size is skipped; the others are
+//!    uploaded, [`UPLOADS`] at a time, files above [`PART_SIZE`] as multipart uploads of
+//!    [`PART_SIZE`] parts; `Cache-Control: public, max-age=31536000, immutable`. An item a
+//!    retained publication of this DEST lists with another size is never overwritten: the
+//!    publish is refused, naming it;
+//! 3. the products documents (skipped when present with the same MD5 ETag), `no-cache`;
+//! 4. the publication row is recorded with every document's bytes (what rollback re-puts), then
+//!    the index documents are written LAST (`index.json`, then `index.sjson`), each with a
+//!    conditional write: `If-Match` on the ETag read in step 1, `If-None-Match: *` when there was
+//!    none. A 412 means another publisher won: the row is removed and the publish fails with one
+//!    line. An unchanged republish does 0 PUTs (2 GETs and 1 LIST).
+//!
+//! Verbatim metadata keeps upstream paths, so products documents are overwritten in place before
+//! the index: a reader may briefly see an old index with new products (every item either lists
+//! is present). Filtered documents are not yet content-hash named (same caveat).
+//!
+//! Rollback re-puts the documents a previous publication recorded (products, then the index,
+//! conditionally); items are never deleted (there is no S3 gc yet), so the older ones are there.
+
+mod record;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::StreamExt;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path as ObjPath;
+use object_store::{
+    Attribute, Attributes, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions,
+    PutPayload, UpdateVersion, WriteMultipart,
+};
+use tokio::io::AsyncReadExt;
+
+pub use record::{S3Document, S3Publication};
+
+use super::{INDEX_NAMES, MetadataMode, PublishOptions, check, dest, failpoint, metadata};
+use crate::error::{Error, IoResultExt, Result};
+use crate::keys;
+use crate::openpgp::SigningKey;
+use crate::vault::Vault;
+
+/// Files above this size are uploaded in parts of this size.
+pub const PART_SIZE: usize = 64 << 20;
+/// Uploads in flight at once.
+pub const UPLOADS: usize = 8;
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+const NO_CACHE: &str = "no-cache";
+
+/// Errors of S3 publishing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum S3Error {
+    #[error("`{dest}` is not a DEST streamvault can publish to")]
+    UnsupportedDest { dest: String },
+
+    #[error("`{dest}` is not a valid S3 DEST: {why}")]
+    BadUrl { dest: String, why: &'static str },
+
+    #[error("cannot configure S3 access for `{dest}`")]
+    Config {
+        dest: String,
+        #[source]
+        source: object_store::Error,
+    },
+
+    #[error("S3 {op} of `{key}` failed")]
+    Request {
+        op: &'static str,
+        key: String,
+        #[source]
+        source: object_store::Error,
+    },
+
+    #[error("another publisher won: the index of `{dest}` changed while this publish ran")]
+    Lost { dest: String },
+
+    #[error(
+        "refusing to overwrite `{key}` in `{dest}`: publication {publication} lists it with other bytes"
+    )]
+    Overwrite {
+        dest: String,
+        key: String,
+        publication: i64,
+    },
+}
+
+impl S3Error {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            S3Error::UnsupportedDest { .. } => Some(
+                "publish to a local directory, or to s3://BUCKET/PREFIX (endpoint from AWS_ENDPOINT_URL)"
+                    .into(),
+            ),
+            S3Error::BadUrl { .. } => Some("write it as s3://BUCKET/PREFIX".into()),
+            S3Error::Config { .. } | S3Error::Request { .. } => Some(
+                "check AWS_ENDPOINT_URL, AWS_REGION and the credentials in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+                    .into(),
+            ),
+            S3Error::Lost { .. } => {
+                Some("`streamvault status DEST` shows what is live; publish again if needed".into())
+            }
+            S3Error::Overwrite { .. } => {
+                Some("publish with `--metadata filtered`, or to another prefix".into())
+            }
+        }
+    }
+}
+
+/// An `s3://BUCKET/PREFIX` DEST.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Dest {
+    pub bucket: String,
+    /// Without leading or trailing `/`; may be empty.
+    pub prefix: String,
+}
+
+/// Is `dest` URL-shaped (`scheme://…`)?
+pub fn is_url(dest: &Path) -> bool {
+    let s = dest.to_string_lossy();
+    let Some((scheme, _)) = s.split_once("://") else {
+        return false;
+    };
+    let mut c = scheme.chars();
+    c.next().is_some_and(|f| f.is_ascii_alphabetic())
+        && c.all(|ch| ch.is_ascii_alphanumeric() || "+.-".contains(ch))
+}
+
+impl S3Dest {
+    /// `Ok(None)` for a local path; an error for a URL that is not a valid `s3://` DEST.
+    pub fn parse(dest: &Path) -> std::result::Result<Option<S3Dest>, S3Error> {
+        if !is_url(dest) {
+            return Ok(None);
+        }
+        let s = dest.to_string_lossy();
+        let Some(rest) = s.strip_prefix("s3://") else {
+            // Never echo a URL's user-info (it may hold a password).
+            let shown = match s.split_once("://") {
+                Some((scheme, r)) => match r.split_once('@') {
+                    Some((_, host)) => format!("{scheme}://…@{host}"),
+                    None => s.to_string(),
+                },
+                None => s.to_string(),
+            };
+            return Err(S3Error::UnsupportedDest { dest: shown });
+        };
+        let bad = |why| S3Error::BadUrl {
+            dest: s.to_string(),
+            why,
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(bad("no bucket"));
+        }
+        if !bucket
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c))
+        {
+            return Err(bad("a bucket name has only letters, digits, `.`, `-`, `_`"));
+        }
+        let prefix = prefix.trim_matches('/');
+        if prefix.split('/').any(|p| p == "." || p == "..") || prefix.contains("//") {
+            return Err(bad("the prefix has an empty, `.` or `..` part"));
+        }
+        if prefix.contains(['?', '#']) {
+            return Err(bad("the prefix has `?` or `#`"));
+        }
+        Ok(Some(S3Dest {
+            bucket: bucket.to_string(),
+            prefix: prefix.to_string(),
+        }))
+    }
+
+    /// `s3://BUCKET/PREFIX`, the key publications are recorded under.
+    pub fn url(&self) -> String {
+        if self.prefix.is_empty() {
+            format!("s3://{}", self.bucket)
+        } else {
+            format!("s3://{}/{}", self.bucket, self.prefix)
+        }
+    }
+
+    fn key(&self, rel: &str) -> ObjPath {
+        if self.prefix.is_empty() {
+            ObjPath::from(rel)
+        } else {
+            ObjPath::from(format!("{}/{rel}", self.prefix))
+        }
+    }
+}
+
+/// What an S3 publish or rollback did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct S3Report {
+    pub publication: i64,
+    pub action: String,
+    pub dest: String,
+    pub snapshot: i64,
+    pub tree: String,
+    pub mode: String,
+    pub signer: Option<String>,
+    pub files: i64,
+    pub bytes: i64,
+    /// Items uploaded / already present.
+    pub uploaded: u64,
+    pub uploaded_bytes: u64,
+    pub skipped: u64,
+    /// Documents (products and index) written.
+    pub documents_written: u64,
+    /// Whether the index changed (false: it already was this publication's).
+    pub changed: bool,
+    pub previous: Option<i64>,
+    pub duration_ms: u64,
+}
+
+/// The live publication of an S3 DEST and whether the bucket agrees.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct S3Status {
+    pub dest: String,
+    pub live: Option<S3Publication>,
+    pub problems: Vec<String>,
+}
+
+impl S3Status {
+    pub fn consistent(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)
+}
+
+fn connect(d: &S3Dest) -> Result<Arc<AmazonS3>> {
+    // reqwest is built with `rustls-no-provider`: the ring provider must be installed first.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let endpoint = var("AWS_ENDPOINT_URL_S3")
+        .or_else(|| var("AWS_ENDPOINT_URL"))
+        .or_else(|| var("AWS_ENDPOINT"));
+    let http = endpoint
+        .as_deref()
+        .is_some_and(|e| e.starts_with("http://"));
+    let mut b = AmazonS3Builder::from_env()
+        .with_bucket_name(&d.bucket)
+        .with_allow_http(http);
+    if var("AWS_REGION").is_none() && var("AWS_DEFAULT_REGION").is_none() {
+        b = b.with_region("us-east-1");
+    }
+    let s = b.build().map_err(|source| S3Error::Config {
+        dest: d.url(),
+        source,
+    })?;
+    Ok(Arc::new(s))
+}
+
+fn req(op: &'static str, key: &ObjPath) -> impl FnOnce(object_store::Error) -> Error {
+    let key = key.to_string();
+    move |source| S3Error::Request { op, key, source }.into()
+}
+
+/// An object's current bytes and ETag, if it exists.
+/// An object's bytes and ETag.
+type Current = Option<(Vec<u8>, Option<String>)>;
+
+async fn read(s: &AmazonS3, key: &ObjPath) -> Result<Current> {
+    match s.get(key).await {
+        Ok(r) => {
+            let etag = r.meta.e_tag.clone();
+            let b = r.bytes().await.map_err(req("GET", key))?;
+            Ok(Some((b.to_vec(), etag)))
+        }
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(req("GET", key)(e)),
+    }
+}
+
+/// Every object under the prefix: relative key → (size, ETag).
+async fn list(s: &AmazonS3, d: &S3Dest) -> Result<HashMap<String, (u64, Option<String>)>> {
+    let prefix = (!d.prefix.is_empty()).then(|| ObjPath::from(d.prefix.as_str()));
+    let mut out = HashMap::new();
+    let mut st = s.list(prefix.as_ref());
+    let strip = if d.prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{}/", d.prefix)
+    };
+    while let Some(m) = st.next().await {
+        let m = m.map_err(req("LIST", prefix.as_ref().unwrap_or(&ObjPath::from(""))))?;
+        let full = m.location.to_string();
+        if let Some(rel) = full.strip_prefix(&strip) {
+            out.insert(rel.to_string(), (m.size, m.e_tag));
+        }
+    }
+    Ok(out)
+}
+
+fn attrs(cache: &'static str) -> Attributes {
+    let mut a = Attributes::new();
+    a.insert(Attribute::CacheControl, cache.into());
+    a
+}
+
+/// Upload one file (multipart above [`PART_SIZE`]).
+async fn upload(s: Arc<AmazonS3>, key: ObjPath, file: PathBuf, size: u64) -> Result<u64> {
+    if size <= PART_SIZE as u64 {
+        let body = tokio::fs::read(&file).await.with_path("read", &file)?;
+        let n = body.len() as u64;
+        let opts = PutOptions {
+            attributes: attrs(IMMUTABLE),
+            ..Default::default()
+        };
+        s.put_opts(&key, PutPayload::from(body), opts)
+            .await
+            .map_err(req("PUT", &key))?;
+        return Ok(n);
+    }
+    let opts = PutMultipartOptions {
+        attributes: attrs(IMMUTABLE),
+        ..Default::default()
+    };
+    let up = s
+        .put_multipart_opts(&key, opts)
+        .await
+        .map_err(req("multipart PUT", &key))?;
+    let mut w = WriteMultipart::new_with_chunk_size(up, PART_SIZE);
+    let mut f = tokio::fs::File::open(&file)
+        .await
+        .with_path("open", &file)?;
+    let mut buf = vec![0u8; 8 << 20];
+    let mut n = 0u64;
+    loop {
+        let r = f.read(&mut buf).await.with_path("read", &file)?;
+        if r == 0 {
+            break;
+        }
+        n += r as u64;
+        // At most two parts buffered or in flight per big file.
+        w.wait_for_capacity(2)
+            .await
+            .map_err(req("multipart PUT", &key))?;
+        w.write(&buf[..r]);
+    }
+    w.finish().await.map_err(req("multipart PUT", &key))?;
+    Ok(n)
+}
+
+/// Put a document; the index conditionally (`If-Match` / `If-None-Match: *`).
+async fn put_doc(
+    s: &AmazonS3,
+    d: &S3Dest,
+    key: &ObjPath,
+    body: &[u8],
+    condition: Option<Option<String>>,
+) -> Result<()> {
+    let mode = match condition {
+        None => PutMode::Overwrite,
+        Some(Some(etag)) => PutMode::Update(UpdateVersion {
+            e_tag: Some(etag),
+            version: None,
+        }),
+        Some(None) => PutMode::Create,
+    };
+    let cache = NO_CACHE;
+    let opts = PutOptions {
+        mode,
+        attributes: attrs(cache),
+        ..Default::default()
+    };
+    match s.put_opts(key, PutPayload::from(body.to_vec()), opts).await {
+        Ok(_) => Ok(()),
+        Err(
+            object_store::Error::Precondition { .. } | object_store::Error::AlreadyExists { .. },
+        ) => Err(S3Error::Lost { dest: d.url() }.into()),
+        Err(e) => Err(req("PUT", key)(e)),
+    }
+}
+
+fn md5_etag(body: &[u8]) -> String {
+    use md5::{Digest, Md5};
+    let h = Md5::digest(body);
+    let hex: String = h.iter().map(|b| format!("{b:02x}")).collect();
+    format!("\"{hex}\"")
+}
+
+/// Every regular file of a tree, as (relative path, size), in path order.
+fn tree_files(root: &Path) -> Result<Vec<(String, u64)>> {
+    let mut out = Vec::new();
+    for e in walkdir::WalkDir::new(root).sort_by_file_name() {
+        let e = e.map_err(|e| {
+            let p = e.path().unwrap_or(root).to_path_buf();
+            Error::Io {
+                op: "read",
+                path: p,
+                source: e.into(),
+            }
+        })?;
+        if !e.file_type().is_file() {
+            continue;
+        }
+        let rel = e
+            .path()
+            .strip_prefix(root)
+            .unwrap_or(e.path())
+            .to_string_lossy()
+            .replace('\\', "/");
+        let len = e.metadata().map(|m| m.len()).unwrap_or(0);
+        out.push((rel, len));
+    }
+    Ok(out)
+}
+
+/// Pause before the index write (test-only, see [`failpoint`]).
+fn pause_before_index() {
+    let Some(p) = failpoint::value("s3-pause-before-index=") else {
+        return;
+    };
+    let p = PathBuf::from(p);
+    let _ = std::fs::write(p.with_extension("reached"), b"");
+    for _ in 0..1200 {
+        if p.exists() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Publish a snapshot to an S3 DEST (see the module documentation).
+pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S3Report> {
+    let started = Instant::now();
+    if opts.sign_key.is_some() && opts.mode == MetadataMode::Verbatim {
+        return Err(Error::SignKeyNeedsFiltered);
+    }
+    let key: Option<SigningKey> = opts
+        .sign_key
+        .as_deref()
+        .map(|n| keys::load(&vault.layout, n))
+        .transpose()?;
+    let signer = key.as_ref().map(SigningKey::fingerprint);
+    let url = d.url();
+    let pseudo = PathBuf::from(&url);
+    let _locks = super::lock_dest(vault, &pseudo, "publish")?;
+    let trees = dest::trees_dir(&vault.layout)?;
+    let snap = vault.catalog.resolve_snapshot(&opts.snapshot)?;
+    let staging = dest::staging_path(&vault.layout, &trees, &pseudo);
+    let (tree, _reused) = super::tree_for(
+        vault,
+        &trees,
+        &staging,
+        &snap,
+        opts,
+        key.as_ref(),
+        signer.as_deref(),
+    )?;
+    let tree_path = trees.join(&tree.name);
+    let starts = metadata::starts(
+        vault,
+        &snap,
+        opts.mode == MetadataMode::Filtered,
+        key.is_some(),
+    )?;
+    let chk = check::check_tree(&tree_path, &starts)?;
+    if !chk.is_complete() && !opts.force {
+        return Err(Error::TreeIncomplete {
+            snapshot: snap.id,
+            mode: opts.mode.as_str(),
+            listed: chk.listed,
+            missing: chk.missing,
+            examples: chk.examples.join(", "),
+        });
+    }
+
+    // Which files are documents: the tree's recorded documents, else everything under streams/.
+    let recorded: Vec<String> = super::record::tree_documents(&vault.catalog, tree.id)?
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    let files = tree_files(&tree_path)?;
+    let is_doc = |rel: &str| {
+        if recorded.is_empty() {
+            rel.starts_with("streams/")
+        } else {
+            recorded.iter().any(|p| p == rel)
+        }
+    };
+    let mut docs = Vec::new();
+    let mut items = Vec::new();
+    for (rel, size) in files {
+        if is_doc(&rel) {
+            let p = tree_path.join(&rel);
+            let body = std::fs::read(&p).with_path("read", &p)?;
+            let is_index = INDEX_NAMES.contains(&rel.as_str());
+            docs.push(S3Document {
+                key: rel,
+                is_index,
+                body,
+            });
+        } else {
+            items.push((rel, size));
+        }
+    }
+    // index.json before index.sjson: the signed one is the last switch.
+    docs.sort_by_key(|doc| (doc.is_index, doc.key.ends_with(".sjson"), doc.key.clone()));
+
+    // Publications of this DEST whose trees still exist: what must not be overwritten.
+    let retained: Vec<S3Publication> = record::list(&vault.catalog, Some(&url))?
+        .into_iter()
+        .filter(|p| trees.join(&p.tree).is_dir())
+        .collect();
+    let previous = record::live(&vault.catalog, &url)?.map(|p| p.id);
+
+    let rt = runtime()?;
+    let s = connect(d)?;
+    let mut report = S3Report {
+        publication: 0,
+        action: "publish".into(),
+        dest: url.clone(),
+        snapshot: snap.id,
+        tree: tree.name.clone(),
+        mode: tree.mode.clone(),
+        signer: tree.signer.clone(),
+        files: tree.files,
+        bytes: tree.bytes,
+        uploaded: 0,
+        uploaded_bytes: 0,
+        skipped: 0,
+        documents_written: 0,
+        changed: false,
+        previous,
+        duration_ms: 0,
+    };
+
+    // 1. The index as it is now (the condition of the last write), then one listing.
+    let mut current = HashMap::new();
+    for doc in docs.iter().filter(|doc| doc.is_index) {
+        let v = rt.block_on(read(&s, &d.key(&doc.key)))?;
+        current.insert(doc.key.clone(), v);
+    }
+    let remote = rt.block_on(list(&s, d))?;
+
+    // 2. Items.
+    let mut todo = Vec::new();
+    for (rel, size) in &items {
+        match remote.get(rel) {
+            Some((rsize, _)) if rsize == size => report.skipped += 1,
+            Some(_) => {
+                let other = retained.iter().find(|p| {
+                    std::fs::metadata(trees.join(&p.tree).join(rel))
+                        .is_ok_and(|m| m.is_file() && m.len() != *size)
+                });
+                if let Some(p) = other {
+                    return Err(S3Error::Overwrite {
+                        dest: url,
+                        key: rel.clone(),
+                        publication: p.id,
+                    }
+                    .into());
+                }
+                todo.push((rel.clone(), *size));
+            }
+            None => todo.push((rel.clone(), *size)),
+        }
+    }
+    let (n, bytes) = rt.block_on(upload_all(&s, d, &tree_path, todo))?;
+    report.uploaded = n;
+    report.uploaded_bytes = bytes;
+
+    // 3. Products documents.
+    for doc in docs.iter().filter(|doc| !doc.is_index) {
+        let same = remote.get(&doc.key).is_some_and(|(size, etag)| {
+            *size == doc.body.len() as u64 && etag.as_deref() == Some(md5_etag(&doc.body).as_str())
+        });
+        if !same {
+            rt.block_on(put_doc(&s, d, &d.key(&doc.key), &doc.body, None))?;
+            report.documents_written += 1;
+        }
+    }
+
+    // 4. The row, then the index last, conditionally.
+    let live_unchanged = docs
+        .iter()
+        .filter(|doc| doc.is_index)
+        .all(|doc| matches!(current.get(&doc.key), Some(Some((b, _))) if *b == doc.body));
+    if live_unchanged
+        && let Some(p) = previous
+        && record::get(&vault.catalog, p)?.is_some_and(|l| l.tree == tree.name)
+    {
+        report.publication = p;
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        return Ok(report);
+    }
+    let id = record::insert(
+        &mut vault.catalog,
+        &record::NewPublication {
+            dest: &url,
+            tree_id: Some(tree.id),
+            tree: &tree.name,
+            snapshot_id: snap.id,
+            mode: &tree.mode,
+            signer: tree.signer.as_deref(),
+            action: "publish",
+            files: tree.files,
+            bytes: tree.bytes,
+            by: &super::who(),
+        },
+        &docs,
+    )?;
+    pause_before_index();
+    let written = rt.block_on(write_index(&s, d, &docs, &current));
+    match written {
+        Ok(n) => report.documents_written += n,
+        Err(e) => {
+            let _ = record::delete(&vault.catalog, id);
+            return Err(e);
+        }
+    }
+    record::retire_others(&vault.catalog, &url, id)?;
+    report.publication = id;
+    report.changed = true;
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    Ok(report)
+}
+
+/// Write the index documents that differ, each conditional on what was read at the start.
+async fn write_index(
+    s: &AmazonS3,
+    d: &S3Dest,
+    docs: &[S3Document],
+    current: &HashMap<String, Current>,
+) -> Result<u64> {
+    let mut n = 0;
+    for doc in docs.iter().filter(|doc| doc.is_index) {
+        let now = current.get(&doc.key).cloned().flatten();
+        if now.as_ref().is_some_and(|(b, _)| *b == doc.body) {
+            continue;
+        }
+        let cond = now.map(|(_, etag)| etag);
+        let cond = match cond {
+            // An object without an ETag cannot be matched: fail closed.
+            Some(None) => return Err(S3Error::Lost { dest: d.url() }.into()),
+            Some(Some(e)) => Some(Some(e)),
+            None => Some(None),
+        };
+        put_doc(s, d, &d.key(&doc.key), &doc.body, cond).await?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Upload items, [`UPLOADS`] at a time; (files, bytes).
+async fn upload_all(
+    s: &Arc<AmazonS3>,
+    d: &S3Dest,
+    root: &Path,
+    todo: Vec<(String, u64)>,
+) -> Result<(u64, u64)> {
+    let mut st = futures_util::stream::iter(todo.into_iter().map(|(rel, size)| {
+        let s = Arc::clone(s);
+        let key = d.key(&rel);
+        let file = root.join(&rel);
+        upload(s, key, file, size)
+    }))
+    .buffer_unordered(UPLOADS);
+    let (mut n, mut bytes) = (0, 0);
+    while let Some(r) = st.next().await {
+        bytes += r?;
+        n += 1;
+    }
+    Ok((n, bytes))
+}
+
+/// Re-put the documents of an older publication (the previous one, or `to`: `N` or
+/// `publication:N`).
+pub fn rollback(vault: &mut Vault, d: &S3Dest, to: Option<&str>) -> Result<S3Report> {
+    let started = Instant::now();
+    let url = d.url();
+    let pseudo = PathBuf::from(&url);
+    let _locks = super::lock_dest(vault, &pseudo, "rollback")?;
+    let live = record::live(&vault.catalog, &url)?.ok_or_else(|| Error::NotPublished {
+        dest: pseudo.clone(),
+    })?;
+    let target = match to {
+        Some(spec) => {
+            let n = spec.strip_prefix("publication:").unwrap_or(spec);
+            n.parse::<i64>()
+                .ok()
+                .and_then(|id| record::get(&vault.catalog, id).ok().flatten())
+                .filter(|p| p.dest == url)
+                .ok_or_else(|| Error::UnknownPublication {
+                    dest: pseudo.clone(),
+                    spec: spec.to_string(),
+                })?
+        }
+        None => record::list(&vault.catalog, Some(&url))?
+            .into_iter()
+            .find(|p| p.id < live.id && p.tree != live.tree)
+            .ok_or_else(|| Error::NothingToRollBack {
+                dest: pseudo.clone(),
+            })?,
+    };
+    let docs = record::documents(&vault.catalog, target.id)?;
+    let mut docs_sorted = docs.clone();
+    docs_sorted.sort_by_key(|doc| (doc.is_index, doc.key.ends_with(".sjson"), doc.key.clone()));
+    let rt = runtime()?;
+    let s = connect(d)?;
+    let mut current = HashMap::new();
+    for doc in docs_sorted.iter().filter(|doc| doc.is_index) {
+        current.insert(doc.key.clone(), rt.block_on(read(&s, &d.key(&doc.key)))?);
+    }
+    let mut written = 0;
+    for doc in docs_sorted.iter().filter(|doc| !doc.is_index) {
+        rt.block_on(put_doc(&s, d, &d.key(&doc.key), &doc.body, None))?;
+        written += 1;
+    }
+    let id = record::insert(
+        &mut vault.catalog,
+        &record::NewPublication {
+            dest: &url,
+            tree_id: target.tree_id,
+            tree: &target.tree,
+            snapshot_id: target.snapshot_id,
+            mode: &target.mode,
+            signer: target.signer.as_deref(),
+            action: "rollback",
+            files: target.files,
+            bytes: target.bytes,
+            by: &super::who(),
+        },
+        &docs_sorted,
+    )?;
+    match rt.block_on(write_index(&s, d, &docs_sorted, &current)) {
+        Ok(n) => written += n,
+        Err(e) => {
+            let _ = record::delete(&vault.catalog, id);
+            return Err(e);
+        }
+    }
+    record::retire_others(&vault.catalog, &url, id)?;
+    Ok(S3Report {
+        publication: id,
+        action: "rollback".into(),
+        dest: url,
+        snapshot: target.snapshot_id,
+        tree: target.tree,
+        mode: target.mode,
+        signer: target.signer,
+        files: target.files,
+        bytes: target.bytes,
+        uploaded: 0,
+        uploaded_bytes: 0,
+        skipped: 0,
+        documents_written: written,
+        changed: true,
+        previous: Some(live.id),
+        duration_ms: started.elapsed().as_millis() as u64,
+    })
+}
+
+/// The live publication of an S3 DEST, and whether the bucket's index is the one it wrote.
+pub fn status(vault: Option<&Vault>, d: &S3Dest) -> Result<S3Status> {
+    let url = d.url();
+    let live = match vault {
+        Some(v) => record::live(&v.catalog, &url)?,
+        None => None,
+    };
+    let mut problems = Vec::new();
+    match (&live, vault) {
+        (Some(p), Some(v)) => {
+            let docs = record::documents(&v.catalog, p.id)?;
+            let rt = runtime()?;
+            let s = connect(d)?;
+            for doc in docs.iter().filter(|doc| doc.is_index) {
+                match rt.block_on(read(&s, &d.key(&doc.key)))? {
+                    None => problems.push(format!("{} is missing from the bucket", doc.key)),
+                    Some((b, _)) if b != doc.body => problems.push(format!(
+                        "{} in the bucket is not the one publication {} wrote (another publisher?)",
+                        doc.key, p.id
+                    )),
+                    Some(_) => {}
+                }
+            }
+        }
+        _ => problems.push("not published by this store".into()),
+    }
+    Ok(S3Status {
+        dest: url,
+        live,
+        problems,
+    })
+}
+
+/// Every publication of an S3 DEST, newest first.
+pub fn publications(vault: Option<&Vault>, d: &S3Dest) -> Result<Vec<S3Publication>> {
+    match vault {
+        Some(v) => record::list(&v.catalog, Some(&d.url())),
+        None => Ok(Vec::new()),
+    }
+}
