@@ -2,6 +2,7 @@
 //! (random ports), real temp dirs and real SQLite.
 
 mod bad_input;
+mod batch_flush;
 mod common;
 mod conditional;
 mod downgrade;

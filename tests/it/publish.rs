@@ -1039,9 +1039,12 @@ fn a_publish_that_reuses_a_tree_removes_a_killed_publishs_stage() {
         .unwrap();
     let tmp = store.root().join("tmp");
     let staged = |tmp: &Path| {
-        std::fs::read_dir(tmp)
-            .unwrap()
-            .any(|e| e.unwrap().file_name().to_string_lossy().starts_with("publish-"))
+        std::fs::read_dir(tmp).unwrap().any(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("publish-")
+        })
     };
     let t = Instant::now();
     while !staged(&tmp) && t.elapsed() < Duration::from_secs(30) {
