@@ -884,10 +884,12 @@ impl<'c> Files<'c> {
 
     fn insert(&mut self, p: &Path, phase: i64, meta: &fs::Metadata) -> Result<()> {
         self.conn
-            .execute(
+            .prepare_cached(
                 "INSERT OR IGNORE INTO gc_unlink (path, phase, dev, ino, nlink, size, disk)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
+            )
+            .and_then(|mut st| {
+                st.execute(params![
                     p.as_os_str().as_bytes(),
                     phase,
                     meta.dev() as i64,
@@ -895,8 +897,8 @@ impl<'c> Files<'c> {
                     meta.nlink() as i64,
                     meta.len() as i64,
                     (meta.blocks() * 512) as i64,
-                ],
-            )
+                ])
+            })
             .map_err(|e| self.cat.err(e))?;
         Ok(())
     }
@@ -982,12 +984,19 @@ fn sweep_blobs(layout: &Layout, files: &mut Files<'_>) -> Result<u64> {
         let Some(entries) = read_dir(&dir)? else {
             continue;
         };
+        // Sorted, so that the row lookups walk the blob index in order (one prefix directory
+        // holds 1/256 of the store: bounded memory).
+        let mut names = Vec::new();
         for entry in entries {
             let entry = entry.with_path("read directory", &dir)?;
             let p = entry.path();
             if entry.file_type().with_path("stat", &p)?.is_dir() {
                 continue;
             }
+            names.push(p);
+        }
+        names.sort_unstable();
+        for p in names {
             if !has_row(files.cat, &p)? {
                 files.add_file(&p, PHASE_ORPHAN_BLOB)?;
                 n += 1;

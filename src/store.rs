@@ -19,6 +19,11 @@
 //!
 //! Protects invariant 1: [`BlobStore::commit`] makes a file visible at its address only after
 //! fsync(file), rename, fsync(dir); the caller inserts the catalogue row after it returns.
+//! Batches (the downloads of a sync) are cheaper: each file is [`BlobStore::place`]d (chmod,
+//! rename, no fsync), then [`BlobStore::make_durable`] makes the whole batch durable with one
+//! `syncfs(2)` of the store's filesystem, and only then are the batch's rows inserted. A crash
+//! between the renames and the flush leaves blob files without rows: the next sync places them
+//! again (same content, same address) and gc removes those no row claims.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -149,6 +154,9 @@ impl BlobStore {
     /// already taken the rename replaces it with identical content. After this returns, and only
     /// then, the caller may insert the catalogue row (invariant 1).
     pub fn commit(&self, file: &Path, digests: &Digests) -> Result<PathBuf> {
+        File::open(file)
+            .and_then(|f| f.sync_all())
+            .with_path("fsync", file)?;
         let dest = self.place(file, digests)?;
         if let Some(dir) = dest.parent() {
             sync_dir(dir)?;
@@ -156,18 +164,15 @@ impl BlobStore {
         Ok(dest)
     }
 
-    /// The first half of [`Self::commit`]: fsync, chmod 0444, rename into `blobs/ab/`. The rename
-    /// is not durable until the directory is synced ([`sync_dir`] on the returned path's
-    /// parent): a batch of blobs shares one directory fsync each before their rows go in.
+    /// A blob of a batch: chmod 0444 and rename into `blobs/ab/`, without any fsync. Neither the
+    /// content nor the rename is durable until [`Self::make_durable`] returns: no row for the
+    /// blob may be inserted before that.
     pub fn place(&self, file: &Path, digests: &Digests) -> Result<PathBuf> {
         let dest = self
             .layout
             .blob(&digests.blake3)
             .ok_or_else(|| Error::BadDigest(digests.blake3.clone()))?;
-        let f = File::open(file).with_path("open", file)?;
-        f.sync_all().with_path("fsync", file)?;
-        let mut perm = f.metadata().with_path("stat", file)?.permissions();
-        drop(f);
+        let mut perm = fs::metadata(file).with_path("stat", file)?.permissions();
         set_readonly(&mut perm);
         fs::set_permissions(file, perm).with_path("chmod", file)?;
         let dir = dest
@@ -177,6 +182,21 @@ impl BlobStore {
         create_dir_mode(&dir, 0o700).with_path("create directory", &dir)?;
         fs::rename(file, &dest).with_path("rename into", &dest)?;
         Ok(dest)
+    }
+
+    /// Make every blob [`Self::place`]d so far durable, contents and directory entries, with
+    /// one `syncfs(2)` of the store's filesystem; the batch's rows may be inserted after this.
+    ///
+    /// Debug builds honour `STREAMVAULT_FAILPOINT=store-abort-before-flush`: the process aborts
+    /// here, after the renames and before the flush (tests prove no row exists then).
+    pub fn make_durable(&self) -> Result<()> {
+        if cfg!(debug_assertions)
+            && std::env::var("STREAMVAULT_FAILPOINT")
+                .is_ok_and(|v| v.split(',').any(|e| e.trim() == "store-abort-before-flush"))
+        {
+            std::process::abort();
+        }
+        syncfs(&self.layout.blobs())
     }
 
     /// Write `bytes` as a blob (used for metadata documents): tmp file, then [`Self::commit`].
@@ -237,6 +257,17 @@ pub fn create_dir_mode(dir: &Path, mode: u32) -> io::Result<bool> {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// `syncfs(2)` the filesystem holding `dir`: every file and directory entry written on it so
+/// far is durable after this (one flush for a whole batch instead of one fsync per file).
+pub fn syncfs(dir: &Path) -> Result<()> {
+    let d = File::open(dir).with_path("open directory", dir)?;
+    rustix::fs::syncfs(&d).map_err(|e| Error::Io {
+        op: "syncfs",
+        path: dir.to_path_buf(),
+        source: e.into(),
+    })
 }
 
 /// fsync a directory so a rename inside it is durable.

@@ -3,7 +3,9 @@
 //!
 //! Order of writes (restic's "packs, then index, then snapshot"):
 //! 1. each blob: downloaded into `partial/`, verified (size + strongest upstream checksum),
-//!    fsync, rename into `blobs/`, fsync dir, then its row (invariant 1). A partial file has one
+//!    renamed into `blobs/` without fsync; a batch of them (whatever finished meanwhile, at most
+//!    256) is then made durable by one `syncfs(2)` ([`crate::store::BlobStore::make_durable`]),
+//!    and only then are its rows inserted, in one transaction (invariant 1). A partial file has one
 //!    writer from its first byte to its rename ([`PartialLock`]): a concurrent sync of another
 //!    source sharing the content writes `NAME.1`, `NAME.2`, … instead, so the bytes renamed are
 //!    exactly the bytes hashed;
@@ -856,7 +858,7 @@ async fn download_all(
             let res = fetcher
                 .download(&loc, &rel, &partial, &expect, progress)
                 .await;
-            // fsync + rename happen here, in parallel; the directory fsync and the row are
+            // chmod + rename happen here, in parallel; the flush (one syncfs) and the rows are
             // batched by the collector below (invariant 1 still holds: row after durable file).
             let placed = match res {
                 Ok(d) => {
@@ -918,8 +920,8 @@ async fn download_all(
     Ok(())
 }
 
-/// Make a batch of placed blobs durable (one fsync per directory) and record their rows in one
-/// transaction; then point the batch's items at them.
+/// Make a batch of placed blobs durable (one syncfs) and record their rows in one transaction;
+/// then point the batch's items at them.
 fn flush(
     vault: &mut Vault,
     plan: &Plan,
@@ -930,10 +932,7 @@ fn flush(
     if batch.is_empty() {
         return Ok(0);
     }
-    let dirs: BTreeSet<&Path> = batch.iter().filter_map(|(_, _, p)| p.parent()).collect();
-    for d in dirs {
-        crate::store::sync_dir(d)?;
-    }
+    vault.blobs.make_durable()?;
     let digests: Vec<checksum::Digests> = batch.iter().map(|(_, d, _)| d.clone()).collect();
     vault.catalog.insert_blobs(&digests)?;
     let n = batch.len();

@@ -3,6 +3,7 @@
 
 mod amplification;
 mod bad_input;
+mod batch_flush;
 mod common;
 mod conditional;
 mod default_signing;
