@@ -438,6 +438,16 @@ fn tree_for(
         crate::catalog::now(),
         fastrand::u32(..0x100_0000)
     );
+    // Items are copies, not hardlinks, when the stage is on another filesystem than blobs/
+    // (trees/ on a bind mount): check that they fit before copying anything, as a sync does.
+    {
+        use std::os::unix::fs::MetadataExt;
+        let parent = staging.parent().unwrap_or(trees);
+        let dev = |p: &Path| fs::metadata(p).map(|m| m.dev()).ok();
+        if dev(parent).is_some() && dev(parent) != dev(&vault.layout.blobs()) {
+            crate::space::check_copy(vault, parent, u64::try_from(snap.bytes).unwrap_or(0))?;
+        }
+    }
     let built = build(vault, snap, &docs, staging);
     let (files, bytes, written) = match built {
         Ok(v) => v,

@@ -1,7 +1,9 @@
 //! Free space, checked before the first byte is written: a sync compares the bytes its plan
 //! will download with what the store's filesystem has free (statvfs `f_bavail`) less a reserve
 //! (setting `reserve`; default the smaller of 1 GiB and 2 % of the filesystem), and refuses with
-//! [`Error::NotEnoughSpace`] before any item request.
+//! [`Error::NotEnoughSpace`] before any item request. A publish whose tree must be copied (its
+//! stage on another filesystem than `blobs/`, e.g. `trees/` on a bind mount) makes the same check
+//! for the snapshot's bytes on that filesystem before it copies anything.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -32,6 +34,14 @@ pub fn free_space(path: &Path) -> Result<(u64, u64)> {
 pub fn check_store(vault: &crate::vault::Vault, need: u64) -> Result<()> {
     let settings = crate::settings::StoreSettings::load(Some(&vault.catalog))?;
     ensure(vault.root(), need, settings.reserve)
+}
+
+/// The check a publish makes before it copies a tree (its stage on another filesystem than
+/// `blobs/`, so no hardlinks): `need` bytes on the filesystem of `path`, with the store's
+/// `reserve` setting.
+pub fn check_copy(vault: &crate::vault::Vault, path: &Path, need: u64) -> Result<()> {
+    let settings = crate::settings::StoreSettings::load(Some(&vault.catalog))?;
+    ensure(path, need, settings.reserve)
 }
 
 /// Fail unless `need` bytes fit on the filesystem of `path`, leaving `reserve` (or the default

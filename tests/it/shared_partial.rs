@@ -15,7 +15,9 @@ fn shared_upstream() -> Upstream {
             products: 1,
             versions: 1,
             files_per_version: 4,
-            file_size: 256 * 1024,
+            // not a multiple of the download buffer (256 KiB): the buffer's first flush puts
+            // bytes into partial/ while the file is still downloading, which the tests wait for
+            file_size: 300 * 1024,
         }),
         ..StreamSpec::generation(1)
     })
@@ -51,9 +53,17 @@ fn partial_bytes(root: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-fn wait_for_partial_bytes(store: &Store, min: u64) {
+fn wait_for_partial_bytes(store: &Store, min: u64, child: &mut Child) {
     let start = Instant::now();
     while partial_bytes(&store.root()) < min {
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("the sync ended ({status}) before writing {min} bytes into partial/: {err}");
+        }
         assert!(
             start.elapsed() < Duration::from_secs(60),
             "no download started"
@@ -74,8 +84,8 @@ fn two_syncs_sharing_content_both_succeed() {
     let store = Store::new();
     store.add("a", &up, &[]);
     store.add("b", &up, &[]);
-    let b = spawn_sync(&store, "b", "256k");
-    wait_for_partial_bytes(&store, 1);
+    let mut b = spawn_sync(&store, "b", "256k");
+    wait_for_partial_bytes(&store, 1, &mut b);
     let a = spawn_sync(&store, "a", "256k");
     let (ca, ea) = finish(a);
     let (cb, eb) = finish(b);
@@ -93,7 +103,7 @@ fn one_sync_killed_while_the_other_completes() {
     store.add("a", &up, &[]);
     store.add("b", &up, &[]);
     let mut b = spawn_sync(&store, "b", "128k");
-    wait_for_partial_bytes(&store, 64 * 1024);
+    wait_for_partial_bytes(&store, 1, &mut b);
     let a = spawn_sync(&store, "a", "512k");
     std::thread::sleep(Duration::from_millis(700));
     let _ = b.kill(); // SIGKILL, mid-download

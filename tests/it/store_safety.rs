@@ -240,6 +240,55 @@ fn trees_on_another_filesystem_publish_by_staging_there() {
     store.run(&["verify"]).ok();
 }
 
+/// A tree that must be copied (trees/ on another filesystem) is checked against that
+/// filesystem's free space before anything is copied: one line naming the filesystem, a hint,
+/// DEST untouched, no stage left (issue 9, free space in publish). Without the check the copy
+/// started and died with ENOSPC halfway.
+#[test]
+fn a_copy_that_cannot_fit_on_trees_filesystem_is_refused_before_copying() {
+    use crate::common::Upstream;
+    use streamvault::streamgen::{Bulk, StreamSpec};
+    let up = Upstream::with_spec(StreamSpec {
+        bulk: Some(Bulk {
+            products: 2,
+            versions: 1,
+            files_per_version: 8,
+            file_size: 64 * 1024,
+        }),
+        ..StreamSpec::generation(1)
+    });
+    let store = Store::new();
+    store.add("maas", &up, &[]);
+    store.sync_json("maas");
+    store.run(&["config", "set", "reserve", "0"]).ok();
+    let dest = www(&store);
+    // 1 MiB of items, 256 KiB of room on the tmpfs mounted over trees/
+    let trees = store.root().join("trees");
+    let Some(_m) = mount(&["-t", "tmpfs", "-o", "size=256k", "tmpfs"], &trees) else {
+        return;
+    };
+    let r = store.run(&["publish", "1", p(&dest)]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert!(
+        lines[0].starts_with("streamvault: error: not enough space on ")
+            && lines[0].contains("need "),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        lines.get(1).is_some_and(|l| l.starts_with("hint: ")),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        std::fs::symlink_metadata(&dest).is_err(),
+        "DEST was created"
+    );
+    // nothing was copied: no stage, no tree on the small filesystem
+    assert_eq!(std::fs::read_dir(&trees).unwrap().count(), 0);
+}
+
 #[test]
 fn read_only_commands_work_on_a_read_only_root() {
     let (up, store) = setup();
