@@ -16,7 +16,10 @@
 //! 4. Only then files: tree directories, then blob files, then orphans.
 //!
 //! A kill at any point leaves files without rows (which the next gc sweeps), never a row without
-//! its file (invariant 1).
+//! its file (invariant 1). Grace links inside kept trees are the one kind of file no sweep finds:
+//! the transaction that deletes their `tree_grace` rows also writes them to `gc_pending_unlink`,
+//! which is cleared after the unlinks; the next gc unlinks what a killed one left there first
+//! (unless a tree lists the path again), and `verify` does not count those files as strays.
 //!
 //! It runs as `gc` and by itself after every successful `sync` and `mirror` run
 //! ([`auto_collect`]: the same plan and removal, the store's settings — `keep-last`, `grace`,
