@@ -37,20 +37,9 @@ pub fn error_lines(msg: &str, hint: Option<&str>) {
     }
 }
 
-/// `1.5 MiB`
+/// `1.5 MiB` (the library's one size format, [`streamvault::space::size`]).
 pub fn size(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS.get(u).copied().unwrap_or("B"))
-    }
+    streamvault::space::size(n)
 }
 
 /// `2026-11-25 04:07:08Z` from unix seconds (UTC, proleptic Gregorian).
