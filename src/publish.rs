@@ -247,7 +247,7 @@ pub fn publish(vault: &mut Vault, opts: &PublishOptions) -> Result<PublishReport
     };
 
     let staging = dest::staging_path(&vault.layout, &trees, &dest);
-    let (tree, reused) = tree_for(
+    let (tree, reused, tree_path, starts, check) = checked_tree(
         vault,
         &trees,
         &staging,
@@ -256,23 +256,6 @@ pub fn publish(vault: &mut Vault, opts: &PublishOptions) -> Result<PublishReport
         key.as_ref(),
         signer.as_deref(),
     )?;
-    let tree_path = trees.join(&tree.name);
-    let starts = metadata::starts(
-        vault,
-        &snap,
-        opts.mode == MetadataMode::Filtered,
-        key.is_some(),
-    )?;
-    let check = check::check_tree(&tree_path, &starts)?;
-    if !check.is_complete() && !opts.force {
-        return Err(Error::TreeIncomplete {
-            snapshot: snap.id,
-            mode: opts.mode.as_str(),
-            listed: check.listed,
-            missing: check.missing,
-            examples: check.examples.join(", "),
-        });
-    }
     let mut warnings = Vec::new();
     if opts.mode == MetadataMode::Filtered
         && let Some(index) = starts.first()
@@ -404,6 +387,39 @@ fn live_tree(
 }
 
 /// An existing tree for `(snapshot, mode, signer)`, or a new one built and recorded.
+/// The tree for `snap` (reused, or built in `staging`) and its check against the metadata it
+/// serves; an incomplete tree is refused unless `--force`. Shared by the local and S3 publishes.
+#[allow(clippy::type_complexity)]
+pub(super) fn checked_tree(
+    vault: &Vault,
+    trees: &Path,
+    staging: &Path,
+    snap: &Snapshot,
+    opts: &PublishOptions,
+    key: Option<&SigningKey>,
+    signer: Option<&str>,
+) -> Result<(TreeRow, bool, PathBuf, Vec<String>, check::TreeCheck)> {
+    let (tree, reused) = tree_for(vault, trees, staging, snap, opts, key, signer)?;
+    let tree_path = trees.join(&tree.name);
+    let starts = metadata::starts(
+        vault,
+        snap,
+        opts.mode == MetadataMode::Filtered,
+        key.is_some(),
+    )?;
+    let check = check::check_tree(&tree_path, &starts)?;
+    if !check.is_complete() && !opts.force {
+        return Err(Error::TreeIncomplete {
+            snapshot: snap.id,
+            mode: opts.mode.as_str(),
+            listed: check.listed,
+            missing: check.missing,
+            examples: check.examples.join(", "),
+        });
+    }
+    Ok((tree, reused, tree_path, starts, check))
+}
+
 fn tree_for(
     vault: &Vault,
     trees: &Path,

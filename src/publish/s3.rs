@@ -50,7 +50,7 @@ use tokio::io::AsyncReadExt;
 
 pub use record::{S3Document, S3Publication};
 
-use super::{INDEX_NAMES, MetadataMode, PublishOptions, check, dest, failpoint, metadata};
+use super::{INDEX_NAMES, MetadataMode, PublishOptions, dest, failpoint};
 use crate::error::{Error, IoResultExt, Result};
 use crate::keys;
 use crate::openpgp::SigningKey;
@@ -463,7 +463,7 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
     let trees = dest::trees_dir(&vault.layout)?;
     let snap = vault.catalog.resolve_snapshot(&opts.snapshot)?;
     let staging = dest::staging_path(&vault.layout, &trees, &pseudo);
-    let (tree, _reused) = super::tree_for(
+    let (tree, _reused, tree_path, _starts, _check) = super::checked_tree(
         vault,
         &trees,
         &staging,
@@ -472,23 +472,6 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
         key.as_ref(),
         signer.as_deref(),
     )?;
-    let tree_path = trees.join(&tree.name);
-    let starts = metadata::starts(
-        vault,
-        &snap,
-        opts.mode == MetadataMode::Filtered,
-        key.is_some(),
-    )?;
-    let chk = check::check_tree(&tree_path, &starts)?;
-    if !chk.is_complete() && !opts.force {
-        return Err(Error::TreeIncomplete {
-            snapshot: snap.id,
-            mode: opts.mode.as_str(),
-            listed: chk.listed,
-            missing: chk.missing,
-            examples: chk.examples.join(", "),
-        });
-    }
 
     // Which files are documents: the tree's recorded documents, else everything under streams/.
     let recorded: Vec<String> = super::record::tree_documents(&vault.catalog, tree.id)?
