@@ -1,17 +1,28 @@
 //! MAAS client rules, checked on filtered metadata before the flip (issue 12 item 3).
 //!
-//! MAAS 3.8 validates every products document with strict models and rejects a whole document
-//! for one bad product (spec/maas-client.md §3.4). For MAAS content (a `com.ubuntu.maas*`
-//! content id, or products with MAAS fields: a `boot-kernel` item or a `bootloader-type`), on the
-//! flattened view (condensed fields expanded), the rules are:
-//! - `product-field:<f>`: every product has `arch`, `label`, `os`; Ubuntu image products also
-//!   `release`, `release_title`, `subarch`, `subarches`, `version`; bootloader products
-//!   `arches`, `bootloader-type`.
-//! - `version-item:<ftype>`: every version of an Ubuntu image product keeps a `boot-kernel`, a
-//!   `boot-initrd` and a `manifest` item, and `squashfs` or `root-image.gz`
-//!   (`version-item:squashfs|root-image.gz`).
-//! - `bootloader-item-field:<f>`: every bootloader item has `src_package`, `src_release`,
-//!   `src_version`.
+//! MAAS 3.8 reads every products document through strict pydantic models
+//! (`src/maasservicelayer/simplestreams/models.py` in canonical/maas, read 2026-11: a document
+//! must validate as a whole as one of `SimpleStreamsBootloaderProductList`,
+//! `SimpleStreamsMultiFileProductList` or `SimpleStreamsSingleFileProductList`, else the whole
+//! document is refused). For MAAS content (a `com.ubuntu.maas*` content id, or products with MAAS
+//! fields: a `boot-kernel` item or a `bootloader-type`), on the flattened view (condensed fields
+//! expanded), the rules, named after those models, are:
+//! - `document-field:datatype` (`image-ids` or `image-downloads`) and `document-field:updated`.
+//! - `product-field:<f>` (`Product`): every product has `arch`, `label`, `os`; image products
+//!   (`ImageProduct`) also `release`, `release_title`, `subarch`, `subarches`, `version`;
+//!   bootloader products (`BootloaderProduct`, the ones with a `bootloader-type`) `arches`,
+//!   `bootloader-type`.
+//! - `version-item:<name>`: items are looked up by their *name* (the key under `items`, which
+//!   MAAS unpacks into the version). A multi-file image version (`MultiFileImageVersion`) keeps
+//!   `boot-kernel`, `boot-initrd`, `manifest`, and `squashfs` or `root-image.gz`
+//!   (`version-item:squashfs|root-image.gz`); a single-file one (`SingleFileImageVersion`, an
+//!   image product with a `root-tgz` item, e.g. CentOS) keeps `manifest` and `root-tgz`; a
+//!   bootloader version (`BootloaderVersion`) keeps at least one of `grub2-signed`,
+//!   `shim-signed`, `grub2`, `syslinux` (`version-item:grub2-signed|shim-signed|grub2|syslinux`).
+//! - `item-field:<f>` (`DownloadableFile`): each of those named items has `ftype`, `path`,
+//!   `sha256` and `size`; `bootloader-item-field:<f>` (`BootloaderFile`): each named bootloader
+//!   item also has `src_package`, `src_release`, `src_version`. Items with other names are not
+//!   read by MAAS and not checked.
 //!
 //! Only what the filters broke counts: a violation the upstream document of the same content id
 //! already has is a warning, never a refusal. The rest makes `publish` refuse (naming product,
@@ -22,10 +33,11 @@ use std::path::Path;
 
 use crate::catalog::Snapshot;
 use crate::error::Result;
-use crate::streams::{self, Document, Products};
+use crate::streams::{self, Document, FlatItem, Products};
 use crate::vault::Vault;
 
-/// `(product, version, rule)`; `version` is empty for product rules.
+/// `(product, version, rule)`; `version` is empty for product rules, both are empty for
+/// document rules.
 pub type Violation = (String, String, String);
 
 /// The outcome of the check.
@@ -37,82 +49,126 @@ pub struct Findings {
     pub upstream: Vec<String>,
 }
 
+const MULTI_FILE: [&str; 5] = [
+    "boot-kernel",
+    "boot-initrd",
+    "manifest",
+    "squashfs",
+    "root-image.gz",
+];
+const SINGLE_FILE: [&str; 2] = ["manifest", "root-tgz"];
+const BOOTLOADER: [&str; 4] = ["grub2-signed", "shim-signed", "grub2", "syslinux"];
+
 fn is_maas(p: &Products) -> bool {
     p.content_id().starts_with("com.ubuntu.maas")
         || p.items()
             .any(|i| i.get("ftype") == Some("boot-kernel") || i.get("bootloader-type").is_some())
 }
 
+/// Which MAAS model a product is read with.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Bootloader,
+    MultiFile,
+    SingleFile,
+}
+
+fn has(i: &FlatItem<'_>, k: &str) -> bool {
+    i.get(k).is_some_and(|v| !v.is_empty())
+}
+
 /// Every rule `p` breaks.
 pub fn violations(p: &Products) -> BTreeSet<Violation> {
     let mut out = BTreeSet::new();
-    // product → version → ftypes, and the flattened fields of the first item of each product
-    let mut ftypes: BTreeMap<(&str, &str), BTreeSet<String>> = BTreeMap::new();
-    let mut seen_product: BTreeSet<&str> = BTreeSet::new();
-    let mut image_products: BTreeSet<&str> = BTreeSet::new();
+    let mut push = |product: &str, version: &str, rule: String| {
+        out.insert((product.to_string(), version.to_string(), rule));
+    };
+    match p.top_field("datatype") {
+        Some("image-ids" | "image-downloads") => {}
+        _ => push("", "", "document-field:datatype".into()),
+    }
+    if p.top_field("updated").is_none_or(str::is_empty) {
+        push("", "", "document-field:updated".into());
+    }
+    // The kind of each product (decided over all its items), then the item names per version.
+    let mut kinds: BTreeMap<&str, Kind> = BTreeMap::new();
     for i in p.items() {
-        let bootloader = i.get("bootloader-type").is_some_and(|v| !v.is_empty());
-        let image = !bootloader && i.get("os") == Some("ubuntu");
-        let has = |k: &str| i.get(k).is_some_and(|v| !v.is_empty());
+        let k = if has(&i, "bootloader-type") {
+            Kind::Bootloader
+        } else if i.item == "root-tgz" {
+            Kind::SingleFile
+        } else {
+            Kind::MultiFile
+        };
+        let e = kinds.entry(i.product).or_insert(k);
+        if *e == Kind::MultiFile && k != Kind::MultiFile {
+            *e = k;
+        }
+    }
+    let mut names: BTreeMap<(&str, &str), BTreeSet<&str>> = BTreeMap::new();
+    let mut seen_product: BTreeSet<&str> = BTreeSet::new();
+    for i in p.items() {
+        let kind = kinds.get(i.product).copied().unwrap_or(Kind::MultiFile);
         if seen_product.insert(i.product) {
             let mut need = vec!["arch", "label", "os"];
-            if image {
-                need.extend([
+            match kind {
+                Kind::Bootloader => need.extend(["arches", "bootloader-type"]),
+                Kind::MultiFile | Kind::SingleFile => need.extend([
                     "release",
                     "release_title",
                     "subarch",
                     "subarches",
                     "version",
-                ]);
-            }
-            if bootloader {
-                need.extend(["arches", "bootloader-type"]);
+                ]),
             }
             for f in need {
-                if !has(f) {
-                    out.insert((
-                        i.product.into(),
-                        String::new(),
-                        format!("product-field:{f}"),
-                    ));
+                if !has(&i, f) {
+                    push(i.product, "", format!("product-field:{f}"));
                 }
             }
         }
-        if bootloader {
+        names
+            .entry((i.product, i.version))
+            .or_default()
+            .insert(i.item);
+        let read: &[&str] = match kind {
+            Kind::Bootloader => &BOOTLOADER,
+            Kind::MultiFile => &MULTI_FILE,
+            Kind::SingleFile => &SINGLE_FILE,
+        };
+        if !read.contains(&i.item) {
+            continue;
+        }
+        for f in ["ftype", "path", "sha256", "size"] {
+            if !has(&i, f) {
+                push(i.product, i.version, format!("item-field:{f}"));
+            }
+        }
+        if kind == Kind::Bootloader {
             for f in ["src_package", "src_release", "src_version"] {
-                if !has(f) {
-                    out.insert((
-                        i.product.into(),
-                        i.version.into(),
-                        format!("bootloader-item-field:{f}"),
-                    ));
+                if !has(&i, f) {
+                    push(i.product, i.version, format!("bootloader-item-field:{f}"));
                 }
             }
-        }
-        if image {
-            image_products.insert(i.product);
-            ftypes
-                .entry((i.product, i.version))
-                .or_default()
-                .insert(i.get("ftype").unwrap_or_default().to_string());
         }
     }
-    for ((product, version), f) in ftypes {
-        for need in ["boot-kernel", "boot-initrd", "manifest"] {
-            if !f.contains(need) {
-                out.insert((
-                    product.into(),
-                    version.into(),
-                    format!("version-item:{need}"),
-                ));
+    for ((product, version), n) in names {
+        let kind = kinds.get(product).copied().unwrap_or(Kind::MultiFile);
+        let (all, any): (&[&str], &[&str]) = match kind {
+            Kind::MultiFile => (
+                &["boot-kernel", "boot-initrd", "manifest"],
+                &["squashfs", "root-image.gz"],
+            ),
+            Kind::SingleFile => (&SINGLE_FILE, &[]),
+            Kind::Bootloader => (&[], &BOOTLOADER),
+        };
+        for need in all {
+            if !n.contains(need) {
+                push(product, version, format!("version-item:{need}"));
             }
         }
-        if !f.contains("squashfs") && !f.contains("root-image.gz") {
-            out.insert((
-                product.into(),
-                version.into(),
-                "version-item:squashfs|root-image.gz".into(),
-            ));
+        if !any.is_empty() && !any.iter().any(|a| n.contains(a)) {
+            push(product, version, format!("version-item:{}", any.join("|")));
         }
     }
     out
@@ -174,7 +230,9 @@ pub fn check(vault: &Vault, snap: &Snapshot, tree: &Path, index_json: &str) -> R
         let cid = p.content_id().to_string();
         let up = upstream.get(&cid);
         for (product, version, rule) in violations(&p) {
-            let line = if version.is_empty() {
+            let line = if product.is_empty() {
+                format!("{cid}: {rule}")
+            } else if version.is_empty() {
                 format!("{cid}: product {product}: {rule}")
             } else {
                 format!("{cid}: product {product} version {version}: {rule}")
@@ -201,13 +259,21 @@ mod tests {
     }
 
     const FULL: &str = r#"{"format":"products:1.0","content_id":"com.ubuntu.maas:stable:v3:download",
+      "datatype":"image-ids","updated":"Thu, 24 Jul 2025 09:01:43 +0000",
       "os":"ubuntu","label":"stable","products":{
       "p":{"arch":"amd64","release":"jammy","release_title":"22.04 LTS","subarch":"ga-22.04",
         "subarches":"generic","version":"22.04","versions":{"1":{"items":{
-          "k":{"ftype":"boot-kernel","path":"a/k"},"i":{"ftype":"boot-initrd","path":"a/i"},
-          "m":{"ftype":"manifest","path":"a/m"},"s":{"ftype":"squashfs","path":"a/s"}}}}},
+          "boot-kernel":{"ftype":"boot-kernel","path":"a/k","sha256":"aa","size":1},
+          "boot-initrd":{"ftype":"boot-initrd","path":"a/i","sha256":"aa","size":1},
+          "manifest":{"ftype":"manifest","path":"a/m","sha256":"aa","size":1},
+          "squashfs":{"ftype":"squashfs","path":"a/s","sha256":"aa","size":1}}}}},
+      "c":{"arch":"amd64","release":"centos70","release_title":"CentOS 7","subarch":"generic",
+        "subarches":"generic","version":"7.0","os":"centos","versions":{"1":{"items":{
+          "manifest":{"ftype":"manifest","path":"c/m","sha256":"aa","size":1},
+          "root-tgz":{"ftype":"root-tgz","path":"c/r","sha256":"aa","size":1}}}}},
       "b":{"arch":"amd64","arches":"amd64","bootloader-type":"uefi","os":"grub-efi-signed",
-        "versions":{"1":{"items":{"g":{"ftype":"archive.tar.xz","path":"b/g",
+        "versions":{"1":{"items":{"grub2-signed":{"ftype":"archive.tar.xz","path":"b/g",
+          "sha256":"aa","size":1,
           "src_package":"grub2","src_release":"jammy","src_version":"2.06"}}}}}}}"#;
 
     #[test]
@@ -217,26 +283,78 @@ mod tests {
         assert!(violations(&p).is_empty(), "{:?}", violations(&p));
     }
 
+    fn want(v: &[(&str, &str, &str)]) -> BTreeSet<Violation> {
+        v.iter()
+            .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+            .collect()
+    }
+
     #[test]
     fn dropped_items_and_fields_are_named_by_product_version_and_rule() {
         let broken = FULL
-            .replace(r#""m":{"ftype":"manifest","path":"a/m"},"#, "")
             .replace(
-                r#""s":{"ftype":"squashfs","path":"a/s"}"#,
+                r#""manifest":{"ftype":"manifest","path":"a/m","sha256":"aa","size":1},"#,
+                "",
+            )
+            .replace(
+                r#""squashfs":{"ftype":"squashfs","path":"a/s","sha256":"aa","size":1}"#,
                 r#""x":{"ftype":"x","path":"a/x"}"#,
             )
             .replace(r#""src_version":"2.06""#, r#""other":"1""#)
             .replace(r#""release_title":"22.04 LTS","#, "");
-        let v = violations(&products(&broken));
-        let want: BTreeSet<Violation> = [
-            ("p", "", "product-field:release_title"),
-            ("p", "1", "version-item:manifest"),
-            ("p", "1", "version-item:squashfs|root-image.gz"),
-            ("b", "1", "bootloader-item-field:src_version"),
-        ]
-        .into_iter()
-        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
-        .collect();
-        assert_eq!(v, want);
+        assert_eq!(
+            violations(&products(&broken)),
+            want(&[
+                ("p", "", "product-field:release_title"),
+                ("p", "1", "version-item:manifest"),
+                ("p", "1", "version-item:squashfs|root-image.gz"),
+                ("b", "1", "bootloader-item-field:src_version"),
+            ])
+        );
+    }
+
+    #[test]
+    fn items_are_read_by_name_as_maas_unpacks_them() {
+        // MAAS unpacks `items` by key: a squashfs under another name does not count, and a
+        // named item without its sha256 fails `DownloadableFile`.
+        let renamed = FULL
+            .replace(r#""squashfs":{"ftype""#, r#""disk":{"ftype""#)
+            .replace(
+                r#""path":"a/k","sha256":"aa","size":1"#,
+                r#""path":"a/k","size":1"#,
+            );
+        assert_eq!(
+            violations(&products(&renamed)),
+            want(&[
+                ("p", "1", "item-field:sha256"),
+                ("p", "1", "version-item:squashfs|root-image.gz"),
+            ])
+        );
+    }
+
+    #[test]
+    fn single_file_bootloader_and_document_rules() {
+        let broken = FULL
+            .replace(
+                r#""root-tgz":{"ftype":"root-tgz","path":"c/r","sha256":"aa","size":1}"#,
+                r#""other":{"ftype":"root-tgz","path":"c/r","sha256":"aa","size":1}"#,
+            )
+            .replace(r#""grub2-signed":{"ftype""#, r#""grub-x":{"ftype""#)
+            .replace(r#""datatype":"image-ids","#, "");
+        assert_eq!(
+            violations(&products(&broken)),
+            want(&[
+                ("", "", "document-field:datatype"),
+                (
+                    "b",
+                    "1",
+                    "version-item:grub2-signed|shim-signed|grub2|syslinux"
+                ),
+                // without a root-tgz the CentOS product is read as a multi-file image
+                ("c", "1", "version-item:boot-initrd"),
+                ("c", "1", "version-item:boot-kernel"),
+                ("c", "1", "version-item:squashfs|root-image.gz"),
+            ])
+        );
     }
 }
