@@ -7,31 +7,31 @@
 //! Maintenance: [`gc`] (retention, then rows before files) and [`verify`] (re-hash, check trees,
 //! repair).
 //!
-//! # Invariants (restic's must/should form)
+//! # Invariants (DESIGN.md's list and numbers; every `//! Protects invariant N` cites these)
 //! Must (breaking one loses data or lies to clients):
-//! 1. A blob row exists only if its file is complete, verified and durable: temp file, fsync,
-//!    rename into `blobs/ab/<blake3>`, fsync the directory, then `INSERT` ([`store::BlobStore::commit`]).
-//! 2. Nothing parsed from remote data is trusted before its signature check; the JSON parser
-//!    gets exactly the verified text ([`sync`] → [`openpgp::verify_cleartext`]).
-//! 3. A snapshot is written in one transaction after every blob it names has its row, and is
+//! 1. A blob row exists only if its file is complete, verified and durable: written, renamed
+//!    into `blobs/ab/<blake3>` and flushed (per file, or per batch with one `syncfs`) before the
+//!    `INSERT` ([`store::BlobStore::commit`], [`sync`]'s batch collector).
+//! 2. A snapshot is written in one transaction after every blob it names has its row, and is
 //!    never changed afterwards ([`catalog::Catalog::insert_snapshot`]; foreign keys enforce it).
-//! 4. No path from upstream metadata is used before [`streams::check_path`] accepted it.
-//! 5. A checksum or size mismatch, a 200 to a Range request and a short body are never
-//!    accepted content ([`fetch`]).
-//! 6. A published link points only at a complete tree: a tree is staged, fsynced and renamed
-//!    into `trees/` before its row; it is checked against the metadata it serves before the
-//!    link moves; the link is replaced by one `rename(2)`; a failed publish leaves the old link
-//!    untouched ([`publish`]). The publication row exists before the link points at its tree.
-//!
-//! 6. Removal ([`gc`]): take the store lock exclusively (every writer holds it shared, so no
-//!    writer is between writing a blob and referencing it), decide what stays under that lock,
-//!    delete the rows in one committed transaction, and only then unlink files: tree
-//!    directories, then blobs. A kill leaves files without rows, never a row without its file.
-//! 7. A tree, a snapshot or a blob that a published dest still serves, or served less than the
-//!    grace period ago, is never collected; the dest's symlink (readlink) counts as much as the
-//!    publication rows ([`gc`]).
-//! 8. A file in a live tree is only ever replaced whole, by a rename over it; a corrupt blob is
-//!    moved out of `blobs/` (quarantine) before its replacement is committed ([`verify`]).
+//! 3. A published link (or a published object-store index) points only at a complete set: a
+//!    tree is staged, made durable and renamed into `trees/` before its row; it is checked
+//!    against the metadata it serves before the link moves; the link is replaced by one
+//!    `rename(2)` (the S3 index by one conditional PUT, last); a failed publish leaves the old
+//!    one untouched; a file in a live tree is only ever replaced whole ([`publish`], [`verify`]).
+//! 4. Nothing is deleted while anything still refers to it, or referred to it less than the grace
+//!    period ago: [`gc`] takes the store lock exclusively (every writer holds it shared), decides
+//!    under it, deletes rows in one committed transaction and only then unlinks files (trees,
+//!    then blobs); a published DEST's symlink counts as much as its publication rows; a corrupt
+//!    blob is moved to quarantine before its replacement is committed.
+//! 5. No path from upstream metadata escapes its tree ([`streams::check_path`] before any
+//!    filesystem call or URL) and no symlink inside the store is followed when writing.
+//! 6. A signature that does not verify, a checksum or size that does not match and a response
+//!    that is not what was asked (a 200 to a Range request, a short body) are errors, never
+//!    content; the JSON parser gets exactly the verified text ([`openpgp::verify_cleartext`],
+//!    [`fetch`]).
+//! 7. Every error a user can cause or meet prints one line (what, where, what to do) and a
+//!    non-zero exit; no panic; no secret in any output ([`error`], [`escape`]).
 //!
 //! Should (breaking one needs a repair, never loses data): a killed run leaves only files in
 //! `partial/` and `tmp/`, blobs without rows and tree directories without rows, which the next

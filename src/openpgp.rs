@@ -1,8 +1,8 @@
 //! OpenPGP for SimpleStreams: reading keyrings, checking and unwrapping cleartext-signed
 //! (`.sjson`) documents, and clearsigning re-published metadata with a v4 key.
 //!
-//! Protects invariant 2 ("nothing parsed from remote data is trusted before its signature
-//! check"): [`verify_cleartext`] returns the payload only when at least one signature by a key
+//! Protects invariant 6 (a signature that does not verify is an error, and the parser gets
+//! exactly the verified text): [`verify_cleartext`] returns the payload only when at least one signature by a key
 //! of the caller's [`Keyring`] checks out, and the payload it returns is exactly the text that
 //! signature covers. [`unwrap_cleartext`] (for `--no-verify`) returns the same bytes for every
 //! document `verify_cleartext` accepts: both go through one strict RFC 4880 §7 framing parser,

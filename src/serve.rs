@@ -2,7 +2,7 @@
 //! the demo, and the fault-injecting upstream of every integration test.
 //!
 //! Protects invariant 3 from the reader's side and invariant 5 for the server: each mount's DEST
-//! is resolved once per request (one `readlink`, see [`resolve`]) and the response is served from
+//! is resolved once per request (one `readlink`, see `resolve`) and the response is served from
 //! one open descriptor under that resolution, so a publish or rollback (an atomic flip of the
 //! symlink) can never mix two trees within one response nor make an existing file look missing;
 //! and no request, however encoded, reads anything outside the resolved tree.

@@ -16,7 +16,7 @@
 //! Whatever key signs, its binary public keyring is written to `keyrings/<name>.gpg` and
 //! reported, for MAAS's `keyring_filename`.
 //!
-//! Protects invariant 2 on the way out: the stored documents were verified at sync, and what is
+//! Protects invariant 6 on the way out: the stored documents were verified at sync, and what is
 //! re-signed here is exactly what is written as `.json`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
