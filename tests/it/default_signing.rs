@@ -4,29 +4,13 @@
 //! `--unsigned` opts out; `key export --armor` warns that MAAS needs the binary form.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use crate::common::{Store, Upstream};
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
+use crate::common::{Store, Upstream, gpgv, p};
 
 fn www(store: &Store, name: &str) -> PathBuf {
     let d = store.dir.path().join("www");
     std::fs::create_dir_all(&d).unwrap();
     d.join(name)
-}
-
-/// `gpgv --keyring=<keyring> <file>` in a throwaway GNUPGHOME.
-fn gpgv(keyring: &Path, file: &Path) -> std::process::Output {
-    let home = tempfile::tempdir().unwrap();
-    Command::new("gpgv")
-        .env("GNUPGHOME", home.path())
-        .arg(format!("--keyring={}", keyring.display()))
-        .arg(file)
-        .output()
-        .expect("gpgv is installed (scripts/test.sh)")
 }
 
 fn names(dir: &Path) -> Vec<String> {

@@ -3,13 +3,9 @@
 //! unless `--force` (then warnings); a rule the upstream itself breaks (the generated test
 //! stream breaks a few) is only a warning.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use crate::common::{Store, Upstream};
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
+use crate::common::{Store, Upstream, p};
 
 fn www(store: &Store, name: &str) -> PathBuf {
     let d = store.dir.path().join("www");

@@ -3,139 +3,14 @@
 //! issue 14 (mounts, listings, TLS, logs, metrics, status). The real binary runs as a child
 //! process on 127.0.0.1:0 and is stopped by its pid.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::Write as _;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::common::bin;
-
-/// A `streamvault serve` child process; killed (by pid) when dropped.
-pub struct Served {
-    pub child: Child,
-    pub addr: SocketAddr,
-    /// The first stderr line ("serving … at http(s)://ADDR/ …").
-    pub banner: String,
-}
-
-impl Served {
-    /// Start `[prefix…] streamvault --root ROOT serve ARGS… --listen 127.0.0.1:0`.
-    pub fn start(prefix: &[&str], root: &Path, args: &[&str]) -> Served {
-        let mut cmd = if let Some((first, rest)) = prefix.split_first() {
-            let mut c = Command::new(first);
-            c.args(rest).arg(bin());
-            c
-        } else {
-            Command::new(bin())
-        };
-        cmd.arg("--root")
-            .arg(root)
-            .arg("serve")
-            .args(args)
-            .args(["--listen", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("start serve");
-        let stderr = child.stderr.take().unwrap();
-        let mut lines = BufReader::new(stderr).lines();
-        let banner = lines.next().expect("banner").expect("banner");
-        // keep draining stderr so the child never blocks on it
-        std::thread::spawn(move || for _ in lines {});
-        let addr = banner
-            .split("://")
-            .nth(1)
-            .and_then(|r| r.split('/').next())
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {banner:?}"));
-        Served {
-            child,
-            addr,
-            banner,
-        }
-    }
-
-    pub fn pid(&self) -> i32 {
-        i32::try_from(self.child.id()).unwrap()
-    }
-
-    pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([&format!("-{sig}"), &self.pid().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -{sig}");
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One response over a fresh connection: status, headers (lower-case names), body.
-pub struct Resp {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Resp {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-pub fn parse_response(buf: &[u8]) -> Result<Resp, String> {
-    let split = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("no header end")?;
-    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .ok_or("no status")?;
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    Ok(Resp {
-        status,
-        headers,
-        body: buf[split + 4..].to_vec(),
-    })
-}
-
-/// `GET path` with `Connection: close` and a read timeout.
-pub fn get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<Resp, String> {
-    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(timeout)).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).map_err(|e| e.to_string())?;
-    parse_response(&buf)
-}
-
-fn write(path: &Path, bytes: &[u8]) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, bytes).unwrap();
-}
+use crate::common::{Served, get, write};
 
 /// `base/gen1` and `base/gen2` with the same names and different bytes, `base/current` → gen1.
 fn two_generations(base: &Path, files: usize) -> PathBuf {

@@ -2,17 +2,11 @@
 //! them retired and kept for the grace period), parsed as JSON and as HTML; no secret; without a
 //! store it says so and creates none.
 
-use std::path::Path;
 use std::time::Duration;
 
-use super::common::{Store, Upstream};
-use super::serve::{Served, get};
+use crate::common::{Served, Store, Upstream, get, p};
 
 const T: Duration = Duration::from_secs(20);
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
 
 /// The text of every `<td>` of the table with this id, row by row.
 fn table(html: &str, id: &str) -> Vec<Vec<String>> {
