@@ -7,10 +7,10 @@
 use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::common::{
-    Store, Upstream, assert_complete, blob_path, gpgv, linked_tree, p, setup, tmpfs, tree_dirs, www,
+    Store, Upstream, assert_complete, blob_path, gpgv, linked_tree, p, run_at, setup, tmpfs,
+    tree_dirs, www,
 };
 use streamvault::publish::check_published;
 use streamvault::streamgen::{BOOTLOADER_CONTENT_ID, V3_CONTENT_ID};
@@ -427,19 +427,7 @@ fn a_real_full_filesystem_fails_cleanly() {
         return;
     };
     let root = fs.0.join("store");
-    let run = |args: &[&str]| {
-        let out = Command::new(crate::common::bin())
-            .arg("--root")
-            .arg(&root)
-            .args(args)
-            .output()
-            .unwrap();
-        crate::common::Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    };
+    let run = |args: &[&str]| run_at(&root, args);
     let url = up.url();
     run(&["source", "add", "maas", &url, "--keyring", up.keyring_str()]).ok();
     run(&["sync", "maas"]).ok();

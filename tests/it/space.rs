@@ -1,9 +1,7 @@
 //! Free space checked before the first byte (issue 9 item 2): a sync that cannot fit on the
 //! store's filesystem is refused with one line and a hint, without requesting any item.
 
-use std::process::Command;
-
-use crate::common::{Store, Upstream, item_gets, tmpfs};
+use crate::common::{Run, Store, Upstream, cmd_at, item_gets, tmpfs};
 use streamvault::streamgen::{Bulk, StreamSpec};
 
 #[test]
@@ -24,17 +22,13 @@ fn a_sync_that_cannot_fit_is_refused_before_any_item_request() {
     });
     let root = fs.0.join("store");
     let run = |args: &[&str]| {
-        let out = Command::new(crate::common::bin())
-            .arg("--root")
-            .arg(&root)
-            .args(args)
-            .env_remove("STREAMVAULT_GRACE")
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let r = Run::from(
+            cmd_at(&root, args)
+                .env_remove("STREAMVAULT_GRACE")
+                .output()
+                .unwrap(),
+        );
+        (r.code, r.stderr)
     };
     let (code, err) = run(&[
         "source",

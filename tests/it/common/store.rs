@@ -79,6 +79,20 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_streamvault")
 }
 
+/// The binary with `--root ROOT ARGS…` (no backtraces, no colour).
+pub fn cmd_at(root: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(bin());
+    c.arg("--root").arg(root).args(args);
+    c.env_remove("RUST_BACKTRACE");
+    c.env("NO_COLOR", "1");
+    c
+}
+
+/// Run the binary against a store root that is not a [`Store`]'s (e.g. on a tmpfs).
+pub fn run_at(root: &Path, args: &[&str]) -> Run {
+    Run::from(cmd_at(root, args).output().expect("run streamvault"))
+}
+
 impl Store {
     pub fn new() -> Store {
         Store {
@@ -91,11 +105,7 @@ impl Store {
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(bin());
-        c.arg("--root").arg(self.root()).args(args);
-        c.env_remove("RUST_BACKTRACE");
-        c.env("NO_COLOR", "1");
-        c
+        cmd_at(&self.root(), args)
     }
 
     pub fn run(&self, args: &[&str]) -> Run {
