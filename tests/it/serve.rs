@@ -102,6 +102,103 @@ fn flips_under_concurrent_http_readers_give_no_404() {
     eprintln!("{total} reads during 1000 flips: 0 errors, 0 404s");
 }
 
+/// Issue 8 item 8, made able to fail: readers through `serve` hammer the very files whose link
+/// flips, while idle clients are added one by one to well past the server's descriptor limit
+/// (`nofile` 160). A file that exists in both trees must never be answered 404: each read is 200
+/// with one tree's bytes, or 503 (busy). Before the fix (18fcdda, run with
+/// `STREAMVAULT_SERVE_BIN=<that build>`) this fails with 20–45 × 404: every open error, EMFILE
+/// included, was "not found", and connections were unbounded. Flips alone do not fail it there
+/// (~47,000 flips, ~33,000 reads, 0 × 404): the old code already resolved the link once per
+/// request, so the descriptor shortage is the part of the report a test can reproduce.
+#[test]
+fn flips_at_the_descriptor_limit_never_answer_404() {
+    let base = tempfile::tempdir().unwrap();
+    let link = two_generations(base.path(), 4);
+    let server = Served::start(
+        &["prlimit", "--nofile=160:160", "--"],
+        &base.path().join("no-store"),
+        &[link.to_str().unwrap()],
+    );
+    let addr = server.addr;
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..6)
+        .map(|r| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let (mut ok, mut busy, mut silent, mut problems) = (0u64, 0u64, 0u64, Vec::new());
+                let mut i = r;
+                while !stop.load(Ordering::SeqCst) {
+                    let n = i % 4;
+                    let file = if i % 2 == 0 {
+                        format!("/items/i{n}.img")
+                    } else {
+                        format!("/streams/v1/f{n}.json")
+                    };
+                    match get(addr, &file, Duration::from_secs(2)) {
+                        Ok(resp)
+                            if resp.status == 200
+                                && resp.body.len() == 1000 + n
+                                && (resp.body.iter().all(|b| *b == b'1')
+                                    || resp.body.iter().all(|b| *b == b'2')) =>
+                        {
+                            ok += 1;
+                        }
+                        Ok(resp) if resp.status == 503 => busy += 1,
+                        Ok(resp) => problems.push(format!("{file}: HTTP {}", resp.status)),
+                        // no answer (accept(2) failed, the probe waited in the backlog)
+                        Err(_) => silent += 1,
+                    }
+                    i += 1;
+                }
+                (ok, busy, silent, problems)
+            })
+        })
+        .collect();
+    let flipper = {
+        let stop = Arc::clone(&stop);
+        let link = link.clone();
+        std::thread::spawn(move || {
+            let mut flips = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                flip(&link, 2);
+                flips += 2;
+            }
+            flips
+        })
+    };
+    // Idle clients, one at a time, to well past the limit (the server drops idle ones once it
+    // is full; before the fix they used up its descriptors).
+    let mut idle = Vec::new();
+    for _ in 0..200 {
+        if let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+            idle.push(s);
+        }
+        std::thread::sleep(Duration::from_millis(15));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::SeqCst);
+    let flips = flipper.join().unwrap();
+    let (mut ok, mut busy, mut silent, mut problems) = (0, 0, 0, Vec::new());
+    for h in readers {
+        let (o, b, s, p) = h.join().unwrap();
+        (ok, busy, silent) = (ok + o, busy + b, silent + s);
+        problems.extend(p);
+    }
+    drop(idle);
+    eprintln!(
+        "{flips} flips, {} idle clients: {ok} reads 200, {busy} 503, {silent} unanswered, {} other",
+        200,
+        problems.len()
+    );
+    assert!(
+        problems.is_empty(),
+        "{} reads answered neither 200 nor 503, e.g. {:?}",
+        problems.len(),
+        &problems[..problems.len().min(5)]
+    );
+    assert!(ok >= 100, "only {ok} reads succeeded");
+}
+
 /// Issue 8 item 11: when the server runs out of file descriptors, a file that exists is
 /// answered `503` with `Retry-After`, never `404`. (`--max-connections` is set far above the
 /// limit on purpose, to reach descriptor exhaustion.)

@@ -209,13 +209,17 @@ pub struct Served {
 
 impl Served {
     /// Start `[prefix…] streamvault --root ROOT serve ARGS… --listen 127.0.0.1:0`.
+    /// `STREAMVAULT_SERVE_BIN=PATH` starts that binary instead (an older build, to check that
+    /// a serve test fails before its fix).
     pub fn start(prefix: &[&str], root: &Path, args: &[&str]) -> Served {
+        // `STREAMVAULT_SERVE_BIN` runs another build's server (to show a test fails before a fix).
+        let exe = std::env::var_os("STREAMVAULT_SERVE_BIN").unwrap_or_else(|| bin().into());
         let mut cmd = if let Some((first, rest)) = prefix.split_first() {
             let mut c = Command::new(first);
-            c.args(rest).arg(bin());
+            c.args(rest).arg(&exe);
             c
         } else {
-            Command::new(bin())
+            Command::new(&exe)
         };
         cmd.arg("--root")
             .arg(root)
