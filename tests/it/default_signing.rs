@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{Store, Upstream, gpgv, p};
+use crate::common::{Store, Upstream, gpgv, p, synced_source};
 
 fn www(store: &Store, name: &str) -> PathBuf {
     let d = store.dir.path().join("www");
@@ -119,10 +119,7 @@ fn filtered_without_a_key_is_signed_with_the_default_key_and_gpgv_verifies_it() 
 
 #[test]
 fn unsigned_opts_out_and_verbatim_is_never_resigned() {
-    let up = Upstream::new();
-    let store = Store::new();
-    store.add("jammy", &up, &["release~jammy", "arch=amd64"]);
-    store.sync_json("jammy");
+    let (_up, store) = synced_source("jammy", &["release~jammy", "arch=amd64"]);
     let dest = www(&store, "unsigned");
     let r = store
         .run(&[

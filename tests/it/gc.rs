@@ -9,8 +9,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crate::common::{
-    Store, Upstream, blob_path, blob_rows, check_trees, gc_json, item_files, link_documents,
-    listing, make_tree, now, point, publication, snapshot_blobs, snapshot_ids, synced, tree_path,
+    Store, blob_path, blob_rows, check_trees, gc_json, item_files, link_documents, listing,
+    make_tree, now, point, publication, setup, snapshot_blobs, snapshot_ids, synced, tree_path,
 };
 
 #[test]
@@ -340,10 +340,7 @@ fn gc_names_the_lock_and_waits_with_wait_and_a_sync_meets_it_cleanly() {
 
 #[test]
 fn sync_and_gc_run_together_and_lose_nothing() {
-    let up = Upstream::new();
-    let store = Store::new();
-    store.add("maas", &up, &[]);
-    store.sync_json("maas");
+    let (up, store) = setup();
     let mut rng = fastrand::Rng::with_seed(0x6c);
     let (mut sync_ok, mut gc_ok, mut refused) = (0, 0, 0);
     for round in 0..16u32 {

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::{Store, Upstream, assert_complete, item_gets, p, www};
+use crate::common::{assert_complete, item_gets, p, synced_source, www};
 
 fn walk_files(dir: &Path) -> usize {
     walkdir::WalkDir::new(dir)
@@ -15,10 +15,7 @@ fn walk_files(dir: &Path) -> usize {
 
 #[test]
 fn adopt_imports_an_existing_mirror_without_downloading_it_again() {
-    let up = Upstream::new();
-    let store = Store::new();
-    store.add("noble", &up, &["release~noble"]);
-    store.sync_json("noble");
+    let (up, store) = synced_source("noble", &["release~noble"]);
     // A previous sstream-mirror mirror: a real directory with the whole upstream tree.
     let dest = www(&store);
     let st = Command::new("cp")

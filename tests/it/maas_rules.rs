@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use crate::common::{Store, Upstream, p};
+use crate::common::{Store, p, synced_source};
 
 fn www(store: &Store, name: &str) -> PathBuf {
     let d = store.dir.path().join("www");
@@ -15,10 +15,7 @@ fn www(store: &Store, name: &str) -> PathBuf {
 
 #[test]
 fn filters_that_drop_manifests_are_refused_before_the_flip_unless_forced() {
-    let up = Upstream::new();
-    let store = Store::new();
-    store.add("nomani", &up, &["arch=amd64", "ftype!=manifest"]);
-    store.sync_json("nomani");
+    let (up, store) = synced_source("nomani", &["arch=amd64", "ftype!=manifest"]);
     let dest = www(&store, "stable");
     let r = store
         .run(&[

@@ -9,8 +9,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::common::{
-    Store, Upstream, assert_complete, blob_path, gpgv, linked_tree, p, run_at, setup, tmpfs,
-    tree_dirs, www,
+    Store, Upstream, assert_complete, blob_path, gpgv, linked_tree, p, run_at, setup,
+    synced_source, tmpfs, tree_dirs, www,
 };
 use streamvault::publish::check_published;
 use streamvault::streamgen::{BOOTLOADER_CONTENT_ID, V3_CONTENT_ID};
@@ -124,10 +124,7 @@ fn publish_builds_a_complete_tree_of_hardlinks_and_reuses_it() {
 
 #[test]
 fn verbatim_of_a_filtered_snapshot_is_refused_with_a_count_unless_forced() {
-    let up = Upstream::new();
-    let store = Store::new();
-    store.add("jammy", &up, &["release~jammy"]);
-    store.sync_json("jammy");
+    let (_up, store) = synced_source("jammy", &["release~jammy"]);
     let dest = www(&store);
     let r = store.run(&["publish", "jammy", p(&dest)]).fails();
     // 36 listed, 20 held (jammy amd64 + arm64, 5 versions of 4 items).
@@ -191,10 +188,7 @@ fn verbatim_of_a_filtered_snapshot_is_refused_with_a_count_unless_forced() {
 
 #[test]
 fn filtered_signed_metadata_verifies_with_gpgv_and_lists_the_snapshot() {
-    let up = Upstream::new();
-    let store = Store::new();
-    store.add("jammy", &up, &["release~jammy", "arch=amd64"]);
-    store.sync_json("jammy");
+    let (_up, store) = synced_source("jammy", &["release~jammy", "arch=amd64"]);
     let g = store.run(&["key", "generate"]).ok();
     assert!(g.stdout.contains("generated key default"), "{}", g.stdout);
     let ring = store.dir.path().join("ring.gpg");
@@ -490,10 +484,7 @@ fn bench_generate_stream() {
 
 #[test]
 fn filtered_metadata_lists_kept_versions_and_indexes_a_products_start() {
-    let up = Upstream::new();
-    let store = Store::new();
-    store.add("keep", &up, &["--max", "4", "--keep"]);
-    store.sync_json("keep");
+    let (up, store) = synced_source("keep", &["--max", "4", "--keep"]);
     up.flip(2);
     store.sync_json("keep"); // snapshot 2 keeps 20240101, which gen 2 no longer lists
     let jammy = "com.example.maas.stable:v3:boot:22.04:amd64:ga-22.04";

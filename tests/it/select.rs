@@ -1,7 +1,7 @@
 //! Filters and `--max/--keep` against the previous snapshot, end to end (spec §2.3–§2.4 and the
 //! loopback table of §6).
 
-use crate::common::{Store, Upstream};
+use crate::common::{Store, Upstream, synced_source};
 
 const JAMMY: &str = "com.example.maas.stable:v3:boot:22.04:amd64:ga-22.04";
 const NOBLE: &str = "com.example.maas.stable:v3:boot:24.04:amd64:ga-24.04";
@@ -31,10 +31,7 @@ fn maas_docs_command_lines_select_what_the_docs_promise() {
 
 #[test]
 fn string_sort_picks_9_over_10() {
-    let up = Upstream::new();
-    let store = Store::new();
-    store.add("s", &up, &["release=sorttest", "--max", "1"]);
-    store.sync_json("s");
+    let (_up, store) = synced_source("s", &["release=sorttest", "--max", "1"]);
     assert_eq!(
         store.versions("s", "com.example.maas.stable:v3:sorttest"),
         ["9"]

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::common::{Served, Store, Upstream, get, p};
+use crate::common::{Served, get, p, setup};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -31,10 +31,7 @@ fn table(html: &str, id: &str) -> Vec<Vec<String>> {
 
 #[test]
 fn status_page_reports_sources_history_live_and_retained_trees() {
-    let up = Upstream::new();
-    let store = Store::new();
-    store.add("maas", &up, &[]);
-    store.sync_json("maas");
+    let (up, store) = setup();
     up.flip(2);
     store.sync_json("maas");
     // a second source whose URL carries credentials (never synced)

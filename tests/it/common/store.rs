@@ -305,6 +305,16 @@ pub fn assert_complete(dest: &Path) -> publish::TreeCheck {
     c
 }
 
+/// An upstream at generation 1 and a store with one source `name` (with `extra` arguments of
+/// `source add`: filters, `--max`…) synced once.
+pub fn synced_source(name: &str, extra: &[&str]) -> (Upstream, Store) {
+    let up = Upstream::new();
+    let store = Store::new();
+    store.add(name, &up, extra);
+    store.sync_json(name);
+    (up, store)
+}
+
 /// An upstream and a store with source `maas` synced once per generation given.
 pub fn synced(generations: &[u32]) -> (Upstream, Store) {
     let up = Upstream::new();
