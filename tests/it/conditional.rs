@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use crate::common::{PyServer, Store, Upstream, metadata_gets};
+use crate::common::{PyServer, Store, Upstream, metadata_gets, with_source};
 
 fn kind(store: &Store, name: &str) -> String {
     let r = store.run(&["sync", name, "--json"]).ok();
@@ -15,9 +15,7 @@ fn kind(store: &Store, name: &str) -> String {
 
 #[test]
 fn an_unchanged_resync_gets_304_for_every_document_and_reuses_them() {
-    let up = Upstream::new();
-    let store = Store::new();
-    store.add("maas", &up, &[]);
+    let (up, store) = with_source("maas", &[]);
     assert_eq!(kind(&store, "maas"), "snapshot");
     up.clear();
     assert_eq!(kind(&store, "maas"), "unchanged");

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{Store, Upstream, gpgv, p, synced_source};
+use crate::common::{Store, gpgv, p, synced_source};
 
 fn www(store: &Store, name: &str) -> PathBuf {
     let d = store.dir.path().join("www");
@@ -24,15 +24,8 @@ fn names(dir: &Path) -> Vec<String> {
 
 #[test]
 fn filtered_without_a_key_is_signed_with_the_default_key_and_gpgv_verifies_it() {
-    let up = Upstream::new();
-    let store = Store::new();
     // Both content ids survive (images and a bootloader), so several products documents.
-    store.add(
-        "maas",
-        &up,
-        &["arch=amd64", "release~jammy", "--or", "os~grub"],
-    );
-    store.sync_json("maas");
+    let (_up, store) = synced_source("maas", &["arch=amd64", "release~jammy", "--or", "os~grub"]);
     assert!(store.run(&["key", "list", "--json"]).ok().json()[0].is_null());
 
     let dest = www(&store, "stable");

@@ -305,6 +305,15 @@ pub fn assert_complete(dest: &Path) -> publish::TreeCheck {
     c
 }
 
+/// An upstream at generation 1 and a store with one source `name` added (`extra`: the filters,
+/// `--max`… of `source add`), not synced yet.
+pub fn with_source(name: &str, extra: &[&str]) -> (Upstream, Store) {
+    let up = Upstream::new();
+    let store = Store::new();
+    store.add(name, &up, extra);
+    (up, store)
+}
+
 /// An upstream at generation 1 and a store with one source `name` (with `extra` arguments of
 /// `source add`: filters, `--max`…) synced once.
 pub fn synced_source(name: &str, extra: &[&str]) -> (Upstream, Store) {
