@@ -1,5 +1,9 @@
 //! Integration tests: the real binary and library against real HTTP servers on 127.0.0.1
 //! (random ports), real temp dirs and real SQLite.
+//!
+//! One file per topic; the shared harness (store setups, catalogue readers, filesystem helpers,
+//! HTTP servers) is in `common/`, and no test file imports from another. Every `kill -9` test
+//! is in `crash.rs`.
 
 mod amplification;
 mod bad_input;
