@@ -1,6 +1,6 @@
 //! Bad input, each refused with one clear line, a non-zero exit and no snapshot.
 
-use crate::common::{Store, Upstream};
+use crate::common::{Store, Upstream, with_source};
 use streamvault::openpgp::SigningKey;
 use streamvault::streamgen::{BOOTLOADER_CONTENT_ID, V3_CONTENT_ID};
 
@@ -28,16 +28,9 @@ fn expect_failure(up: &Upstream, store: &Store, needle: &str) {
     let _ = up;
 }
 
-fn setup() -> (Upstream, Store) {
-    let up = Upstream::new();
-    let store = Store::new();
-    store.add("maas", &up, &[]);
-    (up, store)
-}
-
 #[test]
 fn tampered_signature() {
-    let (up, store) = setup();
+    let (up, store) = with_source("maas", &[]);
     let p = sjson(&up, V3_CONTENT_ID);
     let text = std::fs::read_to_string(&p).unwrap();
     std::fs::write(&p, text.replacen("20240301", "20240302", 1)).unwrap();
@@ -67,7 +60,7 @@ fn wrong_keyring() {
 
 #[test]
 fn unsigned_document_under_a_signed_start() {
-    let (up, store) = setup();
+    let (up, store) = with_source("maas", &[]);
     let json = up
         .current()
         .join(format!("streams/v1/{BOOTLOADER_CONTENT_ID}.json"));
@@ -77,7 +70,7 @@ fn unsigned_document_under_a_signed_start() {
 
 #[test]
 fn checksum_mismatch() {
-    let (up, store) = setup();
+    let (up, store) = with_source("maas", &[]);
     let p = up.current().join("noble/amd64/20240601/squashfs.manifest");
     let mut data = std::fs::read(&p).unwrap();
     data[0] ^= 1;
@@ -87,7 +80,7 @@ fn checksum_mismatch() {
 
 #[test]
 fn size_mismatch() {
-    let (up, store) = setup();
+    let (up, store) = with_source("maas", &[]);
     let p = up.current().join("noble/amd64/20240601/squashfs.manifest");
     let mut data = std::fs::read(&p).unwrap();
     data.push(b'x');
@@ -96,7 +89,7 @@ fn size_mismatch() {
 }
 
 fn bad_path(path: &str) {
-    let (up, store) = setup();
+    let (up, store) = with_source("maas", &[]);
     rewrite(&up, BOOTLOADER_CONTENT_ID, |v| {
         let prods = v["products"].as_object_mut().unwrap();
         let (_, prod) = prods.iter_mut().next().unwrap();
@@ -126,7 +119,7 @@ fn nul_in_path() {
 
 #[test]
 fn missing_content_id() {
-    let (up, store) = setup();
+    let (up, store) = with_source("maas", &[]);
     rewrite(&up, V3_CONTENT_ID, |v| {
         v.as_object_mut().unwrap().remove("content_id");
     });
@@ -135,7 +128,7 @@ fn missing_content_id() {
 
 #[test]
 fn unknown_format() {
-    let (up, store) = setup();
+    let (up, store) = with_source("maas", &[]);
     rewrite(&up, V3_CONTENT_ID, |v| {
         v["format"] = "products:9.9".into();
     });
@@ -144,7 +137,7 @@ fn unknown_format() {
 
 #[test]
 fn non_json_body() {
-    let (up, store) = setup();
+    let (up, store) = with_source("maas", &[]);
     std::fs::write(
         sjson(&up, V3_CONTENT_ID),
         up.key.clearsign(b"<html>not json</html>").unwrap(),

@@ -3,29 +3,8 @@
 //! failpoint `store-abort-before-flush` aborts the process between the renames and the flush:
 //! the renamed files then have no row, and the next sync and gc deal with them.
 
-use std::collections::HashSet;
-
-use crate::common::{Store, Upstream};
+use crate::common::{Store, Upstream, blob_files, blob_rows};
 use streamvault::streamgen::{Bulk, StreamSpec};
-
-fn blob_files(store: &Store) -> HashSet<String> {
-    let mut out = HashSet::new();
-    for d in std::fs::read_dir(store.root().join("blobs")).unwrap() {
-        for f in std::fs::read_dir(d.unwrap().path()).unwrap() {
-            out.insert(f.unwrap().file_name().to_string_lossy().into_owned());
-        }
-    }
-    out
-}
-
-fn blob_rows(store: &Store) -> HashSet<String> {
-    let db = rusqlite::Connection::open(store.root().join("catalog.db")).unwrap();
-    let mut st = db.prepare("SELECT blake3 FROM blobs").unwrap();
-    st.query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
-}
 
 #[test]
 fn abort_between_renames_and_flush_leaves_no_rows_and_next_sync_completes() {

@@ -3,12 +3,10 @@
 //! `Date` is never trusted (two generations written in the same second behind python's
 //! http.server must both be seen).
 
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime};
 
-use crate::common::{Store, Upstream, metadata_gets};
+use crate::common::{PyServer, Store, Upstream, metadata_gets, with_source};
 
 fn kind(store: &Store, name: &str) -> String {
     let r = store.run(&["sync", name, "--json"]).ok();
@@ -17,9 +15,7 @@ fn kind(store: &Store, name: &str) -> String {
 
 #[test]
 fn an_unchanged_resync_gets_304_for_every_document_and_reuses_them() {
-    let up = Upstream::new();
-    let store = Store::new();
-    store.add("maas", &up, &[]);
+    let (up, store) = with_source("maas", &[]);
     assert_eq!(kind(&store, "maas"), "snapshot");
     up.clear();
     assert_eq!(kind(&store, "maas"), "unchanged");
@@ -41,48 +37,6 @@ fn an_unchanged_resync_gets_304_for_every_document_and_reuses_them() {
     up.flip(2);
     assert_eq!(kind(&store, "maas"), "snapshot");
     store.check_invariants();
-}
-
-/// python3 -m http.server on 127.0.0.1 serving `dir`; its log (one line per request, with the
-/// status) goes to `log`.
-struct PyServer {
-    child: Child,
-    port: u16,
-}
-
-impl PyServer {
-    fn start(dir: &Path, log: &Path) -> PyServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut child = Command::new("python3")
-            .args(["-m", "http.server", "--bind", "127.0.0.1"])
-            .arg(port.to_string())
-            .arg("--directory")
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .expect("python3 -m http.server");
-        for _ in 0..200 {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return PyServer { child, port };
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("python http.server did not start");
-    }
-}
-
-impl Drop for PyServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Set the mtime of every file of the tree `dir` to `t` (what http.server sends as

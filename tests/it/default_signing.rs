@@ -4,29 +4,13 @@
 //! `--unsigned` opts out; `key export --armor` warns that MAAS needs the binary form.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use crate::common::{Store, Upstream};
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
+use crate::common::{Store, gpgv, p, synced_source};
 
 fn www(store: &Store, name: &str) -> PathBuf {
     let d = store.dir.path().join("www");
     std::fs::create_dir_all(&d).unwrap();
     d.join(name)
-}
-
-/// `gpgv --keyring=<keyring> <file>` in a throwaway GNUPGHOME.
-fn gpgv(keyring: &Path, file: &Path) -> std::process::Output {
-    let home = tempfile::tempdir().unwrap();
-    Command::new("gpgv")
-        .env("GNUPGHOME", home.path())
-        .arg(format!("--keyring={}", keyring.display()))
-        .arg(file)
-        .output()
-        .expect("gpgv is installed (scripts/test.sh)")
 }
 
 fn names(dir: &Path) -> Vec<String> {
@@ -40,15 +24,8 @@ fn names(dir: &Path) -> Vec<String> {
 
 #[test]
 fn filtered_without_a_key_is_signed_with_the_default_key_and_gpgv_verifies_it() {
-    let up = Upstream::new();
-    let store = Store::new();
     // Both content ids survive (images and a bootloader), so several products documents.
-    store.add(
-        "maas",
-        &up,
-        &["arch=amd64", "release~jammy", "--or", "os~grub"],
-    );
-    store.sync_json("maas");
+    let (_up, store) = synced_source("maas", &["arch=amd64", "release~jammy", "--or", "os~grub"]);
     assert!(store.run(&["key", "list", "--json"]).ok().json()[0].is_null());
 
     let dest = www(&store, "stable");
@@ -135,10 +112,7 @@ fn filtered_without_a_key_is_signed_with_the_default_key_and_gpgv_verifies_it() 
 
 #[test]
 fn unsigned_opts_out_and_verbatim_is_never_resigned() {
-    let up = Upstream::new();
-    let store = Store::new();
-    store.add("jammy", &up, &["release~jammy", "arch=amd64"]);
-    store.sync_json("jammy");
+    let (_up, store) = synced_source("jammy", &["release~jammy", "arch=amd64"]);
     let dest = www(&store, "unsigned");
     let r = store
         .run(&[

@@ -2,7 +2,7 @@
 //! source's last snapshot (a replay of an older, validly signed generation) is refused with one
 //! line naming both dates, unless `--allow-downgrade` (on `sync` and on the `mirror` drop-in).
 
-use crate::common::{Store, Upstream};
+use crate::common::{Store, Upstream, with_source};
 use streamvault::streamgen::{StreamSpec, default_updated};
 
 fn kind(store: &Store, args: &[&str]) -> String {
@@ -12,9 +12,7 @@ fn kind(store: &Store, args: &[&str]) -> String {
 
 #[test]
 fn an_older_generation_is_refused_unless_allowed() {
-    let up = Upstream::new();
-    let store = Store::new();
-    store.add("maas", &up, &[]);
+    let (up, store) = with_source("maas", &[]);
     up.flip(2);
     assert_eq!(kind(&store, &["sync", "maas", "--json"]), "snapshot");
     up.flip(1);

@@ -3,15 +3,13 @@
 
 use std::time::Duration;
 
-use crate::common::{Store, Upstream};
+use crate::common::{Store, Upstream, with_source};
 use streamvault::serve::{self, Faults, ServeOptions};
 use streamvault::streamgen::StreamSpec;
 
 #[test]
 fn sync_converges_through_injected_faults() {
-    let up = Upstream::new();
-    let store = Store::new();
-    store.add("maas", &up, &[]);
+    let (up, store) = with_source("maas", &[]);
     up.faults(Faults {
         seed: 7,
         error_rate: 0.25,
@@ -72,11 +70,8 @@ fn check_against_generator(store: &Store, up: &Upstream) {
 
 #[test]
 fn resume_uses_range_and_accepts_only_206() {
-    let up = Upstream::new();
-    let store = Store::new();
-    store.add(
+    let (up, store) = with_source(
         "maas",
-        &up,
         &[
             "item_name=squashfs",
             "release=noble",

@@ -5,31 +5,10 @@
 //! groups and a damaged catalogue value are one-line errors.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use crate::common::{Store, Upstream, bin};
-
-/// `(relative path, BLAKE3 of the content)` of every file under `dir` (symlinks followed,
-/// `.data/` of the python tool left out), sorted.
-fn tree_of(dir: &Path) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = walkdir::WalkDir::new(dir)
-        .follow_links(true)
-        .into_iter()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_file())
-        .filter_map(|e| {
-            let rel = e.path().strip_prefix(dir).ok()?.display().to_string();
-            if rel.starts_with(".data/") {
-                return None;
-            }
-            let data = std::fs::read(e.path()).ok()?;
-            Some((rel, blake3::hash(&data).to_hex().to_string()))
-        })
-        .collect();
-    v.sort();
-    v
-}
+use crate::common::{Store, Upstream, reference_sstream_mirror, sstream_mirror_link, tree_of};
 
 /// `program args…` with the store root in the environment; must succeed.
 fn run_ok(program: &Path, store: &Store, args: &[&str]) {
@@ -44,16 +23,6 @@ fn run_ok(program: &Path, store: &Store, args: &[&str]) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// The binary under the name `sstream-mirror`, as the MAAS docs call it.
-fn drop_in(store: &Store) -> PathBuf {
-    let link = store.dir.path().join("bin/sstream-mirror");
-    if !link.exists() {
-        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
-        std::os::unix::fs::symlink(bin(), &link).unwrap();
-    }
-    link
 }
 
 /// The docs' two lines into one directory.
@@ -104,7 +73,7 @@ fn one_source_with_the_docs_two_sets_equals_the_drop_ins_two_lines() {
     // The drop-in, two invocations into one directory.
     let a = Store::new();
     let out_a = a.dir.path().join("www/stable");
-    docs_two_lines(&drop_in(&a), &a, &up, &out_a);
+    docs_two_lines(&sstream_mirror_link(&a), &a, &up, &out_a);
     let all = a.run(&["snapshots", "--json"]).ok().json();
     let last = all
         .as_array()
@@ -164,31 +133,13 @@ fn one_source_with_the_docs_two_sets_equals_the_drop_ins_two_lines() {
     assert!(c_items.len() < b_items.len());
 
     // The python tool's two lines, when installed, give the same tree.
-    if let Some(py) = reference() {
+    if let Some(py) = reference_sstream_mirror() {
         let p = Store::new();
         let out_p = p.dir.path().join("www/stable");
         std::fs::create_dir_all(&out_p).unwrap();
         docs_two_lines(&py, &p, &up, &out_p);
         assert_eq!(tree_of(&out_p), ta);
     }
-}
-
-/// The reference python tool, if installed (see tests/it/mirror.rs).
-fn reference() -> Option<PathBuf> {
-    let top = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let r = std::env::var_os("SSTREAM_MIRROR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| top.join("target/compat-venv/bin/sstream-mirror"));
-    if r.exists() {
-        return Some(r);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "reference sstream-mirror missing at `{}` under CI",
-        r.display()
-    );
-    eprintln!("skipped: reference sstream-mirror not installed (run scripts/test.sh)");
-    None
 }
 
 #[test]

@@ -10,27 +10,10 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use crate::common::{Store, Upstream};
-
-fn python_mirror() -> Option<PathBuf> {
-    let top = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let reference = std::env::var_os("SSTREAM_MIRROR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| top.join("target/compat-venv/bin/sstream-mirror"));
-    if reference.exists() {
-        return Some(reference);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "reference sstream-mirror missing at `{}` under CI",
-        reference.display()
-    );
-    eprintln!("python half skipped: reference sstream-mirror not installed (run scripts/test.sh)");
-    None
-}
+use crate::common::{Store, Upstream, reference_sstream_mirror};
 
 /// `relative path -> (inode, blake3)` of every file under `dir` (not following symlinks).
 fn contents(dir: &Path) -> BTreeMap<String, (u64, String)> {
@@ -101,7 +84,7 @@ fn a_foreign_writer_is_reported_repaired_and_detach_hands_over() {
         v.stdout
     );
 
-    let py = python_mirror();
+    let py = reference_sstream_mirror();
     match &py {
         Some(py) => {
             // Another upstream generation and a filter: python re-downloads, rewrites products

@@ -5,8 +5,7 @@
 
 use std::path::Path;
 
-use crate::common::{Store, Upstream};
-use crate::publish::{assert_complete, p, www};
+use crate::common::{Store, Upstream, assert_complete, p, setup, www};
 
 /// `(path, blob)` of every item with a path of snapshot `id`.
 fn item_paths(store: &Store, id: &str) -> Vec<(String, String)> {
@@ -49,7 +48,7 @@ fn assert_readable(store: &Store, dest: &Path, id: &str) -> usize {
 /// Snapshots 1, 2, 3 of upstream generations 1, 4, 7: jammy/amd64 has three monthly versions
 /// per generation, so no two snapshots share a version of it and no tree holds another's items.
 fn three_snapshots() -> (Upstream, Store) {
-    let (up, store) = crate::publish::setup();
+    let (up, store) = setup();
     for g in [4, 7] {
         up.flip(g);
         store.sync_json("maas");

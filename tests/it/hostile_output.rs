@@ -3,7 +3,7 @@
 //! output escaped (plan lines, `--dry-run`, `snapshot show --items`, listings, error lines),
 //! never as a forged line; JSON stays exact. Usage errors are one `streamvault: error:` line.
 
-use crate::common::{Run, Store, Upstream, bin};
+use crate::common::{Run, Store, Upstream};
 use streamvault::streamgen::V3_CONTENT_ID;
 
 /// Everything an upstream may smuggle into a name.
@@ -177,20 +177,7 @@ fn usage_errors_are_one_line_and_exit_2() {
 #[test]
 fn sstream_mirror_usage_and_errors() {
     let store = Store::new();
-    let link = store.dir.path().join("sstream-mirror");
-    std::os::unix::fs::symlink(bin(), &link).unwrap();
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(&link)
-            .args(args)
-            .env("STREAMVAULT_ROOT", store.root())
-            .output()
-            .unwrap();
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    };
+    let run = |args: &[&str]| crate::common::sstream_mirror(&store, args);
     for (args, code) in [
         (&["--bogus", "a", "b"][..], 2),
         (&[], 2),

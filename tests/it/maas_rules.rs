@@ -3,13 +3,9 @@
 //! unless `--force` (then warnings); a rule the upstream itself breaks (the generated test
 //! stream breaks a few) is only a warning.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use crate::common::{Store, Upstream};
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
+use crate::common::{Store, p, synced_source};
 
 fn www(store: &Store, name: &str) -> PathBuf {
     let d = store.dir.path().join("www");
@@ -19,10 +15,7 @@ fn www(store: &Store, name: &str) -> PathBuf {
 
 #[test]
 fn filters_that_drop_manifests_are_refused_before_the_flip_unless_forced() {
-    let up = Upstream::new();
-    let store = Store::new();
-    store.add("nomani", &up, &["arch=amd64", "ftype!=manifest"]);
-    store.sync_json("nomani");
+    let (up, store) = synced_source("nomani", &["arch=amd64", "ftype!=manifest"]);
     let dest = www(&store, "stable");
     let r = store
         .run(&[

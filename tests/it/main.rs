@@ -1,11 +1,16 @@
 //! Integration tests: the real binary and library against real HTTP servers on 127.0.0.1
 //! (random ports), real temp dirs and real SQLite.
+//!
+//! One file per topic; the shared harness (store setups, catalogue readers, filesystem helpers,
+//! HTTP servers) is in `common/`, and no test file imports from another. Every `kill -9` test
+//! is in `crash.rs`.
 
 mod amplification;
 mod bad_input;
 mod batch_flush;
 mod common;
 mod conditional;
+mod crash;
 mod default_signing;
 mod downgrade;
 mod faults;
@@ -14,13 +19,15 @@ mod foreign;
 mod gc;
 mod grace;
 mod hostile_output;
-mod kill;
+mod import;
+mod keys;
 mod kit;
 mod maas_rules;
 mod mirror;
 mod publish;
 mod real;
 mod retention;
+mod rollback;
 mod s3;
 mod secrets;
 mod segmented;

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::{Run, Store, Upstream, bin, item_gets};
+use crate::common::{Store, Upstream, bin, item_gets, sstream_mirror};
 
 fn files(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = walkdir::WalkDir::new(dir)
@@ -22,26 +22,6 @@ fn files(dir: &Path) -> Vec<String> {
         .collect();
     v.sort();
     v
-}
-
-/// The binary under the name `sstream-mirror` (a symlink), as the MAAS docs call it.
-fn sstream_mirror(store: &Store, args: &[&str]) -> Run {
-    let link = store.dir.path().join("bin/sstream-mirror");
-    if !link.exists() {
-        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
-        std::os::unix::fs::symlink(bin(), &link).unwrap();
-    }
-    let out = Command::new(&link)
-        .args(args)
-        .env("STREAMVAULT_ROOT", store.root())
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
 }
 
 #[test]

@@ -1,31 +1,10 @@
 //! Retention that runs by itself (issue 9 item 1): after every successful `mirror` run and
 //! after `sync`, with the store's grace period (`STREAMVAULT_GRACE`, `config set grace`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use crate::common::{Store, Upstream, bin};
-
-/// `(relative path, BLAKE3 of the content)` of every file under `dir` (symlinks followed,
-/// `.data/` of the python tool left out), sorted.
-fn tree_of(dir: &Path) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = walkdir::WalkDir::new(dir)
-        .follow_links(true)
-        .into_iter()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_file())
-        .filter_map(|e| {
-            let rel = e.path().strip_prefix(dir).ok()?.display().to_string();
-            if rel.starts_with(".data/") {
-                return None;
-            }
-            let data = std::fs::read(e.path()).ok()?;
-            Some((rel, blake3::hash(&data).to_hex().to_string()))
-        })
-        .collect();
-    v.sort();
-    v
-}
+use crate::common::{Store, Upstream, reference_sstream_mirror, sstream_mirror_link, tree_of};
 
 fn count_files(dir: &Path) -> usize {
     walkdir::WalkDir::new(dir)
@@ -39,32 +18,9 @@ fn count_entries(dir: &Path) -> usize {
     std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
 }
 
-/// The reference python tool, if installed (see tests/it/mirror.rs).
-fn reference() -> Option<PathBuf> {
-    let top = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let r = std::env::var_os("SSTREAM_MIRROR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| top.join("target/compat-venv/bin/sstream-mirror"));
-    if r.exists() {
-        return Some(r);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "reference sstream-mirror missing at `{}` under CI",
-        r.display()
-    );
-    eprintln!("skipped: reference sstream-mirror not installed (run scripts/test.sh)");
-    None
-}
-
 /// The binary under the name `sstream-mirror`, as the MAAS docs call it.
 fn sstream_mirror(store: &Store, grace: Option<&str>, args: &[&str]) {
-    let link = store.dir.path().join("bin/sstream-mirror");
-    if !link.exists() {
-        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
-        std::os::unix::fs::symlink(bin(), &link).unwrap();
-    }
-    let mut c = Command::new(&link);
+    let mut c = Command::new(sstream_mirror_link(store));
     c.args(args).env("STREAMVAULT_ROOT", store.root());
     match grace {
         Some(g) => c.env("STREAMVAULT_GRACE", g),
@@ -80,7 +36,9 @@ fn sstream_mirror(store: &Store, grace: Option<&str>, args: &[&str]) {
 
 #[test]
 fn docs_line_with_grace_0_keeps_what_the_python_tool_keeps() {
-    let Some(py) = reference() else { return };
+    let Some(py) = reference_sstream_mirror() else {
+        return;
+    };
     let up = Upstream::new();
     let store = Store::new();
     let work = store.dir.path();

@@ -4,35 +4,16 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 
-use crate::common::{Store, Upstream, bin};
+use crate::common::{Store, Upstream};
 use streamvault::serve::{self, ServeOptions};
 
 const PW: &str = "s3cr3t-Pw9";
 
-/// Run the binary under umask 000 (the worst case for file modes).
+/// Run the binary under umask 000 (the worst case for file modes): exit code, stdout + stderr.
 fn run_umask0(store: &Store, args: &[&str]) -> (i32, String) {
-    let mut script = String::from("umask 000; exec \"$0\" --root \"$1\"");
-    for i in 0..args.len() {
-        script.push_str(&format!(" \"${}\"", i + 2));
-    }
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .arg(bin())
-        .arg(store.root())
-        .args(args)
-        .env_remove("RUST_BACKTRACE")
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    let r = crate::common::run_umask0(store, args);
+    (r.code, format!("{}{}", r.stdout, r.stderr))
 }
 
 fn mode(p: &Path) -> u32 {

@@ -1,18 +1,15 @@
 //! Filters and `--max/--keep` against the previous snapshot, end to end (spec §2.3–§2.4 and the
 //! loopback table of §6).
 
-use crate::common::{Store, Upstream};
+use crate::common::{Store, Upstream, synced_source, with_source};
 
 const JAMMY: &str = "com.example.maas.stable:v3:boot:22.04:amd64:ga-22.04";
 const NOBLE: &str = "com.example.maas.stable:v3:boot:24.04:amd64:ga-24.04";
 
 #[test]
 fn maas_docs_command_lines_select_what_the_docs_promise() {
-    let up = Upstream::new();
-    let store = Store::new();
-    store.add(
+    let (up, store) = with_source(
         "images",
-        &up,
         &["arch=amd64", "release~(jammy|noble)", "--max", "1"],
     );
     store.add("bootloaders", &up, &["os~(grub*|pxelinux)", "--max", "1"]);
@@ -31,10 +28,7 @@ fn maas_docs_command_lines_select_what_the_docs_promise() {
 
 #[test]
 fn string_sort_picks_9_over_10() {
-    let up = Upstream::new();
-    let store = Store::new();
-    store.add("s", &up, &["release=sorttest", "--max", "1"]);
-    store.sync_json("s");
+    let (_up, store) = synced_source("s", &["release=sorttest", "--max", "1"]);
     assert_eq!(
         store.versions("s", "com.example.maas.stable:v3:sorttest"),
         ["9"]
@@ -83,14 +77,10 @@ fn max4_without_keep_follows_the_source() {
 #[test]
 fn max2_keep_keeps_the_two_newest() {
     // With --max 2 the first snapshot already holds only the two newest.
-    let up = Upstream::new();
-    let store = Store::new();
-    store.add(
+    let (up, store) = synced_source(
         "s",
-        &up,
         &["arch=amd64", "release=jammy", "--max", "2", "--keep"],
     );
-    store.sync_json("s");
     assert_eq!(store.versions("s", JAMMY), ["20240201", "20240301"]);
     up.flip(2);
     store.sync_json("s");
@@ -99,14 +89,10 @@ fn max2_keep_keeps_the_two_newest() {
 
 #[test]
 fn kept_version_carries_its_items_without_a_download() {
-    let up = Upstream::new();
-    let store = Store::new();
-    store.add(
+    let (up, store) = synced_source(
         "s",
-        &up,
         &["arch=amd64", "release=jammy", "--max", "4", "--keep"],
     );
-    store.sync_json("s");
     up.flip(2);
     up.clear();
     let r = store.sync_json("s");
@@ -122,10 +108,8 @@ fn kept_version_carries_its_items_without_a_download() {
 
 #[test]
 fn filter_operators_end_to_end() {
-    let up = Upstream::new();
-    let store = Store::new();
     // != and !~ : everything but arm64 and but the bootloaders
-    store.add("neg", &up, &["arch!=arm64", "os!~^(grub|pxe)"]);
+    let (up, store) = with_source("neg", &["arch!=arm64", "os!~^(grub|pxe)"]);
     let r = store.sync_json("neg");
     // 36 - 8 arm64 - 6 bootloader items
     assert_eq!(r["items"], 22, "{r}");

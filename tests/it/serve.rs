@@ -3,139 +3,14 @@
 //! issue 14 (mounts, listings, TLS, logs, metrics, status). The real binary runs as a child
 //! process on 127.0.0.1:0 and is stopped by its pid.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::Write as _;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::common::bin;
-
-/// A `streamvault serve` child process; killed (by pid) when dropped.
-pub struct Served {
-    pub child: Child,
-    pub addr: SocketAddr,
-    /// The first stderr line ("serving … at http(s)://ADDR/ …").
-    pub banner: String,
-}
-
-impl Served {
-    /// Start `[prefix…] streamvault --root ROOT serve ARGS… --listen 127.0.0.1:0`.
-    pub fn start(prefix: &[&str], root: &Path, args: &[&str]) -> Served {
-        let mut cmd = if let Some((first, rest)) = prefix.split_first() {
-            let mut c = Command::new(first);
-            c.args(rest).arg(bin());
-            c
-        } else {
-            Command::new(bin())
-        };
-        cmd.arg("--root")
-            .arg(root)
-            .arg("serve")
-            .args(args)
-            .args(["--listen", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("start serve");
-        let stderr = child.stderr.take().unwrap();
-        let mut lines = BufReader::new(stderr).lines();
-        let banner = lines.next().expect("banner").expect("banner");
-        // keep draining stderr so the child never blocks on it
-        std::thread::spawn(move || for _ in lines {});
-        let addr = banner
-            .split("://")
-            .nth(1)
-            .and_then(|r| r.split('/').next())
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {banner:?}"));
-        Served {
-            child,
-            addr,
-            banner,
-        }
-    }
-
-    pub fn pid(&self) -> i32 {
-        i32::try_from(self.child.id()).unwrap()
-    }
-
-    pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([&format!("-{sig}"), &self.pid().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -{sig}");
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One response over a fresh connection: status, headers (lower-case names), body.
-pub struct Resp {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Resp {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-pub fn parse_response(buf: &[u8]) -> Result<Resp, String> {
-    let split = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("no header end")?;
-    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .ok_or("no status")?;
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    Ok(Resp {
-        status,
-        headers,
-        body: buf[split + 4..].to_vec(),
-    })
-}
-
-/// `GET path` with `Connection: close` and a read timeout.
-pub fn get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<Resp, String> {
-    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(timeout)).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).map_err(|e| e.to_string())?;
-    parse_response(&buf)
-}
-
-fn write(path: &Path, bytes: &[u8]) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, bytes).unwrap();
-}
+use crate::common::{Served, get, write};
 
 /// `base/gen1` and `base/gen2` with the same names and different bytes, `base/current` → gen1.
 fn two_generations(base: &Path, files: usize) -> PathBuf {
@@ -163,7 +38,9 @@ fn flip(link: &Path, n: usize) {
 }
 
 /// Issue 8 item 8: 1000 flips of the served link (at `/` and under a mount) while eight HTTP
-/// readers fetch files that exist in both trees: no error, no 404, never a mixed body.
+/// readers fetch files that exist in both trees: no error, no 404, never a mixed body. (This
+/// passes before the fix too; `flips_at_the_descriptor_limit_never_answer_404` is the one that
+/// fails there.)
 #[test]
 fn flips_under_concurrent_http_readers_give_no_404() {
     let base = tempfile::tempdir().unwrap();
@@ -225,6 +102,103 @@ fn flips_under_concurrent_http_readers_give_no_404() {
     }
     assert!(total >= 100, "only {total} reads");
     eprintln!("{total} reads during 1000 flips: 0 errors, 0 404s");
+}
+
+/// Issue 8 item 8, made able to fail: readers through `serve` hammer the very files whose link
+/// flips, while idle clients are added one by one to well past the server's descriptor limit
+/// (`nofile` 160). A file that exists in both trees must never be answered 404: each read is 200
+/// with one tree's bytes, or 503 (busy). Before the fix (18fcdda, run with
+/// `STREAMVAULT_SERVE_BIN=<that build>`) this fails with 20–45 × 404: every open error, EMFILE
+/// included, was "not found", and connections were unbounded. Flips alone do not fail it there
+/// (~47,000 flips, ~33,000 reads, 0 × 404): the old code already resolved the link once per
+/// request, so the descriptor shortage is the part of the report a test can reproduce.
+#[test]
+fn flips_at_the_descriptor_limit_never_answer_404() {
+    let base = tempfile::tempdir().unwrap();
+    let link = two_generations(base.path(), 4);
+    let server = Served::start(
+        &["prlimit", "--nofile=160:160", "--"],
+        &base.path().join("no-store"),
+        &[link.to_str().unwrap()],
+    );
+    let addr = server.addr;
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..6)
+        .map(|r| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let (mut ok, mut busy, mut silent, mut problems) = (0u64, 0u64, 0u64, Vec::new());
+                let mut i = r;
+                while !stop.load(Ordering::SeqCst) {
+                    let n = i % 4;
+                    let file = if i % 2 == 0 {
+                        format!("/items/i{n}.img")
+                    } else {
+                        format!("/streams/v1/f{n}.json")
+                    };
+                    match get(addr, &file, Duration::from_secs(2)) {
+                        Ok(resp)
+                            if resp.status == 200
+                                && resp.body.len() == 1000 + n
+                                && (resp.body.iter().all(|b| *b == b'1')
+                                    || resp.body.iter().all(|b| *b == b'2')) =>
+                        {
+                            ok += 1;
+                        }
+                        Ok(resp) if resp.status == 503 => busy += 1,
+                        Ok(resp) => problems.push(format!("{file}: HTTP {}", resp.status)),
+                        // no answer (accept(2) failed, the probe waited in the backlog)
+                        Err(_) => silent += 1,
+                    }
+                    i += 1;
+                }
+                (ok, busy, silent, problems)
+            })
+        })
+        .collect();
+    let flipper = {
+        let stop = Arc::clone(&stop);
+        let link = link.clone();
+        std::thread::spawn(move || {
+            let mut flips = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                flip(&link, 2);
+                flips += 2;
+            }
+            flips
+        })
+    };
+    // Idle clients, one at a time, to well past the limit (the server drops idle ones once it
+    // is full; before the fix they used up its descriptors).
+    let mut idle = Vec::new();
+    for _ in 0..200 {
+        if let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+            idle.push(s);
+        }
+        std::thread::sleep(Duration::from_millis(15));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::SeqCst);
+    let flips = flipper.join().unwrap();
+    let (mut ok, mut busy, mut silent, mut problems) = (0, 0, 0, Vec::new());
+    for h in readers {
+        let (o, b, s, p) = h.join().unwrap();
+        (ok, busy, silent) = (ok + o, busy + b, silent + s);
+        problems.extend(p);
+    }
+    drop(idle);
+    eprintln!(
+        "{flips} flips, {} idle clients: {ok} reads 200, {busy} 503, {silent} unanswered, {} other",
+        200,
+        problems.len()
+    );
+    assert!(
+        problems.is_empty(),
+        "{} reads answered neither 200 nor 503, e.g. {:?}",
+        problems.len(),
+        &problems[..problems.len().min(5)]
+    );
+    assert!(ok >= 100, "only {ok} reads succeeded");
 }
 
 /// Issue 8 item 11: when the server runs out of file descriptors, a file that exists is

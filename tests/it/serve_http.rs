@@ -5,25 +5,15 @@
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::serve::{Served, get, parse_response};
+use crate::common::{Resp, Served, get, p, parse_response, write};
 
 const T: Duration = Duration::from_secs(10);
 
-fn write(path: &Path, bytes: &[u8]) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, bytes).unwrap();
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 /// `GET` with extra header lines.
-fn get_with(addr: std::net::SocketAddr, path: &str, extra: &str) -> super::serve::Resp {
+fn get_with(addr: std::net::SocketAddr, path: &str, extra: &str) -> Resp {
     let mut c = TcpStream::connect(addr).unwrap();
     c.set_read_timeout(Some(T)).unwrap();
     write!(
@@ -49,7 +39,7 @@ fn listings_of_the_published_symlink_are_sorted_relative_and_stay_inside() {
     std::os::unix::fs::symlink("missing", tree.join("broken")).unwrap();
     let dest = base.path().join("dest");
     std::os::unix::fs::symlink("trees/t1", &dest).unwrap();
-    let server = Served::start(&[], &base.path().join("no-store"), &[s(&dest)]);
+    let server = Served::start(&[], &base.path().join("no-store"), &[p(&dest)]);
 
     let r = get(server.addr, "/", T).unwrap();
     assert_eq!(r.status, 200);
@@ -128,9 +118,9 @@ fn mounts_serve_several_trees_and_see_flips_at_once() {
         &base.path().join("no-store"),
         &[
             "--mount",
-            &format!("/maas/stable={}", s(&stable)),
+            &format!("/maas/stable={}", p(&stable)),
             "--mount",
-            &format!("/lxd={}", s(&lxd)),
+            &format!("/lxd={}", p(&lxd)),
         ],
     );
     let body = |p: &str| {
@@ -175,7 +165,7 @@ fn mounts_serve_several_trees_and_see_flips_at_once() {
         "{metrics}"
     );
     // a bad mount is one line at start
-    let out = Command::new(super::common::bin())
+    let out = Command::new(crate::common::bin())
         .args(["serve", "--mount", "maas=/tmp", "--listen", "127.0.0.1:0"])
         .output()
         .unwrap();
@@ -197,7 +187,7 @@ fn content_types_and_cache_control() {
         b"s",
     );
     write(&tree.join("bootloaders/x/root.tgz"), b"i");
-    let server = Served::start(&[], &base.path().join("no-store"), &[s(&tree)]);
+    let server = Served::start(&[], &base.path().join("no-store"), &[p(&tree)]);
     let h = |p: &str| {
         let r = get(server.addr, p, T).unwrap();
         assert_eq!(r.status, 200, "{p}");
@@ -231,7 +221,7 @@ fn header_limits_and_timeouts() {
     let server = Served::start(
         &[],
         &base.path().join("no-store"),
-        &[s(&tree), "--header-timeout", "1", "--idle-timeout", "2"],
+        &[p(&tree), "--header-timeout", "1", "--idle-timeout", "2"],
     );
     // huge headers: 431
     let r = get_with(
@@ -274,7 +264,7 @@ fn sigterm_lets_a_download_finish_then_exits_zero() {
     let tree = base.path().join("t");
     let big = vec![5u8; 3 << 20];
     write(&tree.join("big"), &big);
-    let mut server = Served::start(&[], &base.path().join("no-store"), &[s(&tree)]);
+    let mut server = Served::start(&[], &base.path().join("no-store"), &[p(&tree)]);
     let slow = Command::new("curl")
         .args(["-sS", "--max-time", "30", "--limit-rate", "1M"])
         .arg(format!("http://{}/big", server.addr))
@@ -315,13 +305,13 @@ fn a_blocked_access_log_never_stalls_serving() {
     // holds the FIFO open for reading and never reads
     let mut holder = Command::new("sh")
         .arg("-c")
-        .arg(format!("exec 3<'{}'; sleep 120", s(&fifo)))
+        .arg(format!("exec 3<'{}'; sleep 120", p(&fifo)))
         .spawn()
         .unwrap();
     let server = Served::start(
         &[],
         &base.path().join("no-store"),
-        &[s(&tree), "--access-log", s(&fifo)],
+        &[p(&tree), "--access-log", p(&fifo)],
     );
     // 20,000 pipelined requests with a 2 KiB User-Agent: 40 MB of log lines
     let n = 20_000;

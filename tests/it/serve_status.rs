@@ -2,17 +2,11 @@
 //! them retired and kept for the grace period), parsed as JSON and as HTML; no secret; without a
 //! store it says so and creates none.
 
-use std::path::Path;
 use std::time::Duration;
 
-use super::common::{Store, Upstream};
-use super::serve::{Served, get};
+use crate::common::{Served, get, p, setup};
 
 const T: Duration = Duration::from_secs(20);
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
 
 /// The text of every `<td>` of the table with this id, row by row.
 fn table(html: &str, id: &str) -> Vec<Vec<String>> {
@@ -37,10 +31,7 @@ fn table(html: &str, id: &str) -> Vec<Vec<String>> {
 
 #[test]
 fn status_page_reports_sources_history_live_and_retained_trees() {
-    let up = Upstream::new();
-    let store = Store::new();
-    store.add("maas", &up, &[]);
-    store.sync_json("maas");
+    let (up, store) = setup();
     up.flip(2);
     store.sync_json("maas");
     // a second source whose URL carries credentials (never synced)

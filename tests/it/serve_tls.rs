@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::common::Upstream;
-use super::serve::Served;
+use crate::common::{Served, Upstream, p};
 
 fn have(tool: &str) -> bool {
     let found = Command::new("sh")
@@ -66,13 +65,9 @@ fn certs(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
     )
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 fn curl(ca: &Path, args: &[&str]) -> std::process::Output {
     Command::new("curl")
-        .args(["-sS", "--max-time", "20", "--cacert", s(ca)])
+        .args(["-sS", "--max-time", "20", "--cacert", p(ca)])
         .args(args)
         .output()
         .unwrap()
@@ -84,7 +79,7 @@ fn tls_server(base: &Path, tree: &Path, extra: &[&str]) -> (Served, PathBuf) {
     std::fs::copy(&key, base.join("key.pem")).unwrap();
     let cert = base.join("cert.pem");
     let key = base.join("key.pem");
-    let mut args = vec![s(tree), "--tls-cert", s(&cert), "--tls-key", s(&key)];
+    let mut args = vec![p(tree), "--tls-cert", p(&cert), "--tls-key", p(&key)];
     args.extend_from_slice(extra);
     (Served::start(&[], &base.join("no-store"), &args), ca)
 }
@@ -151,7 +146,7 @@ fn sighup_reloads_the_certificate_and_reopens_the_log_without_dropping_a_downloa
     std::fs::write(tree.join("big.img"), &big).unwrap();
     std::fs::write(tree.join("small"), b"small").unwrap();
     let log = base.path().join("access.log");
-    let (server, ca_a) = tls_server(base.path(), &tree, &["--access-log", s(&log)]);
+    let (server, ca_a) = tls_server(base.path(), &tree, &["--access-log", p(&log)]);
     let url = format!("https://{}/", server.addr);
     // a slow download in progress across the reload
     let slow = Command::new("curl")
@@ -162,7 +157,7 @@ fn sighup_reloads_the_certificate_and_reopens_the_log_without_dropping_a_downloa
             "--limit-rate",
             "1M",
             "--cacert",
-            s(&ca_a),
+            p(&ca_a),
         ])
         .arg(format!("{url}big.img"))
         .stdout(Stdio::piped())
@@ -257,7 +252,7 @@ fn lxc_lists_an_lxd_stream_over_tls() {
         return;
     }
     let base = tempfile::tempdir().unwrap();
-    let src = super::common::fixture("real/incus-chr-2025/streams/v1");
+    let src = crate::common::fixture("real/incus-chr-2025/streams/v1");
     let tree = base.path().join("trees/t1");
     std::fs::create_dir_all(tree.join("streams/v1")).unwrap();
     for doc in ["index.json", "images.json"] {
@@ -318,20 +313,20 @@ fn bad_tls_files_are_one_line_at_start() {
     let (_, chain_a, _) = certs(base.path(), "a");
     let (_, _, key_b) = certs(base.path(), "b");
     let run = |cert: &Path, key: &Path| {
-        let out = Command::new(super::common::bin())
+        let out = Command::new(crate::common::bin())
             .args([
                 "--root",
-                s(&base.path().join("no-store")),
+                p(&base.path().join("no-store")),
                 "serve",
-                s(base.path()),
+                p(base.path()),
             ])
             .args([
                 "--listen",
                 "127.0.0.1:0",
                 "--tls-cert",
-                s(cert),
+                p(cert),
                 "--tls-key",
-                s(key),
+                p(key),
             ])
             .output()
             .unwrap();

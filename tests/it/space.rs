@@ -1,44 +1,13 @@
 //! Free space checked before the first byte (issue 9 item 2): a sync that cannot fit on the
 //! store's filesystem is refused with one line and a hint, without requesting any item.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-use crate::common::{Store, Upstream, item_gets};
+use crate::common::{Run, Store, Upstream, cmd_at, item_gets, tmpfs};
 use streamvault::streamgen::{Bulk, StreamSpec};
-
-/// A small tmpfs, unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
-        std::fs::create_dir_all(dir).ok()?;
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .output()
-            .ok()?;
-        if !out.status.success() {
-            eprintln!(
-                "skipped: cannot mount a tmpfs ({})",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-            return None;
-        }
-        Some(Tmpfs(dir.to_path_buf()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
 
 #[test]
 fn a_sync_that_cannot_fit_is_refused_before_any_item_request() {
     let store = Store::new();
-    let Some(fs) = Tmpfs::mount(&store.dir.path().join("small"), "24m") else {
+    let Some(fs) = tmpfs(&store.dir.path().join("small"), "size=24m") else {
         return;
     };
     // 40 MiB of items into a 24 MiB filesystem.
@@ -53,17 +22,13 @@ fn a_sync_that_cannot_fit_is_refused_before_any_item_request() {
     });
     let root = fs.0.join("store");
     let run = |args: &[&str]| {
-        let out = Command::new(crate::common::bin())
-            .arg("--root")
-            .arg(&root)
-            .args(args)
-            .env_remove("STREAMVAULT_GRACE")
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let r = Run::from(
+            cmd_at(&root, args)
+                .env_remove("STREAMVAULT_GRACE")
+                .output()
+                .unwrap(),
+        );
+        (r.code, r.stderr)
     };
     let (code, err) = run(&[
         "source",

@@ -6,39 +6,9 @@
 //! The mount cases need root and permission to mount; without them they print why and pass.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-use crate::common::{Run, Store, bin};
-use crate::publish::{assert_complete, p, setup, tree_dirs, www};
-
-/// A mount that is undone when dropped (also when the test fails).
-struct Mounted(PathBuf);
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
-/// Run `mount ARGS…`; `None` (with the reason printed) when that is not permitted here.
-fn mount(args: &[&str], at: &Path) -> Option<Mounted> {
-    let out = Command::new("mount").args(args).arg(at).output();
-    match out {
-        Ok(o) if o.status.success() => Some(Mounted(at.to_path_buf())),
-        Ok(o) => {
-            eprintln!(
-                "skipped: cannot mount here: {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            );
-            None
-        }
-        Err(e) => {
-            eprintln!("skipped: no mount command: {e}");
-            None
-        }
-    }
-}
+use crate::common::{Store, assert_complete, mount, p, run_umask0, setup, tree_dirs, www};
 
 #[test]
 fn a_dest_inside_equal_to_or_containing_the_store_is_refused() {
@@ -123,25 +93,6 @@ fn world_writable(dir: &Path) -> Vec<String> {
         }
     }
     bad
-}
-
-/// Run the binary with umask 000.
-fn run_umask0(store: &Store, args: &[&str]) -> Run {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg("umask 000 && exec \"$0\" \"$@\"")
-        .arg(bin())
-        .arg("--root")
-        .arg(store.root())
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
 }
 
 #[test]

@@ -2,14 +2,12 @@
 
 use std::time::Duration;
 
-use crate::common::{Store, Upstream, item_gets, metadata_gets};
+use crate::common::{item_gets, metadata_gets, with_source};
 use streamvault::serve::Faults;
 
 #[test]
 fn full_sync_unchanged_and_new_generation() {
-    let up = Upstream::new();
-    let store = Store::new();
-    store.add("maas", &up, &[]);
+    let (up, store) = with_source("maas", &[]);
 
     let r = store.sync_json("maas");
     assert_eq!(r["outcome"]["kind"], "snapshot", "{r}");
@@ -74,9 +72,7 @@ fn full_sync_unchanged_and_new_generation() {
 
 #[test]
 fn identical_content_is_downloaded_once_across_sources() {
-    let up = Upstream::new();
-    let store = Store::new();
-    store.add("a", &up, &["release~jammy"]);
+    let (up, store) = with_source("a", &["release~jammy"]);
     store.add("b", &up, &[]);
     let r = store.sync_json("a");
     assert_eq!(r["fetched_items"], 20, "{r}");
@@ -90,11 +86,8 @@ fn identical_content_is_downloaded_once_across_sources() {
 
 #[test]
 fn dry_run_prints_the_plan_and_writes_nothing() {
-    let up = Upstream::new();
-    let store = Store::new();
-    store.add(
+    let (up, store) = with_source(
         "maas",
-        &up,
         &["arch=amd64", "release~(jammy|noble)", "--max", "1"],
     );
     let before = walk(&store.root());
@@ -130,9 +123,7 @@ fn walk(p: &std::path::Path) -> Vec<(String, u64)> {
 
 #[test]
 fn second_sync_of_a_source_names_the_holder_and_reads_still_work() {
-    let up = Upstream::new();
-    let store = Store::new();
-    store.add("maas", &up, &[]);
+    let (up, store) = with_source("maas", &[]);
     // Slow every item down so the first sync holds the lock for a while.
     up.faults(Faults {
         stall: Some((1.0, Duration::from_millis(700))),

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::common::{Store, Upstream};
+use crate::common::{Store, Upstream, with_source};
 
 /// Parse Prometheus text format: `name{labels}` → value (comments skipped, every line checked).
 fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
@@ -179,9 +179,7 @@ fn auto_publish_metrics_status_and_quiet() {
 
 #[test]
 fn config_settings_are_checked_and_sync_keeps_the_last_n() {
-    let up = Upstream::new();
-    let store = Store::new();
-    store.add("maas", &up, &[]);
+    let (up, store) = with_source("maas", &[]);
     store.run(&["config", "set", "grace", "0s"]).ok();
     store.run(&["config", "set", "keep-last", "2"]).ok();
     assert_eq!(store.run(&["config", "get", "grace"]).ok().stdout, "0s\n");
@@ -221,9 +219,7 @@ fn config_settings_are_checked_and_sync_keeps_the_last_n() {
 /// collection is skipped with one line and the sync still succeeds.
 #[test]
 fn a_busy_store_skips_the_collection_in_one_line_and_the_run_succeeds() {
-    let up = Upstream::new();
-    let store = Store::new();
-    store.add("maas", &up, &[]);
+    let (up, store) = with_source("maas", &[]);
     store.run(&["sync", "maas"]).ok();
     // Another writer holds the store lock shared (as a running sync or publish does).
     let lock = std::fs::File::options()

@@ -6,12 +6,11 @@
 //! servers as www-data) and the packages (scripts/test.sh installs them); skipped otherwise.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use crate::common::{Upstream, bin};
+use crate::common::{Upstream, bin, free_port, start_apache, start_nginx};
 
 /// Directories removed on drop (also when the test fails).
 struct Cleanup(Vec<PathBuf>);
@@ -22,48 +21,6 @@ impl Drop for Cleanup {
         }
     }
 }
-
-/// A server process stopped by its pid on drop.
-struct Server(Child);
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_ready(port: u16, what: &str, log: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!(
-        "{what} did not start: {}",
-        std::fs::read_to_string(log).unwrap_or_default()
-    );
-}
-
 /// `GET path` over HTTP/1.0: (status, body).
 fn get(port: u16, path: &str) -> (u16, Vec<u8>) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -93,83 +50,6 @@ fn skip_reason() -> Option<String> {
         }
     }
     None
-}
-
-fn start_apache(work: &Path, port: u16) -> Server {
-    let conf = work.join("apache2");
-    let st = Command::new("cp")
-        .args(["-a", "/etc/apache2"])
-        .arg(&conf)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    std::fs::write(
-        conf.join("ports.conf"),
-        format!("Listen 127.0.0.1:{port}\n"),
-    )
-    .unwrap();
-    let site = conf.join("sites-enabled/000-default.conf");
-    let text = std::fs::read_to_string(&site).unwrap();
-    std::fs::remove_file(&site).unwrap(); // a symlink into sites-available
-    std::fs::write(
-        &site,
-        text.replace("<VirtualHost *:80>", &format!("<VirtualHost *:{port}>")),
-    )
-    .unwrap();
-    for d in ["run", "lock", "log"] {
-        std::fs::create_dir_all(work.join(d)).unwrap();
-    }
-    let log = work.join("log/error.log");
-    let child = Command::new("/usr/sbin/apache2")
-        .arg("-d")
-        .arg(&conf)
-        .arg("-f")
-        .arg(conf.join("apache2.conf"))
-        .arg("-DFOREGROUND")
-        .env("APACHE_RUN_USER", "www-data")
-        .env("APACHE_RUN_GROUP", "www-data")
-        .env("APACHE_PID_FILE", work.join("run/apache2.pid"))
-        .env("APACHE_RUN_DIR", work.join("run"))
-        .env("APACHE_LOCK_DIR", work.join("lock"))
-        .env("APACHE_LOG_DIR", work.join("log"))
-        .env("LANG", "C")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server(child);
-    wait_ready(port, "apache2", &log);
-    server
-}
-
-fn start_nginx(work: &Path, port: u16) -> Server {
-    let dir = work.join("nginx");
-    std::fs::create_dir_all(dir.join("logs")).unwrap();
-    let conf = dir.join("nginx.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "user www-data;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log;\n\
-             daemon off;\nevents {{ worker_connections 64; }}\n\
-             http {{\n  include /etc/nginx/mime.types;\n  access_log off;\n\
-               client_body_temp_path {d}/body;\n\
-               server {{ listen 127.0.0.1:{port}; root /var/www/html; }}\n}}\n",
-            d = dir.display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new("/usr/sbin/nginx")
-        .arg("-p")
-        .arg(&dir)
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server(child);
-    wait_ready(port, "nginx", &dir.join("logs/error.log"));
-    server
 }
 
 #[test]

@@ -1,0 +1,16 @@
+//! Shared test harness, re-exported flat so a test file says `use crate::common::{…}`:
+//! - [`store`]: a store root in a temp dir, a runner for the real binary, the usual setups and
+//!   direct reads of the catalogue and the store layout;
+//! - [`fs`]: fixtures, path and tree helpers, mounts undone on drop;
+//! - [`http`]: the generated upstream served on 127.0.0.1, a `streamvault serve` child, a small
+//!   HTTP client, and the third-party servers (python, moto, apache2, nginx), each stopped by pid.
+
+#![allow(dead_code)]
+
+pub mod fs;
+pub mod http;
+pub mod store;
+
+pub use fs::*;
+pub use http::*;
+pub use store::*;
