@@ -304,3 +304,6 @@ pub fn quarantine_dir(layout: &Layout) -> PathBuf {
     // moved: lead removes after merge (now `store::Layout::quarantine`)
     layout.quarantine()
 }
+
+#[cfg(test)]
+mod tests;

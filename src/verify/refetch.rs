@@ -16,10 +16,10 @@ const MAX_PLACES: u32 = 8;
 
 /// Where one blob can be fetched from and what it must match.
 pub(super) struct RefetchJob {
-    hash: BlobHash,
-    expect: Expect,
+    pub(super) hash: BlobHash,
+    pub(super) expect: Expect,
     /// `(base + mirrors, path)`, newest snapshot first.
-    places: Vec<(Location, String)>,
+    pub(super) places: Vec<(Location, String)>,
 }
 
 /// The recorded places of a blob: each snapshot's URL + the item's (or document's) path, with
