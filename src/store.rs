@@ -6,6 +6,7 @@
 //! lock                      the store-wide lock                 Layout::store_lock
 //! blobs/ab/<blake3 hex>     one file per distinct content, 0444 Layout::blob / blob_path
 //! partial/                  resumable downloads in progress     Layout::partial
+//!   repair-<blake3 hex>     a re-fetch of `verify --repair`     Layout::repair_download
 //! tmp/                      staging for new blobs and trees     Layout::tmp
 //!   publish-<hash>          the stage of a publish to one DEST  Layout::publish_stage
 //! trees/<name>/             materialised snapshots (`publish`)  Layout::tree
@@ -233,6 +234,11 @@ impl Layout {
     /// canonical `trees/`) is on another filesystem than `tmp/`.
     pub fn publish_stage_in(&self, trees: &Path, dest: &Path) -> PathBuf {
         trees.join(format!(".publish-{}", dest_hash(dest)))
+    }
+
+    /// `partial/repair-<hex>`: where `verify --repair` downloads blob `hash` again.
+    pub fn repair_download(&self, hash: &BlobHash) -> PathBuf {
+        self.partial().join(format!("repair-{hash}"))
     }
 
     /// `quarantine/`: corrupt blobs and files displaced from trees, kept for inspection (out of
@@ -543,6 +549,11 @@ mod tests {
         let l = Layout::new("/s");
         assert_eq!(l.source_lock("a"), PathBuf::from("/s/locks/source-a"));
         assert_eq!(l.quarantine(), PathBuf::from("/s/quarantine"));
+        let h = BlobHash::parse(&"0f".repeat(32)).unwrap();
+        assert_eq!(
+            l.repair_download(&h),
+            PathBuf::from(format!("/s/partial/repair-{h}"))
+        );
         assert_eq!(l.key("k"), PathBuf::from("/s/keys/k.key"));
         assert_eq!(l.keyring("k"), PathBuf::from("/s/keyrings/k.gpg"));
         let d = Path::new("/www/dest");

@@ -68,7 +68,7 @@ pub(super) fn run_refetches(
         let mut set = tokio::task::JoinSet::new();
         for (i, job) in jobs {
             let fetcher = fetcher.clone();
-            let partial = partial_dir.join(format!("repair-{}", job.hash));
+            let partial = layout.repair_download(&job.hash);
             set.spawn(async move {
                 let res = refetch(&fetcher, &job, &partial).await;
                 (i, job.hash, res)

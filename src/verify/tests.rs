@@ -55,7 +55,10 @@ fn refetch_mirror_lookup_errors_are_not_no_mirrors() {
     let dir = tempfile::tempdir().unwrap();
     let (cat, hash) = catalog_with_item(dir.path());
     cat.conn()
-        .execute("UPDATE sources SET mirrors = 'not json' WHERE name = 's'", [])
+        .execute(
+            "UPDATE sources SET mirrors = 'not json' WHERE name = 's'",
+            [],
+        )
         .unwrap();
     assert!(matches!(refetch_job(&cat, &hash), Err(Error::Db { .. })));
 
