@@ -364,10 +364,7 @@ impl BlobStore {
     /// content nor the rename is durable until [`Self::make_durable`] returns: no row for the
     /// blob may be inserted before that.
     pub fn place(&self, file: &Path, digests: &Digests) -> Result<PathBuf> {
-        let dest = self
-            .layout
-            .blob(&digests.blake3)
-            .ok_or_else(|| Error::BadDigest(digests.blake3.clone()))?;
+        let dest = self.layout.blob_path(&BlobHash::parse(&digests.blake3)?);
         let mut perm = fs::metadata(file).with_path("stat", file)?.permissions();
         set_readonly(&mut perm);
         fs::set_permissions(file, perm).with_path("chmod", file)?;
@@ -418,10 +415,7 @@ impl BlobStore {
 
     /// Read a (small) blob whole: metadata documents only.
     pub fn read(&self, hex: &str) -> Result<Vec<u8>> {
-        let path = self
-            .layout
-            .blob(hex)
-            .ok_or_else(|| Error::BadDigest(hex.to_string()))?;
+        let path = self.layout.blob_path(&BlobHash::parse(hex)?);
         fs::read(&path).with_path("read", &path)
     }
 }
