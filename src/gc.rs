@@ -45,9 +45,9 @@
 //! `temp_store = FILE`) and every list is streamed from a query; only the dropped and kept
 //! snapshots' and trees' names are collected, for the report.
 //!
-//! Where it lives: [`plan`](gc_plan) fills the plan's temporary tables (their SQL stays beside
+//! Where it lives: `plan` ([`gc_plan`]) fills the plan's temporary tables (their SQL stays beside
 //! them, in `gc/plan.rs`; every other statement is the catalogue's), `sweep` walks `trees/`,
-//! `blobs/`, `tmp/` and `partial/` for what no row claims, and [`remove`](gc()) carries a plan
+//! `blobs/`, `tmp/` and `partial/` for what no row claims, and `remove` ([`gc()`]) carries a plan
 //! out. The trees the dests link to come from `store::Layout::linked_trees` (the filesystem's
 //! side) and `Catalog::publication_dests`, which `verify` uses too.
 //!

@@ -1,5 +1,5 @@
-//! The store root on disk: [`Layout`] is the one owner of every path under it (no other
-//! module joins a store-relative name onto the root), and [`BlobStore`] is the blob store.
+//! The store root on disk: [`Layout`] names every path under it (other modules ask it instead
+//! of joining names onto the root), and [`BlobStore`] is the blob store.
 //!
 //! ```text
 //! catalog.db                SQLite, WAL                         Layout::catalog

@@ -59,7 +59,7 @@ pub use repair::repair;
 pub struct VerifyOptions {
     /// Hashing threads (at least 1).
     pub jobs: usize,
-    /// Wait for the store lock instead of failing with [`Error::Locked`].
+    /// Wait for the store lock instead of failing with [`Error::Locked`](crate::error::Error::Locked).
     pub wait: bool,
     /// How re-fetches go (repair only).
     pub fetch: FetchOptions,

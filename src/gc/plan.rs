@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::store::{BlobHash, Layout};
 use crate::vault::Vault;
 
-/// The temporary tables of a plan (one connection's `temp` schema; dropped after [`gc`]).
+/// The temporary tables of a plan (one connection's `temp` schema; dropped after [`gc`](super::gc())).
 const SCRATCH: &str = "
     PRAGMA temp_store = FILE;
     DROP TABLE IF EXISTS temp.gc_live;
@@ -78,7 +78,7 @@ pub(super) const PHASE_TMP: i64 = 4;
 pub(super) const PHASE_PARTIAL: i64 = 5;
 
 /// Take the store lock exclusively and decide what to delete. Nothing is deleted; the returned
-/// plan holds the lock until [`gc`] runs it or it is dropped (a dry run).
+/// plan holds the lock until [`gc`](super::gc()) runs it or it is dropped (a dry run).
 pub fn gc_plan<'a>(vault: &'a mut Vault, opts: &GcOptions) -> Result<GcPlan<'a>> {
     let lock = vault.lock_store_exclusive(opts.wait, "gc")?;
     let keep_last = opts.keep_last.max(1);
