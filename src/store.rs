@@ -195,13 +195,9 @@ impl Layout {
         self.root.join("lock")
     }
 
-    /// `blobs/ab/<hex>` for a BLAKE3 hex digest; `None` when `hex` is not a digest.
+    /// `blobs/ab/<hex>` for a BLAKE3 hex digest; `None` when `hex` is not one ([`BlobHash`]).
     pub fn blob(&self, hex: &str) -> Option<PathBuf> {
-        if !checksum::is_hex(hex, 64) {
-            return None;
-        }
-        let prefix = hex.get(..2)?;
-        Some(self.blobs().join(prefix).join(hex))
+        BlobHash::parse(hex).ok().map(|h| self.blob_path(&h))
     }
 
     /// `blobs/ab/<hex>`: where the blob `hash` lives.
@@ -262,10 +258,8 @@ impl Layout {
     pub fn blob_name(path: &Path) -> Option<&str> {
         let name = path.file_name()?.to_str()?;
         let prefix = path.parent()?.file_name()?.to_str()?;
-        let lower = name
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        (checksum::is_hex(name, 64) && lower && name.get(..2) == Some(prefix)).then_some(name)
+        let hash = BlobHash::parse(name).ok()?;
+        (hash.prefix() == prefix).then_some(name)
     }
 
     /// `(tree name, dest)` for each of `dests` whose symlink resolves into `trees/`, whatever
@@ -582,5 +576,15 @@ mod tests {
         assert!(layout.blob("../../etc/passwd").is_none());
         assert!(layout.blob("ab").is_none());
         assert!(layout.blob(&"g".repeat(64)).is_none());
+        assert!(layout.blob(&"AB".repeat(32)).is_none());
+        let h = "ab".repeat(32);
+        assert_eq!(
+            Layout::blob_name(&layout.blob(&h).unwrap()),
+            Some(h.as_str())
+        );
+        assert_eq!(
+            Layout::blob_name(Path::new(&format!("/x/blobs/cd/{h}"))),
+            None
+        );
     }
 }
