@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 mod ops;
 pub use ops::{AutoPublish, Run, join_credentials, split_credentials, strip_credentials};
 mod filter_groups;
+pub mod maintenance;
 mod validators;
 pub use validators::StoredValidators;
 
@@ -172,12 +173,7 @@ pub fn check_source_name(name: &str) -> Result<()> {
     }
 }
 
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+pub use crate::host::now; // moved: lead removes after merge
 
 impl Catalog {
     /// Open (creating if needed) and migrate the catalogue.

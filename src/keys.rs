@@ -45,7 +45,7 @@ pub fn write_public_keyring(layout: &Layout, name: &str, key: &SigningKey) -> Re
         .public_keyring_binary()
         .map_err(|e| Error::Signing { source: e })?;
     let dir = layout.keyrings();
-    let path = dir.join(format!("{name}.gpg"));
+    let path = layout.keyring(name);
     if fs::read(&path).is_ok_and(|b| b == bytes) {
         return Ok(path);
     }
@@ -114,7 +114,7 @@ pub fn check_key_name(name: &str) -> Result<()> {
 
 fn key_path(layout: &Layout, name: &str) -> Result<PathBuf> {
     check_key_name(name)?;
-    Ok(layout.keys().join(format!("{name}.key")))
+    Ok(layout.key(name))
 }
 
 /// Generate a key `name` (refused if it exists) with `user_id`, or
@@ -128,7 +128,7 @@ pub fn generate(layout: &Layout, name: &str, user_id: Option<&str>) -> Result<Ke
         Some(u) => u.to_string(),
         None => format!(
             "streamvault {name} <streamvault@{}>",
-            crate::publish::hostname()
+            crate::host::hostname()
         ),
     };
     let key = SigningKey::generate(&uid).map_err(|e| Error::Signing { source: e })?;

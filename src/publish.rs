@@ -192,23 +192,14 @@ impl Status {
 
 /// `user@host pid N`, recorded with each publication.
 pub fn who() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".to_string());
-    format!("{user}@{} pid {}", hostname(), std::process::id())
+    // moved: lead removes after merge
+    crate::host::who()
 }
 
 /// The host name (from the kernel, else `/etc/hostname`, else `localhost`).
 pub fn hostname() -> String {
-    ["/proc/sys/kernel/hostname", "/etc/hostname"]
-        .iter()
-        .find_map(|p| {
-            fs::read_to_string(p)
-                .ok()
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-        })
-        .unwrap_or_else(|| "localhost".to_string())
+    // moved: lead removes after merge
+    crate::host::hostname()
 }
 
 fn dest_key(dest: &Path) -> String {

@@ -1,16 +1,31 @@
-//! The store root on disk: the only module that knows the layout, and the blob store.
+//! The store root on disk: [`Layout`] names every path under it (other modules ask it instead
+//! of joining names onto the root), and [`BlobStore`] is the blob store.
 //!
 //! ```text
-//! catalog.db                SQLite, WAL
-//! blobs/ab/<blake3 hex>     one file per distinct content, mode 0444
-//! partial/                  resumable downloads in progress
-//! tmp/                      staging for new blobs and trees (same filesystem as blobs/)
-//! trees/<name>/             materialised snapshots (see `publish`)
-//! locks/                    advisory lock files
-//! keys/<name>.key           signing keys (secret, mode 0600)
-//! keyrings/<name>.gpg       their binary public keyrings (mode 0644, for MAAS's keyring_filename)
-//! credentials               URL user info of the sources (JSON, mode 0600)
+//! catalog.db                SQLite, WAL                         Layout::catalog
+//! lock                      the store-wide lock                 Layout::store_lock
+//! blobs/ab/<blake3 hex>     one file per distinct content, 0444 Layout::blob / blob_path
+//! partial/                  resumable downloads in progress     Layout::partial
+//!   repair-<blake3 hex>     a re-fetch of `verify --repair`     Layout::repair_download
+//! tmp/                      staging for new blobs and trees     Layout::tmp
+//!   publish-<hash>          the stage of a publish to one DEST  Layout::publish_stage
+//! trees/<name>/             materialised snapshots (`publish`)  Layout::tree
+//!   .publish-<hash>         the stage when trees/ is elsewhere  Layout::publish_stage_in
+//! locks/source-<name>       one sync of a source at a time      Layout::source_lock
+//! locks/dest-<hash>         one publish to a DEST at a time     Layout::dest_lock
+//! quarantine/               corrupt and stray files (`verify`)  Layout::quarantine
+//! keys/<name>.key           signing keys (secret, mode 0600)    Layout::key
+//! keyrings/<name>.gpg       their binary public keyrings (0644) Layout::keyring
+//! credentials               URL user info of the sources (0600) Layout::credentials
 //! ```
+//!
+//! `tmp/` is on the same filesystem as `blobs/` (a rename commits a blob). `<hash>` is the first
+//! 16 hex digits of the BLAKE3 of the DEST path as given. Keyrings are what MAAS's
+//! `keyring_filename` points at.
+//!
+//! Blob addresses are [`BlobHash`]es: 64 lowercase hex digits, checked once where a string
+//! becomes one (parsing, [`std::str::FromStr`], reading a catalogue column), so that a path
+//! built from one ([`Layout::blob_path`]) never needs checking again.
 //!
 //! Modes do not depend on the umask: every directory of the store is created with an explicit
 //! mode ([`create_dir_mode`]: the root 0711 so that a web server can traverse it to a published
@@ -27,10 +42,108 @@
 
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use crate::checksum::{self, Digests};
 use crate::error::{Error, IoResultExt, Result};
+
+/// A blob's address: the BLAKE3 digest of its content as 64 lowercase hex digits, checked
+/// once when it is made (so a path built from it is always inside `blobs/`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BlobHash(String);
+
+impl BlobHash {
+    /// `s` when it is 64 lowercase hex digits, else [`Error::BadDigest`].
+    pub fn parse(s: &str) -> Result<BlobHash> {
+        let ok = s.len() == 64
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if ok {
+            Ok(BlobHash(s.to_string()))
+        } else {
+            Err(Error::BadDigest(s.to_string()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+
+    /// The directory of its first two digits (`blobs/<prefix>/`).
+    fn prefix(&self) -> &str {
+        self.0.get(..2).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for BlobHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for BlobHash {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<BlobHash> {
+        BlobHash::parse(s)
+    }
+}
+
+impl AsRef<str> for BlobHash {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for BlobHash {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for BlobHash {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl serde::Serialize for BlobHash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl rusqlite::types::ToSql for BlobHash {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(rusqlite::types::ToSqlOutput::from(self.0.as_str()))
+    }
+}
+
+/// A damaged address in the catalogue is an error when read, never a path.
+impl rusqlite::types::FromSql for BlobHash {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let s = v.as_str()?;
+        BlobHash::parse(s).map_err(|e| rusqlite::types::FromSqlError::Other(Box::new(e)))
+    }
+}
+
+/// `name` when it is one plain path component (not empty, `.`, `..`, nor containing `/`).
+fn plain_component(name: &str) -> Option<&std::ffi::OsStr> {
+    let mut comps = Path::new(name).components();
+    match (comps.next(), comps.next()) {
+        (Some(Component::Normal(c)), None) if c == name => Some(c),
+        _ => None,
+    }
+}
+
+/// The first 16 hex digits of the BLAKE3 of a DEST path: its lock and stage names.
+fn dest_hash(dest: &Path) -> String {
+    let h = blake3::hash(dest.as_os_str().as_encoded_bytes()).to_hex();
+    h.as_str().get(..16).unwrap_or("dest").to_string()
+}
 
 /// Paths inside a store root.
 #[derive(Debug, Clone)]
@@ -82,13 +195,62 @@ impl Layout {
         self.root.join("lock")
     }
 
-    /// `blobs/ab/<hex>` for a BLAKE3 hex digest; `None` when `hex` is not a digest.
+    /// `blobs/ab/<hex>` for a BLAKE3 hex digest; `None` when `hex` is not one ([`BlobHash`]).
     pub fn blob(&self, hex: &str) -> Option<PathBuf> {
-        if !checksum::is_hex(hex, 64) {
-            return None;
-        }
-        let prefix = hex.get(..2)?;
-        Some(self.blobs().join(prefix).join(hex))
+        BlobHash::parse(hex).ok().map(|h| self.blob_path(&h))
+    }
+
+    /// `blobs/ab/<hex>`: where the blob `hash` lives.
+    pub fn blob_path(&self, hash: &BlobHash) -> PathBuf {
+        self.blobs().join(hash.prefix()).join(hash.as_str())
+    }
+
+    /// `trees/<name>` when `name` is one plain path component (invariant 5: a name from the
+    /// catalogue never leads outside `trees/`).
+    pub fn tree(&self, name: &str) -> Option<PathBuf> {
+        plain_component(name).map(|c| self.trees().join(c))
+    }
+
+    /// `locks/source-<name>`: two syncs of one source never overlap.
+    pub fn source_lock(&self, name: &str) -> PathBuf {
+        self.locks().join(format!("source-{name}"))
+    }
+
+    /// `locks/dest-<hash>`: two publishes to one DEST serialise on it.
+    pub fn dest_lock(&self, dest: &Path) -> PathBuf {
+        self.locks().join(format!("dest-{}", dest_hash(dest)))
+    }
+
+    /// `tmp/publish-<hash>`: the staging directory of a publish to DEST.
+    pub fn publish_stage(&self, dest: &Path) -> PathBuf {
+        self.tmp().join(format!("publish-{}", dest_hash(dest)))
+    }
+
+    /// `<trees>/.publish-<hash>`: the staging directory of a publish to DEST when `trees` (the
+    /// canonical `trees/`) is on another filesystem than `tmp/`.
+    pub fn publish_stage_in(&self, trees: &Path, dest: &Path) -> PathBuf {
+        trees.join(format!(".publish-{}", dest_hash(dest)))
+    }
+
+    /// `partial/repair-<hex>`: where `verify --repair` downloads blob `hash` again.
+    pub fn repair_download(&self, hash: &BlobHash) -> PathBuf {
+        self.partial().join(format!("repair-{hash}"))
+    }
+
+    /// `quarantine/`: corrupt blobs and files displaced from trees, kept for inspection (out of
+    /// `blobs/` and `trees/`), created by `verify --repair` on first use with mode 0700.
+    pub fn quarantine(&self) -> PathBuf {
+        self.root.join("quarantine")
+    }
+
+    /// `keys/<name>.key`; the caller checks `name` (`keys::check_key_name`).
+    pub fn key(&self, name: &str) -> PathBuf {
+        self.keys().join(format!("{name}.key"))
+    }
+
+    /// `keyrings/<name>.gpg`; the caller checks `name` (`keys::check_key_name`).
+    pub fn keyring(&self, name: &str) -> PathBuf {
+        self.keyrings().join(format!("{name}.gpg"))
     }
 
     /// The digest a path in `blobs/` stands for, when it is a canonical blob address: a
@@ -96,10 +258,38 @@ impl Layout {
     pub fn blob_name(path: &Path) -> Option<&str> {
         let name = path.file_name()?.to_str()?;
         let prefix = path.parent()?.file_name()?.to_str()?;
-        let lower = name
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        (checksum::is_hex(name, 64) && lower && name.get(..2) == Some(prefix)).then_some(name)
+        let hash = BlobHash::parse(name).ok()?;
+        (hash.prefix() == prefix).then_some(name)
+    }
+
+    /// `(tree name, dest)` for each of `dests` whose symlink resolves into `trees/`, whatever
+    /// the catalogue says (after a kill mid-publish the link, not the row, is the truth). `gc`
+    /// keeps these trees and `verify` does not call them orphans; the dests come from
+    /// `Catalog::publication_dests`, so that neither of the two reaches into the other.
+    pub fn linked_trees(&self, dests: Vec<String>) -> Vec<(String, String)> {
+        let Ok(trees) = fs::canonicalize(self.trees()) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for dest in dests {
+            let Ok(target) = fs::canonicalize(&dest) else {
+                continue;
+            };
+            let Ok(rest) = target.strip_prefix(&trees) else {
+                continue;
+            };
+            if let Some(Component::Normal(first)) = rest.components().next()
+                && let Some(name) = first.to_str()
+            {
+                out.push((name.to_string(), dest));
+            }
+        }
+        out
+    }
+
+    /// [`Self::blob_name`] as a [`BlobHash`].
+    pub fn blob_hash(path: &Path) -> Option<BlobHash> {
+        Self::blob_name(path).map(|n| BlobHash(n.to_string()))
     }
 
     /// Create the directories of a store root (idempotent), with explicit modes whatever the
@@ -168,10 +358,7 @@ impl BlobStore {
     /// content nor the rename is durable until [`Self::make_durable`] returns: no row for the
     /// blob may be inserted before that.
     pub fn place(&self, file: &Path, digests: &Digests) -> Result<PathBuf> {
-        let dest = self
-            .layout
-            .blob(&digests.blake3)
-            .ok_or_else(|| Error::BadDigest(digests.blake3.clone()))?;
+        let dest = self.layout.blob_path(&BlobHash::parse(&digests.blake3)?);
         let mut perm = fs::metadata(file).with_path("stat", file)?.permissions();
         set_readonly(&mut perm);
         fs::set_permissions(file, perm).with_path("chmod", file)?;
@@ -222,10 +409,7 @@ impl BlobStore {
 
     /// Read a (small) blob whole: metadata documents only.
     pub fn read(&self, hex: &str) -> Result<Vec<u8>> {
-        let path = self
-            .layout
-            .blob(hex)
-            .ok_or_else(|| Error::BadDigest(hex.to_string()))?;
+        let path = self.layout.blob_path(&BlobHash::parse(hex)?);
         fs::read(&path).with_path("read", &path)
     }
 }
@@ -313,10 +497,94 @@ mod tests {
     }
 
     #[test]
+    fn blob_hash_is_64_lowercase_hex() {
+        let good = "ab".repeat(32);
+        let h: BlobHash = good.parse().unwrap();
+        assert_eq!(h.as_str(), good);
+        assert_eq!(h.to_string(), good);
+        assert_eq!(
+            Layout::new("/s").blob_path(&h),
+            PathBuf::from(format!("/s/blobs/ab/{good}"))
+        );
+        for bad in [
+            String::new(),
+            "ab".into(),
+            "AB".repeat(32),
+            "g".repeat(64),
+            "../".repeat(21) + "a",
+            "a".repeat(65),
+        ] {
+            assert!(
+                matches!(BlobHash::parse(&bad), Err(Error::BadDigest(b)) if b == bad),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn blob_hash_from_sql_refuses_damage() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let good = "cd".repeat(32);
+        let h = BlobHash::parse(&good).unwrap();
+        let back: BlobHash = conn.query_row("SELECT ?1", [&h], |r| r.get(0)).unwrap();
+        assert_eq!(back, h);
+        let bad = conn.query_row("SELECT 'nothex'", [], |r| r.get::<_, BlobHash>(0));
+        assert!(bad.is_err());
+    }
+
+    #[test]
+    fn every_store_path_comes_from_the_layout() {
+        let l = Layout::new("/s");
+        assert_eq!(l.source_lock("a"), PathBuf::from("/s/locks/source-a"));
+        assert_eq!(l.quarantine(), PathBuf::from("/s/quarantine"));
+        let h = BlobHash::parse(&"0f".repeat(32)).unwrap();
+        assert_eq!(
+            l.repair_download(&h),
+            PathBuf::from(format!("/s/partial/repair-{h}"))
+        );
+        assert_eq!(l.key("k"), PathBuf::from("/s/keys/k.key"));
+        assert_eq!(l.keyring("k"), PathBuf::from("/s/keyrings/k.gpg"));
+        let d = Path::new("/www/dest");
+        let h = blake3::hash(b"/www/dest").to_hex();
+        let short = &h.as_str()[..16];
+        assert_eq!(
+            l.dest_lock(d),
+            PathBuf::from(format!("/s/locks/dest-{short}"))
+        );
+        assert_eq!(
+            l.publish_stage(d),
+            PathBuf::from(format!("/s/tmp/publish-{short}"))
+        );
+        assert_eq!(
+            l.publish_stage_in(Path::new("/t"), d),
+            PathBuf::from(format!("/t/.publish-{short}"))
+        );
+    }
+
+    #[test]
+    fn tree_names_stay_inside_trees() {
+        let l = Layout::new("/s");
+        assert_eq!(l.tree("t-1"), Some(PathBuf::from("/s/trees/t-1")));
+        for bad in ["", ".", "..", "a/b", "/etc", "a/", "./a"] {
+            assert_eq!(l.tree(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn blob_path_rejects_non_digests() {
         let layout = Layout::new("/x");
         assert!(layout.blob("../../etc/passwd").is_none());
         assert!(layout.blob("ab").is_none());
         assert!(layout.blob(&"g".repeat(64)).is_none());
+        assert!(layout.blob(&"AB".repeat(32)).is_none());
+        let h = "ab".repeat(32);
+        assert_eq!(
+            Layout::blob_name(&layout.blob(&h).unwrap()),
+            Some(h.as_str())
+        );
+        assert_eq!(
+            Layout::blob_name(Path::new(&format!("/x/blobs/cd/{h}"))),
+            None
+        );
     }
 }

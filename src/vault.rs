@@ -3,7 +3,7 @@
 //! Opening for writing creates the directories and migrates the catalogue; opening for reading
 //! never writes (listing commands work on a fresh root and while a sync runs: SQLite WAL).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::catalog::Catalog;
 use crate::error::Result;
@@ -64,10 +64,6 @@ impl Vault {
 
     /// The lock of one source: two syncs of a source never overlap.
     pub fn lock_source(&self, name: &str, wait: bool, what: &str) -> Result<LockGuard> {
-        lock::acquire(&self.source_lock_path(name), Mode::Exclusive, wait, what)
-    }
-
-    fn source_lock_path(&self, name: &str) -> PathBuf {
-        self.layout.locks().join(format!("source-{name}"))
+        lock::acquire(&self.layout.source_lock(name), Mode::Exclusive, wait, what)
     }
 }

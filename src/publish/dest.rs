@@ -157,9 +157,7 @@ pub(super) fn move_back(aside: &Path, dest: &Path) {
 
 /// `locks/dest-<hash>`: two publishes to one DEST serialise on it.
 pub(super) fn lock_path(layout: &Layout, dest: &Path) -> PathBuf {
-    let h = blake3::hash(dest.as_os_str().as_encoded_bytes()).to_hex();
-    let short = h.as_str().get(..16).unwrap_or("dest");
-    layout.locks().join(format!("dest-{short}"))
+    layout.dest_lock(dest)
 }
 
 /// The staging directory of a publish to DEST (a leftover from a killed publish is removed by
@@ -169,14 +167,12 @@ pub(super) fn lock_path(layout: &Layout, dest: &Path) -> PathBuf {
 /// cannot cross filesystems (its files are then copies of the blobs, not hardlinks).
 pub(super) fn staging_path(layout: &Layout, trees: &Path, dest: &Path) -> PathBuf {
     use std::os::unix::fs::MetadataExt;
-    let h = blake3::hash(dest.as_os_str().as_encoded_bytes()).to_hex();
-    let short = h.as_str().get(..16).unwrap_or("dest");
     let dev = |p: &Path| fs::metadata(p).map(|m| m.dev()).ok();
     let tmp = layout.tmp();
     if dev(&tmp).is_some() && dev(&tmp) != dev(trees) {
-        return trees.join(format!(".publish-{short}"));
+        return layout.publish_stage_in(trees, dest);
     }
-    tmp.join(format!("publish-{short}"))
+    layout.publish_stage(dest)
 }
 
 #[cfg(unix)]

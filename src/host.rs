@@ -1,0 +1,48 @@
+//! The machine the process runs on: its host name, who runs it, and the clock.
+//!
+//! These are leaves every stage may ask (keys name their user id after the host, publications
+//! record who made them, every row carries a time), so they live here, below all of them, and
+//! no module has to reach into another stage (`keys` into `publish`, `gc` into `catalog`) for
+//! them.
+
+use std::fs;
+
+/// Now, in unix seconds (0 when the clock is before 1970).
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// `user@host pid N`, recorded with each publication.
+pub fn who() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".to_string());
+    format!("{user}@{} pid {}", hostname(), std::process::id())
+}
+
+/// The host name (from the kernel, else `/etc/hostname`, else `localhost`).
+pub fn hostname() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| {
+            fs::read_to_string(p)
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn who_names_the_host_and_pid() {
+        let w = super::who();
+        assert!(w.contains(&format!("@{} pid ", super::hostname())), "{w}");
+        assert!(w.ends_with(&std::process::id().to_string()), "{w}");
+        assert!(super::now() > 1_600_000_000);
+    }
+}
