@@ -442,9 +442,23 @@ async fn serve_conn<I>(
     }
 }
 
-/// Every slot is busy: `503` with `Retry-After`, without reading the request.
+/// Every slot is busy: `503` with `Retry-After`, without parsing the request. After the answer
+/// the write side is shut and what the client still sends is read and dropped (a lingering
+/// close, bounded by the 2 s of the whole refusal and 64 KiB): closing with unread bytes would
+/// make the kernel send a reset, and a client whose request crossed our answer would then see
+/// `Connection reset`/`Broken pipe` instead of the 503.
 async fn refuse(stream: tokio::net::TcpStream, state: Arc<State>) {
-    use tokio::io::AsyncWriteExt as _;
+    use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
+    async fn drain<S: AsyncRead + Unpin>(s: &mut S) {
+        let mut buf = [0u8; 4096];
+        let mut left = 64usize << 10;
+        while left > 0 {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    }
     const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\
         Content-Type: text/plain; charset=utf-8\r\nContent-Length: 12\r\n\
         Connection: close\r\n\r\nserver busy\n";
@@ -454,11 +468,13 @@ async fn refuse(stream: tokio::net::TcpStream, state: Arc<State>) {
                 let mut s = stream;
                 let _ = s.write_all(BUSY).await;
                 let _ = s.shutdown().await;
+                drain(&mut s).await;
             }
             Some(acceptor) => {
                 if let Ok(mut s) = acceptor.accept(stream).await {
                     let _ = s.write_all(BUSY).await;
                     let _ = s.shutdown().await;
+                    drain(&mut s).await;
                 }
             }
         }
