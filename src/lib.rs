@@ -46,6 +46,7 @@ pub mod error;
 pub mod escape;
 pub mod fetch;
 pub mod gc;
+pub mod import;
 pub mod keys;
 pub mod lock;
 pub mod metrics;

@@ -373,46 +373,4 @@ impl Catalog {
             )
             .map_err(|e| self.err(e))
     }
-
-    /// Store totals: (blob count, sum of blob sizes).
-    pub fn blob_totals(&self) -> Result<(u64, u64)> {
-        self.conn
-            .query_row(
-                "SELECT count(*), coalesce(sum(size), 0) FROM blobs",
-                [],
-                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
-            )
-            .map(|(n, b)| (n.max(0) as u64, b.max(0) as u64))
-            .map_err(|e| self.err(e))
-    }
-
-    /// Whether `snapshot` was published on `dest` and later replaced there (a rollback or a
-    /// newer publish), as opposed to never having been flipped to.
-    pub fn was_retired_from(&self, dest: &str, snapshot: i64) -> Result<bool> {
-        self.conn
-            .query_row(
-                "SELECT EXISTS (SELECT 1 FROM publications WHERE dest = ?1 AND snapshot_id = ?2
-                                AND retired_at IS NOT NULL)",
-                params![dest, snapshot],
-                |r| r.get(0),
-            )
-            .map_err(|e| self.err(e))
-    }
-
-    /// The live (not retired) publication of every dest: (dest, snapshot, published_at).
-    pub fn live_publications(&self) -> Result<Vec<(String, i64, i64)>> {
-        let mut st = self
-            .conn
-            .prepare(
-                "SELECT dest, snapshot_id, published_at FROM publications p
-                 WHERE retired_at IS NULL
-                   AND id = (SELECT max(id) FROM publications x WHERE x.dest = p.dest)
-                 ORDER BY dest",
-            )
-            .map_err(|e| self.err(e))?;
-        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .map_err(|e| self.err(e))?
-            .collect::<rusqlite::Result<_>>()
-            .map_err(|e| self.err(e))
-    }
 }

@@ -32,8 +32,6 @@
 //! Rollback re-puts the documents a previous publication recorded (products, then the index,
 //! conditionally); items are never deleted (there is no S3 gc yet), so the older ones are there.
 
-mod record;
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -48,9 +46,10 @@ use object_store::{
 };
 use tokio::io::AsyncReadExt;
 
-pub use record::{S3Document, S3Publication};
+pub use crate::catalog::{S3Document, S3Publication};
 
 use super::{INDEX_NAMES, MetadataMode, PublishOptions, dest, failpoint};
+use crate::catalog::{NewS3Publication, PublicationAction};
 use crate::error::{Error, IoResultExt, Result};
 use crate::keys;
 use crate::openpgp::SigningKey;
@@ -474,7 +473,7 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
     )?;
 
     // Which files are documents: the tree's recorded documents, else everything under streams/.
-    let recorded: Vec<String> = super::record::tree_documents(&vault.catalog, tree.id)?
+    let recorded: Vec<String> = vault.catalog.tree_documents(tree.id)?
         .into_iter()
         .map(|(p, _)| p)
         .collect();
@@ -506,11 +505,11 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
     docs.sort_by_key(|doc| (doc.is_index, doc.key.ends_with(".sjson"), doc.key.clone()));
 
     // Publications of this DEST whose trees still exist: what must not be overwritten.
-    let retained: Vec<S3Publication> = record::list(&vault.catalog, Some(&url))?
+    let retained: Vec<S3Publication> = vault.catalog.s3_publications(Some(&url))?
         .into_iter()
         .filter(|p| trees.join(&p.tree).is_dir())
         .collect();
-    let previous = record::live(&vault.catalog, &url)?.map(|p| p.id);
+    let previous = vault.catalog.live_s3_publication(&url)?.map(|p| p.id);
 
     let rt = runtime()?;
     let s = connect(d)?;
@@ -520,7 +519,7 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
         dest: url.clone(),
         snapshot: snap.id,
         tree: tree.name.clone(),
-        mode: tree.mode.clone(),
+        mode: tree.mode.to_string(),
         signer: tree.signer.clone(),
         files: tree.files,
         bytes: tree.bytes,
@@ -586,42 +585,56 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
         .all(|doc| matches!(current.get(&doc.key), Some(Some((b, _))) if *b == doc.body));
     if live_unchanged
         && let Some(p) = previous
-        && record::get(&vault.catalog, p)?.is_some_and(|l| l.tree == tree.name)
+        && vault.catalog.s3_publication(p)?.is_some_and(|l| l.tree == tree.name)
     {
         report.publication = p;
         report.duration_ms = started.elapsed().as_millis() as u64;
         return Ok(report);
     }
-    let id = record::insert(
-        &mut vault.catalog,
-        &record::NewPublication {
-            dest: &url,
-            tree_id: Some(tree.id),
-            tree: &tree.name,
-            snapshot_id: snap.id,
-            mode: &tree.mode,
-            signer: tree.signer.as_deref(),
-            action: "publish",
-            files: tree.files,
-            bytes: tree.bytes,
-            by: &super::who(),
-        },
-        &docs,
-    )?;
-    pause_before_index();
-    let written = rt.block_on(write_index(&s, d, &docs, &current));
-    match written {
-        Ok(n) => report.documents_written += n,
-        Err(e) => {
-            let _ = record::delete(&vault.catalog, id);
-            return Err(e);
-        }
-    }
-    record::retire_others(&vault.catalog, &url, id)?;
+    let row = NewS3Publication {
+        dest: &url,
+        tree_id: Some(tree.id),
+        tree: &tree.name,
+        snapshot_id: snap.id,
+        mode: tree.mode,
+        signer: tree.signer.as_deref(),
+        action: PublicationAction::Publish,
+        files: tree.files,
+        bytes: tree.bytes,
+        by: &super::who(),
+    };
+    let (id, n) = switch(vault, &row, &docs, || {
+        pause_before_index();
+        rt.block_on(write_index(&s, d, &docs, &current))
+    })?;
+    report.documents_written += n;
     report.publication = id;
     report.changed = true;
     report.duration_ms = started.elapsed().as_millis() as u64;
     Ok(report)
+}
+
+/// Record the publication with its documents, then `write` the index (invariant 4's order for
+/// S3): a failed write removes the row again, a successful one retires the other publications
+/// of the DEST. Returns the row's id and what `write` returned. Shared by publish and rollback.
+fn switch(
+    vault: &Vault,
+    row: &NewS3Publication<'_>,
+    docs: &[S3Document],
+    write: impl FnOnce() -> Result<u64>,
+) -> Result<(i64, u64)> {
+    let cat = &vault.catalog;
+    let id = cat.insert_s3_publication(row, docs)?;
+    match write() {
+        Ok(n) => {
+            cat.retire_other_s3_publications(row.dest, id)?;
+            Ok((id, n))
+        }
+        Err(e) => {
+            let _ = cat.delete_s3_publication(id);
+            Err(e)
+        }
+    }
 }
 
 /// Write the index documents that differ, each conditional on what was read at the start.
@@ -679,29 +692,31 @@ pub fn rollback(vault: &mut Vault, d: &S3Dest, to: Option<&str>) -> Result<S3Rep
     let url = d.url();
     let pseudo = PathBuf::from(&url);
     let _locks = super::lock_dest(vault, &pseudo, "rollback")?;
-    let live = record::live(&vault.catalog, &url)?.ok_or_else(|| Error::NotPublished {
+    let live = vault.catalog.live_s3_publication(&url)?.ok_or_else(|| Error::NotPublished {
         dest: pseudo.clone(),
     })?;
     let target = match to {
         Some(spec) => {
             let n = spec.strip_prefix("publication:").unwrap_or(spec);
-            n.parse::<i64>()
-                .ok()
-                .and_then(|id| record::get(&vault.catalog, id).ok().flatten())
+            let found = match n.parse::<i64>() {
+                Ok(id) => vault.catalog.s3_publication(id)?,
+                Err(_) => None,
+            };
+            found
                 .filter(|p| p.dest == url)
                 .ok_or_else(|| Error::UnknownPublication {
                     dest: pseudo.clone(),
                     spec: spec.to_string(),
                 })?
         }
-        None => record::list(&vault.catalog, Some(&url))?
+        None => vault.catalog.s3_publications(Some(&url))?
             .into_iter()
             .find(|p| p.id < live.id && p.tree != live.tree)
             .ok_or_else(|| Error::NothingToRollBack {
                 dest: pseudo.clone(),
             })?,
     };
-    let docs = record::documents(&vault.catalog, target.id)?;
+    let docs = vault.catalog.s3_documents(target.id)?;
     let mut docs_sorted = docs.clone();
     docs_sorted.sort_by_key(|doc| (doc.is_index, doc.key.ends_with(".sjson"), doc.key.clone()));
     let rt = runtime()?;
@@ -715,37 +730,29 @@ pub fn rollback(vault: &mut Vault, d: &S3Dest, to: Option<&str>) -> Result<S3Rep
         rt.block_on(put_doc(&s, d, &d.key(&doc.key), &doc.body, None))?;
         written += 1;
     }
-    let id = record::insert(
-        &mut vault.catalog,
-        &record::NewPublication {
-            dest: &url,
-            tree_id: target.tree_id,
-            tree: &target.tree,
-            snapshot_id: target.snapshot_id,
-            mode: &target.mode,
-            signer: target.signer.as_deref(),
-            action: "rollback",
-            files: target.files,
-            bytes: target.bytes,
-            by: &super::who(),
-        },
-        &docs_sorted,
-    )?;
-    match rt.block_on(write_index(&s, d, &docs_sorted, &current)) {
-        Ok(n) => written += n,
-        Err(e) => {
-            let _ = record::delete(&vault.catalog, id);
-            return Err(e);
-        }
-    }
-    record::retire_others(&vault.catalog, &url, id)?;
+    let row = NewS3Publication {
+        dest: &url,
+        tree_id: target.tree_id,
+        tree: &target.tree,
+        snapshot_id: target.snapshot_id,
+        mode: target.mode,
+        signer: target.signer.as_deref(),
+        action: PublicationAction::Rollback,
+        files: target.files,
+        bytes: target.bytes,
+        by: &super::who(),
+    };
+    let (id, n) = switch(vault, &row, &docs_sorted, || {
+        rt.block_on(write_index(&s, d, &docs_sorted, &current))
+    })?;
+    written += n;
     Ok(S3Report {
         publication: id,
         action: "rollback".into(),
         dest: url,
         snapshot: target.snapshot_id,
         tree: target.tree,
-        mode: target.mode,
+        mode: target.mode.to_string(),
         signer: target.signer,
         files: target.files,
         bytes: target.bytes,
@@ -763,13 +770,13 @@ pub fn rollback(vault: &mut Vault, d: &S3Dest, to: Option<&str>) -> Result<S3Rep
 pub fn status(vault: Option<&Vault>, d: &S3Dest) -> Result<S3Status> {
     let url = d.url();
     let live = match vault {
-        Some(v) => record::live(&v.catalog, &url)?,
+        Some(v) => v.catalog.live_s3_publication(&url)?,
         None => None,
     };
     let mut problems = Vec::new();
     match (&live, vault) {
         (Some(p), Some(v)) => {
-            let docs = record::documents(&v.catalog, p.id)?;
+            let docs = v.catalog.s3_documents(p.id)?;
             let rt = runtime()?;
             let s = connect(d)?;
             for doc in docs.iter().filter(|doc| doc.is_index) {
@@ -795,7 +802,7 @@ pub fn status(vault: Option<&Vault>, d: &S3Dest) -> Result<S3Status> {
 /// Every publication of an S3 DEST, newest first.
 pub fn publications(vault: Option<&Vault>, d: &S3Dest) -> Result<Vec<S3Publication>> {
     match vault {
-        Some(v) => record::list(&v.catalog, Some(&d.url())),
+        Some(v) => v.catalog.s3_publications(Some(&d.url())),
         None => Ok(Vec::new()),
     }
 }
