@@ -238,20 +238,16 @@ impl Catalog {
     }
 
     fn configure(&self) -> Result<()> {
-        self.conn
-            .busy_timeout(Duration::from_secs(60))
-            .map_err(|e| self.err(e))?;
-        self.conn
-            .execute_batch(
+        self.sql(|c| {
+            c.busy_timeout(Duration::from_secs(60))?;
+            c.execute_batch(
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
             )
-            .map_err(|e| self.err(e))
+        })
     }
 
     fn user_version(&self) -> Result<i64> {
-        self.conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(|e| self.err(e))
+        self.sql(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
     }
 
     fn migrate(&mut self) -> Result<()> {
@@ -348,85 +344,4 @@ fn parse_list_strict(s: &str, col: usize) -> rusqlite::Result<Vec<String>> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::checksum::{Digests, MultiHasher};
-
-    fn digests(data: &[u8]) -> Digests {
-        let mut h = MultiHasher::all();
-        h.update(data);
-        h.finish()
-    }
-
-    #[test]
-    fn migrate_is_idempotent_and_versioned() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("c.db");
-        drop(Catalog::open(&p).unwrap());
-        let c = Catalog::open(&p).unwrap();
-        assert_eq!(c.user_version().unwrap(), SCHEMA_VERSION);
-        let mode: String = c
-            .conn
-            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(mode, "wal");
-    }
-
-    #[test]
-    fn refuses_newer_schema() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("c.db");
-        let c = Catalog::open(&p).unwrap();
-        c.conn.execute_batch("PRAGMA user_version = 99").unwrap();
-        drop(c);
-        assert!(matches!(
-            Catalog::open(&p),
-            Err(Error::SchemaTooNew { found: 99, .. })
-        ));
-    }
-
-    #[test]
-    fn snapshot_rows_need_blob_rows() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut c = Catalog::open(&dir.path().join("c.db")).unwrap();
-        let d = digests(b"x");
-        let item = Item {
-            content_id: "c".into(),
-            product: "p".into(),
-            version: "1".into(),
-            item: "i".into(),
-            path: Some("a/b".into()),
-            size: Some(1),
-            checksums: d.upstream.clone(),
-            blob: Some(d.blake3.clone()),
-        };
-        let snap = NewSnapshot {
-            source_id: None,
-            source: "s".into(),
-            url: "u".into(),
-            start_path: "p".into(),
-            filters: vec![],
-            max: None,
-            keep: false,
-            signed: false,
-            verified: false,
-            signer: None,
-            fetched_bytes: 0,
-            duration_ms: 0,
-            digest: "d".into(),
-            documents: vec![],
-            items: vec![item],
-        };
-        // Without the blob row the foreign key refuses the whole snapshot.
-        assert!(c.insert_snapshot(&snap).is_err());
-        assert!(c.snapshots(None).unwrap().is_empty());
-        c.insert_blob(&d).unwrap();
-        let id = c.insert_snapshot(&snap).unwrap();
-        assert_eq!(c.items(id).unwrap().len(), 1);
-        assert_eq!(
-            c.find_blob(&d.upstream, 1).unwrap().as_deref(),
-            Some(d.blake3.as_str())
-        );
-        assert_eq!(c.find_blob(&d.upstream, 2).unwrap(), None);
-    }
-}
+mod tests;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::catalog::{Run, Source};
 use crate::error::Result;
 use crate::gc::{self, GcOptions};
-use crate::publish::{self, MetadataMode, PublishOptions, PublishReport};
+use crate::publish::{self, PublishOptions, PublishReport};
 use crate::settings::StoreSettings;
 use crate::sync::{self, Outcome, SyncEvents, SyncOptions, SyncReport};
 use crate::vault::Vault;
@@ -111,11 +111,7 @@ pub fn auto_publish(
         }
         Outcome::DryRun => return Ok(None),
     };
-    let mode = if target.metadata == "filtered" {
-        MetadataMode::Filtered
-    } else {
-        MetadataMode::Verbatim
-    };
+    let mode = target.metadata;
     publish::publish(
         vault,
         &PublishOptions {

@@ -3,9 +3,9 @@
 //!
 //! Protects invariant 1 through its callers: a row is inserted only after its file is durable.
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 
-use super::{Catalog, db, now};
+use super::{Catalog, now};
 use crate::checksum::{Checksums, Digests};
 use crate::error::Result;
 
@@ -27,79 +27,38 @@ impl Catalog {
         } else {
             return Ok(None);
         };
-        self.conn
-            .query_row(sql, params![val.to_ascii_lowercase(), size as i64], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(|e| self.err(e))
+        self.row(sql, params![val.to_ascii_lowercase(), size as i64], |r| {
+            r.get(0)
+        })
     }
 
     /// Record a blob whose file is already durable (invariant 1); fills in checksums that an
     /// earlier row lacked.
     pub fn insert_blob(&self, d: &Digests) -> Result<()> {
-        self.conn
-            .execute(
-                "INSERT INTO blobs (blake3, size, md5, sha256, sha512, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT(blake3) DO UPDATE SET
-                   md5 = coalesce(blobs.md5, excluded.md5),
-                   sha256 = coalesce(blobs.sha256, excluded.sha256),
-                   sha512 = coalesce(blobs.sha512, excluded.sha512)",
-                params![
-                    d.blake3,
-                    d.size as i64,
-                    d.upstream.md5,
-                    d.upstream.sha256,
-                    d.upstream.sha512,
-                    now()
-                ],
-            )
-            .map_err(|e| self.err(e))?;
+        self.exec(INSERT_BLOB, blob_params(d, now()))?;
         Ok(())
     }
 
     /// [`Self::insert_blob`] for a batch, in one transaction (one WAL fsync).
-    pub fn insert_blobs(&mut self, batch: &[Digests]) -> Result<()> {
-        let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(|e| db(&path, e))?;
-        {
-            let mut st = tx
-                .prepare_cached(
-                    "INSERT INTO blobs (blake3, size, md5, sha256, sha512, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT(blake3) DO UPDATE SET
-                       md5 = coalesce(blobs.md5, excluded.md5),
-                       sha256 = coalesce(blobs.sha256, excluded.sha256),
-                       sha512 = coalesce(blobs.sha512, excluded.sha512)",
-                )
-                .map_err(|e| db(&path, e))?;
-            let t = now();
+    pub fn insert_blobs(&self, batch: &[Digests]) -> Result<()> {
+        let t = now();
+        self.write(|tx| {
+            let mut st = tx.prepare_cached(INSERT_BLOB)?;
             for d in batch {
-                st.execute(params![
-                    d.blake3,
-                    d.size as i64,
-                    d.upstream.md5,
-                    d.upstream.sha256,
-                    d.upstream.sha512,
-                    t
-                ])
-                .map_err(|e| db(&path, e))?;
+                st.execute(blob_params(d, t))?;
             }
-        }
-        tx.commit().map_err(|e| db(&path, e))
+            Ok(())
+        })
     }
 
     pub fn has_blob(&self, blake3: &str) -> Result<bool> {
-        self.conn
-            .query_row(
+        Ok(self
+            .row(
                 "SELECT 1 FROM blobs WHERE blake3 = ?1",
                 [blake3],
                 |_| Ok(()),
-            )
-            .optional()
-            .map(|o| o.is_some())
-            .map_err(|e| self.err(e))
+            )?
+            .is_some())
     }
 
     /// Store totals: (blob count, sum of blob sizes).
@@ -113,4 +72,23 @@ impl Catalog {
         })?;
         Ok((n.max(0) as u64, b.max(0) as u64))
     }
+}
+
+/// A blob row; an existing one keeps its checksums and gains those it lacked.
+const INSERT_BLOB: &str = "INSERT INTO blobs (blake3, size, md5, sha256, sha512, created_at)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+    ON CONFLICT(blake3) DO UPDATE SET
+      md5 = coalesce(blobs.md5, excluded.md5),
+      sha256 = coalesce(blobs.sha256, excluded.sha256),
+      sha512 = coalesce(blobs.sha512, excluded.sha512)";
+
+fn blob_params(d: &Digests, created_at: i64) -> impl rusqlite::Params + '_ {
+    (
+        d.blake3.as_str(),
+        d.size as i64,
+        d.upstream.md5.as_deref(),
+        d.upstream.sha256.as_deref(),
+        d.upstream.sha512.as_deref(),
+        created_at,
+    )
 }

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 
 use super::ops::strip_credentials;
 use super::{Catalog, db, json_list, now, parse_list_strict};
@@ -91,123 +91,40 @@ impl Catalog {
     /// Write a snapshot and all its rows in one transaction (invariant 2). Every blob it names
     /// must already have its row (foreign keys are on).
     pub fn insert_snapshot(&mut self, s: &NewSnapshot) -> Result<i64> {
-        let path = self.path.clone();
-        let e = |err| db(&path, err);
+        let e = |err| db(&self.path, err);
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(e)?;
-        let mut products = std::collections::HashSet::new();
-        let mut versions = std::collections::HashSet::new();
-        let mut bytes: u64 = 0;
-        for it in &s.items {
-            products.insert((&it.content_id, &it.product));
-            versions.insert((&it.content_id, &it.product, &it.version));
-            bytes += it.size.unwrap_or(0);
-        }
-        tx.execute(
-            "INSERT INTO snapshots (source_id, source_name, created_at, url, start_path, filters,
-                max_versions, keep, signed, verified, signer, products, versions, items, bytes,
-                fetched_bytes, duration_ms, digest)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
-            params![
-                s.source_id,
-                s.source,
-                now(),
-                s.url,
-                s.start_path,
-                json_list(&s.filters),
-                s.max,
-                s.keep,
-                s.signed,
-                s.verified,
-                s.signer,
-                products.len() as i64,
-                versions.len() as i64,
-                s.items.len() as i64,
-                bytes as i64,
-                s.fetched_bytes as i64,
-                s.duration_ms as i64,
-                s.digest,
-            ],
-        )
-        .map_err(e)?;
-        let id = tx.last_insert_rowid();
-        {
-            let mut st = tx
-                .prepare(
-                    "INSERT INTO snapshot_documents (snapshot_id, ord, path, kind, content_id, blob)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )
-                .map_err(e)?;
-            for d in &s.documents {
-                st.execute(params![id, d.ord, d.path, d.kind, d.content_id, d.blob])
-                    .map_err(e)?;
-            }
-            let mut st = tx
-                .prepare(
-                    "INSERT INTO snapshot_items (snapshot_id, content_id, product, version, item,
-                        path, size, md5, sha256, sha512, blob)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                )
-                .map_err(e)?;
-            for it in &s.items {
-                st.execute(params![
-                    id,
-                    it.content_id,
-                    it.product,
-                    it.version,
-                    it.item,
-                    it.path,
-                    it.size.map(|v| v as i64),
-                    it.checksums.md5,
-                    it.checksums.sha256,
-                    it.checksums.sha512,
-                    it.blob,
-                ])
-                .map_err(e)?;
-            }
-        }
+        let id = write_snapshot(&tx, s).map_err(e)?;
         tx.commit().map_err(e)?;
         Ok(id)
     }
 
     pub fn snapshots(&self, source: Option<&str>) -> Result<Vec<Snapshot>> {
-        let mut st = self
-            .conn
-            .prepare(&format!(
-                "{SNAPSHOT_COLUMNS} WHERE (?1 IS NULL OR source_name = ?1) ORDER BY id"
-            ))
-            .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map([source], snapshot_from_row)
-            .map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.err(e))
+        self.rows(
+            &format!("{SNAPSHOT_COLUMNS} WHERE (?1 IS NULL OR source_name = ?1) ORDER BY id"),
+            [source],
+            snapshot_from_row,
+        )
     }
 
     pub fn snapshot(&self, id: i64) -> Result<Snapshot> {
-        self.conn
-            .query_row(
-                &format!("{SNAPSHOT_COLUMNS} WHERE id = ?1"),
-                [id],
-                snapshot_from_row,
-            )
-            .optional()
-            .map_err(|e| self.err(e))?
-            .ok_or_else(|| Error::UnknownSnapshot(id.to_string()))
+        self.row(
+            &format!("{SNAPSHOT_COLUMNS} WHERE id = ?1"),
+            [id],
+            snapshot_from_row,
+        )?
+        .ok_or_else(|| Error::UnknownSnapshot(id.to_string()))
     }
 
     /// The newest snapshot of a source.
     pub fn latest_snapshot(&self, source: &str) -> Result<Option<Snapshot>> {
-        self.conn
-            .query_row(
-                &format!("{SNAPSHOT_COLUMNS} WHERE source_name = ?1 ORDER BY id DESC LIMIT 1"),
-                [source],
-                snapshot_from_row,
-            )
-            .optional()
-            .map_err(|e| self.err(e))
+        self.row(
+            &format!("{SNAPSHOT_COLUMNS} WHERE source_name = ?1 ORDER BY id DESC LIMIT 1"),
+            [source],
+            snapshot_from_row,
+        )
     }
 
     /// Resolve an id or a source name (= its latest snapshot).
@@ -220,15 +137,11 @@ impl Catalog {
     }
 
     pub fn documents(&self, snapshot: i64) -> Result<Vec<Document>> {
-        let mut st = self
-            .conn
-            .prepare(
-                "SELECT ord, path, kind, content_id, blob FROM snapshot_documents
-                 WHERE snapshot_id = ?1 ORDER BY ord",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map([snapshot], |r| {
+        self.rows(
+            "SELECT ord, path, kind, content_id, blob FROM snapshot_documents
+             WHERE snapshot_id = ?1 ORDER BY ord",
+            [snapshot],
+            |r| {
                 Ok(Document {
                     ord: r.get(0)?,
                     path: r.get(1)?,
@@ -236,29 +149,20 @@ impl Catalog {
                     content_id: r.get(3)?,
                     blob: r.get(4)?,
                 })
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.err(e))
+            },
+        )
     }
 
     /// Stream the items of a snapshot in key order without collecting them.
-    pub fn for_each_item(
-        &self,
-        snapshot: i64,
-        mut f: impl FnMut(Item) -> Result<()>,
-    ) -> Result<()> {
-        let mut st = self
-            .conn
-            .prepare(&format!(
+    pub fn for_each_item(&self, snapshot: i64, f: impl FnMut(Item) -> Result<()>) -> Result<()> {
+        self.each(
+            &format!(
                 "{ITEM_COLUMNS} WHERE snapshot_id = ?1 ORDER BY content_id, product, version, item"
-            ))
-            .map_err(|e| self.err(e))?;
-        let mut rows = st.query([snapshot]).map_err(|e| self.err(e))?;
-        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
-            f(item_from_row(r).map_err(|e| self.err(e))?)?;
-        }
-        Ok(())
+            ),
+            [snapshot],
+            item_from_row,
+            f,
+        )
     }
 
     pub fn items(&self, snapshot: i64) -> Result<Vec<Item>> {
@@ -275,21 +179,17 @@ impl Catalog {
         &self,
         snapshot: i64,
     ) -> Result<BTreeMap<(String, String), Vec<String>>> {
-        let mut st = self
-            .conn
-            .prepare(
-                "SELECT DISTINCT content_id, product, version FROM snapshot_items
-                 WHERE snapshot_id = ?1",
-            )
-            .map_err(|e| self.err(e))?;
-        let mut rows = st.query([snapshot]).map_err(|e| self.err(e))?;
         let mut out: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
-        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
-            let cid: String = r.get(0).map_err(|e| self.err(e))?;
-            let prod: String = r.get(1).map_err(|e| self.err(e))?;
-            let ver: String = r.get(2).map_err(|e| self.err(e))?;
-            out.entry((cid, prod)).or_default().push(ver);
-        }
+        self.each(
+            "SELECT DISTINCT content_id, product, version FROM snapshot_items
+             WHERE snapshot_id = ?1",
+            [snapshot],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |(cid, prod, ver)| {
+                out.entry((cid, prod)).or_default().push(ver);
+                Ok(())
+            },
+        )?;
         Ok(out)
     }
 
@@ -301,21 +201,14 @@ impl Catalog {
         product: &str,
         version: &str,
     ) -> Result<Vec<Item>> {
-        let mut st = self
-            .conn
-            .prepare_cached(&format!(
+        self.rows(
+            &format!(
                 "{ITEM_COLUMNS} WHERE snapshot_id = ?1 AND content_id = ?2 AND product = ?3
                  AND version = ?4 ORDER BY item"
-            ))
-            .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map(
-                params![snapshot, content_id, product, version],
-                item_from_row,
-            )
-            .map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.err(e))
+            ),
+            params![snapshot, content_id, product, version],
+            item_from_row,
+        )
     }
 
     /// The items of `snapshot` that have a path, in path order, streamed to `f`; with `except`,
@@ -366,6 +259,75 @@ pub struct ItemFile {
     pub size: u64,
     /// `(content_id, product, version, item)`.
     pub key: [String; 4],
+}
+
+/// The rows of [`Catalog::insert_snapshot`], inside its transaction.
+fn write_snapshot(tx: &rusqlite::Transaction<'_>, s: &NewSnapshot) -> rusqlite::Result<i64> {
+    let mut products = std::collections::HashSet::new();
+    let mut versions = std::collections::HashSet::new();
+    let mut bytes: u64 = 0;
+    for it in &s.items {
+        products.insert((&it.content_id, &it.product));
+        versions.insert((&it.content_id, &it.product, &it.version));
+        bytes += it.size.unwrap_or(0);
+    }
+    tx.execute(
+        "INSERT INTO snapshots (source_id, source_name, created_at, url, start_path, filters,
+            max_versions, keep, signed, verified, signer, products, versions, items, bytes,
+            fetched_bytes, duration_ms, digest)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+        params![
+            s.source_id,
+            s.source,
+            now(),
+            s.url,
+            s.start_path,
+            json_list(&s.filters),
+            s.max,
+            s.keep,
+            s.signed,
+            s.verified,
+            s.signer,
+            products.len() as i64,
+            versions.len() as i64,
+            s.items.len() as i64,
+            bytes as i64,
+            s.fetched_bytes as i64,
+            s.duration_ms as i64,
+            s.digest,
+        ],
+    )?;
+    let id = tx.last_insert_rowid();
+    {
+        let mut st = tx.prepare(
+            "INSERT INTO snapshot_documents (snapshot_id, ord, path, kind, content_id, blob)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for d in &s.documents {
+            st.execute(params![id, d.ord, d.path, d.kind, d.content_id, d.blob])?;
+        }
+        let mut st = tx.prepare(
+            "INSERT INTO snapshot_items (snapshot_id, content_id, product, version, item,
+                    path, size, md5, sha256, sha512, blob)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?;
+        for it in &s.items {
+            st.execute(params![
+                id,
+                it.content_id,
+                it.product,
+                it.version,
+                it.item,
+                it.path,
+                it.size.map(|v| v as i64),
+                it.checksums.md5,
+                it.checksums.sha256,
+                it.checksums.sha512,
+                it.blob,
+            ])?;
+        }
+    }
+    Ok(id)
 }
 
 const SNAPSHOT_COLUMNS: &str = "SELECT id, source_name, created_at, url, start_path, filters,

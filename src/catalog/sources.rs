@@ -9,10 +9,10 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 
 use super::ops::{AutoPublish, split_credentials};
-use super::{Catalog, json_list, now, parse_list_strict};
+use super::{Catalog, MetadataMode, json_list, now, parse_list_strict};
 use crate::error::{Error, Result};
 
 /// A configured upstream.
@@ -67,16 +67,16 @@ pub fn check_source_name(name: &str) -> Result<()> {
     }
 }
 
+const SOURCE_COLUMNS: &str = "SELECT id, name, url, path, keyring, max_versions, keep,
+    no_verify, mirrors, filters, created_at, implicit, publish_dest, publish_metadata,
+    publish_sign_key FROM sources";
+
 impl Catalog {
     pub fn add_source(&self, s: &NewSource) -> Result<i64> {
         check_source_name(&s.name)?;
-        let exists: Option<i64> = self
-            .conn
-            .query_row("SELECT id FROM sources WHERE name = ?1", [&s.name], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(|e| self.err(e))?;
+        let exists = self.row("SELECT id FROM sources WHERE name = ?1", [&s.name], |r| {
+            r.get::<_, i64>(0)
+        })?;
         if exists.is_some() {
             return Err(Error::SourceExists(s.name.clone()));
         }
@@ -99,72 +99,58 @@ impl Catalog {
         let url = clean(&s.url);
         let mirrors: Vec<String> = s.mirrors.iter().map(|m| clean(m)).collect();
         self.store_credentials(&s.name, creds)?;
-        self.conn
-            .execute(
-                "INSERT INTO sources (name, url, path, keyring, max_versions, keep, no_verify,
-                                      mirrors, filters, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                 ON CONFLICT(name) DO UPDATE SET url = excluded.url, path = excluded.path,
-                   keyring = excluded.keyring, max_versions = excluded.max_versions,
-                   keep = excluded.keep, no_verify = excluded.no_verify,
-                   mirrors = excluded.mirrors, filters = excluded.filters",
-                params![
-                    s.name,
-                    url,
-                    s.path,
-                    s.keyring.as_ref().map(|p| p.to_string_lossy().into_owned()),
-                    s.max,
-                    s.keep,
-                    s.no_verify,
-                    json_list(&mirrors),
-                    json_list(&s.filters),
-                    now(),
-                ],
-            )
-            .map_err(|e| self.err(e))?;
+        self.exec(
+            "INSERT INTO sources (name, url, path, keyring, max_versions, keep, no_verify,
+                                  mirrors, filters, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             ON CONFLICT(name) DO UPDATE SET url = excluded.url, path = excluded.path,
+               keyring = excluded.keyring, max_versions = excluded.max_versions,
+               keep = excluded.keep, no_verify = excluded.no_verify,
+               mirrors = excluded.mirrors, filters = excluded.filters",
+            params![
+                s.name,
+                url,
+                s.path,
+                s.keyring.as_ref().map(|p| p.to_string_lossy().into_owned()),
+                s.max,
+                s.keep,
+                s.no_verify,
+                json_list(&mirrors),
+                json_list(&s.filters),
+                now(),
+            ],
+        )?;
         self.source(&s.name)
     }
 
     pub fn sources(&self) -> Result<Vec<Source>> {
-        let mut st = self
-            .conn
-            .prepare(
-                "SELECT id, name, url, path, keyring, max_versions, keep, no_verify, mirrors,
-                        filters, created_at FROM sources ORDER BY name",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = st.query_map([], source_from_row).map_err(|e| self.err(e))?;
-        let mut list = rows
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.err(e))?;
+        let mut list = self.rows(
+            &format!("{SOURCE_COLUMNS} ORDER BY name"),
+            [],
+            source_from_row,
+        )?;
+        let mut creds = self.read_credentials()?;
         for s in &mut list {
-            self.source_extras(s)?;
+            s.credentials = creds.remove(&s.name).unwrap_or_default();
         }
         Ok(list)
     }
 
     pub fn source(&self, name: &str) -> Result<Source> {
         let mut s = self
-            .conn
-            .query_row(
-                "SELECT id, name, url, path, keyring, max_versions, keep, no_verify, mirrors,
-                        filters, created_at FROM sources WHERE name = ?1",
+            .row(
+                &format!("{SOURCE_COLUMNS} WHERE name = ?1"),
                 [name],
                 source_from_row,
-            )
-            .optional()
-            .map_err(|e| self.err(e))?
+            )?
             .ok_or_else(|| Error::UnknownSource(name.to_string()))?;
-        self.source_extras(&mut s)?;
+        s.credentials = self.read_credentials()?.remove(name).unwrap_or_default();
         Ok(s)
     }
 
     /// Remove a source; its snapshots stay (with the name recorded) until `gc` drops them.
     pub fn remove_source(&self, name: &str) -> Result<()> {
-        let n = self
-            .conn
-            .execute("DELETE FROM sources WHERE name = ?1", [name])
-            .map_err(|e| self.err(e))?;
+        let n = self.exec("DELETE FROM sources WHERE name = ?1", [name])?;
         if n == 0 {
             return Err(Error::UnknownSource(name.to_string()));
         }
@@ -190,6 +176,15 @@ fn source_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Source> {
     let mirrors = parse_list_strict(&mirrors, 8)?;
     let filters: String = r.get(9)?;
     let filters = parse_list_strict(&filters, 9)?;
+    // A damaged `publish_metadata` is an error (FromSql), never "verbatim".
+    let publish = match r.get::<_, Option<String>>(12)? {
+        Some(dest) => Some(AutoPublish {
+            dest: PathBuf::from(dest),
+            metadata: r.get::<_, Option<MetadataMode>>(13)?.unwrap_or_default(),
+            sign_key: r.get(14)?,
+        }),
+        None => None,
+    };
     Ok(Source {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -202,8 +197,8 @@ fn source_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Source> {
         mirrors,
         filters,
         created_at: r.get(10)?,
-        implicit: false,
-        publish: None,
+        implicit: r.get(11)?,
+        publish,
         credentials: BTreeMap::new(),
     })
 }

@@ -13,9 +13,9 @@
 
 use std::path::Path;
 
+use crate::catalog::TreeRow;
 use crate::error::{Error, Result};
 use crate::vault::Vault;
-use crate::catalog::TreeRow;
 
 use super::tree::{Builder, OnExisting};
 

@@ -473,7 +473,9 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
     )?;
 
     // Which files are documents: the tree's recorded documents, else everything under streams/.
-    let recorded: Vec<String> = vault.catalog.tree_documents(tree.id)?
+    let recorded: Vec<String> = vault
+        .catalog
+        .tree_documents(tree.id)?
         .into_iter()
         .map(|(p, _)| p)
         .collect();
@@ -505,7 +507,9 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
     docs.sort_by_key(|doc| (doc.is_index, doc.key.ends_with(".sjson"), doc.key.clone()));
 
     // Publications of this DEST whose trees still exist: what must not be overwritten.
-    let retained: Vec<S3Publication> = vault.catalog.s3_publications(Some(&url))?
+    let retained: Vec<S3Publication> = vault
+        .catalog
+        .s3_publications(Some(&url))?
         .into_iter()
         .filter(|p| trees.join(&p.tree).is_dir())
         .collect();
@@ -585,7 +589,10 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
         .all(|doc| matches!(current.get(&doc.key), Some(Some((b, _))) if *b == doc.body));
     if live_unchanged
         && let Some(p) = previous
-        && vault.catalog.s3_publication(p)?.is_some_and(|l| l.tree == tree.name)
+        && vault
+            .catalog
+            .s3_publication(p)?
+            .is_some_and(|l| l.tree == tree.name)
     {
         report.publication = p;
         report.duration_ms = started.elapsed().as_millis() as u64;
@@ -692,9 +699,12 @@ pub fn rollback(vault: &mut Vault, d: &S3Dest, to: Option<&str>) -> Result<S3Rep
     let url = d.url();
     let pseudo = PathBuf::from(&url);
     let _locks = super::lock_dest(vault, &pseudo, "rollback")?;
-    let live = vault.catalog.live_s3_publication(&url)?.ok_or_else(|| Error::NotPublished {
-        dest: pseudo.clone(),
-    })?;
+    let live = vault
+        .catalog
+        .live_s3_publication(&url)?
+        .ok_or_else(|| Error::NotPublished {
+            dest: pseudo.clone(),
+        })?;
     let target = match to {
         Some(spec) => {
             let n = spec.strip_prefix("publication:").unwrap_or(spec);
@@ -709,7 +719,9 @@ pub fn rollback(vault: &mut Vault, d: &S3Dest, to: Option<&str>) -> Result<S3Rep
                     spec: spec.to_string(),
                 })?
         }
-        None => vault.catalog.s3_publications(Some(&url))?
+        None => vault
+            .catalog
+            .s3_publications(Some(&url))?
             .into_iter()
             .find(|p| p.id < live.id && p.tree != live.tree)
             .ok_or_else(|| Error::NothingToRollBack {
