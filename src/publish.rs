@@ -22,9 +22,13 @@
 //!    and of every tree that one still bridges (so every tree retired within the grace period
 //!    stays downloadable, however many flips later), and the live tree those of the new one, so
 //!    a client that read older metadata still finds its items, and a rollback is a pure rename.
-//! 6. The publication row is inserted (gc sees the tree as referenced from now on), DEST is
-//!    flipped (a fresh symlink created beside DEST, then one `rename(2)` over DEST), and the
-//!    previous publications of DEST are marked retired. If the flip fails the row is removed.
+//! 6. The switch (one function, shared with rollback): the publication row is inserted (gc sees
+//!    the tree as referenced from now on), DEST is flipped (a fresh symlink created beside DEST,
+//!    then one `rename(2)` over DEST), and the previous publications of DEST are marked retired.
+//!    If the flip fails the row is removed.
+//!
+//! Every row read or written here goes through the catalogue ([`crate::catalog`]: trees,
+//! publications, item files); this module holds no SQL.
 //!
 //! A failure at any step leaves DEST untouched and removes the stage; a `kill -9` can leave a
 //! stage (removed by the next publish to that DEST, or by gc), a tree without a row, or a
@@ -32,7 +36,7 @@
 //! when the link and the catalogue disagree.
 //!
 //! **Adopting** (`--adopt`) a real directory at DEST (e.g. an `sstream-mirror` mirror) imports its
-//! files ([`Adopted`]), then needs two renames: DEST → `DEST.streamvault-adopted-<time>`, then the
+//! files as a snapshot ([`crate::import`]), then needs two renames: DEST → `DEST.streamvault-adopted-<time>`, then the
 //! new link → DEST. Between the two, DEST does not exist: that one moment is **not atomic**, and a
 //! client reading then gets a 404. Every later publish and rollback is atomic.
 //!
@@ -98,7 +102,7 @@ pub struct PublishOptions {
     pub adopt: bool,
     /// Build a new tree even if one exists for the same snapshot, mode and signer.
     pub rebuild: bool,
-    /// With `adopt`: the directory was already imported by [`adopt_import`] (the `mirror`
+    /// With `adopt`: the directory was already imported by [`crate::import::import`] (the `mirror`
     /// command imports before its sync so that nothing is downloaded again).
     pub pre_adopted: Option<Adopted>,
 }
