@@ -39,7 +39,9 @@ mod snapshots;
 mod sources;
 mod trees;
 mod validators;
-pub use ops::{AutoPublish, Run, join_credentials, split_credentials, strip_credentials};
+pub use ops::{
+    AutoPublish, Run, RunResult, join_credentials, split_credentials, strip_credentials,
+};
 pub use publications::{
     NewS3Publication, Publication, PublicationAction, S3Document, S3Publication,
 };

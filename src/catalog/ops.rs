@@ -14,7 +14,9 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rusqlite::params;
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 
+use super::trees::unknown;
 use super::{Catalog, MetadataMode, Source, json_list, now, parse_list_strict};
 use crate::error::{Error, IoResultExt, Result};
 
@@ -33,12 +35,72 @@ pub struct Run {
     pub source: String,
     pub started_at: i64,
     pub finished_at: Option<i64>,
-    /// `running` (or killed), `snapshot`, `unchanged`, `failed`.
-    pub result: String,
+    pub result: RunResult,
     pub error: Option<String>,
     pub fetched_bytes: i64,
     pub items: i64,
     pub snapshot: Option<i64>,
+}
+
+/// How a run ended (`runs.result`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunResult {
+    /// Still running, or killed before it could record its end.
+    Running,
+    /// A new snapshot.
+    Snapshot,
+    /// Upstream unchanged (or a dry run).
+    Unchanged,
+    Failed,
+}
+
+impl RunResult {
+    /// Every result, in the order the metrics list them.
+    pub const ALL: [RunResult; 4] = [
+        RunResult::Snapshot,
+        RunResult::Unchanged,
+        RunResult::Failed,
+        RunResult::Running,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunResult::Running => "running",
+            RunResult::Snapshot => "snapshot",
+            RunResult::Unchanged => "unchanged",
+            RunResult::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for RunResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Compares with the stored string (`r.result == "failed"`).
+impl PartialEq<&str> for RunResult {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl ToSql for RunResult {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for RunResult {
+    fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
+        let s = v.as_str()?;
+        RunResult::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| FromSqlError::Other(unknown("run result", s)))
+    }
 }
 
 /// `scheme://user:pw@host/x` → (`scheme://host/x`, `Some("user:pw")`); other strings unchanged.
@@ -253,8 +315,8 @@ impl Catalog {
     pub fn start_run(&self, source: &str) -> Result<i64> {
         self.sql(|c| {
             c.execute(
-                "INSERT INTO runs (source_name, started_at, result) VALUES (?1, ?2, 'running')",
-                params![source, now()],
+                "INSERT INTO runs (source_name, started_at, result) VALUES (?1, ?2, ?3)",
+                params![source, now(), RunResult::Running],
             )?;
             Ok(c.last_insert_rowid())
         })
@@ -264,7 +326,7 @@ impl Catalog {
     pub fn finish_run(
         &self,
         id: i64,
-        result: &str,
+        result: RunResult,
         error: Option<&str>,
         fetched_bytes: u64,
         items: u64,
@@ -323,8 +385,8 @@ impl Catalog {
         self.sql(|c| {
             c.query_row(
                 "SELECT max(finished_at) FROM runs WHERE source_name = ?1
-                   AND result IN ('snapshot', 'unchanged')",
-                [source],
+                   AND result IN (?2, ?3)",
+                params![source, RunResult::Snapshot, RunResult::Unchanged],
                 |r| r.get(0),
             )
         })

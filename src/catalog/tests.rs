@@ -262,3 +262,24 @@ fn a_damaged_s3_action_is_an_error() {
         .unwrap();
     assert!(is_db_error(c.s3_publications(None)));
 }
+
+#[test]
+fn run_results_are_an_enum_and_a_damaged_one_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = open(&dir);
+    let a = c.start_run("s").unwrap();
+    assert_eq!(c.last_runs().unwrap()[0].result, RunResult::Running);
+    c.finish_run(a, RunResult::Unchanged, None, 0, 0, None)
+        .unwrap();
+    let runs = c.last_runs().unwrap();
+    assert_eq!(runs[0].result, RunResult::Unchanged);
+    assert_eq!(
+        serde_json::to_value(&runs[0]).unwrap()["result"],
+        "unchanged"
+    );
+    assert!(c.last_success("s").unwrap().is_some());
+    c.conn
+        .execute("UPDATE runs SET result = 'ok' WHERE id = ?1", [a])
+        .unwrap();
+    assert!(is_db_error(c.last_runs()));
+}
