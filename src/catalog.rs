@@ -1,9 +1,10 @@
 //! The SQLite catalogue (`catalog.db`, WAL): the one owner of the store's SQL.
 //!
 //! This file holds [`Catalog`] itself: opening (read-write or read-only), the migrations (in
-//! `schema/NNNN_name.sql`, applied in order by `PRAGMA user_version`) and the small helpers every
-//! query uses ([`Catalog::sql`], [`Catalog::rows`], [`Catalog::row`], [`Catalog::exec`],
-//! [`Catalog::write`]), which turn a SQLite error into one [`Error::Db`] naming the catalogue.
+//! `schema/NNNN_name.sql`, applied in order by `PRAGMA user_version`) and the small crate-private
+//! helpers every query uses (`Catalog::sql`, `rows`, `row`, `exec`, `each`, `write`), which turn a
+//! SQLite error into one [`Error::Db`] naming the catalogue: no `.map_err(|e| cat.err(e))` after
+//! every call.
 //! The queries live beside it, one file per group of tables:
 //!
 //! - `sources`: the configured upstreams and their filter groups;

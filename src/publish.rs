@@ -18,10 +18,11 @@
 //! 4. The check: the tree is read as a client reads it (index → products → items) and every listed
 //!    item must be there with its size. Verbatim metadata of a filtered snapshot lists items the
 //!    snapshot does not hold: refused (with a count and examples) unless `--force`.
-//! 5. Grace items ([`grace`]): the new tree gets links of the items of the tree DEST points at now
-//!    and of every tree that one still bridges (so every tree retired within the grace period
-//!    stays downloadable, however many flips later), and the live tree those of the new one, so
-//!    a client that read older metadata still finds its items, and a rollback is a pure rename.
+//! 5. Grace items (`publish/grace.rs`): the new tree gets links of the items of the tree DEST
+//!    points at now and of every tree that one still bridges (so every tree retired within the
+//!    grace period stays downloadable, however many flips later), and the live tree those of the
+//!    new one, so a client that read older metadata still finds its items, and a rollback is a
+//!    pure rename.
 //! 6. The switch (one function, shared with rollback): the publication row is inserted (gc sees
 //!    the tree as referenced from now on), DEST is flipped (a fresh symlink created beside DEST,
 //!    then one `rename(2)` over DEST), and the previous publications of DEST are marked retired.
