@@ -120,14 +120,12 @@ impl Catalog {
         )
     }
 
-    /// `(blob count, their total size)`.
+    /// `(blob count, their total size)` ([`Catalog::blob_totals`] as the page prints it).
     pub fn status_blob_total(&self) -> Result<(i64, i64)> {
-        self.sql(|c| {
-            c.query_row(
-                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM blobs",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-        })
+        let (n, bytes) = self.blob_totals()?;
+        Ok((
+            i64::try_from(n).unwrap_or(i64::MAX),
+            i64::try_from(bytes).unwrap_or(i64::MAX),
+        ))
     }
 }
