@@ -203,13 +203,24 @@ pub enum KeepReason {
 }
 
 impl KeepReason {
-    fn parse(s: &str) -> KeepReason {
+    /// The reason a stored string names; `None` for anything else (never a default).
+    pub fn parse(s: &str) -> Option<KeepReason> {
         match s {
-            "published" => KeepReason::Published,
-            "linked" => KeepReason::Linked,
-            "retired_within_grace" => KeepReason::RetiredWithinGrace,
-            _ => KeepReason::NewWithinGrace,
+            "published" => Some(KeepReason::Published),
+            "linked" => Some(KeepReason::Linked),
+            "retired_within_grace" => Some(KeepReason::RetiredWithinGrace),
+            "new_within_grace" => Some(KeepReason::NewWithinGrace),
+            _ => None,
         }
+    }
+}
+
+impl rusqlite::types::FromSql for KeepReason {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let s = v.as_str()?;
+        KeepReason::parse(s).ok_or_else(|| {
+            rusqlite::types::FromSqlError::Other(format!("unknown keep reason `{s}`").into())
+        })
     }
 }
 
@@ -825,11 +836,10 @@ fn fill_report_rows(conn: &Connection, report: &mut GcReport) -> rusqlite::Resul
     )?;
     report.trees_kept = st
         .query_map([], |r| {
-            let reason: String = r.get(2)?;
             Ok(KeptTree {
                 name: r.get(0)?,
                 snapshot: r.get(1)?,
-                reason: KeepReason::parse(&reason),
+                reason: r.get(2)?,
                 dest: r.get(3)?,
                 at: r.get(4)?,
             })

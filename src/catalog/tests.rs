@@ -283,3 +283,22 @@ fn run_results_are_an_enum_and_a_damaged_one_is_an_error() {
         .unwrap();
     assert!(is_db_error(c.last_runs()));
 }
+
+#[test]
+fn gc_keep_reasons_read_back_exactly_and_an_unknown_one_is_an_error() {
+    use crate::gc::KeepReason;
+    let dir = tempfile::tempdir().unwrap();
+    let c = open(&dir);
+    let reason = |s: &str| {
+        c.conn
+            .query_row("SELECT ?1", [s], |r| r.get::<_, KeepReason>(0))
+    };
+    assert_eq!(reason("linked").unwrap(), KeepReason::Linked);
+    assert_eq!(
+        reason("new_within_grace").unwrap(),
+        KeepReason::NewWithinGrace
+    );
+    // Was read as "created within the grace period", whatever the value.
+    assert!(reason("publishd").is_err());
+    assert_eq!(KeepReason::parse("publishd"), None);
+}
