@@ -35,7 +35,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Blobs: files first, then their rows, in one transaction.
     let mut digests: Vec<Digests> = Vec::with_capacity(blobs);
-    vault.catalog.conn().execute_batch("BEGIN")?;
     for i in 0..blobs {
         let data = format!(
             "streamvault bench blob {i:09}\n{}",
@@ -50,10 +49,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         fs::write(&path, data.as_bytes())?;
         fs::set_permissions(&path, fs::Permissions::from_mode(0o444))?;
-        vault.catalog.insert_blob(&d)?;
         digests.push(d);
     }
-    vault.catalog.conn().execute_batch("COMMIT")?;
+    vault.catalog.insert_blobs(&digests)?;
 
     // Snapshots: overlapping windows.
     let step = blobs / (snapshots + 1);
@@ -112,24 +110,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         Ok(())
     })?;
-    let conn = vault.catalog.conn();
-    conn.execute(
-        "INSERT INTO trees (name, snapshot_id, mode, files, bytes, created_at)
-         VALUES ('live', ?1, 'verbatim', ?2, ?3, ?4)",
-        rusqlite::params![last, files, bytes, catalog::now()],
+    let row = vault.catalog.insert_tree(
+        "live",
+        last,
+        catalog::MetadataMode::Verbatim,
+        None,
+        files as u64,
+        bytes as u64,
+        &[],
     )?;
-    let tree_id = conn.last_insert_rowid();
     let www = root
         .parent()
         .map(|p| p.join("www"))
         .ok_or("root has no parent")?;
     let _ = fs::remove_file(&www);
     std::os::unix::fs::symlink(&tree, &www)?;
-    conn.execute(
-        "INSERT INTO publications (dest, tree_id, snapshot_id, action, published_at,
-                                   published_by, retired_at)
-         VALUES (?1, ?2, ?3, 'publish', ?4, 'bench', NULL)",
-        rusqlite::params![www.to_string_lossy(), tree_id, last, catalog::now()],
+    vault.catalog.insert_publication(
+        &www.to_string_lossy(),
+        &row,
+        catalog::PublicationAction::Publish,
+        "bench",
     )?;
     println!(
         "{}: {blobs} blobs, {snapshots} snapshots, tree `live` of {files} files",

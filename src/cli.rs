@@ -1082,8 +1082,8 @@ fn publications_cmd(root: &Path, dest: Option<&Path>, json: bool) -> Result<Exit
                 p.dest.clone(),
                 p.snapshot_id.to_string(),
                 p.source.clone(),
-                p.mode.clone(),
-                p.action.clone(),
+                p.mode.to_string(),
+                p.action.to_string(),
                 time(p.published_at),
                 p.published_by.clone(),
                 if p.live {

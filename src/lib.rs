@@ -47,6 +47,7 @@ pub mod escape;
 pub mod fetch;
 pub mod gc;
 pub mod host;
+pub mod import;
 pub mod keys;
 pub mod lock;
 pub mod metrics;

@@ -75,7 +75,7 @@ pub fn render(cat: &Catalog) -> Result<String> {
         "1 for the result of the last run (snapshot, unchanged, failed, running).",
     );
     for r in &runs {
-        for res in ["snapshot", "unchanged", "failed", "running"] {
+        for res in crate::catalog::RunResult::ALL {
             let _ = writeln!(
                 o,
                 "streamvault_source_last_result{{source=\"{}\",result=\"{res}\"}} {}",

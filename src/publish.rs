@@ -18,13 +18,18 @@
 //! 4. The check: the tree is read as a client reads it (index → products → items) and every listed
 //!    item must be there with its size. Verbatim metadata of a filtered snapshot lists items the
 //!    snapshot does not hold: refused (with a count and examples) unless `--force`.
-//! 5. Grace items ([`grace`]): the new tree gets links of the items of the tree DEST points at now
-//!    and of every tree that one still bridges (so every tree retired within the grace period
-//!    stays downloadable, however many flips later), and the live tree those of the new one, so
-//!    a client that read older metadata still finds its items, and a rollback is a pure rename.
-//! 6. The publication row is inserted (gc sees the tree as referenced from now on), DEST is
-//!    flipped (a fresh symlink created beside DEST, then one `rename(2)` over DEST), and the
-//!    previous publications of DEST are marked retired. If the flip fails the row is removed.
+//! 5. Grace items (`publish/grace.rs`): the new tree gets links of the items of the tree DEST
+//!    points at now and of every tree that one still bridges (so every tree retired within the
+//!    grace period stays downloadable, however many flips later), and the live tree those of the
+//!    new one, so a client that read older metadata still finds its items, and a rollback is a
+//!    pure rename.
+//! 6. The switch (one function, shared with rollback): the publication row is inserted (gc sees
+//!    the tree as referenced from now on), DEST is flipped (a fresh symlink created beside DEST,
+//!    then one `rename(2)` over DEST), and the previous publications of DEST are marked retired.
+//!    If the flip fails the row is removed.
+//!
+//! Every row read or written here goes through the catalogue ([`crate::catalog`]: trees,
+//! publications, item files); this module holds no SQL.
 //!
 //! A failure at any step leaves DEST untouched and removes the stage; a `kill -9` can leave a
 //! stage (removed by the next publish to that DEST, or by gc), a tree without a row, or a
@@ -32,7 +37,7 @@
 //! when the link and the catalogue disagree.
 //!
 //! **Adopting** (`--adopt`) a real directory at DEST (e.g. an `sstream-mirror` mirror) imports its
-//! files ([`Adopted`]), then needs two renames: DEST → `DEST.streamvault-adopted-<time>`, then the
+//! files as a snapshot ([`crate::import`]), then needs two renames: DEST → `DEST.streamvault-adopted-<time>`, then the
 //! new link → DEST. Between the two, DEST does not exist: that one moment is **not atomic**, and a
 //! client reading then gets a 404. Every later publish and rollback is atomic.
 //!
@@ -47,7 +52,6 @@
 //! leaves the old link untouched) and, for gc, invariant 4 (the publication row exists before
 //! the link points at its tree).
 
-mod adopt;
 mod check;
 mod dest;
 mod detach;
@@ -55,7 +59,6 @@ mod failpoint;
 mod grace;
 pub mod maas_rules;
 mod metadata;
-mod record;
 pub mod s3;
 mod tree;
 
@@ -63,12 +66,15 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-pub use adopt::{Adopted, import as adopt_import, source_name as adopted_source_name};
+// moved: lead removes after merge (the import of a directory is `crate::import`)
+pub use crate::catalog::MetadataMode;
+pub use crate::catalog::{Publication, TreeDocument, TreeRow};
+pub use crate::import::{Adopted, import as adopt_import, source_name as adopted_source_name};
 pub use check::{INDEX_NAMES, TreeCheck, check_published, check_tree};
+pub(crate) use dest::{refuse_in_store, resolve as resolve_dest};
 pub use detach::{DetachReport, detach, detach_plan};
-pub use record::{Publication, TreeDocument, TreeRow, tree_documents};
 
-use crate::catalog::Snapshot;
+use crate::catalog::{PublicationAction, Snapshot};
 use crate::error::{Error, Result};
 use crate::lock::{self, LockGuard, Mode};
 use crate::openpgp::SigningKey;
@@ -77,26 +83,6 @@ use crate::vault::Vault;
 use dest::State;
 use metadata::OutDoc;
 use tree::{Builder, OnExisting};
-
-/// Which metadata a tree serves.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MetadataMode {
-    /// The upstream documents byte for byte (what `sstream-mirror` publishes).
-    #[default]
-    Verbatim,
-    /// Rewritten to list exactly what the snapshot holds; re-signed with `sign_key`.
-    Filtered,
-}
-
-impl MetadataMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MetadataMode::Verbatim => "verbatim",
-            MetadataMode::Filtered => "filtered",
-        }
-    }
-}
 
 /// What to publish where.
 #[derive(Debug, Clone, Default)]
@@ -117,7 +103,7 @@ pub struct PublishOptions {
     pub adopt: bool,
     /// Build a new tree even if one exists for the same snapshot, mode and signer.
     pub rebuild: bool,
-    /// With `adopt`: the directory was already imported by [`adopt_import`] (the `mirror`
+    /// With `adopt`: the directory was already imported by [`crate::import::import`] (the `mirror`
     /// command imports before its sync so that nothing is downloaded again).
     pub pre_adopted: Option<Adopted>,
 }
@@ -233,7 +219,7 @@ pub fn publish(vault: &mut Vault, opts: &PublishOptions) -> Result<PublishReport
 
     let mut adopted = match (&state, &opts.pre_adopted) {
         (State::Directory, Some(a)) => Some(a.clone()),
-        (State::Directory, None) => Some(adopt::import(vault, &dest)?),
+        (State::Directory, None) => Some(crate::import::import(vault, &dest)?),
         _ => None,
     };
 
@@ -281,25 +267,21 @@ pub fn publish(vault: &mut Vault, opts: &PublishOptions) -> Result<PublishReport
 
     let dkey = dest_key(&dest);
     let previous = match &live {
-        Some(t) => record::latest_with_tree(&vault.catalog, &dkey, t.id)?.map(|p| p.id),
+        Some(t) => vault
+            .catalog
+            .latest_publication_with_tree(&dkey, t.id)?
+            .map(|p| p.id),
         None => None,
     };
     let action = if adopted.is_some() {
-        "adopt"
+        PublicationAction::Adopt
     } else {
-        "publish"
+        PublicationAction::Publish
     };
-    let id = record::insert_publication(&vault.catalog, &dkey, &tree, action, &who())?;
-    let flipped = if let Some(a) = adopted.as_mut() {
-        flip_adopting(&dest, &tree_path).map(|aside| a.moved_to = Some(aside))
-    } else {
-        flip(&dest, &tree_path)
-    };
-    if let Err(e) = flipped {
-        let _ = record::delete_publication(&vault.catalog, id);
-        return Err(e);
-    }
-    record::retire_others(&vault.catalog, &dkey, id)?;
+    let id = switch(vault, &dkey, &tree, action, || match adopted.as_mut() {
+        Some(a) => flip_adopting(&dest, &tree_path).map(|aside| a.moved_to = Some(aside)),
+        None => flip(&dest, &tree_path),
+    })?;
     Ok(PublishReport {
         publication: id,
         action: action.to_string(),
@@ -309,7 +291,7 @@ pub fn publish(vault: &mut Vault, opts: &PublishOptions) -> Result<PublishReport
         tree: tree.name.clone(),
         tree_path,
         tree_reused: reused,
-        mode: tree.mode.clone(),
+        mode: tree.mode.to_string(),
         signer: tree.signer.clone(),
         keyring,
         key_created,
@@ -323,6 +305,27 @@ pub fn publish(vault: &mut Vault, opts: &PublishOptions) -> Result<PublishReport
         adopted,
         duration_ms: started.elapsed().as_millis() as u64,
     })
+}
+
+/// Switch DEST's link to `tree`, in invariant 4's order: the publication row first (gc sees the
+/// tree as referenced), then `flip`; a failed flip deletes the row again (DEST untouched), a
+/// successful one retires every other publication of DEST. Returns the row's id. The one
+/// sequence publish (and adopt) and rollback share.
+fn switch(
+    vault: &Vault,
+    dkey: &str,
+    tree: &TreeRow,
+    action: PublicationAction,
+    flip: impl FnOnce() -> Result<()>,
+) -> Result<i64> {
+    let cat = &vault.catalog;
+    let id = cat.insert_publication(dkey, tree, action, &who())?;
+    if let Err(e) = flip() {
+        let _ = cat.delete_publication(id);
+        return Err(e);
+    }
+    cat.retire_other_publications(dkey, id)?;
+    Ok(id)
 }
 
 /// The flip, with the test-only failure point before it.
@@ -371,7 +374,9 @@ fn live_tree(
                     target: target.clone(),
                 });
             };
-            Ok(record::tree_by_name(&vault.catalog, &name)?
+            Ok(vault
+                .catalog
+                .tree_by_name(&name)?
                 .filter(|t| trees.join(&t.name).is_dir()))
         }
     }
@@ -420,9 +425,9 @@ fn tree_for(
     key: Option<&SigningKey>,
     signer: Option<&str>,
 ) -> Result<(TreeRow, bool)> {
-    let mode = opts.mode.as_str();
+    let mode = opts.mode;
     if !opts.rebuild {
-        for t in record::trees_for(&vault.catalog, snap.id, mode, signer)? {
+        for t in vault.catalog.trees_for(snap.id, mode, signer)? {
             if trees.join(&t.name).is_dir() {
                 // Nothing is built: remove what a killed publish to this DEST left staged (we
                 // hold the DEST lock, so no other publish is using this stage).
@@ -467,16 +472,9 @@ fn tree_for(
         tree::discard(staging);
         return Err(e);
     }
-    let row = record::insert_tree(
-        &vault.catalog,
-        &name,
-        snap.id,
-        mode,
-        signer,
-        files,
-        bytes,
-        &written,
-    )?;
+    let row = vault
+        .catalog
+        .insert_tree(&name, snap.id, mode, signer, files, bytes, &written)?;
     Ok((row, false))
 }
 
@@ -527,47 +525,33 @@ fn build(
             }
         }
     }
-    let cat = &vault.catalog;
-    let mut st = cat
-        .conn()
-        .prepare(
-            "SELECT path, blob, size, content_id, product, version, item FROM snapshot_items
-             WHERE snapshot_id = ?1 AND path IS NOT NULL ORDER BY path",
-        )
-        .map_err(|e| cat.err(e))?;
-    let mut rows = st.query([snap.id]).map_err(|e| cat.err(e))?;
     let mut last: Option<(String, String)> = None;
-    while let Some(r) = rows.next().map_err(|e| cat.err(e))? {
-        let path: String = r.get(0).map_err(|e| cat.err(e))?;
-        let blob: Option<String> = r.get(1).map_err(|e| cat.err(e))?;
-        let size: Option<i64> = r.get(2).map_err(|e| cat.err(e))?;
-        let Some(blob) = blob else {
-            let key: Vec<String> = (3..7)
-                .map(|i| r.get::<_, String>(i).unwrap_or_default())
-                .collect();
+    vault.catalog.for_each_item_file(snap.id, None, |f| {
+        let Some(blob) = f.blob else {
             return Err(Error::ItemWithoutBlob {
                 snapshot: snap.id,
-                item: key.join("/"),
+                item: f.key.join("/"),
             });
         };
         if let Some((lp, lb)) = &last
-            && *lp == path
+            && *lp == f.path
         {
             if *lb == blob {
-                continue;
+                return Ok(());
             }
             return Err(Error::PathConflict {
                 snapshot: snap.id,
-                path,
+                path: f.path,
             });
         }
         let bp = vault
             .layout
             .blob(&blob)
             .ok_or_else(|| Error::BadDigest(blob.clone()))?;
-        b.link_blob(&path, &bp, size.unwrap_or(0).max(0) as u64)?;
-        last = Some((path, blob));
-    }
+        b.link_blob(&f.path, &bp, f.size)?;
+        last = Some((f.path, blob));
+        Ok(())
+    })?;
     b.sync()?;
     Ok((b.files, b.bytes, written))
 }
@@ -598,20 +582,17 @@ pub fn rollback(vault: &mut Vault, opts: &RollbackOptions) -> Result<PublishRepo
         return Err(not_pub());
     };
     let name = dest::tree_name(&dest, &target, &trees).ok_or_else(not_pub)?;
-    let live = record::tree_by_name(&vault.catalog, &name)?.ok_or_else(not_pub)?;
+    let cat = &vault.catalog;
+    let live = cat.tree_by_name(&name)?.ok_or_else(not_pub)?;
     let dkey = dest_key(&dest);
-    let live_pub = record::latest_with_tree(&vault.catalog, &dkey, live.id)?;
+    let live_pub = cat.latest_publication_with_tree(&dkey, live.id)?;
     let target_pub = match &opts.to {
-        None => record::previous(
-            &vault.catalog,
-            &dkey,
-            live_pub.as_ref().map_or(i64::MAX, |p| p.id),
-            live.id,
-        )?
-        .ok_or_else(|| Error::NothingToRollBack { dest: dest.clone() })?,
+        None => cat
+            .previous_publication(&dkey, live_pub.as_ref().map_or(i64::MAX, |p| p.id), live.id)?
+            .ok_or_else(|| Error::NothingToRollBack { dest: dest.clone() })?,
         Some(spec) => resolve_to(vault, &dest, &dkey, spec)?,
     };
-    let target_tree = record::tree_by_id(&vault.catalog, target_pub.tree_id)?;
+    let target_tree = cat.tree_by_id(target_pub.tree_id)?;
     let gone = || Error::TreeGone {
         publication: target_pub.id,
         tree: trees.join(&target_pub.tree),
@@ -624,14 +605,14 @@ pub fn rollback(vault: &mut Vault, opts: &RollbackOptions) -> Result<PublishRepo
     let snap = vault.catalog.snapshot(target_tree.snapshot_id)?;
     let mut report = PublishReport {
         publication: live_pub.as_ref().map_or(0, |p| p.id),
-        action: "rollback".into(),
+        action: PublicationAction::Rollback.to_string(),
         dest: dest.clone(),
         snapshot: snap.id,
         source: snap.source.clone(),
         tree: target_tree.name.clone(),
         tree_path: tree_path.clone(),
         tree_reused: true,
-        mode: target_tree.mode.clone(),
+        mode: target_tree.mode.to_string(),
         signer: target_tree.signer.clone(),
         keyring: None,
         key_created: false,
@@ -647,14 +628,13 @@ pub fn rollback(vault: &mut Vault, opts: &RollbackOptions) -> Result<PublishRepo
     };
     if target_tree.id != live.id {
         report.grace_files += grace::bridge(vault, &trees, &target_tree, &live)?;
-        let id =
-            record::insert_publication(&vault.catalog, &dkey, &target_tree, "rollback", &who())?;
-        if let Err(e) = flip(&dest, &tree_path) {
-            let _ = record::delete_publication(&vault.catalog, id);
-            return Err(e);
-        }
-        record::retire_others(&vault.catalog, &dkey, id)?;
-        report.publication = id;
+        report.publication = switch(
+            vault,
+            &dkey,
+            &target_tree,
+            PublicationAction::Rollback,
+            || flip(&dest, &tree_path),
+        )?;
         report.changed = true;
     }
     report.duration_ms = started.elapsed().as_millis() as u64;
@@ -673,8 +653,8 @@ fn resolve_to(vault: &Vault, dest: &Path, dkey: &str, spec: &str) -> Result<Publ
     };
     let n: i64 = num.parse().map_err(|_| unknown())?;
     let found = match kind {
-        "publication" | "p" => record::publication(&vault.catalog, n)?.filter(|p| p.dest == dkey),
-        "snapshot" | "s" => record::latest_of_snapshot(&vault.catalog, dkey, n)?,
+        "publication" | "p" => vault.catalog.publication(n)?.filter(|p| p.dest == dkey),
+        "snapshot" | "s" => vault.catalog.latest_publication_of_snapshot(dkey, n)?,
         _ => None,
     };
     found.ok_or_else(unknown)
@@ -702,7 +682,7 @@ pub fn status(vault: Option<&Vault>, dest: &Path) -> Result<Status> {
         return Err(Error::NotPublished { dest });
     };
     let dkey = dest_key(&dest);
-    let latest = record::latest_publication(&vault.catalog, &dkey)?;
+    let latest = vault.catalog.latest_publication(&dkey)?;
     if link.is_none() && latest.is_none() {
         return Err(Error::NotPublished { dest });
     }
@@ -743,13 +723,13 @@ pub fn status(vault: Option<&Vault>, dest: &Path) -> Result<Status> {
             "the link points at tree `{name}`, which no longer exists"
         ));
     }
-    let Some(tree) = record::tree_by_name(&vault.catalog, &name)? else {
+    let Some(tree) = vault.catalog.tree_by_name(&name)? else {
         st.problems.push(format!(
             "the link points at tree `{name}`, which the catalogue does not record"
         ));
         return Ok(st);
     };
-    st.live = record::latest_with_tree(&vault.catalog, &dkey, tree.id)?;
+    st.live = vault.catalog.latest_publication_with_tree(&dkey, tree.id)?;
     st.tree = Some(tree);
     match (&st.live, &latest) {
         (None, _) => st.problems.push(format!(
@@ -776,7 +756,7 @@ pub fn publications(vault: Option<&Vault>, dest: Option<&Path>) -> Result<Vec<Pu
         )),
         None => None,
     };
-    let mut list = record::publications(&vault.catalog, dkey.as_deref())?;
+    let mut list = vault.catalog.publications(dkey.as_deref())?;
     let trees = dest::trees_dir(&vault.layout).ok();
     let mut live: std::collections::HashMap<String, Option<i64>> = Default::default();
     for p in &list {

@@ -9,10 +9,10 @@
 
 use std::sync::Arc;
 
-use crate::catalog::{Run, Source};
+use crate::catalog::{Run, RunResult, Source};
 use crate::error::Result;
 use crate::gc::{self, GcOptions};
-use crate::publish::{self, MetadataMode, PublishOptions, PublishReport};
+use crate::publish::{self, PublishOptions, PublishReport};
 use crate::settings::StoreSettings;
 use crate::sync::{self, Outcome, SyncEvents, SyncOptions, SyncReport};
 use crate::vault::Vault;
@@ -38,9 +38,9 @@ pub fn record(vault: &Vault, run: i64, res: &Result<SyncReport>) {
     let _ = match res {
         Ok(r) => {
             let (result, snap) = match r.outcome {
-                Outcome::Snapshot(id) => ("snapshot", Some(id)),
-                Outcome::Unchanged(id) => ("unchanged", Some(id)),
-                Outcome::DryRun => ("unchanged", None),
+                Outcome::Snapshot(id) => (RunResult::Snapshot, Some(id)),
+                Outcome::Unchanged(id) => (RunResult::Unchanged, Some(id)),
+                Outcome::DryRun => (RunResult::Unchanged, None),
             };
             vault
                 .catalog
@@ -50,7 +50,7 @@ pub fn record(vault: &Vault, run: i64, res: &Result<SyncReport>) {
             let line = strip_urls(&sync::error_line(e));
             vault
                 .catalog
-                .finish_run(run, "failed", Some(&line), 0, 0, None)
+                .finish_run(run, RunResult::Failed, Some(&line), 0, 0, None)
         }
     };
 }
@@ -111,11 +111,7 @@ pub fn auto_publish(
         }
         Outcome::DryRun => return Ok(None),
     };
-    let mode = if target.metadata == "filtered" {
-        MetadataMode::Filtered
-    } else {
-        MetadataMode::Verbatim
-    };
+    let mode = target.metadata;
     publish::publish(
         vault,
         &PublishOptions {

@@ -13,17 +13,18 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 
-use super::{Catalog, Source, now};
+use super::trees::unknown;
+use super::{Catalog, MetadataMode, Source, json_list, now, parse_list_strict};
 use crate::error::{Error, IoResultExt, Result};
 
 /// Where a source's new snapshots are published after each sync (`source add … --publish`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AutoPublish {
     pub dest: PathBuf,
-    /// `verbatim` or `filtered`.
-    pub metadata: String,
+    pub metadata: MetadataMode,
     pub sign_key: Option<String>,
 }
 
@@ -34,12 +35,72 @@ pub struct Run {
     pub source: String,
     pub started_at: i64,
     pub finished_at: Option<i64>,
-    /// `running` (or killed), `snapshot`, `unchanged`, `failed`.
-    pub result: String,
+    pub result: RunResult,
     pub error: Option<String>,
     pub fetched_bytes: i64,
     pub items: i64,
     pub snapshot: Option<i64>,
+}
+
+/// How a run ended (`runs.result`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunResult {
+    /// Still running, or killed before it could record its end.
+    Running,
+    /// A new snapshot.
+    Snapshot,
+    /// Upstream unchanged (or a dry run).
+    Unchanged,
+    Failed,
+}
+
+impl RunResult {
+    /// Every result, in the order the metrics list them.
+    pub const ALL: [RunResult; 4] = [
+        RunResult::Snapshot,
+        RunResult::Unchanged,
+        RunResult::Failed,
+        RunResult::Running,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunResult::Running => "running",
+            RunResult::Snapshot => "snapshot",
+            RunResult::Unchanged => "unchanged",
+            RunResult::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for RunResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Compares with the stored string (`r.result == "failed"`).
+impl PartialEq<&str> for RunResult {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl ToSql for RunResult {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for RunResult {
+    fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
+        let s = v.as_str()?;
+        RunResult::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| FromSqlError::Other(unknown("run result", s)))
+    }
 }
 
 /// `scheme://user:pw@host/x` → (`scheme://host/x`, `Some("user:pw")`); other strings unchanged.
@@ -100,29 +161,22 @@ impl Catalog {
     // ------------------------------------------------------------------ settings
 
     pub fn setting(&self, key: &str) -> Result<Option<String>> {
-        self.conn
-            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(|e| self.err(e))
+        self.row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+            r.get(0)
+        })
     }
 
     pub fn set_setting(&self, key: &str, value: &str) -> Result<()> {
-        self.conn
-            .execute(
-                "INSERT INTO settings (key, value) VALUES (?1, ?2)
-                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                params![key, value],
-            )
-            .map_err(|e| self.err(e))?;
+        self.exec(
+            "INSERT INTO settings (key, value) VALUES (?1, ?2)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
         Ok(())
     }
 
     pub fn unset_setting(&self, key: &str) -> Result<()> {
-        self.conn
-            .execute("DELETE FROM settings WHERE key = ?1", [key])
-            .map_err(|e| self.err(e))?;
+        self.exec("DELETE FROM settings WHERE key = ?1", [key])?;
         Ok(())
     }
 
@@ -130,56 +184,25 @@ impl Catalog {
 
     /// Mark a source as the implicit source of a `mirror` OUTPUT_DIR.
     pub fn mark_implicit(&self, name: &str) -> Result<()> {
-        self.conn
-            .execute("UPDATE sources SET implicit = 1 WHERE name = ?1", [name])
-            .map_err(|e| self.err(e))?;
+        self.exec("UPDATE sources SET implicit = 1 WHERE name = ?1", [name])?;
         Ok(())
     }
 
     /// Set (or with `None` clear) a source's auto-publish target.
     pub fn set_auto_publish(&self, name: &str, p: Option<&AutoPublish>) -> Result<()> {
-        let n = self
-            .conn
-            .execute(
-                "UPDATE sources SET publish_dest = ?2, publish_metadata = ?3, publish_sign_key = ?4
-                 WHERE name = ?1",
-                params![
-                    name,
-                    p.map(|p| p.dest.to_string_lossy().into_owned()),
-                    p.map(|p| p.metadata.clone()),
-                    p.and_then(|p| p.sign_key.clone()),
-                ],
-            )
-            .map_err(|e| self.err(e))?;
+        let n = self.exec(
+            "UPDATE sources SET publish_dest = ?2, publish_metadata = ?3, publish_sign_key = ?4
+             WHERE name = ?1",
+            params![
+                name,
+                p.map(|p| p.dest.to_string_lossy().into_owned()),
+                p.map(|p| p.metadata),
+                p.and_then(|p| p.sign_key.clone()),
+            ],
+        )?;
         if n == 0 {
             return Err(Error::UnknownSource(name.to_string()));
         }
-        Ok(())
-    }
-
-    /// The implicit/auto-publish columns of a source row.
-    pub(super) fn source_extras(&self, s: &mut Source) -> Result<()> {
-        let (implicit, dest, metadata, key): (
-            bool,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        ) = self
-            .conn
-            .query_row(
-                "SELECT implicit, publish_dest, publish_metadata, publish_sign_key
-                     FROM sources WHERE id = ?1",
-                [s.id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
-            .map_err(|e| self.err(e))?;
-        s.implicit = implicit;
-        s.publish = dest.map(|d| AutoPublish {
-            dest: PathBuf::from(d),
-            metadata: metadata.unwrap_or_else(|| "verbatim".into()),
-            sign_key: key,
-        });
-        s.credentials = self.read_credentials()?.remove(&s.name).unwrap_or_default();
         Ok(())
     }
 
@@ -190,10 +213,17 @@ impl Catalog {
         crate::store::Layout::new(self.path.parent().unwrap_or(Path::new("."))).credentials()
     }
 
-    fn read_credentials(&self) -> Result<CredMap> {
+    /// Every source's credentials. A damaged file is an error: read as "none", the next write
+    /// would replace every other source's credentials with nothing.
+    pub(super) fn read_credentials(&self) -> Result<CredMap> {
         let p = self.credentials_path();
+        let damaged = |e: serde_json::Error| Error::Io {
+            op: "parse credentials",
+            path: p.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        };
         match std::fs::read(&p) {
-            Ok(b) => Ok(serde_json::from_slice(&b).unwrap_or_default()),
+            Ok(b) => serde_json::from_slice(&b).map_err(damaged),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(CredMap::new()),
             Err(e) => Err(Error::Io {
                 op: "read credentials",
@@ -243,18 +273,18 @@ impl Catalog {
     /// A catalogue written before credentials moved out: re-record every source whose URL or
     /// mirrors carry user info (moving it to the credentials file). Snapshot rows are never
     /// changed (invariant 2): the URL an old one recorded is stripped when it is read. Nothing is
-    /// written when there is nothing to move.
+    /// written when there is nothing to move; a damaged `mirrors` value is an error (rewriting
+    /// it as an empty list would lose the mirrors).
     pub(super) fn move_credentials_out(&self) -> Result<()> {
-        let rows: Vec<(String, String, String)> = {
-            let mut st = self
-                .conn
-                .prepare("SELECT name, url, mirrors FROM sources WHERE url LIKE '%://%@%' OR mirrors LIKE '%://%@%'")
-                .map_err(|e| self.err(e))?;
-            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .map_err(|e| self.err(e))?
-                .collect::<rusqlite::Result<_>>()
-                .map_err(|e| self.err(e))?
-        };
+        let rows: Vec<(String, String, Vec<String>)> = self.rows(
+            "SELECT name, url, mirrors FROM sources
+             WHERE url LIKE '%://%@%' OR mirrors LIKE '%://%@%'",
+            [],
+            |r| {
+                let mirrors: String = r.get(2)?;
+                Ok((r.get(0)?, r.get(1)?, parse_list_strict(&mirrors, 2)?))
+            },
+        )?;
         for (name, url, mirrors) in rows {
             let mut creds = self.read_credentials()?.remove(&name).unwrap_or_default();
             let mut clean = |u: &str| {
@@ -265,15 +295,12 @@ impl Catalog {
                 c
             };
             let url = clean(&url);
-            let list: Vec<String> = serde_json::from_str(&mirrors).unwrap_or_default();
-            let list: Vec<String> = list.iter().map(|m| clean(m)).collect();
+            let list: Vec<String> = mirrors.iter().map(|m| clean(m)).collect();
             self.store_credentials(&name, creds)?;
-            self.conn
-                .execute(
-                    "UPDATE sources SET url = ?2, mirrors = ?3 WHERE name = ?1",
-                    params![name, url, serde_json::to_string(&list).unwrap_or_default()],
-                )
-                .map_err(|e| self.err(e))?;
+            self.exec(
+                "UPDATE sources SET url = ?2, mirrors = ?3 WHERE name = ?1",
+                params![name, url, json_list(&list)],
+            )?;
         }
         Ok(())
     }
@@ -286,133 +313,82 @@ impl Catalog {
 
     /// Record the start of a sync or mirror run.
     pub fn start_run(&self, source: &str) -> Result<i64> {
-        self.conn
-            .execute(
-                "INSERT INTO runs (source_name, started_at, result) VALUES (?1, ?2, 'running')",
-                params![source, now()],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(self.conn.last_insert_rowid())
+        self.sql(|c| {
+            c.execute(
+                "INSERT INTO runs (source_name, started_at, result) VALUES (?1, ?2, ?3)",
+                params![source, now(), RunResult::Running],
+            )?;
+            Ok(c.last_insert_rowid())
+        })
     }
 
     /// Record how a run ended. `error` must already be free of credentials.
     pub fn finish_run(
         &self,
         id: i64,
-        result: &str,
+        result: RunResult,
         error: Option<&str>,
         fetched_bytes: u64,
         items: u64,
         snapshot: Option<i64>,
     ) -> Result<()> {
-        self.conn
-            .execute(
-                "UPDATE runs SET finished_at = ?2, result = ?3, error = ?4, fetched_bytes = ?5,
-                                 items = ?6, snapshot_id = ?7 WHERE id = ?1",
-                params![
-                    id,
-                    now(),
-                    result,
-                    error,
-                    i64::try_from(fetched_bytes).unwrap_or(i64::MAX),
-                    i64::try_from(items).unwrap_or(i64::MAX),
-                    snapshot
-                ],
-            )
-            .map_err(|e| self.err(e))?;
+        self.exec(
+            "UPDATE runs SET finished_at = ?2, result = ?3, error = ?4, fetched_bytes = ?5,
+                             items = ?6, snapshot_id = ?7 WHERE id = ?1",
+            params![
+                id,
+                now(),
+                result,
+                error,
+                i64::try_from(fetched_bytes).unwrap_or(i64::MAX),
+                i64::try_from(items).unwrap_or(i64::MAX),
+                snapshot
+            ],
+        )?;
         // The history stays bounded: the last 100 runs per source.
-        self.conn
-            .execute(
-                "DELETE FROM runs WHERE source_name = (SELECT source_name FROM runs WHERE id = ?1)
-                   AND id <= (SELECT id FROM runs WHERE source_name =
-                              (SELECT source_name FROM runs WHERE id = ?1)
-                              ORDER BY id DESC LIMIT 1 OFFSET 100)",
-                [id],
-            )
-            .map_err(|e| self.err(e))?;
+        self.exec(
+            "DELETE FROM runs WHERE source_name = (SELECT source_name FROM runs WHERE id = ?1)
+               AND id <= (SELECT id FROM runs WHERE source_name =
+                          (SELECT source_name FROM runs WHERE id = ?1)
+                          ORDER BY id DESC LIMIT 1 OFFSET 100)",
+            [id],
+        )?;
         Ok(())
     }
 
     /// The newest run of each source (sorted by source name).
     pub fn last_runs(&self) -> Result<Vec<Run>> {
-        let mut st = self
-            .conn
-            .prepare(
-                "SELECT id, source_name, started_at, finished_at, result, error, fetched_bytes,
-                        items, snapshot_id FROM runs r
-                 WHERE id = (SELECT max(id) FROM runs x WHERE x.source_name = r.source_name)
-                 ORDER BY source_name",
-            )
-            .map_err(|e| self.err(e))?;
-        st.query_map([], |r| {
-            Ok(Run {
-                id: r.get(0)?,
-                source: r.get(1)?,
-                started_at: r.get(2)?,
-                finished_at: r.get(3)?,
-                result: r.get(4)?,
-                error: r.get(5)?,
-                fetched_bytes: r.get(6)?,
-                items: r.get(7)?,
-                snapshot: r.get(8)?,
-            })
-        })
-        .map_err(|e| self.err(e))?
-        .collect::<rusqlite::Result<_>>()
-        .map_err(|e| self.err(e))
+        self.rows(
+            "SELECT id, source_name, started_at, finished_at, result, error, fetched_bytes,
+                    items, snapshot_id FROM runs r
+             WHERE id = (SELECT max(id) FROM runs x WHERE x.source_name = r.source_name)
+             ORDER BY source_name",
+            [],
+            |r| {
+                Ok(Run {
+                    id: r.get(0)?,
+                    source: r.get(1)?,
+                    started_at: r.get(2)?,
+                    finished_at: r.get(3)?,
+                    result: r.get(4)?,
+                    error: r.get(5)?,
+                    fetched_bytes: r.get(6)?,
+                    items: r.get(7)?,
+                    snapshot: r.get(8)?,
+                })
+            },
+        )
     }
 
     /// When a source last finished a run successfully.
     pub fn last_success(&self, source: &str) -> Result<Option<i64>> {
-        self.conn
-            .query_row(
+        self.sql(|c| {
+            c.query_row(
                 "SELECT max(finished_at) FROM runs WHERE source_name = ?1
-                   AND result IN ('snapshot', 'unchanged')",
-                [source],
+                   AND result IN (?2, ?3)",
+                params![source, RunResult::Snapshot, RunResult::Unchanged],
                 |r| r.get(0),
             )
-            .map_err(|e| self.err(e))
-    }
-
-    /// Store totals: (blob count, sum of blob sizes).
-    pub fn blob_totals(&self) -> Result<(u64, u64)> {
-        self.conn
-            .query_row(
-                "SELECT count(*), coalesce(sum(size), 0) FROM blobs",
-                [],
-                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
-            )
-            .map(|(n, b)| (n.max(0) as u64, b.max(0) as u64))
-            .map_err(|e| self.err(e))
-    }
-
-    /// Whether `snapshot` was published on `dest` and later replaced there (a rollback or a
-    /// newer publish), as opposed to never having been flipped to.
-    pub fn was_retired_from(&self, dest: &str, snapshot: i64) -> Result<bool> {
-        self.conn
-            .query_row(
-                "SELECT EXISTS (SELECT 1 FROM publications WHERE dest = ?1 AND snapshot_id = ?2
-                                AND retired_at IS NOT NULL)",
-                params![dest, snapshot],
-                |r| r.get(0),
-            )
-            .map_err(|e| self.err(e))
-    }
-
-    /// The live (not retired) publication of every dest: (dest, snapshot, published_at).
-    pub fn live_publications(&self) -> Result<Vec<(String, i64, i64)>> {
-        let mut st = self
-            .conn
-            .prepare(
-                "SELECT dest, snapshot_id, published_at FROM publications p
-                 WHERE retired_at IS NULL
-                   AND id = (SELECT max(id) FROM publications x WHERE x.dest = p.dest)
-                 ORDER BY dest",
-            )
-            .map_err(|e| self.err(e))?;
-        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .map_err(|e| self.err(e))?
-            .collect::<rusqlite::Result<_>>()
-            .map_err(|e| self.err(e))
+        })
     }
 }

@@ -7,7 +7,7 @@
 
 use rusqlite::params;
 
-use super::Catalog;
+use super::{Catalog, PublicationAction};
 use crate::error::Result;
 
 /// One source and its newest snapshot.
@@ -42,27 +42,23 @@ pub struct PublicationStatus {
     pub dest: String,
     pub tree: String,
     pub snapshot_id: i64,
-    pub action: String,
+    pub action: PublicationAction,
     pub published_at: i64,
     pub retired_at: Option<i64>,
 }
 
 impl Catalog {
     pub fn status_sources(&self) -> Result<Vec<SourceStatus>> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT s.name, s.url,
+        self.rows(
+            "SELECT s.name, s.url,
                         (SELECT COUNT(*) FROM snapshots n WHERE n.source_name = s.name),
                         l.id, l.created_at, l.items, l.bytes, l.duration_ms
                  FROM sources s
                  LEFT JOIN snapshots l ON l.id =
                      (SELECT MAX(id) FROM snapshots m WHERE m.source_name = s.name)
                  ORDER BY s.name",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |r| {
+            [],
+            |r| {
                 let id: Option<i64> = r.get(3)?;
                 Ok(SourceStatus {
                     name: r.get(0)?,
@@ -73,26 +69,20 @@ impl Catalog {
                         None => None,
                     },
                 })
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<_>>()
-            .map_err(|e| self.err(e))
+            },
+        )
     }
 
     /// The newest `limit` snapshots, newest first.
     pub fn status_snapshots(&self, limit: i64) -> Result<Vec<SnapshotStatus>> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT id, source_name, created_at, products, versions, items, bytes,
+        self.rows(
+            "SELECT id, source_name, created_at, products, versions, items, bytes,
                         fetched_bytes,
                         (SELECT MAX(p.id) FROM snapshots p
                           WHERE p.source_name = s.source_name AND p.id < s.id)
                  FROM snapshots s ORDER BY id DESC LIMIT ?1",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params![limit], |r| {
+            params![limit],
+            |r| {
                 Ok(SnapshotStatus {
                     id: r.get(0)?,
                     source: r.get(1)?,
@@ -104,26 +94,20 @@ impl Catalog {
                     fetched_bytes: r.get(7)?,
                     previous: r.get(8)?,
                 })
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<_>>()
-            .map_err(|e| self.err(e))
+            },
+        )
     }
 
     /// Publications still live (not retired), and those retired at or after `since`
     /// (unix seconds), newest first.
     pub fn status_publications(&self, since: i64) -> Result<Vec<PublicationStatus>> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT p.dest, t.name, p.snapshot_id, p.action, p.published_at, p.retired_at
+        self.rows(
+            "SELECT p.dest, t.name, p.snapshot_id, p.action, p.published_at, p.retired_at
                  FROM publications p JOIN trees t ON t.id = p.tree_id
                  WHERE p.retired_at IS NULL OR p.retired_at >= ?1
                  ORDER BY p.id DESC",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params![since], |r| {
+            params![since],
+            |r| {
                 Ok(PublicationStatus {
                     dest: r.get(0)?,
                     tree: r.get(1)?,
@@ -132,20 +116,16 @@ impl Catalog {
                     published_at: r.get(4)?,
                     retired_at: r.get(5)?,
                 })
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<_>>()
-            .map_err(|e| self.err(e))
+            },
+        )
     }
 
-    /// `(blob count, their total size)`.
+    /// `(blob count, their total size)` ([`Catalog::blob_totals`] as the page prints it).
     pub fn status_blob_total(&self) -> Result<(i64, i64)> {
-        self.conn
-            .query_row(
-                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM blobs",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(|e| self.err(e))
+        let (n, bytes) = self.blob_totals()?;
+        Ok((
+            i64::try_from(n).unwrap_or(i64::MAX),
+            i64::try_from(bytes).unwrap_or(i64::MAX),
+        ))
     }
 }

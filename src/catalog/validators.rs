@@ -19,12 +19,10 @@ pub struct StoredValidators {
 impl Catalog {
     /// Every stored row, by URL (a few per source).
     pub fn document_validators(&self) -> Result<HashMap<String, StoredValidators>> {
-        let mut st = self
-            .conn()
-            .prepare("SELECT url, etag, last_modified, blob FROM document_validators")
-            .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map([], |r| {
+        let rows = self.rows(
+            "SELECT url, etag, last_modified, blob FROM document_validators",
+            [],
+            |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     StoredValidators {
@@ -35,10 +33,9 @@ impl Catalog {
                         blob: r.get(3)?,
                     },
                 ))
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<rusqlite::Result<HashMap<_, _>>>()
-            .map_err(|e| self.err(e))
+            },
+        )?;
+        Ok(rows.into_iter().collect())
     }
 
     /// Record (or replace) the validators of document URLs, in one transaction.
@@ -46,20 +43,12 @@ impl Catalog {
         if rows.is_empty() {
             return Ok(());
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        let path = self.path().to_path_buf();
-        let err = |e| super::db(&path, e);
-        let tx = self.conn_mut().transaction().map_err(err)?;
-        {
-            let mut st = tx
-                .prepare(
-                    "INSERT OR REPLACE INTO document_validators
-                     (url, etag, last_modified, blob, saved_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .map_err(err)?;
+        let now = super::now();
+        self.write(|tx| {
+            let mut st = tx.prepare(
+                "INSERT OR REPLACE INTO document_validators
+                 (url, etag, last_modified, blob, saved_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
             for (url, row) in rows {
                 st.execute(params![
                     url,
@@ -67,10 +56,9 @@ impl Catalog {
                     row.validators.last_modified,
                     row.blob,
                     now
-                ])
-                .map_err(err)?;
+                ])?;
             }
-        }
-        tx.commit().map_err(err)
+            Ok(())
+        })
     }
 }

@@ -35,12 +35,12 @@ pub fn auto_publish(root: &Path, a: &AutoPublishArgs) -> Result<Option<AutoPubli
         streamvault::keys::load(&streamvault::store::Layout::new(root), k)?;
     }
     let metadata = match a.metadata {
-        Some(MetadataArg::Filtered) => "filtered",
-        _ => "verbatim",
+        Some(MetadataArg::Filtered) => streamvault::catalog::MetadataMode::Filtered,
+        _ => streamvault::catalog::MetadataMode::Verbatim,
     };
     Ok(Some(AutoPublish {
         dest,
-        metadata: metadata.to_string(),
+        metadata,
         sign_key: a.sign_key.clone(),
     }))
 }

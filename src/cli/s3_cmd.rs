@@ -107,8 +107,8 @@ pub(super) fn publications(vault: Option<&Vault>, d: &S3Dest, json: bool) -> Res
                 p.id.to_string(),
                 p.dest.clone(),
                 p.snapshot_id.to_string(),
-                p.mode.clone(),
-                p.action.clone(),
+                p.mode.to_string(),
+                p.action.to_string(),
                 time(p.published_at),
                 p.published_by.clone(),
                 p.retired_at

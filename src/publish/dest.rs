@@ -26,7 +26,7 @@ pub(super) enum State {
 }
 
 /// DEST as an absolute path whose parent is canonical (the key of its publications).
-pub(super) fn resolve(dest: &Path) -> Result<PathBuf> {
+pub(crate) fn resolve(dest: &Path) -> Result<PathBuf> {
     let abs = std::path::absolute(dest).with_path("resolve", dest)?;
     let (Some(parent), Some(name)) = (abs.parent(), abs.file_name()) else {
         return Err(Error::DestIsDirectory { dest: abs });
@@ -54,7 +54,7 @@ pub(super) fn resolve(dest: &Path) -> Result<PathBuf> {
 /// Refuse a DEST that is the store root, lies inside it (`ROOT/trees`, `ROOT/blobs`…) or contains
 /// it (a parent of ROOT): replacing it with a link, or adopting it, would destroy the store.
 /// `dest` comes from [`resolve`] (canonical parent); the root is canonicalised here.
-pub(super) fn refuse_in_store(layout: &Layout, dest: &Path) -> Result<()> {
+pub(crate) fn refuse_in_store(layout: &Layout, dest: &Path) -> Result<()> {
     let root = fs::canonicalize(layout.root()).with_path("resolve", layout.root())?;
     let relation = if dest == root {
         "is"

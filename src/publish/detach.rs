@@ -28,7 +28,7 @@ use crate::store::{TREE_DIR_MODE, create_dir_mode, sync_dir};
 use crate::vault::Vault;
 
 use super::dest::{self, State};
-use super::{dest_key, lock_dest, record};
+use super::{dest_key, lock_dest};
 
 /// What `detach` does (or, planned, would do).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -62,7 +62,7 @@ fn plan(vault: &Vault, dest: &Path) -> Result<DetachReport> {
         return Err(not_pub());
     };
     let name = dest::tree_name(dest, &target, &trees).ok_or_else(not_pub)?;
-    let tree = record::tree_by_name(&vault.catalog, &name)?.ok_or_else(not_pub)?;
+    let tree = vault.catalog.tree_by_name(&name)?.ok_or_else(not_pub)?;
     let dir = trees.join(&name);
     let mut report = DetachReport {
         dest: dest.to_path_buf(),
@@ -140,7 +140,9 @@ pub fn detach(vault: &mut Vault, dest: &Path) -> Result<DetachReport> {
     if let Some(parent) = dest.parent() {
         sync_dir(parent)?;
     }
-    record::retire_others(&vault.catalog, &dest_key(&dest), 0)?;
+    vault
+        .catalog
+        .retire_other_publications(&dest_key(&dest), 0)?;
     report.dry_run = false;
     report.duration_ms = started.elapsed().as_millis() as u64;
     Ok(report)

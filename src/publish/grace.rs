@@ -13,10 +13,10 @@
 
 use std::path::Path;
 
+use crate::catalog::TreeRow;
 use crate::error::{Error, Result};
 use crate::vault::Vault;
 
-use super::record::{self, TreeRow};
 use super::tree::{Builder, OnExisting};
 
 /// Before DEST flips from `live` to `next`: `next` covers `live`'s snapshot and every snapshot
@@ -26,7 +26,7 @@ use super::tree::{Builder, OnExisting};
 pub(super) fn bridge(vault: &Vault, trees: &Path, next: &TreeRow, live: &TreeRow) -> Result<u64> {
     let mut added = 0;
     let mut snapshots = vec![live.snapshot_id];
-    for s in record::grace_snapshots(&vault.catalog, live.id)? {
+    for s in vault.catalog.grace_snapshots(live.id)? {
         if !snapshots.contains(&s) {
             snapshots.push(s);
         }
@@ -40,7 +40,8 @@ pub(super) fn bridge(vault: &Vault, trees: &Path, next: &TreeRow, live: &TreeRow
 
 /// Make `tree` hold every item path of `snapshot`; returns the number of links added.
 pub(super) fn cover(vault: &Vault, trees: &Path, tree: &TreeRow, snapshot: i64) -> Result<u64> {
-    if record::covers(&vault.catalog, tree, snapshot)? {
+    let cat = &vault.catalog;
+    if cat.tree_covers(tree, snapshot)? {
         return Ok(0);
     }
     let dir = trees.join(&tree.name);
@@ -51,40 +52,27 @@ pub(super) fn cover(vault: &Vault, trees: &Path, tree: &TreeRow, snapshot: i64) 
             source: std::io::Error::from(std::io::ErrorKind::NotFound),
         });
     }
-    record::begin_grace(&vault.catalog, tree.id, snapshot)?;
+    cat.begin_grace(tree.id, snapshot)?;
     let mut builder = Builder::new(&dir, snapshot, OnExisting::Keep);
-    let cat = &vault.catalog;
-    {
-        let mut st = cat
-            .conn()
-            .prepare(
-                "SELECT path, blob, size FROM snapshot_items
-                 WHERE snapshot_id = ?1 AND path IS NOT NULL AND blob IS NOT NULL
-                   AND path NOT IN (SELECT path FROM snapshot_items
-                                    WHERE snapshot_id = ?2 AND path IS NOT NULL)
-                 ORDER BY path",
-            )
-            .map_err(|e| cat.err(e))?;
-        let mut rows = st
-            .query([snapshot, tree.snapshot_id])
-            .map_err(|e| cat.err(e))?;
-        let mut last: Option<String> = None;
-        while let Some(r) = rows.next().map_err(|e| cat.err(e))? {
-            let path: String = r.get(0).map_err(|e| cat.err(e))?;
-            let blob: String = r.get(1).map_err(|e| cat.err(e))?;
-            let size: Option<i64> = r.get(2).map_err(|e| cat.err(e))?;
-            if last.as_deref() == Some(path.as_str()) {
-                continue;
-            }
-            let blob_path = vault
-                .layout
-                .blob(&blob)
-                .ok_or_else(|| Error::BadDigest(blob.clone()))?;
-            builder.link_blob(&path, &blob_path, size.unwrap_or(0).max(0) as u64)?;
-            last = Some(path);
+    // The item paths of `snapshot` that the tree's own snapshot does not list (those of its own
+    // metadata are never replaced); the first of duplicate paths wins.
+    let mut last: Option<String> = None;
+    cat.for_each_item_file(snapshot, Some(tree.snapshot_id), |f| {
+        let Some(blob) = f.blob else {
+            return Ok(());
+        };
+        if last.as_deref() == Some(f.path.as_str()) {
+            return Ok(());
         }
-    }
+        let blob_path = vault
+            .layout
+            .blob(&blob)
+            .ok_or_else(|| Error::BadDigest(blob.clone()))?;
+        builder.link_blob(&f.path, &blob_path, f.size)?;
+        last = Some(f.path);
+        Ok(())
+    })?;
     builder.sync()?;
-    record::complete_grace(cat, tree.id, snapshot, builder.files)?;
+    cat.complete_grace(tree.id, snapshot, builder.files)?;
     Ok(builder.files)
 }

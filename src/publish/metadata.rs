@@ -300,24 +300,15 @@ fn load_json(vault: &Vault, snap: &Snapshot, d: &Document) -> Result<Value> {
 
 /// Every item key the snapshot holds, by content id.
 fn held_items(vault: &Vault, snapshot: i64) -> Result<HashMap<String, Held>> {
-    let cat = &vault.catalog;
-    let mut st = cat
-        .conn()
-        .prepare(
-            "SELECT content_id, product, version, item FROM snapshot_items WHERE snapshot_id = ?1",
-        )
-        .map_err(|e| cat.err(e))?;
-    let mut rows = st.query([snapshot]).map_err(|e| cat.err(e))?;
     let mut out: HashMap<String, Held> = HashMap::new();
-    while let Some(r) = rows.next().map_err(|e| cat.err(e))? {
-        let get = |i| r.get::<_, String>(i).map_err(|e| cat.err(e));
-        out.entry(get(0)?)
+    for [cid, product, version, item] in vault.catalog.item_keys(snapshot)? {
+        out.entry(cid)
             .or_default()
-            .entry(get(1)?)
+            .entry(product)
             .or_default()
-            .entry(get(2)?)
+            .entry(version)
             .or_default()
-            .insert(get(3)?);
+            .insert(item);
     }
     Ok(out)
 }

@@ -32,8 +32,6 @@
 //! Rollback re-puts the documents a previous publication recorded (products, then the index,
 //! conditionally); items are never deleted (there is no S3 gc yet), so the older ones are there.
 
-mod record;
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -48,9 +46,14 @@ use object_store::{
 };
 use tokio::io::AsyncReadExt;
 
-pub use record::{S3Document, S3Publication};
+pub use crate::catalog::{S3Document, S3Publication};
 
 use super::{INDEX_NAMES, MetadataMode, PublishOptions, dest, failpoint};
+mod location;
+
+pub use location::{S3Dest, is_url};
+
+use crate::catalog::{NewS3Publication, PublicationAction};
 use crate::error::{Error, IoResultExt, Result};
 use crate::keys;
 use crate::openpgp::SigningKey;
@@ -119,88 +122,6 @@ impl S3Error {
             S3Error::Overwrite { .. } => {
                 Some("publish with `--metadata filtered`, or to another prefix".into())
             }
-        }
-    }
-}
-
-/// An `s3://BUCKET/PREFIX` DEST.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct S3Dest {
-    pub bucket: String,
-    /// Without leading or trailing `/`; may be empty.
-    pub prefix: String,
-}
-
-/// Is `dest` URL-shaped (`scheme://…`)?
-pub fn is_url(dest: &Path) -> bool {
-    let s = dest.to_string_lossy();
-    let Some((scheme, _)) = s.split_once("://") else {
-        return false;
-    };
-    let mut c = scheme.chars();
-    c.next().is_some_and(|f| f.is_ascii_alphabetic())
-        && c.all(|ch| ch.is_ascii_alphanumeric() || "+.-".contains(ch))
-}
-
-impl S3Dest {
-    /// `Ok(None)` for a local path; an error for a URL that is not a valid `s3://` DEST.
-    pub fn parse(dest: &Path) -> std::result::Result<Option<S3Dest>, S3Error> {
-        if !is_url(dest) {
-            return Ok(None);
-        }
-        let s = dest.to_string_lossy();
-        let Some(rest) = s.strip_prefix("s3://") else {
-            // Never echo a URL's user-info (it may hold a password).
-            let shown = match s.split_once("://") {
-                Some((scheme, r)) => match r.split_once('@') {
-                    Some((_, host)) => format!("{scheme}://…@{host}"),
-                    None => s.to_string(),
-                },
-                None => s.to_string(),
-            };
-            return Err(S3Error::UnsupportedDest { dest: shown });
-        };
-        let bad = |why| S3Error::BadUrl {
-            dest: s.to_string(),
-            why,
-        };
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(bad("no bucket"));
-        }
-        if !bucket
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c))
-        {
-            return Err(bad("a bucket name has only letters, digits, `.`, `-`, `_`"));
-        }
-        let prefix = prefix.trim_matches('/');
-        if prefix.split('/').any(|p| p == "." || p == "..") || prefix.contains("//") {
-            return Err(bad("the prefix has an empty, `.` or `..` part"));
-        }
-        if prefix.contains(['?', '#']) {
-            return Err(bad("the prefix has `?` or `#`"));
-        }
-        Ok(Some(S3Dest {
-            bucket: bucket.to_string(),
-            prefix: prefix.to_string(),
-        }))
-    }
-
-    /// `s3://BUCKET/PREFIX`, the key publications are recorded under.
-    pub fn url(&self) -> String {
-        if self.prefix.is_empty() {
-            format!("s3://{}", self.bucket)
-        } else {
-            format!("s3://{}/{}", self.bucket, self.prefix)
-        }
-    }
-
-    fn key(&self, rel: &str) -> ObjPath {
-        if self.prefix.is_empty() {
-            ObjPath::from(rel)
-        } else {
-            ObjPath::from(format!("{}/{rel}", self.prefix))
         }
     }
 }
@@ -474,7 +395,9 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
     )?;
 
     // Which files are documents: the tree's recorded documents, else everything under streams/.
-    let recorded: Vec<String> = super::record::tree_documents(&vault.catalog, tree.id)?
+    let recorded: Vec<String> = vault
+        .catalog
+        .tree_documents(tree.id)?
         .into_iter()
         .map(|(p, _)| p)
         .collect();
@@ -506,11 +429,13 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
     docs.sort_by_key(|doc| (doc.is_index, doc.key.ends_with(".sjson"), doc.key.clone()));
 
     // Publications of this DEST whose trees still exist: what must not be overwritten.
-    let retained: Vec<S3Publication> = record::list(&vault.catalog, Some(&url))?
+    let retained: Vec<S3Publication> = vault
+        .catalog
+        .s3_publications(Some(&url))?
         .into_iter()
         .filter(|p| trees.join(&p.tree).is_dir())
         .collect();
-    let previous = record::live(&vault.catalog, &url)?.map(|p| p.id);
+    let previous = vault.catalog.live_s3_publication(&url)?.map(|p| p.id);
 
     let rt = runtime()?;
     let s = connect(d)?;
@@ -520,7 +445,7 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
         dest: url.clone(),
         snapshot: snap.id,
         tree: tree.name.clone(),
-        mode: tree.mode.clone(),
+        mode: tree.mode.to_string(),
         signer: tree.signer.clone(),
         files: tree.files,
         bytes: tree.bytes,
@@ -586,42 +511,59 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
         .all(|doc| matches!(current.get(&doc.key), Some(Some((b, _))) if *b == doc.body));
     if live_unchanged
         && let Some(p) = previous
-        && record::get(&vault.catalog, p)?.is_some_and(|l| l.tree == tree.name)
+        && vault
+            .catalog
+            .s3_publication(p)?
+            .is_some_and(|l| l.tree == tree.name)
     {
         report.publication = p;
         report.duration_ms = started.elapsed().as_millis() as u64;
         return Ok(report);
     }
-    let id = record::insert(
-        &mut vault.catalog,
-        &record::NewPublication {
-            dest: &url,
-            tree_id: Some(tree.id),
-            tree: &tree.name,
-            snapshot_id: snap.id,
-            mode: &tree.mode,
-            signer: tree.signer.as_deref(),
-            action: "publish",
-            files: tree.files,
-            bytes: tree.bytes,
-            by: &super::who(),
-        },
-        &docs,
-    )?;
-    pause_before_index();
-    let written = rt.block_on(write_index(&s, d, &docs, &current));
-    match written {
-        Ok(n) => report.documents_written += n,
-        Err(e) => {
-            let _ = record::delete(&vault.catalog, id);
-            return Err(e);
-        }
-    }
-    record::retire_others(&vault.catalog, &url, id)?;
+    let row = NewS3Publication {
+        dest: &url,
+        tree_id: Some(tree.id),
+        tree: &tree.name,
+        snapshot_id: snap.id,
+        mode: tree.mode,
+        signer: tree.signer.as_deref(),
+        action: PublicationAction::Publish,
+        files: tree.files,
+        bytes: tree.bytes,
+        by: &super::who(),
+    };
+    let (id, n) = switch(vault, &row, &docs, || {
+        pause_before_index();
+        rt.block_on(write_index(&s, d, &docs, &current))
+    })?;
+    report.documents_written += n;
     report.publication = id;
     report.changed = true;
     report.duration_ms = started.elapsed().as_millis() as u64;
     Ok(report)
+}
+
+/// Record the publication with its documents, then `write` the index (invariant 4's order for
+/// S3): a failed write removes the row again, a successful one retires the other publications
+/// of the DEST. Returns the row's id and what `write` returned. Shared by publish and rollback.
+fn switch(
+    vault: &Vault,
+    row: &NewS3Publication<'_>,
+    docs: &[S3Document],
+    write: impl FnOnce() -> Result<u64>,
+) -> Result<(i64, u64)> {
+    let cat = &vault.catalog;
+    let id = cat.insert_s3_publication(row, docs)?;
+    match write() {
+        Ok(n) => {
+            cat.retire_other_s3_publications(row.dest, id)?;
+            Ok((id, n))
+        }
+        Err(e) => {
+            let _ = cat.delete_s3_publication(id);
+            Err(e)
+        }
+    }
 }
 
 /// Write the index documents that differ, each conditional on what was read at the start.
@@ -679,29 +621,36 @@ pub fn rollback(vault: &mut Vault, d: &S3Dest, to: Option<&str>) -> Result<S3Rep
     let url = d.url();
     let pseudo = PathBuf::from(&url);
     let _locks = super::lock_dest(vault, &pseudo, "rollback")?;
-    let live = record::live(&vault.catalog, &url)?.ok_or_else(|| Error::NotPublished {
-        dest: pseudo.clone(),
-    })?;
+    let live = vault
+        .catalog
+        .live_s3_publication(&url)?
+        .ok_or_else(|| Error::NotPublished {
+            dest: pseudo.clone(),
+        })?;
     let target = match to {
         Some(spec) => {
             let n = spec.strip_prefix("publication:").unwrap_or(spec);
-            n.parse::<i64>()
-                .ok()
-                .and_then(|id| record::get(&vault.catalog, id).ok().flatten())
+            let found = match n.parse::<i64>() {
+                Ok(id) => vault.catalog.s3_publication(id)?,
+                Err(_) => None,
+            };
+            found
                 .filter(|p| p.dest == url)
                 .ok_or_else(|| Error::UnknownPublication {
                     dest: pseudo.clone(),
                     spec: spec.to_string(),
                 })?
         }
-        None => record::list(&vault.catalog, Some(&url))?
+        None => vault
+            .catalog
+            .s3_publications(Some(&url))?
             .into_iter()
             .find(|p| p.id < live.id && p.tree != live.tree)
             .ok_or_else(|| Error::NothingToRollBack {
                 dest: pseudo.clone(),
             })?,
     };
-    let docs = record::documents(&vault.catalog, target.id)?;
+    let docs = vault.catalog.s3_documents(target.id)?;
     let mut docs_sorted = docs.clone();
     docs_sorted.sort_by_key(|doc| (doc.is_index, doc.key.ends_with(".sjson"), doc.key.clone()));
     let rt = runtime()?;
@@ -715,37 +664,29 @@ pub fn rollback(vault: &mut Vault, d: &S3Dest, to: Option<&str>) -> Result<S3Rep
         rt.block_on(put_doc(&s, d, &d.key(&doc.key), &doc.body, None))?;
         written += 1;
     }
-    let id = record::insert(
-        &mut vault.catalog,
-        &record::NewPublication {
-            dest: &url,
-            tree_id: target.tree_id,
-            tree: &target.tree,
-            snapshot_id: target.snapshot_id,
-            mode: &target.mode,
-            signer: target.signer.as_deref(),
-            action: "rollback",
-            files: target.files,
-            bytes: target.bytes,
-            by: &super::who(),
-        },
-        &docs_sorted,
-    )?;
-    match rt.block_on(write_index(&s, d, &docs_sorted, &current)) {
-        Ok(n) => written += n,
-        Err(e) => {
-            let _ = record::delete(&vault.catalog, id);
-            return Err(e);
-        }
-    }
-    record::retire_others(&vault.catalog, &url, id)?;
+    let row = NewS3Publication {
+        dest: &url,
+        tree_id: target.tree_id,
+        tree: &target.tree,
+        snapshot_id: target.snapshot_id,
+        mode: target.mode,
+        signer: target.signer.as_deref(),
+        action: PublicationAction::Rollback,
+        files: target.files,
+        bytes: target.bytes,
+        by: &super::who(),
+    };
+    let (id, n) = switch(vault, &row, &docs_sorted, || {
+        rt.block_on(write_index(&s, d, &docs_sorted, &current))
+    })?;
+    written += n;
     Ok(S3Report {
         publication: id,
         action: "rollback".into(),
         dest: url,
         snapshot: target.snapshot_id,
         tree: target.tree,
-        mode: target.mode,
+        mode: target.mode.to_string(),
         signer: target.signer,
         files: target.files,
         bytes: target.bytes,
@@ -763,13 +704,13 @@ pub fn rollback(vault: &mut Vault, d: &S3Dest, to: Option<&str>) -> Result<S3Rep
 pub fn status(vault: Option<&Vault>, d: &S3Dest) -> Result<S3Status> {
     let url = d.url();
     let live = match vault {
-        Some(v) => record::live(&v.catalog, &url)?,
+        Some(v) => v.catalog.live_s3_publication(&url)?,
         None => None,
     };
     let mut problems = Vec::new();
     match (&live, vault) {
         (Some(p), Some(v)) => {
-            let docs = record::documents(&v.catalog, p.id)?;
+            let docs = v.catalog.s3_documents(p.id)?;
             let rt = runtime()?;
             let s = connect(d)?;
             for doc in docs.iter().filter(|doc| doc.is_index) {
@@ -795,7 +736,7 @@ pub fn status(vault: Option<&Vault>, d: &S3Dest) -> Result<S3Status> {
 /// Every publication of an S3 DEST, newest first.
 pub fn publications(vault: Option<&Vault>, d: &S3Dest) -> Result<Vec<S3Publication>> {
     match vault {
-        Some(v) => record::list(&v.catalog, Some(&d.url())),
+        Some(v) => v.catalog.s3_publications(Some(&d.url())),
         None => Ok(Vec::new()),
     }
 }

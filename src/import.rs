@@ -1,4 +1,5 @@
-//! Adopting an existing mirror directory (e.g. one `sstream-mirror` kept): every regular file
+//! Importing an existing mirror directory as a snapshot (`publish --adopt`, and `mirror` before
+//! its sync): not a publish, a source of blobs beside [`crate::sync`]. Every regular file
 //! under it is imported into the blob store by content (no download), and recorded as a snapshot
 //! of the pseudo-source `adopted:<dest>`: files under `streams/` as documents, the others as items
 //! (under the product/version/item keys its metadata gives them when their checksum matches, else
@@ -44,7 +45,7 @@ pub fn source_name(dest: &Path) -> String {
 /// Import every regular file under `dir` and record the snapshot.
 pub fn import(vault: &mut Vault, dir: &Path) -> Result<Adopted> {
     let started = Instant::now();
-    super::dest::refuse_in_store(&vault.layout, &super::dest::resolve(dir)?)?;
+    crate::publish::refuse_in_store(&vault.layout, &crate::publish::resolve_dest(dir)?)?;
     let mut files: Vec<(String, Digests)> = Vec::new();
     let mut skipped = 0;
     for entry in walkdir::WalkDir::new(dir)

@@ -1,0 +1,382 @@
+//! Snapshots (the `snapshots`, `snapshot_documents` and `snapshot_items` tables): written once
+//! in one transaction, then only read.
+//!
+//! Protects invariant 2: [`Catalog::insert_snapshot`] writes a snapshot, its documents and
+//! items in one transaction; nothing here ever updates a snapshot row afterwards.
+
+use std::collections::BTreeMap;
+
+use rusqlite::params;
+
+use super::ops::strip_credentials;
+use super::{Catalog, db, json_list, now, parse_list_strict};
+use crate::checksum::Checksums;
+use crate::error::{Error, Result};
+
+/// One snapshot's summary row.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Snapshot {
+    pub id: i64,
+    pub source: String,
+    pub created_at: i64,
+    pub url: String,
+    pub start_path: String,
+    pub filters: Vec<String>,
+    pub max: Option<i64>,
+    pub keep: bool,
+    pub signed: bool,
+    pub verified: bool,
+    pub signer: Option<String>,
+    pub products: i64,
+    pub versions: i64,
+    pub items: i64,
+    pub bytes: i64,
+    pub fetched_bytes: i64,
+    pub duration_ms: i64,
+    pub digest: String,
+}
+
+/// A metadata document kept verbatim in a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Document {
+    pub ord: i64,
+    pub path: String,
+    pub kind: String,
+    pub content_id: Option<String>,
+    pub blob: String,
+}
+
+/// One item of a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Item {
+    pub content_id: String,
+    pub product: String,
+    pub version: String,
+    pub item: String,
+    pub path: Option<String>,
+    pub size: Option<u64>,
+    #[serde(skip)]
+    pub checksums: Checksums,
+    pub blob: Option<String>,
+}
+
+impl Item {
+    /// The identity of an item: `(content_id, product, version, item)`.
+    pub fn key(&self) -> (&str, &str, &str, &str) {
+        (&self.content_id, &self.product, &self.version, &self.item)
+    }
+}
+
+/// A snapshot about to be written.
+#[derive(Debug, Clone)]
+pub struct NewSnapshot {
+    pub source_id: Option<i64>,
+    pub source: String,
+    pub url: String,
+    pub start_path: String,
+    pub filters: Vec<String>,
+    pub max: Option<i64>,
+    pub keep: bool,
+    pub signed: bool,
+    pub verified: bool,
+    pub signer: Option<String>,
+    pub fetched_bytes: u64,
+    pub duration_ms: u64,
+    pub digest: String,
+    pub documents: Vec<Document>,
+    pub items: Vec<Item>,
+}
+
+impl Catalog {
+    /// Write a snapshot and all its rows in one transaction (invariant 2). Every blob it names
+    /// must already have its row (foreign keys are on).
+    pub fn insert_snapshot(&mut self, s: &NewSnapshot) -> Result<i64> {
+        let e = |err| db(&self.path, err);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(e)?;
+        let id = write_snapshot(&tx, s).map_err(e)?;
+        tx.commit().map_err(e)?;
+        Ok(id)
+    }
+
+    pub fn snapshots(&self, source: Option<&str>) -> Result<Vec<Snapshot>> {
+        self.rows(
+            &format!("{SNAPSHOT_COLUMNS} WHERE (?1 IS NULL OR source_name = ?1) ORDER BY id"),
+            [source],
+            snapshot_from_row,
+        )
+    }
+
+    pub fn snapshot(&self, id: i64) -> Result<Snapshot> {
+        self.row(
+            &format!("{SNAPSHOT_COLUMNS} WHERE id = ?1"),
+            [id],
+            snapshot_from_row,
+        )?
+        .ok_or_else(|| Error::UnknownSnapshot(id.to_string()))
+    }
+
+    /// The newest snapshot of a source.
+    pub fn latest_snapshot(&self, source: &str) -> Result<Option<Snapshot>> {
+        self.row(
+            &format!("{SNAPSHOT_COLUMNS} WHERE source_name = ?1 ORDER BY id DESC LIMIT 1"),
+            [source],
+            snapshot_from_row,
+        )
+    }
+
+    /// Resolve an id or a source name (= its latest snapshot).
+    pub fn resolve_snapshot(&self, spec: &str) -> Result<Snapshot> {
+        if let Ok(id) = spec.parse::<i64>() {
+            return self.snapshot(id);
+        }
+        self.latest_snapshot(spec)?
+            .ok_or_else(|| Error::UnknownSnapshot(spec.to_string()))
+    }
+
+    pub fn documents(&self, snapshot: i64) -> Result<Vec<Document>> {
+        self.rows(
+            "SELECT ord, path, kind, content_id, blob FROM snapshot_documents
+             WHERE snapshot_id = ?1 ORDER BY ord",
+            [snapshot],
+            |r| {
+                Ok(Document {
+                    ord: r.get(0)?,
+                    path: r.get(1)?,
+                    kind: r.get(2)?,
+                    content_id: r.get(3)?,
+                    blob: r.get(4)?,
+                })
+            },
+        )
+    }
+
+    /// Stream the items of a snapshot in key order without collecting them.
+    pub fn for_each_item(&self, snapshot: i64, f: impl FnMut(Item) -> Result<()>) -> Result<()> {
+        self.each(
+            &format!(
+                "{ITEM_COLUMNS} WHERE snapshot_id = ?1 ORDER BY content_id, product, version, item"
+            ),
+            [snapshot],
+            item_from_row,
+            f,
+        )
+    }
+
+    pub fn items(&self, snapshot: i64) -> Result<Vec<Item>> {
+        let mut out = Vec::new();
+        self.for_each_item(snapshot, |it| {
+            out.push(it);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// The versions of each `(content_id, product)` in a snapshot.
+    pub fn snapshot_versions(
+        &self,
+        snapshot: i64,
+    ) -> Result<BTreeMap<(String, String), Vec<String>>> {
+        let mut out: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+        self.each(
+            "SELECT DISTINCT content_id, product, version FROM snapshot_items
+             WHERE snapshot_id = ?1",
+            [snapshot],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |(cid, prod, ver)| {
+                out.entry((cid, prod)).or_default().push(ver);
+                Ok(())
+            },
+        )?;
+        Ok(out)
+    }
+
+    /// The items of one version of a snapshot.
+    pub fn version_items(
+        &self,
+        snapshot: i64,
+        content_id: &str,
+        product: &str,
+        version: &str,
+    ) -> Result<Vec<Item>> {
+        self.rows(
+            &format!(
+                "{ITEM_COLUMNS} WHERE snapshot_id = ?1 AND content_id = ?2 AND product = ?3
+                 AND version = ?4 ORDER BY item"
+            ),
+            params![snapshot, content_id, product, version],
+            item_from_row,
+        )
+    }
+
+    /// The items of `snapshot` that have a path, in path order, streamed to `f`; with `except`,
+    /// only the paths snapshot `except` does not list. What a publish links into a tree, and
+    /// what grace adds to another snapshot's tree.
+    pub fn for_each_item_file(
+        &self,
+        snapshot: i64,
+        except: Option<i64>,
+        f: impl FnMut(ItemFile) -> Result<()>,
+    ) -> Result<()> {
+        self.each(
+            "SELECT path, blob, size, content_id, product, version, item FROM snapshot_items
+             WHERE snapshot_id = ?1 AND path IS NOT NULL
+               AND (?2 IS NULL OR path NOT IN (SELECT path FROM snapshot_items
+                                               WHERE snapshot_id = ?2 AND path IS NOT NULL))
+             ORDER BY path",
+            params![snapshot, except],
+            |r| {
+                let size: Option<i64> = r.get(2)?;
+                Ok(ItemFile {
+                    path: r.get(0)?,
+                    blob: r.get(1)?,
+                    size: size.unwrap_or(0).max(0) as u64,
+                    key: [r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?],
+                })
+            },
+            f,
+        )
+    }
+
+    /// The key `(content_id, product, version, item)` of every item of `snapshot`.
+    pub fn item_keys(&self, snapshot: i64) -> Result<Vec<[String; 4]>> {
+        self.rows(
+            "SELECT content_id, product, version, item FROM snapshot_items WHERE snapshot_id = ?1",
+            [snapshot],
+            |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?]),
+        )
+    }
+}
+
+/// An item with a path, as a tree holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemFile {
+    pub path: String,
+    /// `None`: the item was never downloaded (a damaged snapshot).
+    pub blob: Option<String>,
+    pub size: u64,
+    /// `(content_id, product, version, item)`.
+    pub key: [String; 4],
+}
+
+/// The rows of [`Catalog::insert_snapshot`], inside its transaction.
+fn write_snapshot(tx: &rusqlite::Transaction<'_>, s: &NewSnapshot) -> rusqlite::Result<i64> {
+    let mut products = std::collections::HashSet::new();
+    let mut versions = std::collections::HashSet::new();
+    let mut bytes: u64 = 0;
+    for it in &s.items {
+        products.insert((&it.content_id, &it.product));
+        versions.insert((&it.content_id, &it.product, &it.version));
+        bytes += it.size.unwrap_or(0);
+    }
+    tx.execute(
+        "INSERT INTO snapshots (source_id, source_name, created_at, url, start_path, filters,
+            max_versions, keep, signed, verified, signer, products, versions, items, bytes,
+            fetched_bytes, duration_ms, digest)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+        params![
+            s.source_id,
+            s.source,
+            now(),
+            s.url,
+            s.start_path,
+            json_list(&s.filters),
+            s.max,
+            s.keep,
+            s.signed,
+            s.verified,
+            s.signer,
+            products.len() as i64,
+            versions.len() as i64,
+            s.items.len() as i64,
+            bytes as i64,
+            s.fetched_bytes as i64,
+            s.duration_ms as i64,
+            s.digest,
+        ],
+    )?;
+    let id = tx.last_insert_rowid();
+    {
+        let mut st = tx.prepare(
+            "INSERT INTO snapshot_documents (snapshot_id, ord, path, kind, content_id, blob)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for d in &s.documents {
+            st.execute(params![id, d.ord, d.path, d.kind, d.content_id, d.blob])?;
+        }
+        let mut st = tx.prepare(
+            "INSERT INTO snapshot_items (snapshot_id, content_id, product, version, item,
+                    path, size, md5, sha256, sha512, blob)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?;
+        for it in &s.items {
+            st.execute(params![
+                id,
+                it.content_id,
+                it.product,
+                it.version,
+                it.item,
+                it.path,
+                it.size.map(|v| v as i64),
+                it.checksums.md5,
+                it.checksums.sha256,
+                it.checksums.sha512,
+                it.blob,
+            ])?;
+        }
+    }
+    Ok(id)
+}
+
+const SNAPSHOT_COLUMNS: &str = "SELECT id, source_name, created_at, url, start_path, filters,
+    max_versions, keep, signed, verified, signer, products, versions, items, bytes,
+    fetched_bytes, duration_ms, digest FROM snapshots";
+
+const ITEM_COLUMNS: &str = "SELECT content_id, product, version, item, path, size, md5, sha256,
+    sha512, blob FROM snapshot_items";
+
+fn snapshot_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Snapshot> {
+    let filters: String = r.get(5)?;
+    let filters = parse_list_strict(&filters, 5)?;
+    Ok(Snapshot {
+        id: r.get(0)?,
+        source: r.get(1)?,
+        created_at: r.get(2)?,
+        // Catalogues written before credentials moved out may hold user info here.
+        url: strip_credentials(&r.get::<_, String>(3)?),
+        start_path: r.get(4)?,
+        filters,
+        max: r.get(6)?,
+        keep: r.get(7)?,
+        signed: r.get(8)?,
+        verified: r.get(9)?,
+        signer: r.get(10)?,
+        products: r.get(11)?,
+        versions: r.get(12)?,
+        items: r.get(13)?,
+        bytes: r.get(14)?,
+        fetched_bytes: r.get(15)?,
+        duration_ms: r.get(16)?,
+        digest: r.get(17)?,
+    })
+}
+
+fn item_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
+    let size: Option<i64> = r.get(5)?;
+    Ok(Item {
+        content_id: r.get(0)?,
+        product: r.get(1)?,
+        version: r.get(2)?,
+        item: r.get(3)?,
+        path: r.get(4)?,
+        size: size.and_then(|s| u64::try_from(s).ok()),
+        checksums: Checksums {
+            md5: r.get(6)?,
+            sha256: r.get(7)?,
+            sha512: r.get(8)?,
+        },
+        blob: r.get(9)?,
+    })
+}
