@@ -7,23 +7,18 @@
 //! partial file and start from 0; reading stops at the expected size; a short body is retried;
 //! a mismatching file is deleted and never returned.
 
-use std::io::SeekFrom;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
-use tokio::fs::{File, OpenOptions};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
-
-use super::client::{Fetcher, status_error};
 use super::error::{Error, Result};
 use super::location::redact;
+use super::partial::{Partial, algos, downloaded, verify};
+use super::transport::{Transport, parse_content_range, status_error};
 use super::{Downloaded, Expect, Progress};
-use crate::checksum::{Algo, Digests, MultiHasher};
 
-const BUF: usize = 256 * 1024;
-
-/// Download `url` into `partial` (see [`Fetcher::download`]).
+/// Download `url` into `partial` (see [`Fetcher::download`](super::Fetcher::download)).
 pub(super) async fn http(
-    f: &Fetcher,
+    f: &Arc<Transport>,
     url: &str,
     partial: &Path,
     expect: &Expect,
@@ -110,7 +105,7 @@ enum Step {
 
 /// One request: from `part.len` (with `Range` when > 0) to the end of the body.
 async fn transfer(
-    f: &Fetcher,
+    f: &Transport,
     url: &str,
     part: &mut Partial,
     expect: &Expect,
@@ -193,202 +188,5 @@ async fn transfer(
             expected: size - part.body_start,
         }),
         _ => Ok(Step::Complete),
-    }
-}
-
-/// `bytes <start>-<end>/<total|*>`
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct ContentRange {
-    pub(super) start: u64,
-    pub(super) end: u64,
-    pub(super) total: Option<u64>,
-}
-
-pub(super) fn parse_content_range(value: &str) -> Option<ContentRange> {
-    let rest = value.trim().strip_prefix("bytes ")?;
-    let (range, total) = rest.split_once('/')?;
-    let (start, end) = range.split_once('-')?;
-    let start = start.trim().parse().ok()?;
-    let end = end.trim().parse().ok()?;
-    let total = match total.trim() {
-        "*" => None,
-        t => Some(t.parse().ok()?),
-    };
-    (start <= end).then_some(ContentRange { start, end, total })
-}
-
-/// BLAKE3 plus the strongest expected algorithm, or every algorithm when none is expected.
-pub(super) fn algos(expect: &Expect) -> Vec<Algo> {
-    match expect.checksums.strongest() {
-        Some((algo, _)) => vec![algo],
-        None => vec![Algo::Md5, Algo::Sha256, Algo::Sha512],
-    }
-}
-
-/// Size, then strongest checksum (hex, case-insensitive).
-pub(super) fn verify(url: &str, expect: &Expect, digests: &Digests) -> Result<()> {
-    if let Some(size) = expect.size
-        && digests.size != size
-    {
-        return Err(Error::SizeMismatch {
-            url: redact(url),
-            expected: size,
-            found: digests.size,
-        });
-    }
-    if let Some((algo, want)) = expect.checksums.strongest() {
-        let found = digests.upstream.get(algo).unwrap_or_default();
-        if !found.eq_ignore_ascii_case(want.trim()) {
-            return Err(Error::ChecksumMismatch {
-                url: redact(url),
-                algo,
-                expected: want.to_owned(),
-                found: found.to_owned(),
-            });
-        }
-    }
-    Ok(())
-}
-
-pub(super) fn downloaded(digests: Digests, url: &str, resumed_from: u64) -> Downloaded {
-    Downloaded {
-        digests,
-        url: redact(url),
-        resumed_from,
-    }
-}
-
-/// The partial file and the hash state of exactly the bytes in it.
-pub(super) struct Partial {
-    path: PathBuf,
-    out: BufWriter<File>,
-    algos: Vec<Algo>,
-    hasher: MultiHasher,
-    /// Bytes written (all of them hashed).
-    pub(super) len: u64,
-    /// Offset at which the current response body started.
-    pub(super) body_start: u64,
-}
-
-impl Partial {
-    /// Open or create `path`, re-hashing what it holds; more than `limit` bytes are discarded.
-    pub(super) async fn open(path: &Path, algos: &[Algo], limit: Option<u64>) -> Result<Self> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .await
-            .map_err(Error::io("open", path))?;
-        let mut hasher = MultiHasher::new(algos);
-        let mut buf = vec![0u8; BUF];
-        loop {
-            let n = file.read(&mut buf).await.map_err(Error::io("read", path))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(buf.get(..n).unwrap_or_default());
-        }
-        let len = hasher.size();
-        let mut part = Partial {
-            path: path.to_path_buf(),
-            out: BufWriter::with_capacity(BUF, file),
-            algos: algos.to_vec(),
-            hasher,
-            len,
-            body_start: 0,
-        };
-        if limit.is_some_and(|l| len > l) {
-            part.reset().await?;
-        }
-        Ok(part)
-    }
-
-    /// Create `path` empty (truncating it).
-    pub(super) async fn create(path: &Path, algos: &[Algo]) -> Result<Self> {
-        let file = File::create(path)
-            .await
-            .map_err(Error::io("create", path))?;
-        Ok(Partial {
-            path: path.to_path_buf(),
-            out: BufWriter::with_capacity(BUF, file),
-            algos: algos.to_vec(),
-            hasher: MultiHasher::new(algos),
-            len: 0,
-            body_start: 0,
-        })
-    }
-
-    pub(super) async fn write(&mut self, data: &[u8]) -> Result<()> {
-        self.out
-            .write_all(data)
-            .await
-            .map_err(Error::io("write", &self.path))?;
-        self.hasher.update(data);
-        self.len += data.len() as u64;
-        Ok(())
-    }
-
-    pub(super) async fn flush(&mut self) -> Result<()> {
-        self.out
-            .flush()
-            .await
-            .map_err(Error::io("write", &self.path))
-    }
-
-    /// Empty the file and the hash state.
-    pub(super) async fn reset(&mut self) -> Result<()> {
-        self.flush().await?;
-        let file = self.out.get_mut();
-        file.set_len(0)
-            .await
-            .map_err(Error::io("truncate", &self.path))?;
-        file.seek(SeekFrom::Start(0))
-            .await
-            .map_err(Error::io("seek", &self.path))?;
-        self.hasher = MultiHasher::new(&self.algos);
-        self.len = 0;
-        self.body_start = 0;
-        Ok(())
-    }
-
-    pub(super) fn digests(&self) -> Digests {
-        self.hasher.clone().finish()
-    }
-
-    pub(super) async fn remove(self) -> Result<()> {
-        drop(self.out);
-        match tokio::fs::remove_file(&self.path).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io("remove", &self.path)(e)),
-        }
-    }
-
-    /// After a failure that ends the download: keep the bytes for a later resume, or remove
-    /// the file when it holds none. Best effort: the failure is what gets reported.
-    pub(super) async fn keep_or_remove(mut self) {
-        if self.flush().await.is_err() || self.len == 0 {
-            let _ = self.remove().await;
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn content_range() {
-        let r = |start, end, total| Some(ContentRange { start, end, total });
-        assert_eq!(
-            parse_content_range("bytes 100-4095/4096"),
-            r(100, 4095, Some(4096))
-        );
-        assert_eq!(parse_content_range("bytes 0-9/*"), r(0, 9, None));
-        assert_eq!(parse_content_range("bytes */4096"), None);
-        assert_eq!(parse_content_range("bytes 9-0/10"), None);
-        assert_eq!(parse_content_range("items 0-9/10"), None);
     }
 }
