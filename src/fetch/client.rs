@@ -149,7 +149,8 @@ impl Fetcher {
                         // a 304 whose stored bytes are gone: ask again without validators
                         Ok(None) => conditional = None,
                         Err(e) => {
-                            let delay = self.inner.retry_or_fail(url, &mut failures, e, progress)?;
+                            let delay =
+                                self.inner.retry_or_fail(url, &mut failures, e, progress)?;
                             tokio::time::sleep(delay).await;
                         }
                     }
@@ -197,7 +198,9 @@ impl Fetcher {
                     limit,
                 });
             }
-            self.inner.throttle_paced(chunk.len() as u64, &mut pace).await;
+            self.inner
+                .throttle_paced(chunk.len() as u64, &mut pace)
+                .await;
             bytes.extend_from_slice(&chunk);
         }
         if let Some(expected) = length

@@ -181,10 +181,7 @@ impl Partial {
 }
 
 /// BLAKE3 and `algos` over the whole file at `path` (a read-back pass).
-pub(super) async fn hash_file(
-    path: &Path,
-    algos: &[Algo],
-) -> Result<Digests> {
+pub(super) async fn hash_file(path: &Path, algos: &[Algo]) -> Result<Digests> {
     let mut file = tokio::fs::File::open(path)
         .await
         .map_err(Error::io("open", path))?;

@@ -120,9 +120,7 @@ impl Transport {
 
     /// Up to `n` more download permits, only those free right now (segments of one download).
     pub(super) fn extra_permits(&self, n: usize) -> Vec<tokio::sync::SemaphorePermit<'_>> {
-        (0..n)
-            .map_while(|_| self.jobs.try_acquire().ok())
-            .collect()
+        (0..n).map_while(|_| self.jobs.try_acquire().ok()).collect()
     }
 
     async fn send_with(
