@@ -1,11 +1,18 @@
 //! Item downloads over http(s): the body streams into a partial file through one
 //! [`MultiHasher`], resumes with `Range` after a failure or from a previous run, and is checked
-//! against size and strongest upstream checksum before it is returned.
+//! against size and strongest upstream checksum before it is returned. Under `--limit-rate`, an
+//! item of known size is asked for in pieces of 1/8 s of the rate (at least 16 KiB), each paid to
+//! the rate limit before its request is sent, so what the server sends follows the rate whatever
+//! the socket buffers in between would absorb; a server that does not answer the first piece with
+//! exactly that range gets one plain request instead.
 //!
 //! Protects invariant 6: a resume is accepted only as a 206 whose `Content-Range` starts at the
-//! bytes on disk and ends at the expected size; a 200, a 416 or a foreign range discard the
-//! partial file and start from 0; reading stops at the expected size; a short body is retried;
-//! a mismatching file is deleted and never returned.
+//! bytes on disk and ends at the expected size, a piece only as a 206 of exactly the range asked
+//! for; a 200, a 416 or a foreign range discard the partial file and start from 0 (a first piece
+//! answered so writes nothing and falls back to one plain request); reading stops at the
+//! expected size; a short body is retried; a mismatching file is deleted and never returned.
+//!
+//! [`MultiHasher`]: crate::checksum::MultiHasher
 
 use std::path::Path;
 use std::sync::Arc;
@@ -103,7 +110,13 @@ enum Step {
     Restart,
 }
 
-/// One request: from `part.len` (with `Range` when > 0) to the end of the body.
+/// The length of one paced piece under `--limit-rate`: this share of a second of the rate…
+const PIECE_SECONDS: f64 = 0.125;
+/// …but at least this many bytes.
+const PIECE_MIN: u64 = 16 * 1024;
+
+/// From `part.len` to the end of the body: paced pieces under `--limit-rate` when the size is
+/// known and the server answers them exactly, else one request (with `Range` when > 0).
 async fn transfer(
     f: &Transport,
     url: &str,
@@ -111,6 +124,14 @@ async fn transfer(
     expect: &Expect,
     progress: &dyn Progress,
 ) -> Result<Step> {
+    if let (Some(rate), Some(size)) = (f.limit_rate(), expect.size)
+        && part.len < size
+    {
+        let piece = ((rate as f64 * PIECE_SECONDS) as u64).max(PIECE_MIN);
+        if let Some(step) = pieces(f, url, part, size, piece, progress).await? {
+            return Ok(step);
+        }
+    }
     let from = part.len;
     let (mut resp, mut pace) = f.send(url, from, None).await?;
     let status = resp.status().as_u16();
@@ -189,4 +210,68 @@ async fn transfer(
         }),
         _ => Ok(Step::Complete),
     }
+}
+
+/// Under `--limit-rate`: the rest of the item as `Range` requests of `piece` bytes, each paid to
+/// the rate limit before it is sent. The server then never sends more than was paid plus one
+/// piece, whatever the socket buffers between it and us hold (a plain stream lets them absorb
+/// hundreds of KiB ahead of our reads, which the server sees as bursts).
+///
+/// `Ok(None)`: the first piece was not answered by a `206` of exactly that range out of `size`
+/// (a server without ranges, a changed file): nothing was written, take the plain path.
+async fn pieces(
+    f: &Transport,
+    url: &str,
+    part: &mut Partial,
+    size: u64,
+    piece: u64,
+    progress: &dyn Progress,
+) -> Result<Option<Step>> {
+    let start = part.len;
+    while part.len < size {
+        let from = part.len;
+        let to = from.saturating_add(piece).min(size) - 1;
+        f.throttle(to - from + 1).await;
+        let (mut resp, mut pace) = f.send_range(url, from, Some(to)).await?;
+        let status = resp.status().as_u16();
+        let exact = status == 206
+            && resp
+                .headers()
+                .get(reqwest::header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_content_range)
+                .is_some_and(|r| r.start == from && r.end == to && r.total == Some(size));
+        if !exact {
+            if (200..300).contains(&status) || status == 416 {
+                if from == start {
+                    return Ok(None);
+                }
+                // the answers changed in the middle: start again, as a plain resume would
+                return Ok(Some(Step::Restart));
+            }
+            return Err(status_error(url, status));
+        }
+        if from == start {
+            part.body_start = from;
+        }
+        while let Some(chunk) = f.next_chunk(&mut resp, url, &mut pace).await? {
+            let n = chunk.len() as u64;
+            if part.len.saturating_add(n) > to + 1 {
+                return Err(Error::TooLong {
+                    url: redact(url),
+                    expected: size,
+                });
+            }
+            part.write(&chunk).await?;
+            progress.bytes(n);
+        }
+        if part.len <= to {
+            return Err(Error::ShortBody {
+                url: redact(url),
+                received: part.len - from,
+                expected: to + 1 - from,
+            });
+        }
+    }
+    Ok(Some(Step::Complete))
 }

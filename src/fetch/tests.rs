@@ -913,3 +913,113 @@ async fn limit_rate_is_roughly_honoured() {
     assert!(elapsed >= Duration::from_millis(900), "{elapsed:?}");
     assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
 }
+
+/// `--limit-rate` at 200 KiB/s: pieces of 1/8 s of the rate.
+fn paced_options() -> FetchOptions {
+    let mut o = options();
+    o.limit_rate = Some(200 * 1024);
+    o
+}
+
+#[tokio::test]
+async fn limit_rate_asks_for_paid_pieces() {
+    // each piece is paid to the rate limit before it is asked for, so the server never sends
+    // more than was paid plus one piece, whatever the socket buffers would take in
+    let data = content(100_000);
+    let d = data.clone();
+    let want = expect(&data, Algo::Sha256);
+    let c = download_case_with(
+        paced_options(),
+        move |_, req| Reply::serve_ranges(req, &d),
+        None,
+        "x",
+        &want,
+    )
+    .await;
+    let got = c.ok();
+    let ranges: Vec<_> = c
+        .requests()
+        .iter()
+        .map(|r| r.header("range").unwrap_or("-").to_owned())
+        .collect();
+    assert_eq!(
+        ranges,
+        [
+            "bytes=0-25599",
+            "bytes=25600-51199",
+            "bytes=51200-76799",
+            "bytes=76800-99999"
+        ]
+    );
+    assert_eq!(got.resumed_from, 0);
+    assert_eq!(got.digests, digests_of(&data, &[Algo::Sha256]));
+    assert_eq!(c.on_disk(), data);
+    assert_eq!(c.rec.bytes.load(Ordering::Relaxed), 100_000);
+    assert_eq!(c.rec.restarts(), 0);
+}
+
+#[tokio::test]
+async fn limit_rate_pieces_resume_where_the_file_ends() {
+    let data = content(60_000);
+    let d = data.clone();
+    let want = expect(&data, Algo::Sha256);
+    let c = download_case_with(
+        paced_options(),
+        move |_, req| Reply::serve_ranges(req, &d),
+        Some(&data[..30_000]),
+        "x",
+        &want,
+    )
+    .await;
+    let got = c.ok();
+    let reqs = c.requests();
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[0].header("range"), Some("bytes=30000-55599"));
+    assert_eq!(reqs[1].header("range"), Some("bytes=55600-59999"));
+    assert_eq!(got.resumed_from, 30_000);
+    assert_eq!(c.on_disk(), data);
+}
+
+#[tokio::test]
+async fn limit_rate_without_ranges_takes_the_plain_stream() {
+    // a server that ignores Range: the first piece's 200 is dropped, one plain request follows
+    let data = content(40_000);
+    let d = data.clone();
+    let want = expect(&data, Algo::Sha256);
+    let c = download_case_with(paced_options(), move |_, _| Reply::ok(&d), None, "x", &want).await;
+    let got = c.ok();
+    let reqs = c.requests();
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[0].header("range"), Some("bytes=0-25599"));
+    assert_eq!(reqs[1].header("range"), None);
+    assert_eq!(got.digests, digests_of(&data, &[Algo::Sha256]));
+    assert_eq!(c.on_disk(), data);
+    assert_eq!(c.rec.restarts(), 0);
+}
+
+#[tokio::test]
+async fn limit_rate_pieces_that_change_midway_start_again() {
+    // the first piece is right, then the server stops doing ranges: nothing it sent before is
+    // trusted with the new answers, the file starts again from zero
+    let data = content(40_000);
+    let d = data.clone();
+    let want = expect(&data, Algo::Sha256);
+    let handler = move |i, req: &Req| match i {
+        0 => Reply::serve_ranges(req, &d),
+        _ => Reply::ok(&d),
+    };
+    let c = download_case_with(paced_options(), handler, None, "x", &want).await;
+    let got = c.ok();
+    let ranges: Vec<_> = c
+        .requests()
+        .iter()
+        .map(|r| r.header("range").unwrap_or("-").to_owned())
+        .collect();
+    assert_eq!(
+        ranges,
+        ["bytes=0-25599", "bytes=25600-39999", "bytes=0-25599", "-"]
+    );
+    assert_eq!(got.resumed_from, 0);
+    assert_eq!(c.on_disk(), data);
+    assert_eq!(c.rec.restarts(), 1);
+}

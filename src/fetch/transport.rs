@@ -86,6 +86,13 @@ impl Transport {
         }
     }
 
+    /// `--limit-rate` in bytes per second, if any.
+    pub(super) fn limit_rate(&self) -> Option<u64> {
+        self.limiter
+            .as_ref()
+            .map(|_| self.options.limit_rate.unwrap_or(0))
+    }
+
     /// Wait for one of the `--jobs` permits (`None` only if the semaphore was closed).
     pub(super) async fn permit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
         self.jobs.acquire().await.ok()

@@ -22,6 +22,19 @@ impl Req {
             .map(|(_, v)| v.as_str())
     }
 
+    /// `(a, b)` from `Range: bytes=a-b` (`b` `None` for `bytes=a-`).
+    pub(super) fn range(&self) -> Option<(usize, Option<usize>)> {
+        let (a, b) = self
+            .header("range")?
+            .strip_prefix("bytes=")?
+            .split_once('-')?;
+        let b = match b {
+            "" => None,
+            b => Some(b.parse().ok()?),
+        };
+        Some((a.parse().ok()?, b))
+    }
+
     /// `n` from `Range: bytes=n-`.
     pub(super) fn range_from(&self) -> Option<usize> {
         self.header("range")?
@@ -68,6 +81,22 @@ impl Reply {
     pub(super) fn serve(req: &Req, body: &[u8]) -> Self {
         match req.range_from() {
             Some(n) => Reply::partial(body, n),
+            None => Reply::ok(body),
+        }
+    }
+
+    /// A correct answer to any `bytes=a-b` or `bytes=a-`: 206 with exactly that range, else 200.
+    pub(super) fn serve_ranges(req: &Req, body: &[u8]) -> Self {
+        match req.range() {
+            Some((from, to)) => {
+                let end = to.unwrap_or(usize::MAX).min(body.len() - 1);
+                let mut r = Reply::partial(&body[..=end], from);
+                r.headers = vec![(
+                    "Content-Range".into(),
+                    format!("bytes {from}-{end}/{}", body.len()),
+                )];
+                r
+            }
             None => Reply::ok(body),
         }
     }
