@@ -34,9 +34,11 @@ pub(super) async fn http(
     let mut part = Partial::open(partial, &algos(expect), expect.size).await?;
 
     // A large item starting from nothing: in parallel segments, if connections are free and the
-    // server does ranges (nothing is written before it said so).
+    // server does ranges (nothing is written before it said so). Not under `--limit-rate`: the
+    // rate is shared anyway, and paced pieces keep what the server sends at the rate.
     let o = f.options();
     if part.len == 0
+        && f.limit_rate().is_none()
         && o.segment_min > 0
         && let Some(size) = expect.size
         && size >= o.segment_min

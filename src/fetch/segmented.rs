@@ -1,7 +1,8 @@
 //! Segmented downloads: an item of at least `segment_min` bytes is fetched as several `Range`
 //! segments in parallel (one connection each, only from `--jobs` permits that are free), written
 //! in place into its partial file, then hashed in one read-back pass and checked against size and
-//! strongest checksum before it is returned, like any download.
+//! strongest checksum before it is returned, like any download. Not under `--limit-rate` (the
+//! rate is shared anyway; `download` paces pieces instead).
 //!
 //! Protects invariant 6: a segment is accepted only as a `206` whose `Content-Range` is exactly
 //! the range asked for, out of the expected total; a server that ignores `Range` (a `200` to the

@@ -1023,3 +1023,41 @@ async fn limit_rate_pieces_that_change_midway_start_again() {
     assert_eq!(c.on_disk(), data);
     assert_eq!(c.rec.restarts(), 1);
 }
+
+#[tokio::test]
+async fn limit_rate_paces_large_items_instead_of_segmenting_them() {
+    // an item above `segment_min` with connections free would be probed (`bytes=0-0`) and
+    // fetched as parallel segments; under a rate limit it is paced pieces, one after the other
+    let data = content(100_000);
+    let d = data.clone();
+    let want = expect(&data, Algo::Sha256);
+    let mut o = paced_options();
+    o.segment_min = 50_000;
+    o.segments = 4;
+    o.jobs = 4;
+    let c = download_case_with(
+        o,
+        move |_, req| Reply::serve_ranges(req, &d),
+        None,
+        "x",
+        &want,
+    )
+    .await;
+    let got = c.ok();
+    let ranges: Vec<_> = c
+        .requests()
+        .iter()
+        .map(|r| r.header("range").unwrap_or("-").to_owned())
+        .collect();
+    assert_eq!(
+        ranges,
+        [
+            "bytes=0-25599",
+            "bytes=25600-51199",
+            "bytes=51200-76799",
+            "bytes=76800-99999"
+        ]
+    );
+    assert_eq!(c.on_disk(), data);
+    assert_eq!(got.digests, digests_of(&data, &[Algo::Sha256]));
+}

@@ -88,9 +88,7 @@ impl Transport {
 
     /// `--limit-rate` in bytes per second, if any.
     pub(super) fn limit_rate(&self) -> Option<u64> {
-        self.limiter
-            .as_ref()
-            .map(|_| self.options.limit_rate.unwrap_or(0))
+        self.options.limit_rate
     }
 
     /// Wait for one of the `--jobs` permits (`None` only if the semaphore was closed).
