@@ -3,13 +3,14 @@
 //! against size and strongest upstream checksum before it is returned. Under `--limit-rate`, an
 //! item of known size is asked for in pieces of 1/8 s of the rate (at least 16 KiB), each paid to
 //! the rate limit before its request is sent, so what the server sends follows the rate whatever
-//! the socket buffers in between would absorb; a server that does not answer the first piece with
-//! exactly that range gets one plain request instead.
+//! the socket buffers in between would absorb; a server that answers the first piece with a `200`
+//! has that whole body read as a plain (read-throttled) answer, other answers that are not
+//! exactly the range get one plain request.
 //!
 //! Protects invariant 6: a resume is accepted only as a 206 whose `Content-Range` starts at the
 //! bytes on disk and ends at the expected size, a piece only as a 206 of exactly the range asked
 //! for; a 200, a 416 or a foreign range discard the partial file and start from 0 (a first piece
-//! answered so writes nothing and falls back to one plain request); reading stops at the
+//! answered so writes nothing before the plain path takes over); reading stops at the
 //! expected size; a short body is retried; a mismatching file is deleted and never returned.
 //!
 //! [`MultiHasher`]: crate::checksum::MultiHasher
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use super::error::{Error, Result};
 use super::location::redact;
 use super::partial::{Partial, algos, downloaded, verify};
-use super::transport::{Transport, parse_content_range, status_error};
+use super::transport::{Pace, Transport, parse_content_range, status_error};
 use super::{Downloaded, Expect, Progress};
 
 /// Download `url` into `partial` (see [`Fetcher::download`](super::Fetcher::download)).
@@ -112,6 +113,16 @@ enum Step {
     Restart,
 }
 
+/// How the paced pieces ended.
+enum Paced {
+    /// Every piece arrived (or a restart is due).
+    Done(Step),
+    /// The first piece was answered with the whole body (a `2xx` other than `206`).
+    Whole(reqwest::Response, Pace),
+    /// The first piece was answered otherwise: send one plain request.
+    Unpaced,
+}
+
 /// The length of one paced piece under `--limit-rate`: this share of a second of the rate…
 const PIECE_SECONDS: f64 = 0.125;
 /// …but at least this many bytes.
@@ -126,16 +137,22 @@ async fn transfer(
     expect: &Expect,
     progress: &dyn Progress,
 ) -> Result<Step> {
-    if let (Some(rate), Some(size)) = (f.limit_rate(), expect.size)
-        && part.len < size
-    {
-        let piece = ((rate as f64 * PIECE_SECONDS) as u64).max(PIECE_MIN);
-        if let Some(step) = pieces(f, url, part, size, piece, progress).await? {
-            return Ok(step);
-        }
-    }
     let from = part.len;
-    let (mut resp, mut pace) = f.send(url, from, None).await?;
+    let paced = match (f.limit_rate(), expect.size) {
+        (Some(rate), Some(size)) if from < size => {
+            let piece = ((rate as f64 * PIECE_SECONDS) as u64).max(PIECE_MIN);
+            match pieces(f, url, part, size, piece, progress).await? {
+                Paced::Done(step) => return Ok(step),
+                Paced::Whole(resp, pace) => Some((resp, pace)),
+                Paced::Unpaced => None,
+            }
+        }
+        _ => None,
+    };
+    let (mut resp, mut pace) = match paced {
+        Some(answer) => answer,
+        None => f.send(url, from, None).await?,
+    };
     let status = resp.status().as_u16();
     match status {
         206 if from == 0 => {
@@ -219,8 +236,10 @@ async fn transfer(
 /// piece, whatever the socket buffers between it and us hold (a plain stream lets them absorb
 /// hundreds of KiB ahead of our reads, which the server sees as bursts).
 ///
-/// `Ok(None)`: the first piece was not answered by a `206` of exactly that range out of `size`
-/// (a server without ranges, a changed file): nothing was written, take the plain path.
+/// The first piece not answered by a `206` of exactly that range out of `size` (a server without
+/// ranges, a changed file) writes nothing: a `200`'s whole body is then read like a plain answer
+/// ([`Paced::Whole`]; dropping it would waste what the buffers already took), anything else makes
+/// one plain request.
 async fn pieces(
     f: &Transport,
     url: &str,
@@ -228,7 +247,7 @@ async fn pieces(
     size: u64,
     piece: u64,
     progress: &dyn Progress,
-) -> Result<Option<Step>> {
+) -> Result<Paced> {
     let start = part.len;
     while part.len < size {
         let from = part.len;
@@ -245,11 +264,14 @@ async fn pieces(
                 .is_some_and(|r| r.start == from && r.end == to && r.total == Some(size));
         if !exact {
             if (200..300).contains(&status) || status == 416 {
-                if from == start {
-                    return Ok(None);
+                if from != start {
+                    // the answers changed in the middle: start again, as a plain resume would
+                    return Ok(Paced::Done(Step::Restart));
                 }
-                // the answers changed in the middle: start again, as a plain resume would
-                return Ok(Some(Step::Restart));
+                if status != 206 && (200..300).contains(&status) {
+                    return Ok(Paced::Whole(resp, pace));
+                }
+                return Ok(Paced::Unpaced);
             }
             return Err(status_error(url, status));
         }
@@ -275,5 +297,5 @@ async fn pieces(
             });
         }
     }
-    Ok(Some(Step::Complete))
+    Ok(Paced::Done(Step::Complete))
 }
