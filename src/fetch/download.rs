@@ -118,7 +118,7 @@ enum Paced {
     /// Every piece arrived (or a restart is due).
     Done(Step),
     /// The first piece was answered with the whole body (a `2xx` other than `206`).
-    Whole(reqwest::Response, Pace),
+    Whole(Box<(reqwest::Response, Pace)>),
     /// The first piece was answered otherwise: send one plain request.
     Unpaced,
 }
@@ -143,7 +143,7 @@ async fn transfer(
             let piece = ((rate as f64 * PIECE_SECONDS) as u64).max(PIECE_MIN);
             match pieces(f, url, part, size, piece, progress).await? {
                 Paced::Done(step) => return Ok(step),
-                Paced::Whole(resp, pace) => Some((resp, pace)),
+                Paced::Whole(answer) => Some(*answer),
                 Paced::Unpaced => None,
             }
         }
@@ -269,7 +269,7 @@ async fn pieces(
                     return Ok(Paced::Done(Step::Restart));
                 }
                 if status != 206 && (200..300).contains(&status) {
-                    return Ok(Paced::Whole(resp, pace));
+                    return Ok(Paced::Whole(Box::new((resp, pace))));
                 }
                 return Ok(Paced::Unpaced);
             }
