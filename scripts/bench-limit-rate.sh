@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # --limit-rate benchmark, measured from the server's side: a python HTTP server on 127.0.0.1
 # serves a generated stream and records every chunk it hands to the kernel (time, bytes); then
-# `streamvault sync --limit-rate RATE --jobs J` mirrors it, and the script prints, per rate, the
+# `streamvault sync --limit-rate RATE --jobs J` mirrors it (the server answers `Range` requests
+# like a real mirror; BENCH_NO_RANGE=1 turns that off), and the script prints, per rate, the
 # overall average and the lowest and highest average over every 5 s window (sliding by 0.1 s,
 # from the first byte served to the last) as a percentage of RATE. PASS when every window is
 # within 10 % of RATE.
@@ -67,11 +68,39 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         super().setup()
         if sndbuf > 0:
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+    def send_head(self):
+        # `Range: bytes=A-B` / `bytes=A-` as real mirrors answer it (http.server has no ranges)
+        self.range = None
+        r = "" if os.environ.get("BENCH_NO_RANGE") else self.headers.get("Range", "")
+        path = self.translate_path(self.path)
+        if r.startswith("bytes=") and os.path.isfile(path):
+            a, _, b = r[6:].partition("-")
+            size = os.path.getsize(path)
+            try:
+                start, end = int(a), min(int(b) if b else size - 1, size - 1)
+            except ValueError:
+                return super().send_head()
+            if start > end:
+                self.send_error(416)
+                return None
+            f = open(path, "rb")
+            f.seek(start)
+            self.range = end - start + 1
+            self.send_response(206)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+            self.send_header("Content-Length", str(self.range))
+            self.end_headers()
+            return f
+        return super().send_head()
     def copyfile(self, source, out):
-        while True:
-            buf = source.read(16384)
+        left = self.range
+        while left is None or left > 0:
+            buf = source.read(16384 if left is None else min(16384, left))
             if not buf:
                 return
+            if left is not None:
+                left -= len(buf)
             out.write(buf)
             with lock:
                 log.append((time.monotonic(), len(buf)))

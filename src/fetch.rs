@@ -8,11 +8,14 @@
 //! accepted content. Every byte of an item goes once through [`MultiHasher`] on its way to disk,
 //! and a download is returned only after its size and strongest upstream checksum were compared.
 //!
-//! Layout: `options` (knobs, `--limit-rate` parsing), `location` (source, mirrors, start
-//! document rules of spec §2.1), `client` ([`Fetcher`], requests, retries, documents),
-//! `download` (items streamed into a partial file, resume), `segmented` (large items as parallel
-//! `Range` segments, one read-back hash pass), `local` (`file://` and paths),
-//! `rate` (token bucket), `error`.
+//! Layout, lowest first; each module uses only modules listed before it (no circle):
+//! `error`, `options` (knobs, `--limit-rate` parsing), `location` (source, mirrors, start
+//! document rules of spec §2.1), `rate` (token bucket) → `transport` (the reqwest client,
+//! requests, permits, retries, counters, the pace of a request) → `partial` (the partial file,
+//! its hash state, the final check) → `local` (`file://` and paths), `segmented` (large items as
+//! parallel `Range` segments, one read-back hash pass), `download` (items streamed into a
+//! partial file, resume; hands large items to `segmented`) → `client` ([`Fetcher`]: documents,
+//! mirrors, which of the three fetches an item).
 //!
 //! The library never prints: everything a user may want to see goes through [`Progress`].
 //!
@@ -24,17 +27,20 @@ mod error;
 mod local;
 mod location;
 mod options;
+mod partial;
 mod rate;
 mod segmented;
 #[cfg(test)]
 mod tests;
+mod transport;
 
 use crate::checksum::{Checksums, Digests};
 
-pub use client::{Fetcher, Stats};
+pub use client::Fetcher;
 pub use error::{Error, Result};
 pub use location::{Location, redact, split_start};
 pub use options::{FetchOptions, parse_rate, parse_speed_limit};
+pub use transport::Stats;
 
 /// What the metadata says about an item: checked after the body, before [`Fetcher::download`]
 /// returns.

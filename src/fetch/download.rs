@@ -1,29 +1,32 @@
 //! Item downloads over http(s): the body streams into a partial file through one
 //! [`MultiHasher`], resumes with `Range` after a failure or from a previous run, and is checked
-//! against size and strongest upstream checksum before it is returned.
+//! against size and strongest upstream checksum before it is returned. Under `--limit-rate`, an
+//! item of known size is asked for in pieces of 1/8 s of the rate (at least 16 KiB), each paid to
+//! the rate limit before its request is sent, so what the server sends follows the rate whatever
+//! the socket buffers in between would absorb; a server that answers the first piece with a `200`
+//! has that whole body read as a plain (read-throttled) answer, other answers that are not
+//! exactly the range get one plain request.
 //!
 //! Protects invariant 6: a resume is accepted only as a 206 whose `Content-Range` starts at the
-//! bytes on disk and ends at the expected size; a 200, a 416 or a foreign range discard the
-//! partial file and start from 0; reading stops at the expected size; a short body is retried;
-//! a mismatching file is deleted and never returned.
+//! bytes on disk and ends at the expected size, a piece only as a 206 of exactly the range asked
+//! for; a 200, a 416 or a foreign range discard the partial file and start from 0 (a first piece
+//! answered so writes nothing before the plain path takes over); reading stops at the
+//! expected size; a short body is retried; a mismatching file is deleted and never returned.
+//!
+//! [`MultiHasher`]: crate::checksum::MultiHasher
 
-use std::io::SeekFrom;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
-use tokio::fs::{File, OpenOptions};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
-
-use super::client::{Fetcher, status_error};
 use super::error::{Error, Result};
 use super::location::redact;
+use super::partial::{Partial, algos, downloaded, verify};
+use super::transport::{Pace, Transport, parse_content_range, status_error};
 use super::{Downloaded, Expect, Progress};
-use crate::checksum::{Algo, Digests, MultiHasher};
 
-const BUF: usize = 256 * 1024;
-
-/// Download `url` into `partial` (see [`Fetcher::download`]).
+/// Download `url` into `partial` (see [`Fetcher::download`](super::Fetcher::download)).
 pub(super) async fn http(
-    f: &Fetcher,
+    f: &Arc<Transport>,
     url: &str,
     partial: &Path,
     expect: &Expect,
@@ -32,9 +35,11 @@ pub(super) async fn http(
     let mut part = Partial::open(partial, &algos(expect), expect.size).await?;
 
     // A large item starting from nothing: in parallel segments, if connections are free and the
-    // server does ranges (nothing is written before it said so).
+    // server does ranges (nothing is written before it said so). Not under `--limit-rate`: the
+    // rate is shared anyway, and paced pieces keep what the server sends at the rate.
     let o = f.options();
     if part.len == 0
+        && f.limit_rate().is_none()
         && o.segment_min > 0
         && let Some(size) = expect.size
         && size >= o.segment_min
@@ -108,16 +113,46 @@ enum Step {
     Restart,
 }
 
-/// One request: from `part.len` (with `Range` when > 0) to the end of the body.
+/// How the paced pieces ended.
+enum Paced {
+    /// Every piece arrived (or a restart is due).
+    Done(Step),
+    /// The first piece was answered with the whole body (a `2xx` other than `206`).
+    Whole(Box<(reqwest::Response, Pace)>),
+    /// The first piece was answered otherwise: send one plain request.
+    Unpaced,
+}
+
+/// The length of one paced piece under `--limit-rate`: this share of a second of the rate…
+const PIECE_SECONDS: f64 = 0.125;
+/// …but at least this many bytes.
+const PIECE_MIN: u64 = 16 * 1024;
+
+/// From `part.len` to the end of the body: paced pieces under `--limit-rate` when the size is
+/// known and the server answers them exactly, else one request (with `Range` when > 0).
 async fn transfer(
-    f: &Fetcher,
+    f: &Transport,
     url: &str,
     part: &mut Partial,
     expect: &Expect,
     progress: &dyn Progress,
 ) -> Result<Step> {
     let from = part.len;
-    let (mut resp, mut pace) = f.send(url, from, None).await?;
+    let paced = match (f.limit_rate(), expect.size) {
+        (Some(rate), Some(size)) if from < size => {
+            let piece = ((rate as f64 * PIECE_SECONDS) as u64).max(PIECE_MIN);
+            match pieces(f, url, part, size, piece, progress).await? {
+                Paced::Done(step) => return Ok(step),
+                Paced::Whole(answer) => Some(*answer),
+                Paced::Unpaced => None,
+            }
+        }
+        _ => None,
+    };
+    let (mut resp, mut pace) = match paced {
+        Some(answer) => answer,
+        None => f.send(url, from, None).await?,
+    };
     let status = resp.status().as_u16();
     match status {
         206 if from == 0 => {
@@ -196,199 +231,71 @@ async fn transfer(
     }
 }
 
-/// `bytes <start>-<end>/<total|*>`
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct ContentRange {
-    pub(super) start: u64,
-    pub(super) end: u64,
-    pub(super) total: Option<u64>,
-}
-
-pub(super) fn parse_content_range(value: &str) -> Option<ContentRange> {
-    let rest = value.trim().strip_prefix("bytes ")?;
-    let (range, total) = rest.split_once('/')?;
-    let (start, end) = range.split_once('-')?;
-    let start = start.trim().parse().ok()?;
-    let end = end.trim().parse().ok()?;
-    let total = match total.trim() {
-        "*" => None,
-        t => Some(t.parse().ok()?),
-    };
-    (start <= end).then_some(ContentRange { start, end, total })
-}
-
-/// BLAKE3 plus the strongest expected algorithm, or every algorithm when none is expected.
-pub(super) fn algos(expect: &Expect) -> Vec<Algo> {
-    match expect.checksums.strongest() {
-        Some((algo, _)) => vec![algo],
-        None => vec![Algo::Md5, Algo::Sha256, Algo::Sha512],
-    }
-}
-
-/// Size, then strongest checksum (hex, case-insensitive).
-pub(super) fn verify(url: &str, expect: &Expect, digests: &Digests) -> Result<()> {
-    if let Some(size) = expect.size
-        && digests.size != size
-    {
-        return Err(Error::SizeMismatch {
-            url: redact(url),
-            expected: size,
-            found: digests.size,
-        });
-    }
-    if let Some((algo, want)) = expect.checksums.strongest() {
-        let found = digests.upstream.get(algo).unwrap_or_default();
-        if !found.eq_ignore_ascii_case(want.trim()) {
-            return Err(Error::ChecksumMismatch {
+/// Under `--limit-rate`: the rest of the item as `Range` requests of `piece` bytes, each paid to
+/// the rate limit before it is sent. The server then never sends more than was paid plus one
+/// piece, whatever the socket buffers between it and us hold (a plain stream lets them absorb
+/// hundreds of KiB ahead of our reads, which the server sees as bursts).
+///
+/// The first piece not answered by a `206` of exactly that range out of `size` (a server without
+/// ranges, a changed file) writes nothing: a `200`'s whole body is then read like a plain answer
+/// ([`Paced::Whole`]; dropping it would waste what the buffers already took), anything else makes
+/// one plain request.
+async fn pieces(
+    f: &Transport,
+    url: &str,
+    part: &mut Partial,
+    size: u64,
+    piece: u64,
+    progress: &dyn Progress,
+) -> Result<Paced> {
+    let start = part.len;
+    while part.len < size {
+        let from = part.len;
+        let to = from.saturating_add(piece).min(size) - 1;
+        f.throttle(to - from + 1).await;
+        let (mut resp, mut pace) = f.send_range(url, from, Some(to)).await?;
+        let status = resp.status().as_u16();
+        let exact = status == 206
+            && resp
+                .headers()
+                .get(reqwest::header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_content_range)
+                .is_some_and(|r| r.start == from && r.end == to && r.total == Some(size));
+        if !exact {
+            if (200..300).contains(&status) || status == 416 {
+                if from != start {
+                    // the answers changed in the middle: start again, as a plain resume would
+                    return Ok(Paced::Done(Step::Restart));
+                }
+                if status != 206 && (200..300).contains(&status) {
+                    return Ok(Paced::Whole(Box::new((resp, pace))));
+                }
+                return Ok(Paced::Unpaced);
+            }
+            return Err(status_error(url, status));
+        }
+        if from == start {
+            part.body_start = from;
+        }
+        while let Some(chunk) = f.next_chunk(&mut resp, url, &mut pace).await? {
+            let n = chunk.len() as u64;
+            if part.len.saturating_add(n) > to + 1 {
+                return Err(Error::TooLong {
+                    url: redact(url),
+                    expected: size,
+                });
+            }
+            part.write(&chunk).await?;
+            progress.bytes(n);
+        }
+        if part.len <= to {
+            return Err(Error::ShortBody {
                 url: redact(url),
-                algo,
-                expected: want.to_owned(),
-                found: found.to_owned(),
+                received: part.len - from,
+                expected: to + 1 - from,
             });
         }
     }
-    Ok(())
-}
-
-pub(super) fn downloaded(digests: Digests, url: &str, resumed_from: u64) -> Downloaded {
-    Downloaded {
-        digests,
-        url: redact(url),
-        resumed_from,
-    }
-}
-
-/// The partial file and the hash state of exactly the bytes in it.
-pub(super) struct Partial {
-    path: PathBuf,
-    out: BufWriter<File>,
-    algos: Vec<Algo>,
-    hasher: MultiHasher,
-    /// Bytes written (all of them hashed).
-    pub(super) len: u64,
-    /// Offset at which the current response body started.
-    pub(super) body_start: u64,
-}
-
-impl Partial {
-    /// Open or create `path`, re-hashing what it holds; more than `limit` bytes are discarded.
-    pub(super) async fn open(path: &Path, algos: &[Algo], limit: Option<u64>) -> Result<Self> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .await
-            .map_err(Error::io("open", path))?;
-        let mut hasher = MultiHasher::new(algos);
-        let mut buf = vec![0u8; BUF];
-        loop {
-            let n = file.read(&mut buf).await.map_err(Error::io("read", path))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(buf.get(..n).unwrap_or_default());
-        }
-        let len = hasher.size();
-        let mut part = Partial {
-            path: path.to_path_buf(),
-            out: BufWriter::with_capacity(BUF, file),
-            algos: algos.to_vec(),
-            hasher,
-            len,
-            body_start: 0,
-        };
-        if limit.is_some_and(|l| len > l) {
-            part.reset().await?;
-        }
-        Ok(part)
-    }
-
-    /// Create `path` empty (truncating it).
-    pub(super) async fn create(path: &Path, algos: &[Algo]) -> Result<Self> {
-        let file = File::create(path)
-            .await
-            .map_err(Error::io("create", path))?;
-        Ok(Partial {
-            path: path.to_path_buf(),
-            out: BufWriter::with_capacity(BUF, file),
-            algos: algos.to_vec(),
-            hasher: MultiHasher::new(algos),
-            len: 0,
-            body_start: 0,
-        })
-    }
-
-    pub(super) async fn write(&mut self, data: &[u8]) -> Result<()> {
-        self.out
-            .write_all(data)
-            .await
-            .map_err(Error::io("write", &self.path))?;
-        self.hasher.update(data);
-        self.len += data.len() as u64;
-        Ok(())
-    }
-
-    pub(super) async fn flush(&mut self) -> Result<()> {
-        self.out
-            .flush()
-            .await
-            .map_err(Error::io("write", &self.path))
-    }
-
-    /// Empty the file and the hash state.
-    pub(super) async fn reset(&mut self) -> Result<()> {
-        self.flush().await?;
-        let file = self.out.get_mut();
-        file.set_len(0)
-            .await
-            .map_err(Error::io("truncate", &self.path))?;
-        file.seek(SeekFrom::Start(0))
-            .await
-            .map_err(Error::io("seek", &self.path))?;
-        self.hasher = MultiHasher::new(&self.algos);
-        self.len = 0;
-        self.body_start = 0;
-        Ok(())
-    }
-
-    pub(super) fn digests(&self) -> Digests {
-        self.hasher.clone().finish()
-    }
-
-    pub(super) async fn remove(self) -> Result<()> {
-        drop(self.out);
-        match tokio::fs::remove_file(&self.path).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io("remove", &self.path)(e)),
-        }
-    }
-
-    /// After a failure that ends the download: keep the bytes for a later resume, or remove
-    /// the file when it holds none. Best effort: the failure is what gets reported.
-    pub(super) async fn keep_or_remove(mut self) {
-        if self.flush().await.is_err() || self.len == 0 {
-            let _ = self.remove().await;
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn content_range() {
-        let r = |start, end, total| Some(ContentRange { start, end, total });
-        assert_eq!(
-            parse_content_range("bytes 100-4095/4096"),
-            r(100, 4095, Some(4096))
-        );
-        assert_eq!(parse_content_range("bytes 0-9/*"), r(0, 9, None));
-        assert_eq!(parse_content_range("bytes */4096"), None);
-        assert_eq!(parse_content_range("bytes 9-0/10"), None);
-        assert_eq!(parse_content_range("items 0-9/10"), None);
-    }
+    Ok(Paced::Done(Step::Complete))
 }

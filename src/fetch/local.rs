@@ -12,9 +12,9 @@ use std::path::Path;
 use tokio::fs::File;
 use tokio::io::AsyncReadExt;
 
-use super::client::Fetcher;
-use super::download::{Partial, algos, downloaded, verify};
 use super::error::{Error, Result};
+use super::partial::{Partial, algos, downloaded, verify};
+use super::transport::Transport;
 use super::{Downloaded, Expect, Progress};
 
 const BUF: usize = 256 * 1024;
@@ -38,7 +38,7 @@ pub(super) async fn read_document(path: &Path, url: &str, limit: u64) -> Result<
 
 /// Copy the local file `path` into `partial` (from scratch) and check it against `expect`.
 pub(super) async fn download(
-    f: &Fetcher,
+    f: &Transport,
     path: &Path,
     url: &str,
     partial: &Path,

@@ -7,9 +7,12 @@
 //! payment). The bucket holds only the burst, so idle time between files does not bank a second
 //! of credit that a 5 s window would then see as 20 % too much (measured: 130 KiB/s for `100k`).
 //!
-//! What the upstream server observes also includes the kernel's socket buffers (the client's
-//! receive buffer grows with autotuning, the server's send buffer on loopback takes megabytes),
-//! which this limiter cannot see: `scripts/bench-limit-rate.sh` measures it from the server side.
+//! What the upstream server observes of a plain stream also includes the kernel's socket buffers
+//! (the client's receive buffer grows with autotuning, the server's send buffer holds what it
+//! wrote ahead), hundreds of KiB per connection that this limiter cannot see and reqwest gives no
+//! way to cap (no `SO_RCVBUF` option, an opaque connection in its connector layer). So items are
+//! paid for before they are asked for, in pieces (`download`): the bucket then bounds what the
+//! server sends. `scripts/bench-limit-rate.sh` measures it from the server side.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

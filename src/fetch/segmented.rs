@@ -1,7 +1,8 @@
 //! Segmented downloads: an item of at least `segment_min` bytes is fetched as several `Range`
 //! segments in parallel (one connection each, only from `--jobs` permits that are free), written
 //! in place into its partial file, then hashed in one read-back pass and checked against size and
-//! strongest checksum before it is returned, like any download.
+//! strongest checksum before it is returned, like any download. Not under `--limit-rate` (the
+//! rate is shared anyway; `download` paces pieces instead).
 //!
 //! Protects invariant 6: a segment is accepted only as a `206` whose `Content-Range` is exactly
 //! the range asked for, out of the expected total; a server that ignores `Range` (a `200` to the
@@ -15,22 +16,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::client::{Fetcher, status_error};
-use super::download::{algos, downloaded, verify};
 use super::error::{Error, Result};
 use super::location::redact;
+use super::partial::{algos, downloaded, hash_file, verify};
+use super::transport::{Transport, parse_content_range, status_error};
 use super::{Downloaded, Expect, Progress};
-use crate::checksum::MultiHasher;
-
-const BUF: usize = 1024 * 1024;
 
 /// Try a segmented download of `url` (size `size`) into the empty `partial`. `Ok(None)`: not
 /// segmented (no free connection, or the server does not do ranges) — use one stream.
 pub(super) async fn download(
-    f: &Fetcher,
+    f: &Arc<Transport>,
     url: &str,
     partial: &Path,
     expect: &Expect,
@@ -125,7 +123,7 @@ pub(super) async fn download(
 }
 
 /// Does the server answer `Range: bytes=0-0` with a `206` for exactly that byte of `size`?
-async fn probe(f: &Fetcher, url: &str, size: u64) -> Result<bool> {
+async fn probe(f: &Transport, url: &str, size: u64) -> Result<bool> {
     let (resp, _) = match f.send_range(url, 0, Some(0)).await {
         Ok(r) => r,
         // let the single stream meet (and report) the trouble
@@ -138,7 +136,7 @@ fn range_is(resp: &reqwest::Response, start: u64, end: u64, size: u64) -> bool {
     resp.headers()
         .get(reqwest::header::CONTENT_RANGE)
         .and_then(|v| v.to_str().ok())
-        .and_then(super::download::parse_content_range)
+        .and_then(parse_content_range)
         .is_some_and(|r| r.start == start && r.end == end && r.total == Some(size))
 }
 
@@ -148,7 +146,7 @@ enum Event {
 }
 
 struct Segment {
-    f: Fetcher,
+    f: Arc<Transport>,
     url: String,
     path: PathBuf,
     /// `[start, end)`
@@ -275,23 +273,4 @@ async fn keep_prefix(path: &Path, ranges: &[(u64, u64)], done: &[AtomicU64]) {
     if prefix == 0 || cut.await.is_err() {
         let _ = tokio::fs::remove_file(path).await;
     }
-}
-
-async fn hash_file(
-    path: &Path,
-    algos: &[crate::checksum::Algo],
-) -> Result<crate::checksum::Digests> {
-    let mut file = tokio::fs::File::open(path)
-        .await
-        .map_err(Error::io("open", path))?;
-    let mut hasher = MultiHasher::new(algos);
-    let mut buf = vec![0u8; BUF];
-    loop {
-        let n = file.read(&mut buf).await.map_err(Error::io("read", path))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(buf.get(..n).unwrap_or_default());
-    }
-    Ok(hasher.finish())
 }

@@ -1,212 +1,23 @@
-//! Loopback tests of the fetch layer against tiny hand-written HTTP/1.1 servers, so every
-//! misbehaviour (short bodies, stalls, 200 to Range, foreign ranges, 5xx, 404) is exact.
+//! Loopback tests of the fetch layer against tiny hand-written HTTP/1.1 servers
+//! ([`server`]), so every misbehaviour (short bodies, stalls, 200 to Range, foreign ranges, 5xx,
+//! 404) is exact. Most download tests are one [`download_case`]: a server, what is on disk
+//! before, what is expected — and then only the assertions that matter.
 //!
 //! Checks invariant 6: mismatches, overlong bodies and answers that are not what was asked
 //! never come back as a success.
 
-use std::path::Path;
+mod server;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
+use self::server::{Reply, Req, Server};
 use super::*;
 use crate::checksum::{Algo, Checksums, MultiHasher};
-
-// ---------------------------------------------------------------------------------------------
-// the server
-
-#[derive(Debug, Clone)]
-struct Req {
-    path: String,
-    headers: Vec<(String, String)>,
-}
-
-impl Req {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// `n` from `Range: bytes=n-`.
-    fn range_from(&self) -> Option<usize> {
-        self.header("range")?
-            .strip_prefix("bytes=")?
-            .strip_suffix('-')?
-            .parse()
-            .ok()
-    }
-}
-
-/// One response, possibly misbehaving.
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-    /// Announce no length: the body ends when the connection closes.
-    no_length: bool,
-    /// Send only this many body bytes, then close.
-    cut: Option<usize>,
-    /// After this many body bytes, sleep this long.
-    stall: Option<(usize, Duration)>,
-}
-
-impl Reply {
-    fn status(status: u16) -> Self {
-        Reply {
-            status,
-            headers: vec![],
-            body: format!("status {status}\n").into_bytes(),
-            no_length: false,
-            cut: None,
-            stall: None,
-        }
-    }
-
-    fn ok(body: &[u8]) -> Self {
-        Reply {
-            body: body.to_vec(),
-            ..Reply::status(200)
-        }
-    }
-
-    /// A correct answer to the request: 206 from its Range, else 200.
-    fn serve(req: &Req, body: &[u8]) -> Self {
-        match req.range_from() {
-            Some(n) => Reply::partial(body, n),
-            None => Reply::ok(body),
-        }
-    }
-
-    /// 206 with `body[from..]` and a matching Content-Range.
-    fn partial(body: &[u8], from: usize) -> Self {
-        Reply::partial_claiming(body, from, from)
-    }
-
-    /// 206 with `body[send_from..]` but claiming to start at `claim`.
-    fn partial_claiming(body: &[u8], send_from: usize, claim: usize) -> Self {
-        let rest = body.get(send_from..).unwrap_or_default().to_vec();
-        let end = claim + rest.len() - 1;
-        Reply {
-            headers: vec![(
-                "Content-Range".into(),
-                format!("bytes {claim}-{end}/{}", body.len()),
-            )],
-            body: rest,
-            ..Reply::status(206)
-        }
-    }
-
-    fn no_length(mut self) -> Self {
-        self.no_length = true;
-        self
-    }
-
-    fn cut(mut self, at: usize) -> Self {
-        self.cut = Some(at);
-        self
-    }
-
-    fn stall(mut self, at: usize, d: Duration) -> Self {
-        self.stall = Some((at, d));
-        self
-    }
-}
-
-type Handler = dyn Fn(usize, &Req) -> Reply + Send + Sync;
-
-struct Server {
-    port: u16,
-    log: Arc<Mutex<Vec<Req>>>,
-}
-
-impl Server {
-    async fn start(handler: impl Fn(usize, &Req) -> Reply + Send + Sync + 'static) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let handler: Arc<Handler> = Arc::new(handler);
-        let log2 = log.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((sock, _)) = listener.accept().await else {
-                    return;
-                };
-                let (log, handler) = (log2.clone(), handler.clone());
-                tokio::spawn(async move {
-                    let _ = connection(sock, log, handler).await;
-                });
-            }
-        });
-        Server { port, log }
-    }
-
-    fn base(&self) -> String {
-        format!("http://127.0.0.1:{}/", self.port)
-    }
-
-    fn requests(&self) -> Vec<Req> {
-        self.log.lock().unwrap().clone()
-    }
-
-    fn paths(&self) -> Vec<String> {
-        self.requests().into_iter().map(|r| r.path).collect()
-    }
-}
-
-async fn connection(
-    mut sock: TcpStream,
-    log: Arc<Mutex<Vec<Req>>>,
-    handler: Arc<Handler>,
-) -> std::io::Result<()> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if sock.read(&mut byte).await? == 0 {
-            return Ok(());
-        }
-        head.push(byte[0]);
-    }
-    let text = String::from_utf8_lossy(&head).to_string();
-    let mut lines = text.split("\r\n");
-    let path = lines.next().unwrap().split(' ').nth(1).unwrap().to_owned();
-    let headers = lines
-        .filter_map(|l| l.split_once(": "))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-    let req = Req { path, headers };
-    let index = {
-        let mut log = log.lock().unwrap();
-        log.push(req.clone());
-        log.len() - 1
-    };
-    let reply = handler(index, &req);
-    let mut out = format!("HTTP/1.1 {} X\r\nConnection: close\r\n", reply.status);
-    if !reply.no_length {
-        out.push_str(&format!("Content-Length: {}\r\n", reply.body.len()));
-    }
-    for (k, v) in &reply.headers {
-        out.push_str(&format!("{k}: {v}\r\n"));
-    }
-    out.push_str("\r\n");
-    sock.write_all(out.as_bytes()).await?;
-    let body = &reply.body[..reply.cut.unwrap_or(reply.body.len()).min(reply.body.len())];
-    match reply.stall {
-        Some((at, d)) if at < body.len() => {
-            sock.write_all(&body[..at]).await?;
-            sock.flush().await?;
-            tokio::time::sleep(d).await;
-            sock.write_all(&body[at..]).await?;
-        }
-        _ => sock.write_all(body).await?,
-    }
-    sock.flush().await?;
-    sock.shutdown().await
-}
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -292,6 +103,85 @@ fn read(p: &Path) -> Vec<u8> {
     std::fs::read(p).unwrap()
 }
 
+/// One download test after it ran: the server (its request log), the partial file, the
+/// fetcher (its counters), what the [`Progress`] saw, and the result.
+struct Case {
+    srv: Server,
+    part: PathBuf,
+    f: Fetcher,
+    rec: Rec,
+    got: Result<Downloaded>,
+    _dir: tempfile::TempDir,
+}
+
+impl Case {
+    /// The request log's paths.
+    fn paths(&self) -> Vec<String> {
+        self.srv.paths()
+    }
+    /// The request log.
+    fn requests(&self) -> Vec<Req> {
+        self.srv.requests()
+    }
+    /// The download, which must have succeeded.
+    fn ok(&self) -> &Downloaded {
+        match &self.got {
+            Ok(d) => d,
+            Err(e) => panic!("download failed: {e}"),
+        }
+    }
+    /// The download's error, which must be one.
+    fn err(&self) -> &Error {
+        match &self.got {
+            Ok(d) => panic!("download succeeded: {d:?}"),
+            Err(e) => e,
+        }
+    }
+    /// The bytes in the partial file.
+    fn on_disk(&self) -> Vec<u8> {
+        read(&self.part)
+    }
+}
+
+/// Start a server answering with `handler`, put `before` into the partial file (`None`: no
+/// file), and download `rel` against `want` with a fresh [`fetcher`] of `options`.
+async fn download_case_with(
+    o: FetchOptions,
+    handler: impl Fn(usize, &Req) -> Reply + Send + Sync + 'static,
+    before: Option<&[u8]>,
+    rel: &str,
+    want: &Expect,
+) -> Case {
+    let srv = Server::start(handler).await;
+    let dir = tempfile::tempdir().unwrap();
+    let part = dir.path().join("x.part");
+    if let Some(bytes) = before {
+        std::fs::write(&part, bytes).unwrap();
+    }
+    let f = Fetcher::new(o).unwrap();
+    let rec = Rec::default();
+    let got = f
+        .download(&Location::new(srv.base()), rel, &part, want, &rec)
+        .await;
+    Case {
+        srv,
+        part,
+        f,
+        rec,
+        got,
+        _dir: dir,
+    }
+}
+
+/// [`download_case_with`] the test [`options`], item `x`.
+async fn download_case(
+    handler: impl Fn(usize, &Req) -> Reply + Send + Sync + 'static,
+    before: Option<&[u8]>,
+    want: &Expect,
+) -> Case {
+    download_case_with(options(), handler, before, "x", want).await
+}
+
 // ---------------------------------------------------------------------------------------------
 // downloads
 
@@ -299,30 +189,23 @@ fn read(p: &Path) -> Vec<u8> {
 async fn plain_download_checksum_ok() {
     let data = content(100_000);
     let d = data.clone();
-    let srv = Server::start(move |_, _| Reply::ok(&d)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let part = dir.path().join("x.part");
-    let f = fetcher();
-    let rec = Rec::default();
-    let loc = Location::new(srv.base());
-    let got = f
-        .download(&loc, "a/x.img", &part, &expect(&data, Algo::Sha256), &rec)
-        .await
-        .unwrap();
+    let want = expect(&data, Algo::Sha256);
+    let c = download_case_with(options(), move |_, _| Reply::ok(&d), None, "a/x.img", &want).await;
+    let got = c.ok();
     assert_eq!(got.digests, digests_of(&data, &[Algo::Sha256]));
-    assert_eq!(got.url, format!("{}a/x.img", srv.base()));
+    assert_eq!(got.url, format!("{}a/x.img", c.srv.base()));
     assert_eq!(got.resumed_from, 0);
-    assert_eq!(read(&part), data);
-    assert_eq!(rec.bytes.load(Ordering::Relaxed), 100_000);
-    assert_eq!(srv.paths(), ["/a/x.img"]);
-    assert!(srv.requests()[0].header("range").is_none());
+    assert_eq!(c.on_disk(), data);
+    assert_eq!(c.rec.bytes.load(Ordering::Relaxed), 100_000);
+    assert_eq!(c.paths(), ["/a/x.img"]);
+    assert!(c.requests()[0].header("range").is_none());
     assert!(
-        srv.requests()[0]
+        c.requests()[0]
             .header("user-agent")
             .unwrap()
             .starts_with("streamvault/")
     );
-    let s = f.stats();
+    let s = c.f.stats();
     assert_eq!(
         (s.requests, s.bytes, s.retries, s.restarts),
         (1, 100_000, 0, 0)
@@ -384,15 +267,10 @@ async fn each_upstream_algorithm_alone() {
 async fn size_mismatch_is_an_error() {
     let data = content(1000);
     let d = data.clone();
-    let srv = Server::start(move |_, _| Reply::ok(&d)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let part = dir.path().join("x.part");
     let mut want = expect(&data, Algo::Sha256);
     want.size = Some(1001);
-    let e = fetcher()
-        .download(&Location::new(srv.base()), "x", &part, &want, &NoProgress)
-        .await
-        .unwrap_err();
+    let c = download_case(move |_, _| Reply::ok(&d), None, &want).await;
+    let e = c.err();
     assert!(
         matches!(
             e,
@@ -404,9 +282,12 @@ async fn size_mismatch_is_an_error() {
         ),
         "{e}"
     );
-    assert!(e.to_string().contains(&format!("`{}x`", srv.base())), "{e}");
-    assert!(!part.exists());
-    assert_eq!(srv.paths().len(), 1, "a fresh mismatch is not retried");
+    assert!(
+        e.to_string().contains(&format!("`{}x`", c.srv.base())),
+        "{e}"
+    );
+    assert!(!c.part.exists());
+    assert_eq!(c.paths().len(), 1, "a fresh mismatch is not retried");
 }
 
 #[tokio::test]
@@ -414,24 +295,19 @@ async fn checksum_mismatch_deletes_partial() {
     let data = content(1000);
     let mut evil = data.clone();
     evil[500] ^= 1;
-    let srv = Server::start(move |_, _| Reply::ok(&evil)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let part = dir.path().join("x.part");
     let want = expect(&data, Algo::Sha512);
-    let e = fetcher()
-        .download(&Location::new(srv.base()), "x", &part, &want, &NoProgress)
-        .await
-        .unwrap_err();
+    let c = download_case(move |_, _| Reply::ok(&evil), None, &want).await;
+    let e = c.err();
     let Error::ChecksumMismatch {
         url,
         algo,
         expected,
         found,
-    } = &e
+    } = e
     else {
         panic!("{e}")
     };
-    assert_eq!(url, &format!("{}x", srv.base()));
+    assert_eq!(url, &format!("{}x", c.srv.base()));
     assert_eq!(*algo, Algo::Sha512);
     assert_eq!(Some(expected.as_str()), want.checksums.sha512.as_deref());
     assert_ne!(expected, found);
@@ -439,145 +315,90 @@ async fn checksum_mismatch_deletes_partial() {
         e.to_string().starts_with("sha512 mismatch for `http://"),
         "{e}"
     );
-    assert!(!part.exists());
-    assert_eq!(srv.paths().len(), 1);
+    assert!(!c.part.exists());
+    assert_eq!(c.paths().len(), 1);
 }
 
 #[tokio::test]
 async fn resume_with_correct_206() {
     let data = content(50_000);
     let d = data.clone();
-    let srv = Server::start(move |_, req| Reply::serve(req, &d)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let part = dir.path().join("x.part");
-    std::fs::write(&part, &data[..12_345]).unwrap();
-    let rec = Rec::default();
-    let got = fetcher()
-        .download(
-            &Location::new(srv.base()),
-            "x",
-            &part,
-            &expect(&data, Algo::Sha256),
-            &rec,
-        )
-        .await
-        .unwrap();
-    assert_eq!(srv.requests()[0].header("range"), Some("bytes=12345-"));
-    assert_eq!(srv.paths().len(), 1);
+    let want = expect(&data, Algo::Sha256);
+    let c = download_case(
+        move |_, req| Reply::serve(req, &d),
+        Some(&data[..12_345]),
+        &want,
+    )
+    .await;
+    let got = c.ok();
+    assert_eq!(c.requests()[0].header("range"), Some("bytes=12345-"));
+    assert_eq!(c.paths().len(), 1);
     assert_eq!(got.resumed_from, 12_345);
     assert_eq!(got.digests, digests_of(&data, &[Algo::Sha256]));
-    assert_eq!(read(&part), data);
-    assert_eq!(rec.bytes.load(Ordering::Relaxed), 50_000 - 12_345);
-    assert_eq!(rec.restarts(), 0);
+    assert_eq!(c.on_disk(), data);
+    assert_eq!(c.rec.bytes.load(Ordering::Relaxed), 50_000 - 12_345);
+    assert_eq!(c.rec.restarts(), 0);
 }
 
 #[tokio::test]
 async fn complete_partial_is_verified_without_a_request() {
     let data = content(3000);
-    let srv = Server::start(|_, _| Reply::status(500)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let part = dir.path().join("x.part");
-    std::fs::write(&part, &data).unwrap();
-    let got = fetcher()
-        .download(
-            &Location::new(srv.base()),
-            "x",
-            &part,
-            &expect(&data, Algo::Sha256),
-            &NoProgress,
-        )
-        .await
-        .unwrap();
-    assert_eq!(got.digests, digests_of(&data, &[Algo::Sha256]));
-    assert!(srv.paths().is_empty());
+    let want = expect(&data, Algo::Sha256);
+    let c = download_case(|_, _| Reply::status(500), Some(&data), &want).await;
+    assert_eq!(c.ok().digests, digests_of(&data, &[Algo::Sha256]));
+    assert!(c.paths().is_empty());
 }
 
 #[tokio::test]
 async fn ok_200_to_range_restarts_from_zero() {
     let data = content(20_000);
     let d = data.clone();
-    let srv = Server::start(move |_, _| Reply::ok(&d)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let part = dir.path().join("x.part");
+    let want = expect(&data, Algo::Sha256);
     // what is on disk is even wrong: it must not survive
-    std::fs::write(&part, vec![0u8; 7000]).unwrap();
-    let f = fetcher();
-    let rec = Rec::default();
-    let got = f
-        .download(
-            &Location::new(srv.base()),
-            "x",
-            &part,
-            &expect(&data, Algo::Sha256),
-            &rec,
-        )
-        .await
-        .unwrap();
-    assert_eq!(srv.requests()[0].header("range"), Some("bytes=7000-"));
-    assert_eq!(srv.paths().len(), 1, "the 200 body itself is used");
+    let c = download_case(move |_, _| Reply::ok(&d), Some(&[0u8; 7000]), &want).await;
+    let got = c.ok();
+    assert_eq!(c.requests()[0].header("range"), Some("bytes=7000-"));
+    assert_eq!(c.paths().len(), 1, "the 200 body itself is used");
     assert_eq!(got.resumed_from, 0);
-    assert_eq!(read(&part), data);
-    assert_eq!(rec.restarts(), 1);
-    assert!(rec.retries().is_empty());
-    assert_eq!(f.stats().restarts, 1);
+    assert_eq!(c.on_disk(), data);
+    assert_eq!(c.rec.restarts(), 1);
+    assert!(c.rec.retries().is_empty());
+    assert_eq!(c.f.stats().restarts, 1);
 }
 
 #[tokio::test]
 async fn foreign_content_range_restarts() {
     let data = content(20_000);
     let d = data.clone();
+    let want = expect(&data, Algo::Sha256);
     // answers every Range with bytes from 0 but claims the asked start; the full file otherwise
-    let srv = Server::start(move |_, req| match req.range_from() {
+    let handler = move |_, req: &Req| match req.range_from() {
         Some(n) => Reply::partial_claiming(&d, n, n - 1),
         None => Reply::ok(&d),
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let part = dir.path().join("x.part");
-    std::fs::write(&part, &data[..5000]).unwrap();
-    let rec = Rec::default();
-    let got = fetcher()
-        .download(
-            &Location::new(srv.base()),
-            "x",
-            &part,
-            &expect(&data, Algo::Sha256),
-            &rec,
-        )
-        .await
-        .unwrap();
-    let reqs = srv.requests();
+    };
+    let c = download_case(handler, Some(&data[..5000]), &want).await;
+    let got = c.ok();
+    let reqs = c.requests();
     assert_eq!(reqs.len(), 2);
     assert_eq!(reqs[0].header("range"), Some("bytes=5000-"));
     assert_eq!(reqs[1].header("range"), None);
     assert_eq!(got.resumed_from, 0);
-    assert_eq!(read(&part), data);
-    assert_eq!(rec.restarts(), 1);
+    assert_eq!(c.on_disk(), data);
+    assert_eq!(c.rec.restarts(), 1);
 }
 
 #[tokio::test]
 async fn range_not_satisfiable_restarts() {
     let data = content(4000);
     let d = data.clone();
-    let srv = Server::start(move |_, req| match req.range_from() {
+    let want = expect(&data, Algo::Md5);
+    let handler = move |_, req: &Req| match req.range_from() {
         Some(_) => Reply::status(416),
         None => Reply::ok(&d),
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let part = dir.path().join("x.part");
-    std::fs::write(&part, &data[..100]).unwrap();
-    let got = fetcher()
-        .download(
-            &Location::new(srv.base()),
-            "x",
-            &part,
-            &expect(&data, Algo::Md5),
-            &NoProgress,
-        )
-        .await
-        .unwrap();
-    assert_eq!(srv.paths().len(), 2);
+    };
+    let c = download_case(handler, Some(&data[..100]), &want).await;
+    let got = c.ok();
+    assert_eq!(c.paths().len(), 2);
     assert_eq!(got.digests, digests_of(&data, &[Algo::Md5]));
 }
 
@@ -585,88 +406,58 @@ async fn range_not_satisfiable_restarts() {
 async fn resumed_bytes_that_are_wrong_are_fetched_again_once() {
     let data = content(10_000);
     let d = data.clone();
-    let srv = Server::start(move |_, req| Reply::serve(req, &d)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let part = dir.path().join("x.part");
-    std::fs::write(&part, vec![0xffu8; 4000]).unwrap();
-    let rec = Rec::default();
-    let got = fetcher()
-        .download(
-            &Location::new(srv.base()),
-            "x",
-            &part,
-            &expect(&data, Algo::Sha256),
-            &rec,
-        )
-        .await
-        .unwrap();
-    let reqs = srv.requests();
+    let want = expect(&data, Algo::Sha256);
+    let c = download_case(
+        move |_, req| Reply::serve(req, &d),
+        Some(&[0xffu8; 4000]),
+        &want,
+    )
+    .await;
+    let got = c.ok();
+    let reqs = c.requests();
     assert_eq!(reqs.len(), 2);
     assert_eq!(reqs[0].header("range"), Some("bytes=4000-"));
     assert_eq!(reqs[1].header("range"), None);
     assert_eq!(got.resumed_from, 0);
-    assert_eq!(read(&part), data);
-    assert_eq!(rec.restarts(), 1);
+    assert_eq!(c.on_disk(), data);
+    assert_eq!(c.rec.restarts(), 1);
 }
 
 #[tokio::test]
 async fn truncated_body_is_resumed_on_retry() {
     let data = content(60_000);
     let d = data.clone();
-    let srv = Server::start(move |i, req| match i {
+    let want = expect(&data, Algo::Sha256);
+    let handler = move |i, req: &Req| match i {
         0 => Reply::ok(&d).cut(25_000),
         _ => Reply::serve(req, &d),
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let part = dir.path().join("x.part");
-    let rec = Rec::default();
-    let f = fetcher();
-    let got = f
-        .download(
-            &Location::new(srv.base()),
-            "x",
-            &part,
-            &expect(&data, Algo::Sha256),
-            &rec,
-        )
-        .await
-        .unwrap();
-    let reqs = srv.requests();
+    };
+    let c = download_case(handler, None, &want).await;
+    let got = c.ok();
+    let reqs = c.requests();
     assert_eq!(reqs.len(), 2);
     let from: usize = reqs[1].range_from().expect("second request resumes");
     assert!(from > 0 && from <= 25_000, "{from}");
     assert_eq!(got.resumed_from, from as u64);
     assert_eq!(got.digests, digests_of(&data, &[Algo::Sha256]));
-    assert_eq!(read(&part), data);
-    assert_eq!(rec.retries().len(), 1);
-    assert_eq!(f.stats().retries, 1);
+    assert_eq!(c.on_disk(), data);
+    assert_eq!(c.rec.retries().len(), 1);
+    assert_eq!(c.f.stats().retries, 1);
 }
 
 #[tokio::test]
 async fn server_errors_are_retried() {
     let data = content(3000);
     let d = data.clone();
-    let srv = Server::start(move |i, _| match i {
+    let want = expect(&data, Algo::Sha256);
+    let handler = move |i, _: &Req| match i {
         0 | 1 => Reply::status(500),
         _ => Reply::ok(&d),
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let rec = Rec::default();
-    let got = fetcher()
-        .download(
-            &Location::new(srv.base()),
-            "x",
-            &dir.path().join("p"),
-            &expect(&data, Algo::Sha256),
-            &rec,
-        )
-        .await
-        .unwrap();
-    assert_eq!(got.digests.size, 3000);
-    assert_eq!(srv.paths().len(), 3);
-    let retries = rec.retries();
+    };
+    let c = download_case(handler, None, &want).await;
+    assert_eq!(c.ok().digests.size, 3000);
+    assert_eq!(c.paths().len(), 3);
+    let retries = c.rec.retries();
     assert_eq!(retries.len(), 2);
     assert!(retries[0].starts_with("1 http://127.0.0.1:"), "{retries:?}");
     assert!(retries[1].contains("answered http 500"), "{retries:?}");
@@ -674,50 +465,28 @@ async fn server_errors_are_retried() {
 
 #[tokio::test]
 async fn retries_are_bounded() {
-    let srv = Server::start(|_, _| Reply::status(503)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let e = fetcher()
-        .download(
-            &Location::new(srv.base()),
-            "x",
-            &dir.path().join("p"),
-            &Expect::default(),
-            &NoProgress,
-        )
-        .await
-        .unwrap_err();
+    let c = download_case(|_, _| Reply::status(503), None, &Expect::default()).await;
+    let e = c.err();
     assert!(matches!(e, Error::Status { status: 503, .. }), "{e}");
-    assert_eq!(srv.paths().len(), 4, "1 + 3 retries");
-    assert!(!dir.path().join("p").exists(), "no empty partial left");
+    assert_eq!(c.paths().len(), 4, "1 + 3 retries");
+    assert!(!c.part.exists(), "no empty partial left");
 }
 
 #[tokio::test]
 async fn stall_is_retried() {
     let data = content(40_000);
     let d = data.clone();
-    let srv = Server::start(move |i, req| match i {
+    let want = expect(&data, Algo::Sha256);
+    let handler = move |i, req: &Req| match i {
         0 => Reply::ok(&d).stall(10_000, Duration::from_secs(3)),
         _ => Reply::serve(req, &d),
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let part = dir.path().join("p");
-    let rec = Rec::default();
+    };
     let t = Instant::now();
-    let got = fetcher()
-        .download(
-            &Location::new(srv.base()),
-            "x",
-            &part,
-            &expect(&data, Algo::Sha256),
-            &rec,
-        )
-        .await
-        .unwrap();
+    let c = download_case(handler, None, &want).await;
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
-    assert_eq!(got.digests, digests_of(&data, &[Algo::Sha256]));
-    assert_eq!(read(&part), data);
-    let retries = rec.retries();
+    assert_eq!(c.ok().digests, digests_of(&data, &[Algo::Sha256]));
+    assert_eq!(c.on_disk(), data);
+    let retries = c.rec.retries();
     assert_eq!(retries.len(), 1);
     assert!(
         retries[0].contains("sent nothing for 300 ms"),
@@ -765,22 +534,12 @@ async fn body_longer_than_expected_is_an_error() {
     let data = content(2000);
     let mut long = data.clone();
     long.extend_from_slice(b"trailing garbage");
-    let srv = Server::start(move |_, _| Reply::ok(&long)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let part = dir.path().join("p");
-    let e = fetcher()
-        .download(
-            &Location::new(srv.base()),
-            "x",
-            &part,
-            &expect(&data, Algo::Sha256),
-            &NoProgress,
-        )
-        .await
-        .unwrap_err();
+    let want = expect(&data, Algo::Sha256);
+    let c = download_case(move |_, _| Reply::ok(&long), None, &want).await;
+    let e = c.err();
     assert!(matches!(e, Error::TooLong { expected: 2000, .. }), "{e}");
-    assert!(!part.exists());
-    assert_eq!(srv.paths().len(), 1);
+    assert!(!c.part.exists());
+    assert_eq!(c.paths().len(), 1);
 }
 
 #[tokio::test]
@@ -788,29 +547,18 @@ async fn overlong_resume_is_fetched_again_then_refused() {
     // a 206 whose range is right but whose body goes on
     let data = content(2000);
     let d = data.clone();
-    let srv = Server::start(move |_, req| {
+    let want = expect(&data, Algo::Sha256);
+    let handler = move |_, req: &Req| {
         let mut r = Reply::serve(req, &d);
         r.body.extend_from_slice(&[7u8; 500]);
         r
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let part = dir.path().join("p");
-    std::fs::write(&part, &data[..1000]).unwrap();
-    let e = fetcher()
-        .download(
-            &Location::new(srv.base()),
-            "x",
-            &part,
-            &expect(&data, Algo::Sha256),
-            &NoProgress,
-        )
-        .await
-        .unwrap_err();
+    };
+    let c = download_case(handler, Some(&data[..1000]), &want).await;
+    let e = c.err();
     // resumed first, so one more try from zero, which is also too long
     assert!(matches!(e, Error::TooLong { .. }), "{e}");
-    assert_eq!(srv.paths().len(), 2);
-    assert!(!part.exists());
+    assert_eq!(c.paths().len(), 2);
+    assert!(!c.part.exists());
 }
 
 #[tokio::test]
@@ -1164,4 +912,152 @@ async fn limit_rate_is_roughly_honoured() {
     let elapsed = t.elapsed();
     assert!(elapsed >= Duration::from_millis(900), "{elapsed:?}");
     assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+}
+
+/// `--limit-rate` at 200 KiB/s: pieces of 1/8 s of the rate.
+fn paced_options() -> FetchOptions {
+    let mut o = options();
+    o.limit_rate = Some(200 * 1024);
+    o
+}
+
+#[tokio::test]
+async fn limit_rate_asks_for_paid_pieces() {
+    // each piece is paid to the rate limit before it is asked for, so the server never sends
+    // more than was paid plus one piece, whatever the socket buffers would take in
+    let data = content(100_000);
+    let d = data.clone();
+    let want = expect(&data, Algo::Sha256);
+    let c = download_case_with(
+        paced_options(),
+        move |_, req| Reply::serve_ranges(req, &d),
+        None,
+        "x",
+        &want,
+    )
+    .await;
+    let got = c.ok();
+    let ranges: Vec<_> = c
+        .requests()
+        .iter()
+        .map(|r| r.header("range").unwrap_or("-").to_owned())
+        .collect();
+    assert_eq!(
+        ranges,
+        [
+            "bytes=0-25599",
+            "bytes=25600-51199",
+            "bytes=51200-76799",
+            "bytes=76800-99999"
+        ]
+    );
+    assert_eq!(got.resumed_from, 0);
+    assert_eq!(got.digests, digests_of(&data, &[Algo::Sha256]));
+    assert_eq!(c.on_disk(), data);
+    assert_eq!(c.rec.bytes.load(Ordering::Relaxed), 100_000);
+    assert_eq!(c.rec.restarts(), 0);
+}
+
+#[tokio::test]
+async fn limit_rate_pieces_resume_where_the_file_ends() {
+    let data = content(60_000);
+    let d = data.clone();
+    let want = expect(&data, Algo::Sha256);
+    let c = download_case_with(
+        paced_options(),
+        move |_, req| Reply::serve_ranges(req, &d),
+        Some(&data[..30_000]),
+        "x",
+        &want,
+    )
+    .await;
+    let got = c.ok();
+    let reqs = c.requests();
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[0].header("range"), Some("bytes=30000-55599"));
+    assert_eq!(reqs[1].header("range"), Some("bytes=55600-59999"));
+    assert_eq!(got.resumed_from, 30_000);
+    assert_eq!(c.on_disk(), data);
+}
+
+#[tokio::test]
+async fn limit_rate_without_ranges_takes_the_plain_stream() {
+    // a server that ignores Range: the 200 to the first piece is the whole body, read as a plain
+    // answer (throttled while read), not dropped and asked for again
+    let data = content(40_000);
+    let d = data.clone();
+    let want = expect(&data, Algo::Sha256);
+    let c = download_case_with(paced_options(), move |_, _| Reply::ok(&d), None, "x", &want).await;
+    let got = c.ok();
+    let reqs = c.requests();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].header("range"), Some("bytes=0-25599"));
+    assert_eq!(got.digests, digests_of(&data, &[Algo::Sha256]));
+    assert_eq!(c.on_disk(), data);
+    assert_eq!(c.rec.restarts(), 0);
+}
+
+#[tokio::test]
+async fn limit_rate_pieces_that_change_midway_start_again() {
+    // the first piece is right, then the server stops doing ranges: nothing it sent before is
+    // trusted with the new answers, the file starts again from zero
+    let data = content(40_000);
+    let d = data.clone();
+    let want = expect(&data, Algo::Sha256);
+    let handler = move |i, req: &Req| match i {
+        0 => Reply::serve_ranges(req, &d),
+        _ => Reply::ok(&d),
+    };
+    let c = download_case_with(paced_options(), handler, None, "x", &want).await;
+    let got = c.ok();
+    let ranges: Vec<_> = c
+        .requests()
+        .iter()
+        .map(|r| r.header("range").unwrap_or("-").to_owned())
+        .collect();
+    assert_eq!(
+        ranges,
+        ["bytes=0-25599", "bytes=25600-39999", "bytes=0-25599"]
+    );
+    assert_eq!(got.resumed_from, 0);
+    assert_eq!(c.on_disk(), data);
+    assert_eq!(c.rec.restarts(), 1);
+}
+
+#[tokio::test]
+async fn limit_rate_paces_large_items_instead_of_segmenting_them() {
+    // an item above `segment_min` with connections free would be probed (`bytes=0-0`) and
+    // fetched as parallel segments; under a rate limit it is paced pieces, one after the other
+    let data = content(100_000);
+    let d = data.clone();
+    let want = expect(&data, Algo::Sha256);
+    let mut o = paced_options();
+    o.segment_min = 50_000;
+    o.segments = 4;
+    o.jobs = 4;
+    let c = download_case_with(
+        o,
+        move |_, req| Reply::serve_ranges(req, &d),
+        None,
+        "x",
+        &want,
+    )
+    .await;
+    let got = c.ok();
+    let ranges: Vec<_> = c
+        .requests()
+        .iter()
+        .map(|r| r.header("range").unwrap_or("-").to_owned())
+        .collect();
+    assert_eq!(
+        ranges,
+        [
+            "bytes=0-25599",
+            "bytes=25600-51199",
+            "bytes=51200-76799",
+            "bytes=76800-99999"
+        ]
+    );
+    assert_eq!(c.on_disk(), data);
+    assert_eq!(got.digests, digests_of(&data, &[Algo::Sha256]));
 }
