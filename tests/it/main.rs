@@ -16,6 +16,7 @@ mod grace;
 mod hostile_output;
 mod kill;
 mod kit;
+mod lxd;
 mod maas_rules;
 mod mirror;
 mod publish;

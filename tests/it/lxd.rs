@@ -1,0 +1,393 @@
+//! The LXD client (`lxc`, Debian `lxd-client`) against a stream streamvault synced and published:
+//! an LXD-shaped upstream ([`streamvault::streamgen::generate_lxd`], signed) served on 127.0.0.1,
+//! `source add` + `sync` + `publish` to a DEST (verbatim, and filtered to `arch=amd64`), then
+//! `streamvault serve DEST` over TLS with a self-signed CA that `lxc` trusts through
+//! `SSL_CERT_FILE`. `lxc image list` must list exactly the published images (fingerprints and
+//! aliases), `lxc image info` must work, and a publish of the next generation and a rollback must
+//! show at once in what `lxc` lists.
+//!
+//! Needs `lxc` and `openssl`: under `CI=true` a missing tool fails the test (scripts/test.sh
+//! installs `lxd-client`); locally the test prints why it skips and returns.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::Value;
+use streamvault::streamgen;
+
+use super::common::{Store, Upstream, bin};
+
+/// Whether `tool` is on PATH; under CI its absence is a failure, locally a printed skip.
+fn need(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "`{tool}` is not installed but CI=true: scripts/test.sh installs it (lxd-client, openssl)"
+        );
+        eprintln!("skipped: `{tool}` is not installed (scripts/test.sh installs it)");
+    }
+    found
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn sh(dir: &Path, script: &str) {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA `ca.pem` and a chain `chain.pem` (leaf for 127.0.0.1 + CA) with key `key.pem` in `dir`
+/// (as tests/it/serve_tls.rs makes them).
+fn certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+         extendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    sh(
+        dir,
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+         -keyout ca.key -out ca.pem -days 2 -subj /CN=lxd-test-ca \
+         -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign \
+         && openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+         -keyout key.pem -out leaf.csr -subj /CN=127.0.0.1 \
+         && openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+         -out leaf.pem -days 2 -extfile ext.cnf && cat leaf.pem ca.pem > chain.pem",
+    );
+    (
+        dir.join("ca.pem"),
+        dir.join("chain.pem"),
+        dir.join("key.pem"),
+    )
+}
+
+/// `streamvault --root ROOT serve DEST --tls-cert … --tls-key … --listen 127.0.0.1:0`, killed
+/// (by pid) when dropped.
+struct TlsServe {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl TlsServe {
+    fn start(root: &Path, dest: &Path, cert: &Path, key: &Path) -> TlsServe {
+        let mut child = Command::new(bin())
+            .arg("--root")
+            .arg(root)
+            .arg("serve")
+            .arg(dest)
+            .args(["--tls-cert", s(cert), "--tls-key", s(key)])
+            .args(["--listen", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let banner = lines.next().expect("banner").expect("banner");
+        std::thread::spawn(move || for _ in lines {});
+        let addr = banner
+            .split("https://")
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no https address in {banner:?}"));
+        TlsServe { child, addr }
+    }
+}
+
+impl Drop for TlsServe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A signed LXD-shaped upstream: the harness's served upstream with `current` pointed at
+/// `lxd<N>/` trees built by [`streamgen::generate_lxd`].
+struct LxdUpstream {
+    up: Upstream,
+}
+
+impl LxdUpstream {
+    fn new() -> LxdUpstream {
+        let me = LxdUpstream {
+            up: Upstream::new(),
+        };
+        me.flip(1);
+        me
+    }
+
+    fn dir(&self, generation: u32) -> PathBuf {
+        self.up.dir.path().join(format!("lxd{generation}"))
+    }
+
+    /// Build generation N (if missing) and point `current` at it atomically.
+    fn flip(&self, generation: u32) {
+        let target = self.dir(generation);
+        if !target.exists() {
+            let sign = |b: &[u8]| self.up.key.clearsign(b).map_err(|e| e.to_string());
+            streamgen::generate_lxd(&target, generation, Some(&sign)).unwrap();
+        }
+        let tmp = self.up.dir.path().join("current.tmp");
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(&target, &tmp).unwrap();
+        std::fs::rename(&tmp, self.up.dir.path().join("current")).unwrap();
+    }
+
+    /// What LXD should list for generation N: every version of every product whose arch
+    /// `keep`s, as (fingerprint, arch, serial), with the `ALIAS/ARCH` aliases on each product's
+    /// newest version (LXD also adds the bare aliases on images of the host's architecture).
+    fn expected(&self, generation: u32, keep: &dyn Fn(&str) -> bool) -> Vec<Image> {
+        let doc: Value = serde_json::from_slice(
+            &std::fs::read(self.dir(generation).join("streams/v1/images.json")).unwrap(),
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        for product in doc["products"].as_object().unwrap().values() {
+            let arch = product["arch"].as_str().unwrap();
+            if !keep(arch) {
+                continue;
+            }
+            let versions = product["versions"].as_object().unwrap();
+            let newest = versions.keys().max().unwrap();
+            for (serial, version) in versions {
+                let items = &version["items"];
+                let fingerprint = items["lxd.tar.xz"]["combined_squashfs_sha256"]
+                    .as_str()
+                    .or_else(|| items["lxd_combined.tar.gz"]["sha256"].as_str())
+                    .unwrap();
+                let aliases = if serial == newest {
+                    product["aliases"]
+                        .as_str()
+                        .unwrap()
+                        .split(',')
+                        .map(|a| format!("{a}/{arch}"))
+                        .collect()
+                } else {
+                    BTreeSet::new()
+                };
+                out.push(Image {
+                    fingerprint: fingerprint.to_owned(),
+                    arch: arch.to_owned(),
+                    serial: serial.clone(),
+                    aliases,
+                });
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+/// One image as `lxc image list --format json` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Image {
+    fingerprint: String,
+    /// The product's `arch` (LXD's `properties.architecture`).
+    arch: String,
+    /// The version name (`properties.serial`).
+    serial: String,
+    /// The `ALIAS/ARCH` aliases only (the bare ones depend on the host's architecture).
+    aliases: BTreeSet<String>,
+}
+
+/// The `lxc` client with its own config dir, trusting our CA only.
+struct Lxc {
+    conf: PathBuf,
+    home: PathBuf,
+    ca: PathBuf,
+}
+
+impl Lxc {
+    fn new(base: &Path, ca: &Path) -> Lxc {
+        let conf = base.join("lxdconf");
+        std::fs::create_dir_all(&conf).unwrap();
+        Lxc {
+            conf,
+            home: base.to_owned(),
+            ca: ca.to_owned(),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("lxc")
+            .args(args)
+            .env("LXD_CONF", &self.conf)
+            .env("SSL_CERT_FILE", &self.ca)
+            .env("HOME", &self.home)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "lxc {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `lxc image list REMOTE: --format json`, sorted like [`LxdUpstream::expected`].
+    fn images(&self, remote: &str) -> Vec<Image> {
+        let text = self.ok(&["image", "list", &format!("{remote}:"), "--format", "json"]);
+        let list: Value = serde_json::from_str(&text).unwrap();
+        let mut out: Vec<Image> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                let arch = i["properties"]["architecture"].as_str().unwrap();
+                let suffix = format!("/{arch}");
+                Image {
+                    fingerprint: i["fingerprint"].as_str().unwrap().to_owned(),
+                    arch: arch.to_owned(),
+                    serial: i["properties"]["serial"].as_str().unwrap().to_owned(),
+                    aliases: i["aliases"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|a| a["name"].as_str())
+                        .filter(|a| a.ends_with(&suffix))
+                        .map(str::to_owned)
+                        .collect(),
+                }
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The fingerprint `lxc image info REMOTE:ALIAS` reports.
+    fn info_fingerprint(&self, remote: &str, alias: &str) -> String {
+        let text = self.ok(&["image", "info", &format!("{remote}:{alias}")]);
+        text.lines()
+            .find_map(|l| l.strip_prefix("Fingerprint: "))
+            .unwrap_or_else(|| panic!("no fingerprint in {text}"))
+            .trim()
+            .to_owned()
+    }
+
+    fn remote_add(&self, name: &str, server: &TlsServe) {
+        self.ok(&[
+            "remote",
+            "add",
+            name,
+            &format!("https://{}", server.addr),
+            "--protocol",
+            "simplestreams",
+            "--public",
+        ]);
+    }
+}
+
+fn fingerprint_of(images: &[Image], arch: &str, alias: &str) -> String {
+    images
+        .iter()
+        .find(|i| i.arch == arch && i.aliases.contains(alias))
+        .unwrap_or_else(|| panic!("no {alias} in {images:#?}"))
+        .fingerprint
+        .clone()
+}
+
+/// Verbatim: LXD reads only `streams/v1/index.json` (images.linuxcontainers.org publishes no
+/// `.sjson`), and a verbatim tree holds the documents the sync read, so this source starts at
+/// `index.json`. Then the next generation, published, shows its new image at once; a rollback
+/// shows the old one again.
+#[test]
+fn lxc_lists_a_verbatim_publish_and_follows_publish_and_rollback() {
+    if !need("lxc") || !need("openssl") {
+        return;
+    }
+    let up = LxdUpstream::new();
+    let store = Store::new();
+    store.add("lxd", &up.up, &["--path", "streams/v1/index.json"]);
+    store.run(&["sync", "lxd"]).ok();
+    let dest = store.dir.path().join("dest");
+    store.run(&["publish", "lxd", s(&dest)]).ok();
+
+    let (ca, cert, key) = certs(store.dir.path());
+    let server = TlsServe::start(&store.root(), &dest, &cert, &key);
+    let lxc = Lxc::new(store.dir.path(), &ca);
+    lxc.remote_add("sv", &server);
+    let gen1 = up.expected(1, &|_| true);
+    assert_eq!(gen1.len(), 4, "{gen1:#?}");
+    assert_eq!(lxc.images("sv"), gen1);
+    let alias = "ubuntu/jammy/amd64";
+    let old = fingerprint_of(&gen1, "amd64", alias);
+    assert_eq!(lxc.info_fingerprint("sv", alias), old);
+    assert_eq!(
+        lxc.info_fingerprint("sv", "alpine/3.20/amd64"),
+        fingerprint_of(&gen1, "amd64", "alpine/3.20/amd64")
+    );
+
+    up.flip(2);
+    store.run(&["sync", "lxd"]).ok();
+    store.run(&["publish", "lxd", s(&dest)]).ok();
+    let gen2 = up.expected(2, &|_| true);
+    assert_eq!(lxc.images("sv"), gen2);
+    let new = fingerprint_of(&gen2, "amd64", alias);
+    assert_ne!(new, old);
+    assert_eq!(lxc.info_fingerprint("sv", alias), new);
+
+    store.run(&["rollback", s(&dest)]).ok();
+    assert_eq!(lxc.images("sv"), gen1);
+    assert_eq!(lxc.info_fingerprint("sv", alias), old);
+}
+
+/// Filtered to `arch=amd64` (signed source, default start `index.sjson`): the filtered publish
+/// writes `.json` twins LXD reads, and LXD lists the amd64 images only.
+#[test]
+fn lxc_lists_only_the_filtered_arch_of_a_filtered_publish() {
+    if !need("lxc") || !need("openssl") {
+        return;
+    }
+    let up = LxdUpstream::new();
+    let store = Store::new();
+    store.add("lxd64", &up.up, &["arch=amd64"]);
+    store.run(&["sync", "lxd64"]).ok();
+    let dest = store.dir.path().join("dest");
+    store
+        .run(&["publish", "lxd64", s(&dest), "--metadata", "filtered"])
+        .ok();
+
+    let (ca, cert, key) = certs(store.dir.path());
+    let server = TlsServe::start(&store.root(), &dest, &cert, &key);
+    let lxc = Lxc::new(store.dir.path(), &ca);
+    lxc.remote_add("f", &server);
+    let amd64 = up.expected(1, &|arch| arch == "amd64");
+    assert_eq!(amd64.len(), 3, "{amd64:#?}");
+    assert_eq!(lxc.images("f"), amd64);
+    assert_eq!(
+        lxc.info_fingerprint("f", "ubuntu/jammy/amd64"),
+        fingerprint_of(&amd64, "amd64", "ubuntu/jammy/amd64")
+    );
+    // the arm64 image upstream has is not offered
+    let all = up.expected(1, &|_| true);
+    assert_eq!(all.len(), amd64.len() + 1);
+    let out = lxc.run(&["image", "info", "f:ubuntu/jammy/arm64"]);
+    assert!(!out.status.success(), "arm64 is still listed");
+}
