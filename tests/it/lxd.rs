@@ -89,7 +89,7 @@ struct TlsServe {
 }
 
 impl TlsServe {
-    fn start(root: &Path, dest: &Path, cert: &Path, key: &Path) -> TlsServe {
+    fn start(root: &Path, dest: &Path, cert: &Path, key: &Path, extra: &[&str]) -> TlsServe {
         let mut child = Command::new(bin())
             .arg("--root")
             .arg(root)
@@ -97,6 +97,7 @@ impl TlsServe {
             .arg(dest)
             .args(["--tls-cert", s(cert), "--tls-key", s(key)])
             .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -330,7 +331,7 @@ fn lxc_lists_a_verbatim_publish_and_follows_publish_and_rollback() {
     store.run(&["publish", "lxd", s(&dest)]).ok();
 
     let (ca, cert, key) = certs(store.dir.path());
-    let server = TlsServe::start(&store.root(), &dest, &cert, &key);
+    let server = TlsServe::start(&store.root(), &dest, &cert, &key, &[]);
     let lxc = Lxc::new(store.dir.path(), &ca);
     lxc.remote_add("sv", &server);
     let gen1 = up.expected(1, &|_| true);
@@ -359,7 +360,8 @@ fn lxc_lists_a_verbatim_publish_and_follows_publish_and_rollback() {
 }
 
 /// Filtered to `arch=amd64` (signed source, default start `index.sjson`): the filtered publish
-/// writes `.json` twins LXD reads, and LXD lists the amd64 images only.
+/// writes `.json` twins LXD reads, and LXD lists the amd64 images only. Served with `--http2`,
+/// which must not lock out a client that offers only HTTP/1.1 by ALPN (LXD 5.0.2's does).
 #[test]
 fn lxc_lists_only_the_filtered_arch_of_a_filtered_publish() {
     if !need("lxc") || !need("openssl") {
@@ -375,7 +377,14 @@ fn lxc_lists_only_the_filtered_arch_of_a_filtered_publish() {
         .ok();
 
     let (ca, cert, key) = certs(store.dir.path());
-    let server = TlsServe::start(&store.root(), &dest, &cert, &key);
+    let log = store.dir.path().join("access.log");
+    let server = TlsServe::start(
+        &store.root(),
+        &dest,
+        &cert,
+        &key,
+        &["--http2", "--access-log", s(&log)],
+    );
     let lxc = Lxc::new(store.dir.path(), &ca);
     lxc.remote_add("f", &server);
     let amd64 = up.expected(1, &|arch| arch == "amd64");
@@ -390,4 +399,121 @@ fn lxc_lists_only_the_filtered_arch_of_a_filtered_publish() {
     assert_eq!(all.len(), amd64.len() + 1);
     let out = lxc.run(&["image", "info", "f:ubuntu/jammy/arm64"]);
     assert!(!out.status.success(), "arm64 is still listed");
+    // the access log is written off the request path: wait for lxc's lines
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("GET /streams/v1/images.json HTTP/") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        text.lines()
+            .any(|l| l.contains("\"GET /streams/v1/images.json HTTP/")
+                && l.contains("\" 200 ")
+                && l.contains("\"LXD ")),
+        "{text}"
+    );
+}
+
+/// `serve --http2` over TLS: curl negotiates HTTP/2 by ALPN, gets a correct `206` for a Range,
+/// two requests share one connection, and the access log records `HTTP/2.0`; without `--http2`
+/// the same curl gets HTTP/1.1.
+#[test]
+fn http2_over_tls_answers_ranges() {
+    if !need("curl") || !need("openssl") {
+        return;
+    }
+    let base = tempfile::tempdir().unwrap();
+    let tree = base.path().join("tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(tree.join("root.squashfs"), &body).unwrap();
+    std::fs::write(tree.join("small"), b"small").unwrap();
+    let (ca, cert, key) = certs(base.path());
+    let log = base.path().join("access.log");
+    let root = base.path().join("no-store");
+    let curl = |server: &TlsServe, args: &[&str]| {
+        let url = format!("https://{}/", server.addr);
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "20", "--http2", "--cacert", s(&ca)])
+            .args(args)
+            .arg(format!("{url}root.squashfs"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+
+    let h2 = TlsServe::start(
+        &root,
+        &tree,
+        &cert,
+        &key,
+        &["--http2", "--access-log", s(&log)],
+    );
+    let out = curl(
+        &h2,
+        &[
+            "-r",
+            "100000-100099",
+            "-w",
+            "\n%{http_version} %{http_code}",
+        ],
+    );
+    let (got, tail) = out.stdout.split_at(out.stdout.len() - "\n2 206".len());
+    assert_eq!(String::from_utf8_lossy(tail), "\n2 206");
+    assert_eq!(got, &body[100_000..100_100]);
+    // headers as HTTP/2 carries them, and a second request on the same connection
+    let out = curl(
+        &h2,
+        &[
+            "-v",
+            "-o",
+            "/dev/null",
+            "-r",
+            "-10",
+            &format!("https://{}/small", h2.addr),
+            "-o",
+            "/dev/null",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ALPN: server accepted h2"), "{err}");
+    assert!(err.contains("< HTTP/2 206"), "{err}");
+    assert!(
+        err.contains("< content-range: bytes 299990-299999/300000"),
+        "{err}"
+    );
+    assert!(err.contains("< content-range: bytes 0-4/5"), "{err}");
+    assert!(err.contains("Re-using existing connection"), "{err}");
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("\"GET /small HTTP/2.0\" 206 5") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        text.contains("\"GET /root.squashfs HTTP/2.0\" 206 100"),
+        "{text}"
+    );
+    assert!(text.contains("\"GET /small HTTP/2.0\" 206 5"), "{text}");
+    drop(h2);
+
+    // off by default: the same client gets HTTP/1.1
+    let h1 = TlsServe::start(&root, &tree, &cert, &key, &[]);
+    let out = curl(&h1, &["-r", "0-9", "-w", "\n%{http_version} %{http_code}"]);
+    assert!(
+        out.stdout.ends_with(b"\n1.1 206"),
+        "{:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(&out.stdout[..10], &body[..10]);
 }
