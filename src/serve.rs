@@ -503,7 +503,31 @@ async fn refuse(stream: tokio::net::TcpStream, state: Arc<State>) {
                 let _ = s.shutdown().await;
             }
             Some(acceptor) => {
-                if let Ok(mut s) = acceptor.accept(stream).await {
+                let Ok(mut s) = acceptor.accept(stream).await else {
+                    return;
+                };
+                if s.get_ref().1.alpn_protocol() == Some(b"h2") {
+                    // An HTTP/2 client gets the same answer as an HTTP/2 response.
+                    let busy = service_fn(|_req| async {
+                        let mut resp = hyper::Response::new(http_body_util::Full::new(
+                            bytes::Bytes::from_static(b"server busy\n"),
+                        ));
+                        *resp.status_mut() = hyper::StatusCode::SERVICE_UNAVAILABLE;
+                        let h = resp.headers_mut();
+                        h.insert(
+                            hyper::header::RETRY_AFTER,
+                            hyper::header::HeaderValue::from_static("1"),
+                        );
+                        h.insert(
+                            hyper::header::CONTENT_TYPE,
+                            hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+                        );
+                        Ok::<_, std::convert::Infallible>(resp)
+                    });
+                    let _ = http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(s), busy)
+                        .await;
+                } else {
                     let _ = s.write_all(BUSY).await;
                     let _ = s.shutdown().await;
                 }

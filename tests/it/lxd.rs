@@ -517,3 +517,60 @@ fn http2_over_tls_answers_ranges() {
     );
     assert_eq!(&out.stdout[..10], &body[..10]);
 }
+
+/// `--http2` with every connection busy: a newcomer that chose h2 by ALPN gets the `503` with
+/// `Retry-After` as an HTTP/2 response (not HTTP/1.1 bytes inside an HTTP/2 session).
+#[test]
+fn http2_client_gets_503_when_every_connection_is_busy() {
+    if !need("curl") || !need("openssl") {
+        return;
+    }
+    let base = tempfile::tempdir().unwrap();
+    let tree = base.path().join("tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    // sparse, larger than curl's 32 MiB HTTP/2 window plus the socket buffers: the server
+    // cannot hand it all over, so the download stays in flight
+    std::fs::File::create(tree.join("big.img"))
+        .unwrap()
+        .set_len(256 << 20)
+        .unwrap();
+    std::fs::write(tree.join("small"), b"small").unwrap();
+    let (ca, cert, key) = certs(base.path());
+    let server = TlsServe::start(
+        &base.path().join("no-store"),
+        &tree,
+        &cert,
+        &key,
+        &["--http2", "--max-connections", "1"],
+    );
+    let url = format!("https://{}/", server.addr);
+    // the one slot, busy with a slow download (in flight once its first bytes arrived)
+    let part = base.path().join("big.part");
+    let mut slow = Command::new("curl")
+        .args(["-sS", "--http2", "--max-time", "60", "--limit-rate", "100K"])
+        .args(["--cacert", s(&ca), "-o", s(&part)])
+        .arg(format!("{url}big.img"))
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if std::fs::metadata(&part).is_ok_and(|m| m.len() > 0) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = Command::new("curl")
+        .args(["-sS", "--http2", "--max-time", "10", "--cacert", s(&ca)])
+        .args(["-D", "-", "-o", "/dev/null"])
+        .arg(format!("{url}small"))
+        .output()
+        .unwrap();
+    let answer = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = slow.kill();
+    let _ = slow.wait();
+    assert!(answer.starts_with("HTTP/2 503"), "{answer}");
+    assert!(answer.contains("retry-after: 1"), "{answer}");
+}
