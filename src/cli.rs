@@ -774,6 +774,7 @@ fn serve(root: &Path, a: ServeArgs) -> Result<ExitCode> {
         mounts,
         listen: a.listen,
         tls: a.tls_cert.zip(a.tls_key),
+        http2: a.http2,
         limits: Limits {
             max_connections: Some(
                 a.max_connections

@@ -10,7 +10,7 @@
 //! Also protects the server from its clients: connections are bounded below the open-file limit
 //! (raised to the hard limit by the CLI), idle ones are dropped first when full and after the idle
 //! timeout, headers are bounded in size and time, and a server-side failure is a `503` with
-//! `Retry-After`, never a `404`. TLS (rustls), directory listings, an access log, `/-/metrics` and
+//! `Retry-After`, never a `404`. TLS (rustls, HTTP/1.1, and HTTP/2 by ALPN with `http2`), directory listings, an access log, `/-/metrics` and
 //! `/-/status` are optional layers around the same file path.
 //!
 //! [`spawn`] runs the server on its own thread with its own tokio runtime (synchronous tests get a
@@ -37,9 +37,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
@@ -87,6 +87,8 @@ pub struct ServeOptions {
     pub basic_auth: Option<(String, String)>,
     /// `(certificate chain PEM, private key PEM)`: serve HTTPS.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// With `tls`: offer HTTP/2 by ALPN (`h2`, then `http/1.1`); off, TLS is HTTP/1.1 only.
+    pub http2: bool,
     pub limits: Limits,
     pub access_log: Option<AccessLogTarget>,
     /// The store whose catalogue `/-/status` reads (read-only; never created).
@@ -107,6 +109,7 @@ impl ServeOptions {
             faults: Faults::default(),
             basic_auth: None,
             tls: None,
+            http2: false,
             limits: Limits::default(),
             access_log: None,
             store_root: None,
@@ -131,6 +134,7 @@ impl std::fmt::Debug for ServeOptions {
                     .map(|(user, _)| (user, "<redacted>")),
             )
             .field("tls", &self.tls)
+            .field("http2", &self.http2)
             .field("limits", &self.limits)
             .field("access_log", &self.access_log)
             .field("store_root", &self.store_root)
@@ -366,7 +370,11 @@ async fn accept_loop(
                                 );
                                 tokio::select! {
                                     done = handshake => if let Ok(Ok(tls)) = done {
-                                        serve_conn(tls, Arc::clone(&state), Arc::clone(&conn), remote, stop).await;
+                                        if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                                            serve_h2(tls, Arc::clone(&state), Arc::clone(&conn), remote, stop).await;
+                                        } else {
+                                            serve_conn(tls, Arc::clone(&state), Arc::clone(&conn), remote, stop).await;
+                                        }
                                     },
                                     () = conn.evicted.notified() => {}
                                 }
@@ -415,7 +423,46 @@ async fn serve_conn<I>(
         .header_read_timeout(state.limits.header_timeout)
         .max_buf_size(state.limits.max_header_bytes.max(8192));
     let served = builder.serve_connection(TokioIo::new(io), service);
-    let mut served = std::pin::pin!(served);
+    let served = std::pin::pin!(served);
+    drive(served, |c| c.graceful_shutdown(), &state, &conn, &mut stop).await;
+}
+
+/// One TLS connection that chose `h2` by ALPN: HTTP/2 through the same handler, with the same
+/// idle timeout, eviction and graceful shutdown as [`serve_conn`]; the header limit is hyper's
+/// `max_header_list_size` (HTTP/2 has no request line to time out: the TLS handshake is bounded
+/// by the header timeout and a connection without a stream in flight by the idle timeout).
+async fn serve_h2<I>(
+    io: I,
+    state: Arc<State>,
+    conn: Arc<conns::Conn>,
+    remote: SocketAddr,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc_state = Arc::clone(&state);
+    let svc_conn = Arc::clone(&conn);
+    let service = service_fn(move |req| {
+        respond::handle(Arc::clone(&svc_state), Arc::clone(&svc_conn), remote, req)
+    });
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder.timer(TokioTimer::new()).max_header_list_size(
+        u32::try_from(state.limits.max_header_bytes.max(8192)).unwrap_or(u32::MAX),
+    );
+    let served = builder.serve_connection(TokioIo::new(io), service);
+    let served = std::pin::pin!(served);
+    drive(served, |c| c.graceful_shutdown(), &state, &conn, &mut stop).await;
+}
+
+/// Run one connection until it ends, the idle timeout passes with no request in flight, it is
+/// evicted, or (on shutdown) it has finished its requests after `graceful`.
+async fn drive<F: Future>(
+    mut served: std::pin::Pin<&mut F>,
+    graceful: impl Fn(std::pin::Pin<&mut F>),
+    state: &State,
+    conn: &conns::Conn,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) {
     let idle_timeout = state.limits.idle_timeout;
     let mut stopping = false;
     loop {
@@ -436,7 +483,7 @@ async fn serve_conn<I>(
             }
             _ = stop.changed(), if !stopping => {
                 stopping = true;
-                served.as_mut().graceful_shutdown();
+                graceful(served.as_mut());
             }
         }
     }
@@ -471,7 +518,31 @@ async fn refuse(stream: tokio::net::TcpStream, state: Arc<State>) {
                 drain(&mut s).await;
             }
             Some(acceptor) => {
-                if let Ok(mut s) = acceptor.accept(stream).await {
+                let Ok(mut s) = acceptor.accept(stream).await else {
+                    return;
+                };
+                if s.get_ref().1.alpn_protocol() == Some(b"h2") {
+                    // An HTTP/2 client gets the same answer as an HTTP/2 response.
+                    let busy = service_fn(|_req| async {
+                        let mut resp = hyper::Response::new(http_body_util::Full::new(
+                            bytes::Bytes::from_static(b"server busy\n"),
+                        ));
+                        *resp.status_mut() = hyper::StatusCode::SERVICE_UNAVAILABLE;
+                        let h = resp.headers_mut();
+                        h.insert(
+                            hyper::header::RETRY_AFTER,
+                            hyper::header::HeaderValue::from_static("1"),
+                        );
+                        h.insert(
+                            hyper::header::CONTENT_TYPE,
+                            hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+                        );
+                        Ok::<_, std::convert::Infallible>(resp)
+                    });
+                    let _ = http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(s), busy)
+                        .await;
+                } else {
                     let _ = s.write_all(BUSY).await;
                     let _ = s.shutdown().await;
                     drain(&mut s).await;
@@ -549,7 +620,7 @@ impl State {
         }
         mounts.sort_by_key(|m| std::cmp::Reverse(m.prefix.len()));
         let tls = match &opts.tls {
-            Some((cert, key)) => Some(tls::Tls::load(cert, key)?),
+            Some((cert, key)) => Some(tls::Tls::load(cert, key, opts.http2)?),
             None => None,
         };
         let access = match &opts.access_log {

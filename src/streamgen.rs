@@ -1,5 +1,7 @@
-//! The one test-stream generator: builds MAAS-shaped SimpleStreams trees (index, products files,
-//! optional clearsigned `.sjson` copies, and real item files) for tests, the demo and benchmarks.
+//! The one test-stream generator: builds MAAS-shaped SimpleStreams trees ([`generate`]) and an
+//! LXD-shaped one ([`generate_lxd`]: `images`, `image-downloads`, split and unified images with
+//! their `combined_*_sha256` fingerprints) — index, products files, optional clearsigned `.sjson`
+//! copies, and real item files — for tests, the demo and benchmarks.
 //!
 //! Protects the fixture invariant every other test relies on: each item's `size` and `sha256` in the
 //! generated metadata are those of the bytes on disk (hashed while they are written), the same
@@ -9,12 +11,15 @@
 
 mod dates;
 mod files;
+mod lxd;
 #[cfg(test)]
 mod tests;
 
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
+
+pub use lxd::{LXD_CONTENT_ID, LXD_ROLLING_PRODUCT, generate_lxd, lxd_rolling_versions};
 
 /// Content id of the MAAS v3 images products file.
 pub const V3_CONTENT_ID: &str = "com.example.maas:stable:v3:download";
@@ -151,6 +156,8 @@ struct ProductSpec {
 
 struct TreeSpec {
     content_id: &'static str,
+    /// `image-ids` (MAAS) or `image-downloads` (LXD), in the products file and its index entry.
+    datatype: &'static str,
     top: Vec<(&'static str, String)>,
     products: Vec<ProductSpec>,
 }
@@ -188,8 +195,16 @@ pub fn generate(
         .updated
         .clone()
         .unwrap_or_else(|| default_updated(spec.generation));
-    let trees = [v3_tree(spec), bootloader_tree()];
+    write_stream(out, &[v3_tree(spec), bootloader_tree()], &updated, sign)
+}
 
+/// Write the items and products files of `trees`, then the index (and the signed copies).
+fn write_stream(
+    out: &Path,
+    trees: &[TreeSpec],
+    updated: &str,
+    sign: Option<SignFn<'_>>,
+) -> Result<Summary, GenError> {
     let mut summary = Summary {
         files: 0,
         bytes: 0,
@@ -197,23 +212,23 @@ pub fn generate(
         metadata: Vec::new(),
     };
     let mut docs = Vec::new();
-    for tree in &trees {
-        docs.push(write_tree(out, tree, &updated, &mut summary)?);
+    for tree in trees {
+        docs.push(write_tree(out, tree, updated, &mut summary)?);
     }
 
     let mut index = Map::new();
     let mut entries = Map::new();
-    for tree in &trees {
+    for tree in trees {
         let mut names: Vec<&str> = tree.products.iter().map(|p| p.name.as_str()).collect();
         names.sort_unstable();
         let mut entry = Map::new();
-        entry.insert("datatype".into(), "image-ids".into());
+        entry.insert("datatype".into(), tree.datatype.into());
         entry.insert("format".into(), "products:1.0".into());
         entry.insert(
             "path".into(),
             format!("streams/v1/{}.json", tree.content_id).into(),
         );
-        entry.insert("updated".into(), updated.clone().into());
+        entry.insert("updated".into(), updated.into());
         entry.insert(
             "products".into(),
             Value::Array(names.into_iter().map(Value::from).collect()),
@@ -306,7 +321,7 @@ fn write_tree(
     }
     let mut doc = Map::new();
     doc.insert("content_id".into(), tree.content_id.into());
-    doc.insert("datatype".into(), "image-ids".into());
+    doc.insert("datatype".into(), tree.datatype.into());
     doc.insert("format".into(), "products:1.0".into());
     doc.insert("updated".into(), updated.into());
     for (k, v) in &tree.top {
@@ -454,6 +469,7 @@ fn v3_tree(spec: &StreamSpec) -> TreeSpec {
     }
     TreeSpec {
         content_id: V3_CONTENT_ID,
+        datatype: "image-ids",
         top: fields(&[("label", "stable"), ("os", "ubuntu")]),
         products,
     }
@@ -533,6 +549,7 @@ fn bootloader_tree() -> TreeSpec {
     }
     TreeSpec {
         content_id: BOOTLOADER_CONTENT_ID,
+        datatype: "image-ids",
         top: Vec::new(),
         products,
     }

@@ -172,6 +172,9 @@ pub struct ServeArgs {
     /// TLS private key (PEM). Needs --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Over TLS, offer HTTP/2 (ALPN `h2`, then `http/1.1`).
+    #[arg(long, requires = "tls_cert")]
+    pub http2: bool,
     /// Open connections at most [default: below the open-file limit, which serve raises to
     /// its hard limit]; when full, idle connections are closed first, then new ones get 503.
     #[arg(long, value_name = "N")]

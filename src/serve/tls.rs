@@ -1,5 +1,6 @@
 //! TLS for `serve --tls-cert FILE --tls-key FILE`: rustls with the ring provider, PEM files (the
-//! certificate file may hold the whole chain), reloaded on SIGHUP.
+//! certificate file may hold the whole chain), reloaded on SIGHUP. ALPN offers `http/1.1`, and
+//! with `--http2` first `h2` (the connection is then served as HTTP/2).
 //!
 //! Protects running clients across a reload: each new connection takes the configuration current
 //! at its handshake; connections already open keep theirs, so a reload drops nothing. A reload
@@ -19,15 +20,18 @@ use super::ServeError;
 pub(super) struct Tls {
     cert: PathBuf,
     key: PathBuf,
+    /// Offer `h2` by ALPN.
+    http2: bool,
     current: RwLock<Arc<ServerConfig>>,
 }
 
 impl Tls {
-    pub(super) fn load(cert: &Path, key: &Path) -> Result<Self, ServeError> {
+    pub(super) fn load(cert: &Path, key: &Path, http2: bool) -> Result<Self, ServeError> {
         Ok(Tls {
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),
-            current: RwLock::new(Arc::new(config(cert, key)?)),
+            http2,
+            current: RwLock::new(Arc::new(config(cert, key, http2)?)),
         })
     }
 
@@ -42,7 +46,7 @@ impl Tls {
 
     /// Read the files again; on failure the old configuration stays.
     pub(super) fn reload(&self) -> Result<(), ServeError> {
-        let fresh = Arc::new(config(&self.cert, &self.key)?);
+        let fresh = Arc::new(config(&self.cert, &self.key, self.http2)?);
         *self
             .current
             .write()
@@ -51,7 +55,7 @@ impl Tls {
     }
 }
 
-fn config(cert: &Path, key: &Path) -> Result<ServerConfig, ServeError> {
+fn config(cert: &Path, key: &Path, http2: bool) -> Result<ServerConfig, ServeError> {
     let bad = |path: &Path, reason: String| ServeError::Tls {
         path: path.to_path_buf(),
         reason,
@@ -71,6 +75,11 @@ fn config(cert: &Path, key: &Path) -> Result<ServerConfig, ServeError> {
         .with_no_client_auth()
         .with_single_cert(certs, key_der)
         .map_err(|e| bad(key, format!("does not fit the certificate: {e}")))?;
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // With HTTP/2, h2 first: a client offering both gets h2 (curl, browsers, Go's LXD client).
+    cfg.alpn_protocols = if http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     Ok(cfg)
 }

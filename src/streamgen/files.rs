@@ -27,9 +27,8 @@ pub(super) fn write_item(
 ) -> Result<String, GenError> {
     let path = root.join(rel);
     let mut hasher = MultiHasher::new(&[Algo::Sha256]);
-    let line = format!("{rel}\n").into_bytes();
+    let mut pattern = Pattern::new(rel);
     let mut rng = fastrand::Rng::with_seed(fnv1a(rel.as_bytes()));
-    let mut phase = 0usize;
     let mut buf = Vec::with_capacity(CHUNK);
     write_atomic_with(&path, |file| {
         let mut remaining = size;
@@ -37,14 +36,7 @@ pub(super) fn write_item(
             let n = usize::try_from(remaining).unwrap_or(CHUNK).min(CHUNK);
             buf.clear();
             match fill {
-                Fill::Pattern => {
-                    while buf.len() < n {
-                        let rest = line.get(phase..).unwrap_or_default();
-                        let take = rest.len().min(n - buf.len());
-                        buf.extend_from_slice(rest.get(..take).unwrap_or_default());
-                        phase = (phase + take) % line.len().max(1);
-                    }
-                }
+                Fill::Pattern => pattern.fill(&mut buf, n),
                 Fill::Random => {
                     buf.resize(n, 0);
                     rng.fill(&mut buf);
@@ -57,6 +49,52 @@ pub(super) fn write_item(
         Ok(())
     })?;
     Ok(hasher.finish().upstream.sha256.unwrap_or_default())
+}
+
+/// The sha256 of the [`Fill::Pattern`] contents of several items one after the other (`(rel,
+/// size)` each), without writing anything: LXD's `combined_*_sha256` fields, the fingerprint of an
+/// image split into a metadata tarball and a root file system.
+pub(super) fn pattern_sha256(parts: &[(&str, u64)]) -> String {
+    let mut hasher = MultiHasher::new(&[Algo::Sha256]);
+    let mut buf = Vec::with_capacity(CHUNK);
+    for (rel, size) in parts {
+        let mut pattern = Pattern::new(rel);
+        let mut remaining = *size;
+        while remaining > 0 {
+            let n = usize::try_from(remaining).unwrap_or(CHUNK).min(CHUNK);
+            buf.clear();
+            pattern.fill(&mut buf, n);
+            hasher.update(&buf);
+            remaining -= n as u64;
+        }
+    }
+    hasher.finish().upstream.sha256.unwrap_or_default()
+}
+
+/// The bytes of a [`Fill::Pattern`] item: its path and a newline, repeated.
+struct Pattern {
+    line: Vec<u8>,
+    phase: usize,
+}
+
+impl Pattern {
+    fn new(rel: &str) -> Pattern {
+        Pattern {
+            line: format!("{rel}\n").into_bytes(),
+            phase: 0,
+        }
+    }
+
+    /// Append the next `n` bytes to `buf`.
+    fn fill(&mut self, buf: &mut Vec<u8>, n: usize) {
+        let want = buf.len() + n;
+        while buf.len() < want {
+            let rest = self.line.get(self.phase..).unwrap_or_default();
+            let take = rest.len().min(want - buf.len());
+            buf.extend_from_slice(rest.get(..take).unwrap_or_default());
+            self.phase = (self.phase + take) % self.line.len().max(1);
+        }
+    }
 }
 
 /// Replace `path` with `bytes` (temp file + rename).

@@ -338,3 +338,110 @@ fn sign_is_called_for_index_and_each_products_file() {
     assert!(matches!(err, GenError::Sign { .. }));
     assert!(err.to_string().contains("no key"), "{err}");
 }
+
+#[test]
+fn lxd_stream_is_lxd_shaped_and_its_checksums_and_fingerprints_match_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = generate_lxd(dir.path(), 1, Some(&fake_sign)).unwrap();
+    let index = read_json(&dir.path().join("streams/v1/index.json"));
+    let entry = &index["index"][LXD_CONTENT_ID];
+    assert_eq!(entry["datatype"], "image-downloads");
+    assert_eq!(entry["path"], "streams/v1/images.json");
+    assert_eq!(index["index"].as_object().unwrap().len(), 1);
+    let signed = std::fs::read_to_string(dir.path().join("streams/v1/index.sjson")).unwrap();
+    assert!(signed.contains("streams/v1/images.sjson"), "{signed}");
+    let doc = read_json(&dir.path().join("streams/v1/images.json"));
+    assert_eq!(doc["content_id"], "images");
+    assert_eq!(doc["datatype"], "image-downloads");
+    let products = doc["products"].as_object().unwrap();
+    assert_eq!(products.len(), 3);
+    let mut fingerprints = BTreeSet::new();
+    for (name, p) in products {
+        for key in [
+            "aliases",
+            "arch",
+            "os",
+            "release",
+            "release_title",
+            "variant",
+        ] {
+            assert!(p[key].is_string(), "{name} lacks {key}");
+        }
+        for (vname, v) in p["versions"].as_object().unwrap() {
+            assert!(vname[..8].bytes().all(|b| b.is_ascii_digit()), "{vname}");
+            let items = v["items"].as_object().unwrap();
+            let file = |item: &str| {
+                std::fs::read(dir.path().join(items[item]["path"].as_str().unwrap())).unwrap()
+            };
+            if let Some(meta) = items.get("lxd.tar.xz") {
+                assert_eq!(meta["ftype"], "lxd.tar.xz");
+                assert_eq!(items["root.squashfs"]["ftype"], "squashfs");
+                let mut both = file("lxd.tar.xz");
+                both.extend(file("root.squashfs"));
+                let mut h = crate::checksum::MultiHasher::new(&[crate::checksum::Algo::Sha256]);
+                h.update(&both);
+                let combined = h.finish().upstream.sha256.unwrap();
+                assert_eq!(
+                    meta["combined_squashfs_sha256"],
+                    combined.as_str(),
+                    "{name} {vname}"
+                );
+                fingerprints.insert(combined);
+            } else {
+                let unified = &items["lxd_combined.tar.gz"];
+                assert_eq!(unified["ftype"], "lxd_combined.tar.gz");
+                fingerprints.insert(unified["sha256"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    assert_eq!(fingerprints.len(), 4, "{fingerprints:?}");
+    let listed = doc_items(&doc);
+    assert_eq!(listed.len(), summary.files);
+    for (path, (size, sha, _, _)) in &listed {
+        let d = hash_file(&dir.path().join(path)).unwrap();
+        assert_eq!(d.size, *size, "{path}");
+        assert_eq!(d.upstream.sha256.as_deref(), Some(sha.as_str()), "{path}");
+    }
+}
+
+#[test]
+fn lxd_generation_2_adds_a_day_to_the_rolling_product_and_drops_the_oldest() {
+    assert_eq!(
+        lxd_rolling_versions(1),
+        ["20240101_07:42", "20240102_07:42"]
+    );
+    assert_eq!(
+        lxd_rolling_versions(2),
+        ["20240102_07:42", "20240103_07:42"]
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let one = generate_lxd(&dir.path().join("1"), 1, None).unwrap();
+    let two = generate_lxd(&dir.path().join("2"), 2, None).unwrap();
+    let versions = |s: &Summary| {
+        s.items
+            .iter()
+            .filter(|i| i.product == LXD_ROLLING_PRODUCT)
+            .map(|i| i.version.clone())
+            .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(
+        versions(&one),
+        lxd_rolling_versions(1).into_iter().collect()
+    );
+    assert_eq!(
+        versions(&two),
+        lxd_rolling_versions(2).into_iter().collect()
+    );
+    let others = |s: &Summary| {
+        s.items
+            .iter()
+            .filter(|i| i.product != LXD_ROLLING_PRODUCT)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(others(&one), others(&two));
+    assert!(matches!(
+        generate_lxd(dir.path(), 0, None),
+        Err(GenError::Generation { generation: 0 })
+    ));
+}

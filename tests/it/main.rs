@@ -22,6 +22,7 @@ mod hostile_output;
 mod import;
 mod keys;
 mod kit;
+mod lxd;
 mod maas_rules;
 mod mirror;
 mod publish;
