@@ -34,8 +34,8 @@ pub mod status;
 use crate::error::{Error, Result};
 
 mod blobs;
-mod ops;
 pub mod maintenance;
+mod ops;
 mod publications;
 mod snapshots;
 mod sources;

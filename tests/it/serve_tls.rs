@@ -1,8 +1,8 @@
 //! `serve` over TLS with real clients: curl (keep-alive, listings), SIGHUP reloading the
 //! certificate without dropping a download in progress (and reopening the access log), the
-//! python `sstream-mirror` and the LXD client (`lxc`) listing an LXD-shaped stream.
+//! python `sstream-mirror`; the LXD client on a synced and published stream is in `lxd.rs`.
 //!
-//! Needs `openssl` (certificates), `curl` and `lxc` (Debian `lxd-client`); scripts/test.sh
+//! Needs `openssl` (certificates) and `curl`; scripts/test.sh
 //! installs them. A test whose tool is missing says so and returns.
 
 use std::path::{Path, PathBuf};
@@ -242,65 +242,6 @@ fn python_sstream_mirror_over_tls() {
         .filter(|e| e.file_type().is_file())
         .count();
     assert!(files > 3, "{files} files mirrored");
-}
-
-/// The LXD client lists an LXD-shaped simplestreams stream served over HTTPS from a DEST symlink
-/// (the real Incus fixture with its `incus.tar.xz` items named as LXD 5.0 expects them).
-#[test]
-fn lxc_lists_an_lxd_stream_over_tls() {
-    if !have("lxc") || !have("openssl") {
-        return;
-    }
-    let base = tempfile::tempdir().unwrap();
-    let src = crate::common::fixture("real/incus-chr-2025/streams/v1");
-    let tree = base.path().join("trees/t1");
-    std::fs::create_dir_all(tree.join("streams/v1")).unwrap();
-    for doc in ["index.json", "images.json"] {
-        let text = std::fs::read_to_string(src.join(doc)).unwrap();
-        std::fs::write(
-            tree.join("streams/v1").join(doc),
-            text.replace("incus.tar.xz", "lxd.tar.xz"),
-        )
-        .unwrap();
-    }
-    let dest = base.path().join("dest");
-    std::os::unix::fs::symlink("trees/t1", &dest).unwrap();
-    let (server, ca) = tls_server(base.path(), &dest, &[]);
-    let conf = base.path().join("lxdconf");
-    std::fs::create_dir_all(&conf).unwrap();
-    let lxc = |args: &[&str]| {
-        Command::new("lxc")
-            .args(args)
-            .env("LXD_CONF", &conf)
-            .env("SSL_CERT_FILE", &ca)
-            .env("HOME", base.path())
-            .output()
-            .unwrap()
-    };
-    let url = format!("https://{}", server.addr);
-    let out = lxc(&[
-        "remote",
-        "add",
-        "sv",
-        &url,
-        "--protocol",
-        "simplestreams",
-        "--public",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = lxc(&["image", "list", "sv:", "--format", "csv"]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(text.contains("chr/7.20.4/cloud"), "{text}");
-    assert!(text.lines().count() >= 10, "{text}");
 }
 
 /// A missing or mismatched certificate is one error line at start, before any "serving" line.
