@@ -22,6 +22,8 @@ use crate::error::{Error, Result};
 mod ops;
 pub use ops::{AutoPublish, Run, join_credentials, split_credentials, strip_credentials};
 mod filter_groups;
+mod snapshot_rows;
+pub use snapshot_rows::SnapshotTotals;
 mod validators;
 pub use validators::StoredValidators;
 

@@ -30,7 +30,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::catalog::{Document, Item, NewSnapshot, Source};
+use crate::catalog::{Document, Item, NewSnapshot, SnapshotTotals, Source};
 use crate::error::{Error, Result};
 use crate::fetch::{self, FetchOptions, Fetcher, Location, Progress};
 use crate::openpgp::Keyring;
@@ -173,6 +173,7 @@ pub async fn sync(
         &start_path,
         keyring.as_ref(),
         source.no_verify,
+        (!opts.dry_run).then_some(&vault.blobs),
         &*events,
     )
     .await?;
@@ -197,21 +198,21 @@ pub async fn sync(
     let plan = if opts.no_item_download {
         plan::Plan::default()
     } else {
-        plan::plan(vault, &mut items)?
+        plan::plan(vault, &meta, &mut items)?
     };
     // Free space before the first byte (no item request when it does not fit).
     if !opts.dry_run {
         crate::space::check_store(vault, plan.fetch_bytes)?;
     }
-    events.planned(plan.fetch.len(), plan.fetch_bytes, plan.reused_items);
+    events.planned(plan.len(), plan.fetch_bytes, plan.reused_items);
 
     let mut report = SyncReport {
         source: source.name.clone(),
         outcome: Outcome::DryRun,
         documents: meta.docs.len(),
         items: items.len(),
-        bytes: items.iter().filter_map(|i| i.size).sum(),
-        fetched_items: plan.fetch.len(),
+        bytes: items.bytes,
+        fetched_items: plan.len(),
         fetched_bytes: plan.fetch_bytes,
         reused_items: plan.reused_items,
         reused_bytes: plan.reused_bytes,
@@ -224,18 +225,21 @@ pub async fn sync(
     };
 
     if opts.dry_run {
-        report.plan = plan
-            .fetch
-            .iter()
-            .map(|j| PlannedFetch {
-                path: j.path.clone(),
-                size: j.size.unwrap_or(0),
-                items: j
-                    .items
-                    .iter()
-                    .filter_map(|&i| items.get(i))
-                    .map(|it| format!("{} {} {}", it.product, it.version, it.item))
-                    .collect(),
+        report.plan = (0..plan.len())
+            .filter_map(|j| {
+                let job = plan.job(&items, &meta, j)?;
+                Some(PlannedFetch {
+                    path: job.path,
+                    size: job.size.unwrap_or(0),
+                    items: plan
+                        .items(j)
+                        .iter()
+                        .filter_map(|&i| {
+                            let (_, p, v, it) = items.key(&meta, i as usize);
+                            Some(format!("{p} {v} {it}"))
+                        })
+                        .collect(),
+                })
             })
             .collect();
         report.requests = fetcher.stats().requests;
@@ -243,13 +247,28 @@ pub async fn sync(
         return Ok(report);
     }
 
-    download::download_all(vault, &fetcher, &loc, &plan, &mut items, events.clone()).await?;
+    download::download_all(
+        vault,
+        &fetcher,
+        &loc,
+        &plan,
+        &meta,
+        &mut items,
+        events.clone(),
+    )
+    .await?;
 
-    // Metadata documents become blobs (small; whole in memory is fine).
+    // The metadata documents were stored as blobs when they were fetched: now their rows.
     let mut documents = Vec::with_capacity(meta.docs.len());
     let mut validators = Vec::new();
     for (ord, d) in meta.docs.iter().enumerate() {
-        let digests = vault.blobs.put_bytes(&d.raw)?;
+        let Some(digests) = d.blob.clone() else {
+            return Err(Error::Io {
+                op: "store document",
+                path: d.path.clone().into(),
+                source: std::io::Error::other("not stored"),
+            });
+        };
         vault.catalog.insert_blob(&digests)?;
         if let Some(v) = &d.validators {
             validators.push((
@@ -272,7 +291,40 @@ pub async fn sync(
     // The documents are verified, parsed and durable blobs: the next run may ask conditionally.
     vault.catalog.save_document_validators(&validators)?;
 
-    let digest = snapshot_digest(&documents, &items);
+    // Sorted by key once: the digest and the snapshot's counts come from the same pass.
+    let mut order: Vec<u32> = (0..select::idx(items.len())).collect();
+    order.sort_by(|&a, &b| {
+        items
+            .key(&meta, a as usize)
+            .cmp(&items.key(&meta, b as usize))
+    });
+    let mut totals = SnapshotTotals {
+        items: items.len() as u64,
+        bytes: items.bytes,
+        ..SnapshotTotals::default()
+    };
+    let mut last: Option<(&str, &str, &str, &str)> = None;
+    let views = order.iter().filter_map(|&i| {
+        let v = items.view(&meta, i as usize)?;
+        let key = (v.content_id, v.product, v.version, v.item);
+        if last.is_none_or(|l| (l.0, l.1) != (key.0, key.1)) {
+            totals.products += 1;
+        }
+        if last.is_none_or(|l| (l.0, l.1, l.2) != (key.0, key.1, key.2)) {
+            totals.versions += 1;
+        }
+        last = Some(key);
+        Some([
+            v.content_id,
+            v.product,
+            v.version,
+            v.item,
+            v.path.unwrap_or(""),
+            items.blob(i as usize).unwrap_or(""),
+        ])
+    });
+    let digest = digest_sorted(&documents, views);
+    drop(order);
     let stats = fetcher.stats();
     report.requests = stats.requests;
     report.retries = stats.retries;
@@ -283,23 +335,33 @@ pub async fn sync(
         report.outcome = Outcome::Unchanged(p.id);
         return Ok(report);
     }
-    let id = vault.catalog.insert_snapshot(&NewSnapshot {
-        source_id: Some(source.id),
-        source: source.name.clone(),
-        url: crate::catalog::strip_credentials(&loc.base),
-        start_path,
-        filters: source.filters.clone(),
-        max: source.max,
-        keep: source.keep,
-        signed: meta.signed,
-        verified: meta.verified,
-        signer: join_signers(&meta.signers),
-        fetched_bytes: plan.fetch_bytes,
-        duration_ms: report.duration_ms,
-        digest,
-        documents,
-        items,
-    })?;
+    let mut next = 0usize;
+    let mut next_row = || {
+        let row = items.row(&meta, next);
+        next += 1;
+        Ok(row)
+    };
+    let id = vault.catalog.insert_snapshot_rows(
+        &NewSnapshot {
+            source_id: Some(source.id),
+            source: source.name.clone(),
+            url: crate::catalog::strip_credentials(&loc.base),
+            start_path,
+            filters: source.filters.clone(),
+            max: source.max,
+            keep: source.keep,
+            signed: meta.signed,
+            verified: meta.verified,
+            signer: join_signers(&meta.signers),
+            fetched_bytes: plan.fetch_bytes,
+            duration_ms: report.duration_ms,
+            digest,
+            documents,
+            items: Vec::new(),
+        },
+        totals,
+        &mut next_row,
+    )?;
     report.outcome = Outcome::Snapshot(id);
     Ok(report)
 }
@@ -323,15 +385,34 @@ pub fn snapshot_digest(documents: &[Document], items: &[Item]) -> String {
     }
     let mut keys: Vec<&Item> = items.iter().collect();
     keys.sort_by(|a, b| a.key().cmp(&b.key()));
-    for it in keys {
-        for part in [
-            it.content_id.as_str(),
-            it.product.as_str(),
-            it.version.as_str(),
-            it.item.as_str(),
-            it.path.as_deref().unwrap_or(""),
-            it.blob.as_deref().unwrap_or(""),
-        ] {
+    digest_sorted(
+        documents,
+        keys.into_iter().map(|it| {
+            [
+                it.content_id.as_str(),
+                it.product.as_str(),
+                it.version.as_str(),
+                it.item.as_str(),
+                it.path.as_deref().unwrap_or(""),
+                it.blob.as_deref().unwrap_or(""),
+            ]
+        }),
+    )
+}
+
+/// [`snapshot_digest`] of items already sorted by key, each given as `[content_id, product,
+/// version, item, path, blob]`.
+fn digest_sorted<'a>(documents: &[Document], items: impl Iterator<Item = [&'a str; 6]>) -> String {
+    let mut h = blake3::Hasher::new();
+    for d in documents {
+        for part in [d.path.as_str(), d.blob.as_str()] {
+            h.update(part.as_bytes());
+            h.update(b"\0");
+        }
+        h.update(b"\n");
+    }
+    for parts in items {
+        for part in parts {
             h.update(part.as_bytes());
             h.update(b"\0");
         }

@@ -162,6 +162,29 @@ impl Products {
     }
 }
 
+/// Where one item sits in its [`Products`] (product, version and item node): a 12-byte handle
+/// a caller may keep instead of the item's text, and turn back into the item with
+/// [`Products::item`] or [`Products::item_names`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ItemAt([u32; 3]);
+
+impl Products {
+    /// The item at `at` (from [`FlatItem::at`] on this document), flattened again.
+    pub fn item(&self, at: ItemAt) -> FlatItem<'_> {
+        FlatItem::new(self, at.0)
+    }
+
+    /// The product, version and item names of the item at `at`, without the rest of its view.
+    pub fn item_names(&self, at: ItemAt) -> (&str, &str, &str) {
+        let [p, v, i] = at.0;
+        (
+            self.name_of(&self.products, p),
+            self.name_of(&self.versions, v),
+            self.name_of(&self.items, i),
+        )
+    }
+}
+
 /// One item with its inherited fields (spec §1.5): what filters see. Borrowed from its
 /// [`Products`]: looking a key up walks the levels, nothing is copied.
 #[derive(Debug, Clone)]
@@ -225,6 +248,11 @@ impl<'a> FlatItem<'a> {
             }
         }
         f
+    }
+
+    /// Where this item sits in its document (see [`ItemAt`]).
+    pub fn at(&self) -> ItemAt {
+        ItemAt(self.nodes)
     }
 
     fn find(&self, level: usize, key: &str) -> Option<&'a Field> {

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::SyncEvents;
-use super::plan::{FetchJob, Plan};
-use crate::catalog::Item;
+use super::metadata::Metadata;
+use super::plan::{Job, Plan};
+use super::select::Selection;
 use crate::checksum;
 use crate::error::{Error, IoResultExt, Result};
 use crate::fetch::{Expect, Fetcher, Location, Progress};
@@ -15,7 +16,7 @@ use crate::vault::Vault;
 
 /// The name of a resumable download in `partial/`: from the expected checksum, which is
 /// validated hex, so upstream text never becomes a path of its own.
-fn partial_name(job: &FetchJob) -> String {
+fn partial_name(job: &Job) -> String {
     match job.checksums.strongest() {
         Some((algo, hex)) if checksum::is_hex(hex, algo.hex_len()) => {
             format!(
@@ -115,101 +116,80 @@ impl PartialLock {
     }
 }
 
+/// How many downloads are spawned ahead of those running (the fetcher itself bounds the
+/// concurrent requests to `--jobs`): a plan of a million downloads holds a window of tasks,
+/// not a task per download.
+const WINDOW: usize = 256;
+
+/// A placed download, waiting for the next flush: its plan index, digests, path and size.
+type Placed = (usize, checksum::Digests, String, u64);
+
 pub(super) async fn download_all(
     vault: &mut Vault,
     fetcher: &Fetcher,
     loc: &Location,
     plan: &Plan,
-    items: &mut [Item],
+    meta: &Metadata,
+    sel: &mut Selection,
     events: Arc<dyn SyncEvents>,
 ) -> Result<()> {
-    let total = plan.fetch.len();
+    let total = plan.len();
     if total == 0 {
         return Ok(());
     }
-    // The fetcher bounds concurrency to `--jobs` itself.
     let mut set = tokio::task::JoinSet::new();
     let partial_dir = vault.layout.partial();
-    for (j, job) in plan.fetch.iter().enumerate() {
-        let name = partial_name(job);
-        let partial_dir = partial_dir.clone();
-        let fetcher = fetcher.clone();
-        let loc = loc.clone();
-        let rel = job.path.clone();
-        let expect = Expect {
-            size: job.size,
-            checksums: job.checksums.clone(),
-        };
-        let events = events.clone();
-        let blobs = vault.blobs.clone();
-        set.spawn(async move {
-            let progress: &dyn Progress = &*events;
-            // One writer per partial file, from its first byte until it is placed (or dropped):
-            // another sync sharing this content writes under another name.
-            let lock = match tokio::task::spawn_blocking(move || {
-                PartialLock::acquire(&partial_dir, &name)
-            })
-            .await
-            {
-                Ok(Ok(lock)) => lock,
-                Ok(Err(e)) => return (j, Err(e)),
-                Err(_) => return (j, Err(Error::Interrupted)),
-            };
-            let partial = lock.partial.clone();
-            let res = fetcher
-                .download(&loc, &rel, &partial, &expect, progress)
-                .await;
-            // chmod + rename happen here, in parallel; the flush (one syncfs) and the rows are
-            // batched by the collector below (invariant 1 still holds: row after durable file).
-            let placed = match res {
-                Ok(d) => {
-                    let digests = d.digests.clone();
-                    tokio::task::spawn_blocking(move || {
-                        let placed = blobs.place(&partial, &digests).map(|dest| (d, dest));
-                        lock.release();
-                        placed
-                    })
-                    .await
-                    .unwrap_or_else(|_| Err(Error::Interrupted))
-                }
-                Err(e) => {
-                    lock.release();
-                    Err(Error::from(e))
-                }
-            };
-            (j, placed)
-        });
-    }
+    let mut spawned = 0usize;
     let mut failed = 0usize;
     let mut done = 0usize;
     let mut first: Option<String> = None;
-    let mut batch: Vec<(usize, checksum::Digests, PathBuf)> = Vec::new();
-    let mut next = set.join_next().await;
-    while let Some(joined) = next {
-        match joined {
-            Ok((j, Ok((d, dest)))) => batch.push((j, d.digests, dest)),
-            Ok((_, Err(e))) => {
+    let mut batch: Vec<Placed> = Vec::new();
+    loop {
+        while spawned < total && set.len() < WINDOW {
+            let j = spawned;
+            spawned += 1;
+            let Some(job) = plan.job(sel, meta, j) else {
                 failed += 1;
-                first.get_or_insert_with(|| crate::error::chain_line(&e));
-            }
-            Err(_) => {
-                failed += 1;
-                first.get_or_insert_with(|| "a download task stopped unexpectedly".to_string());
-            }
+                first.get_or_insert_with(|| "a planned download has no path".to_string());
+                continue;
+            };
+            set.spawn(download_one(
+                j,
+                job,
+                partial_dir.clone(),
+                fetcher.clone(),
+                loc.clone(),
+                vault.blobs.clone(),
+                events.clone(),
+            ));
         }
-        // Flush when nothing else is ready right now, or the batch is large.
-        next = match set.try_join_next() {
-            Some(r) if batch.len() < 256 => Some(r),
-            other => {
-                done += flush(vault, plan, items, &mut batch, &*events)?;
-                match other {
-                    Some(r) => Some(r),
-                    None => set.join_next().await,
+        let Some(joined) = set.join_next().await else {
+            break;
+        };
+        let mut next = Some(joined);
+        while let Some(joined) = next {
+            match joined {
+                Ok((j, Ok(placed))) => batch.push((j, placed.0, placed.1, placed.2)),
+                Ok((_, Err(e))) => {
+                    failed += 1;
+                    first.get_or_insert_with(|| crate::error::chain_line(&e));
+                }
+                Err(_) => {
+                    failed += 1;
+                    first.get_or_insert_with(|| "a download task stopped unexpectedly".to_string());
                 }
             }
-        };
+            // Flush when nothing else is ready right now, or the batch is large.
+            next = match set.try_join_next() {
+                Some(r) if batch.len() < 256 => Some(r),
+                other => {
+                    done += flush(vault, plan, sel, &mut batch, &*events)?;
+                    other
+                }
+            };
+        }
     }
-    done += flush(vault, plan, items, &mut batch, &*events)?;
+    done += flush(vault, plan, sel, &mut batch, &*events)?;
     if failed > 0 {
         return Err(Error::Downloads {
             failed,
@@ -221,32 +201,78 @@ pub(super) async fn download_all(
     Ok(())
 }
 
+/// One download: lock its partial file, fetch, place it into `blobs/` (not yet durable).
+async fn download_one(
+    j: usize,
+    job: Job,
+    partial_dir: PathBuf,
+    fetcher: Fetcher,
+    loc: Location,
+    blobs: crate::store::BlobStore,
+    events: Arc<dyn SyncEvents>,
+) -> (usize, Result<(checksum::Digests, String, u64)>) {
+    let progress: &dyn Progress = &*events;
+    let name = partial_name(&job);
+    // One writer per partial file, from its first byte until it is placed (or dropped):
+    // another sync sharing this content writes under another name.
+    let lock = match tokio::task::spawn_blocking(move || PartialLock::acquire(&partial_dir, &name))
+        .await
+    {
+        Ok(Ok(lock)) => lock,
+        Ok(Err(e)) => return (j, Err(e)),
+        Err(_) => return (j, Err(Error::Interrupted)),
+    };
+    let partial = lock.partial.clone();
+    let expect = Expect {
+        size: job.size,
+        checksums: job.checksums,
+    };
+    let res = fetcher
+        .download(&loc, &job.path, &partial, &expect, progress)
+        .await;
+    // chmod + rename happen here, in parallel; the flush (one syncfs) and the rows are
+    // batched by the collector (invariant 1 still holds: row after durable file).
+    let placed = match res {
+        Ok(d) => {
+            let digests = d.digests;
+            tokio::task::spawn_blocking(move || {
+                let placed = blobs.place(&partial, &digests).map(|_| digests);
+                lock.release();
+                placed
+            })
+            .await
+            .unwrap_or_else(|_| Err(Error::Interrupted))
+        }
+        Err(e) => {
+            lock.release();
+            Err(Error::from(e))
+        }
+    };
+    (j, placed.map(|d| (d, job.path, job.size.unwrap_or(0))))
+}
+
 /// Make a batch of placed blobs durable (one syncfs) and record their rows in one transaction;
 /// then point the batch's items at them.
 fn flush(
     vault: &mut Vault,
     plan: &Plan,
-    items: &mut [Item],
-    batch: &mut Vec<(usize, checksum::Digests, PathBuf)>,
+    sel: &mut Selection,
+    batch: &mut Vec<Placed>,
     events: &dyn SyncEvents,
 ) -> Result<usize> {
     if batch.is_empty() {
         return Ok(0);
     }
     vault.blobs.make_durable()?;
-    let digests: Vec<checksum::Digests> = batch.iter().map(|(_, d, _)| d.clone()).collect();
+    let digests: Vec<checksum::Digests> = batch.iter().map(|(_, d, _, _)| d.clone()).collect();
     vault.catalog.insert_blobs(&digests)?;
     let n = batch.len();
-    for (j, d, _) in batch.drain(..) {
-        let Some(job) = plan.fetch.get(j) else {
-            continue;
-        };
-        for &i in &job.items {
-            if let Some(it) = items.get_mut(i) {
-                it.blob = Some(d.blake3.clone());
-            }
+    for (j, d, path, size) in batch.drain(..) {
+        let b = sel.add_blob(d.blake3.into_boxed_str());
+        for &i in plan.items(j) {
+            sel.point(i as usize, b);
         }
-        events.downloaded(&job.path, job.size.unwrap_or(0));
+        events.downloaded(&path, size);
     }
     Ok(n)
 }

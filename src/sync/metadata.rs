@@ -1,6 +1,11 @@
 //! The metadata half of a sync: fetch the start document, verify its signature (or refuse an
 //! unsigned document under a signed start), parse it and follow `index:1.0` entries depth-first
 //! in document order, checking each entry's own size/checksum against the document it names.
+//!
+//! Memory (issue 8 item 4): a document's bytes live only until it is verified and parsed; a
+//! real run stores them as a blob right then ([`BlobStore::put_bytes`]: durable, no row yet,
+//! the sync's shared store lock keeps gc away), a dry run just drops them. An unsigned
+//! document is parsed from the fetched bytes themselves, never from a copy.
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -8,6 +13,7 @@ use crate::checksum;
 use crate::error::{Error, Result};
 use crate::fetch::{self, Fetcher, Location, Progress};
 use crate::openpgp::{self, Keyring};
+use crate::store::BlobStore;
 use crate::streams;
 
 /// A metadata document as fetched in this run.
@@ -20,7 +26,8 @@ pub(super) struct FetchedDoc {
     pub(super) validators: Option<fetch::Validators>,
     pub(super) kind: &'static str,
     pub(super) content_id: Option<String>,
-    pub(super) raw: Vec<u8>,
+    /// The document stored as a blob (a real run; `None` in a dry run).
+    pub(super) blob: Option<checksum::Digests>,
     pub(super) products: Option<streams::Products>,
 }
 
@@ -40,6 +47,7 @@ pub(super) async fn fetch_metadata(
     start_path: &str,
     keyring: Option<&Keyring>,
     no_verify: bool,
+    store: Option<&BlobStore>,
     progress: &dyn Progress,
 ) -> Result<Metadata> {
     let start = fetcher.get_document(loc, start_path, progress).await?;
@@ -54,9 +62,14 @@ pub(super) async fn fetch_metadata(
     seen.insert(start_path.to_string());
     // Work list of (path, bytes already fetched, depth); documents keep their discovery order.
     let mut queue: Vec<(String, fetch::Fetched, usize)> = vec![(start_path.to_string(), start, 0)];
-    while let Some((path, fetched, depth)) = queue.pop() {
-        let payload = unwrap_payload(&fetched, signed, keyring, no_verify, &mut meta.signers)?;
-        let doc = streams::parse(&fetched.url, &payload)?;
+    while let Some((path, mut fetched, depth)) = queue.pop() {
+        let verified = unwrap_payload(&fetched, signed, keyring, no_verify, &mut meta.signers)?;
+        let doc = match &verified {
+            Some(payload) => streams::parse(&fetched.url, payload)?,
+            None => streams::parse(&fetched.url, &fetched.bytes)?,
+        };
+        drop(verified);
+        let blob = keep(store, std::mem::take(&mut fetched.bytes))?;
         match doc {
             streams::Document::Products(p) => {
                 meta.docs.push(FetchedDoc {
@@ -66,7 +79,7 @@ pub(super) async fn fetch_metadata(
                     updated: p.top_field("updated").map(str::to_string),
                     kind: "products",
                     content_id: Some(p.content_id().to_string()),
-                    raw: fetched.bytes,
+                    blob,
                     products: Some(p),
                 });
             }
@@ -78,7 +91,7 @@ pub(super) async fn fetch_metadata(
                     updated: index.updated.clone(),
                     kind: "index",
                     content_id: None,
-                    raw: fetched.bytes,
+                    blob,
                     products: None,
                 });
                 let mut children = Vec::new();
@@ -103,7 +116,7 @@ pub(super) async fn fetch_metadata(
                             updated: None,
                             kind: "other",
                             content_id: Some(entry.content_id.clone()),
-                            raw: child.bytes,
+                            blob: keep(store, child.bytes)?,
                             products: None,
                         });
                     }
@@ -116,16 +129,22 @@ pub(super) async fn fetch_metadata(
     Ok(meta)
 }
 
-/// The bytes handed to the JSON parser: exactly the verified text under a signed start.
+/// A verified document's bytes: stored as a blob in a real run, dropped in a dry run.
+fn keep(store: Option<&BlobStore>, bytes: Vec<u8>) -> Result<Option<checksum::Digests>> {
+    store.map(|s| s.put_bytes(&bytes)).transpose()
+}
+
+/// The bytes handed to the JSON parser: exactly the verified text under a signed start;
+/// `None` when that is the fetched bytes themselves (an unsigned start).
 fn unwrap_payload(
     fetched: &fetch::Fetched,
     signed: bool,
     keyring: Option<&Keyring>,
     no_verify: bool,
     signers: &mut BTreeSet<String>,
-) -> Result<Vec<u8>> {
+) -> Result<Option<Vec<u8>>> {
     if !signed {
-        return Ok(fetched.bytes.clone());
+        return Ok(None);
     }
     if !openpgp::is_clearsigned(&fetched.bytes) {
         return Err(Error::Unsigned {
@@ -133,10 +152,12 @@ fn unwrap_payload(
         });
     }
     if no_verify {
-        return openpgp::unwrap_cleartext(&fetched.bytes).map_err(|e| Error::Signature {
-            url: fetched.url.clone(),
-            source: e,
-        });
+        return openpgp::unwrap_cleartext(&fetched.bytes)
+            .map(Some)
+            .map_err(|e| Error::Signature {
+                url: fetched.url.clone(),
+                source: e,
+            });
     }
     let Some(keyring) = keyring else {
         return Err(Error::NoKeyring {
@@ -148,7 +169,7 @@ fn unwrap_payload(
         source: e,
     })?;
     signers.insert(v.signer);
-    Ok(v.payload)
+    Ok(Some(v.payload))
 }
 
 /// An index entry's own size/checksum, when it carries one, must match the document.
