@@ -1,15 +1,21 @@
 //! `sync`: fetch → verify/parse → select → plan against the catalogue → download into the store
 //! → commit one snapshot (or none when nothing changed).
 //!
+//! The steps live in `sync/`: `metadata` (fetch, verify, parse), `select` (filters,
+//! `--max`/`--keep`), `plan` (against the store), `download` (into the store); this file runs
+//! them in that order and commits the snapshot.
+//!
 //! Order of writes (restic's "packs, then index, then snapshot"):
+//! 0. each metadata document, as soon as it is verified and parsed: its blob file (durable, no
+//!    row yet; the shared store lock keeps gc away until the rows exist);
 //! 1. each blob: downloaded into `partial/`, verified (size + strongest upstream checksum),
 //!    renamed into `blobs/` without fsync; a batch of them (whatever finished meanwhile, at most
 //!    256) is then made durable by one `syncfs(2)` ([`crate::store::BlobStore::make_durable`]),
 //!    and only then are its rows inserted, in one transaction (invariant 1). A partial file has one
-//!    writer from its first byte to its rename ([`PartialLock`]): a concurrent sync of another
+//!    writer from its first byte to its rename (`download::PartialLock`): a concurrent sync of another
 //!    source sharing the content writes `NAME.1`, `NAME.2`, … instead, so the bytes renamed are
 //!    exactly the bytes hashed;
-//! 2. the metadata documents as blobs, the same way;
+//! 2. the metadata documents' blob rows (their files were written in step 0);
 //! 3. the snapshot, its documents and items in one transaction (invariant 2).
 //!
 //! Metadata requests are conditional (`If-None-Match`, or `If-Modified-Since` for a
@@ -18,6 +24,12 @@
 //!
 //! A failed or killed run leaves finished blobs (reused next time) and resumable files in
 //! `partial/`, never a snapshot.
+//!
+//! Memory (issue 8 item 4): proportional to the documents, not to what they select. A document's
+//! bytes are dropped once parsed; the selection is a handle per item into the parsed model
+//! (`select::Selection`), the plan a few integers per item, and the snapshot's rows are built
+//! one at a time as they are inserted. Only a dry run's report (a line per download) and the
+//! per-product changes hold text per selected item.
 
 mod conditional;
 mod downgrade;
@@ -225,23 +237,22 @@ pub async fn sync(
     };
 
     if opts.dry_run {
-        report.plan = (0..plan.len())
-            .filter_map(|j| {
-                let job = plan.job(&items, &meta, j)?;
-                Some(PlannedFetch {
-                    path: job.path,
-                    size: job.size.unwrap_or(0),
-                    items: plan
-                        .items(j)
-                        .iter()
-                        .filter_map(|&i| {
-                            let (_, p, v, it) = items.key(&meta, i as usize);
-                            Some(format!("{p} {v} {it}"))
-                        })
-                        .collect(),
-                })
-            })
-            .collect();
+        // Exact capacities: a million-download plan is a million of these.
+        report.plan = Vec::with_capacity(plan.len());
+        for j in 0..plan.len() {
+            let Some(job) = plan.job(&items, &meta, j) else {
+                continue;
+            };
+            let names = plan.items(j).iter().map(|&i| {
+                let (_, p, v, it) = items.key(&meta, i as usize);
+                format!("{p} {v} {it}")
+            });
+            report.plan.push(PlannedFetch {
+                path: job.path,
+                size: job.size.unwrap_or(0),
+                items: names.collect(),
+            });
+        }
         report.requests = fetcher.stats().requests;
         report.duration_ms = started.elapsed().as_millis() as u64;
         return Ok(report);
