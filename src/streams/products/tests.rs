@@ -1,5 +1,6 @@
 use super::*;
-use crate::streams::{Document, PathReason, parse};
+use crate::streams::{Document, ParseError, PathReason, parse};
+use serde_json::{Map, Value};
 
 pub(crate) fn products(payload: &str) -> Products {
     match parse("products.json", payload.as_bytes()).unwrap() {
