@@ -6,8 +6,6 @@
 //! them in that order and commits the snapshot.
 //!
 //! Order of writes (restic's "packs, then index, then snapshot"):
-//! 0. each metadata document, as soon as it is verified and parsed: its blob file (durable, no
-//!    row yet; the shared store lock keeps gc away until the rows exist);
 //! 1. each blob: downloaded into `partial/`, verified (size + strongest upstream checksum),
 //!    renamed into `blobs/` without fsync; a batch of them (whatever finished meanwhile, at most
 //!    256) is then made durable by one `syncfs(2)` ([`crate::store::BlobStore::make_durable`]),
@@ -15,7 +13,8 @@
 //!    writer from its first byte to its rename (`download::PartialLock`): a concurrent sync of another
 //!    source sharing the content writes `NAME.1`, `NAME.2`, … instead, so the bytes renamed are
 //!    exactly the bytes hashed;
-//! 2. the metadata documents' blob rows (their files were written in step 0);
+//! 2. the metadata documents as blobs, the same way (their bytes wait in `tmp/` from the moment
+//!    they are parsed, not in memory);
 //! 3. the snapshot, its documents and items in one transaction (invariant 2).
 //!
 //! Metadata requests are conditional (`If-None-Match`, or `If-Modified-Since` for a
@@ -179,13 +178,13 @@ pub async fn sync(
     let (base, start_path) = fetch::split_start(&source.fetch_url(), source.path.as_deref());
     let mut loc = Location::new(base).with_mirrors(source.fetch_mirrors());
 
-    let meta = metadata::fetch_metadata(
+    let mut meta = metadata::fetch_metadata(
         &fetcher,
         &mut loc,
         &start_path,
         keyring.as_ref(),
         source.no_verify,
-        (!opts.dry_run).then_some(&vault.blobs),
+        (!opts.dry_run).then_some(vault.layout.tmp().as_path()),
         &*events,
     )
     .await?;
@@ -269,11 +268,11 @@ pub async fn sync(
     )
     .await?;
 
-    // The metadata documents were stored as blobs when they were fetched: now their rows.
+    // Metadata documents become blobs (their bytes waited in tmp/ since they were parsed).
     let mut documents = Vec::with_capacity(meta.docs.len());
     let mut validators = Vec::new();
-    for (ord, d) in meta.docs.iter().enumerate() {
-        let Some(digests) = d.blob.clone() else {
+    for (ord, d) in meta.docs.iter_mut().enumerate() {
+        let Some(digests) = d.blob.take().map(|s| s.commit(&vault.blobs)).transpose()? else {
             return Err(Error::Io {
                 op: "store document",
                 path: d.path.clone().into(),

@@ -3,8 +3,9 @@
 //! in document order, checking each entry's own size/checksum against the document it names.
 //!
 //! Memory (issue 8 item 4): a document's bytes live only until it is verified and parsed; a
-//! real run stores them as a blob right then ([`BlobStore::put_bytes`]: durable, no row yet,
-//! the sync's shared store lock keeps gc away), a dry run just drops them. An unsigned
+//! real run writes them to a file in the store's `tmp/` right then ([`Staged`]), committed as a
+//! blob only after the items (as before: a sync refused for space writes nothing into
+//! `blobs/`); a dry run just drops them. An unsigned
 //! document is parsed from the fetched bytes themselves, never from a copy.
 
 use std::collections::{BTreeSet, HashSet};
@@ -13,6 +14,9 @@ use crate::checksum;
 use crate::error::{Error, Result};
 use crate::fetch::{self, Fetcher, Location, Progress};
 use crate::openpgp::{self, Keyring};
+use std::path::{Path, PathBuf};
+
+use crate::error::IoResultExt;
 use crate::store::BlobStore;
 use crate::streams;
 
@@ -26,8 +30,8 @@ pub(super) struct FetchedDoc {
     pub(super) validators: Option<fetch::Validators>,
     pub(super) kind: &'static str,
     pub(super) content_id: Option<String>,
-    /// The document stored as a blob (a real run; `None` in a dry run).
-    pub(super) blob: Option<checksum::Digests>,
+    /// The document's bytes waiting in `tmp/` (a real run; `None` in a dry run).
+    pub(super) blob: Option<Staged>,
     pub(super) products: Option<streams::Products>,
 }
 
@@ -47,7 +51,7 @@ pub(super) async fn fetch_metadata(
     start_path: &str,
     keyring: Option<&Keyring>,
     no_verify: bool,
-    store: Option<&BlobStore>,
+    store: Option<&Path>,
     progress: &dyn Progress,
 ) -> Result<Metadata> {
     let start = fetcher.get_document(loc, start_path, progress).await?;
@@ -129,9 +133,38 @@ pub(super) async fn fetch_metadata(
     Ok(meta)
 }
 
-/// A verified document's bytes: stored as a blob in a real run, dropped in a dry run.
-fn keep(store: Option<&BlobStore>, bytes: Vec<u8>) -> Result<Option<checksum::Digests>> {
-    store.map(|s| s.put_bytes(&bytes)).transpose()
+/// A verified document's bytes: written to the store's `tmp/` directory `tmp` in a real run,
+/// dropped in a dry run.
+fn keep(tmp: Option<&Path>, bytes: Vec<u8>) -> Result<Option<Staged>> {
+    let Some(tmp) = tmp else {
+        return Ok(None);
+    };
+    let mut h = checksum::MultiHasher::all();
+    h.update(&bytes);
+    let digests = h.finish();
+    let mut file = tempfile::NamedTempFile::new_in(tmp).with_path("create temp file in", tmp)?;
+    std::io::Write::write_all(&mut file, &bytes).with_path("write", file.path())?;
+    Ok(Some(Staged {
+        digests,
+        file: file.into_temp_path(),
+    }))
+}
+
+/// A document's bytes in a temporary file of the store (removed if never committed).
+pub(super) struct Staged {
+    digests: checksum::Digests,
+    file: tempfile::TempPath,
+}
+
+impl Staged {
+    /// Make the document a durable blob (no row yet: the caller inserts it).
+    pub(super) fn commit(self, store: &BlobStore) -> Result<checksum::Digests> {
+        if !store.contains(&self.digests.blake3) {
+            let path: PathBuf = self.file.to_path_buf();
+            store.commit(&path, &self.digests)?;
+        }
+        Ok(self.digests)
+    }
 }
 
 /// The bytes handed to the JSON parser: exactly the verified text under a signed start;
