@@ -31,6 +31,8 @@ need prlimit util-linux
 # nginx; the test runs its own instances on random ports and skips when not root
 need /usr/sbin/apache2 apache2
 need /usr/sbin/nginx nginx-light
+# peak RSS of a whole sync of a large document (tests/it/amplification.rs)
+need /usr/bin/time time
 
 # STREAMVAULT_TEST_NO_INSTALL=1: install nothing (tests/it/kit.rs runs this script with a fake cargo)
 no_install=${STREAMVAULT_TEST_NO_INSTALL:-}

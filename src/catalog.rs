@@ -37,9 +37,11 @@ mod blobs;
 pub mod maintenance;
 mod ops;
 mod publications;
+mod snapshot_rows;
 mod snapshots;
 mod sources;
 mod trees;
+pub use snapshot_rows::SnapshotTotals;
 mod validators;
 pub use ops::{
     AutoPublish, Run, RunResult, join_credentials, split_credentials, strip_credentials,

@@ -1,10 +1,27 @@
 //! The library's error type: every variant carries the object it is about (a path, a URL, a
 //! source name), messages start lowercase with no final period, and the cause comes from
-//! `source()`, never repeated in the message. The CLI prints the chain on one line (invariant 7).
+//! `source()`, never repeated in the message. The CLI prints the chain on one line (invariant 7),
+//! formatted by [`chain_line`], the one error chain formatter (CLI, verify, gc, run history).
 
 use std::path::PathBuf;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An error and its causes on one line, `what: cause: cause`; a cause whose text the line
+/// already holds is not repeated.
+pub fn chain_line(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
+}
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -160,29 +160,40 @@ pub fn select<'a, F: ItemFilter + ?Sized>(
     products: &'a Products,
     filters: &F,
 ) -> Vec<SelectedProduct<'a>> {
-    let mut out: Vec<SelectedProduct<'a>> = Vec::new();
-    for item in products.items().filter(|i| filters.matches_item(i)) {
-        // items() yields products and versions contiguously, so comparing with the last is enough
-        let product = match out.last_mut() {
-            Some(p) if p.name == item.product => p,
-            _ => {
-                out.push(SelectedProduct {
-                    name: item.product,
-                    versions: Vec::new(),
-                });
-                let Some(p) = out.last_mut() else { continue };
-                p
-            }
+    select_each(products, filters).collect()
+}
+
+/// [`select`] one product at a time: only the product being yielded holds its selected items,
+/// so memory stays that of the document however many items are selected (issue 8 item 4).
+pub fn select_each<'a: 'f, 'f, F: ItemFilter + ?Sized>(
+    products: &'a Products,
+    filters: &'f F,
+) -> impl Iterator<Item = SelectedProduct<'a>> + use<'a, 'f, F> {
+    let mut items = products
+        .items()
+        .filter(move |i| filters.matches_item(i))
+        .peekable();
+    std::iter::from_fn(move || {
+        let first = items.next()?;
+        let mut product = SelectedProduct {
+            name: first.product,
+            versions: vec![SelectedVersion {
+                name: first.version,
+                items: vec![first],
+            }],
         };
-        match product.versions.last_mut() {
-            Some(v) if v.name == item.version => v.items.push(item),
-            _ => product.versions.push(SelectedVersion {
-                name: item.version,
-                items: vec![item],
-            }),
+        // items() yields products and versions contiguously, so comparing with the last is enough
+        while let Some(item) = items.next_if(|i| i.product == product.name) {
+            match product.versions.last_mut() {
+                Some(v) if v.name == item.version => v.items.push(item),
+                _ => product.versions.push(SelectedVersion {
+                    name: item.version,
+                    items: vec![item],
+                }),
+            }
         }
-    }
-    out
+        Some(product)
+    })
 }
 
 #[cfg(test)]

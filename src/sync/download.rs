@@ -1,0 +1,299 @@
+//! Downloads: one task per planned content, each writing its own `partial/` file under a
+//! [`PartialLock`], placed into `blobs/`; finished blobs are made durable in batches (one
+//! `syncfs`) and only then recorded, in one transaction per batch (invariant 1).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::SyncEvents;
+use super::metadata::Metadata;
+use super::plan::{Job, Plan};
+use super::select::Selection;
+use crate::checksum;
+use crate::error::{Error, IoResultExt, Result};
+use crate::fetch::{Expect, Fetcher, Location, Progress};
+use crate::vault::Vault;
+
+/// The name of a resumable download in `partial/`: from the expected checksum, which is
+/// validated hex, so upstream text never becomes a path of its own.
+fn partial_name(job: &Job) -> String {
+    match job.checksums.strongest() {
+        Some((algo, hex)) if checksum::is_hex(hex, algo.hex_len()) => {
+            format!(
+                "{}-{}-{}",
+                algo.name(),
+                hex.to_ascii_lowercase(),
+                job.size.unwrap_or(0)
+            )
+        }
+        _ => blake3::hash(job.path.as_bytes()).to_hex().to_string(),
+    }
+}
+
+/// How many names (`NAME`, `NAME.1`, …) a partial file may take while other processes hold
+/// the first ones; after that a writer waits for `NAME`.
+const PARTIAL_NAMES: usize = 16;
+
+/// The exclusive right to write one partial file: an `flock` on `<partial>.lock`, held from
+/// before the first byte is written until the file is renamed into `blobs/` or given up.
+///
+/// The lock file, not the partial itself, is locked, because the partial is removed, recreated
+/// and renamed while it is written. Releasing unlinks the lock file while still holding it; a
+/// waiter that then gets the lock on the unlinked file sees that the name now points elsewhere
+/// (or nowhere) and tries again, so two writers can never both believe they own a name.
+struct PartialLock {
+    partial: PathBuf,
+    lock_path: PathBuf,
+    file: std::fs::File,
+}
+
+impl PartialLock {
+    /// Lock `dir/name`, or the first of `dir/name.1`, `dir/name.2`, … that no other process
+    /// holds; when all are held, wait for `dir/name`. Never fails because of another writer.
+    fn acquire(dir: &Path, name: &str) -> Result<PartialLock> {
+        for n in 0..PARTIAL_NAMES {
+            let partial = match n {
+                0 => dir.join(name),
+                n => dir.join(format!("{name}.{n}")),
+            };
+            if let Some(lock) = Self::lock(partial, false)? {
+                return Ok(lock);
+            }
+        }
+        loop {
+            if let Some(lock) = Self::lock(dir.join(name), true)? {
+                return Ok(lock);
+            }
+        }
+    }
+
+    /// Lock `<partial>.lock` (waiting for it when `wait`); `None` when another process holds
+    /// it (without `wait`) or it was released and unlinked while this one waited.
+    fn lock(partial: PathBuf, wait: bool) -> Result<Option<PartialLock>> {
+        use std::os::unix::fs::MetadataExt;
+        let mut lock_path = partial.clone().into_os_string();
+        lock_path.push(".lock");
+        let lock_path = PathBuf::from(lock_path);
+        loop {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&lock_path)
+                .with_path("open", &lock_path)?;
+            let locked = if wait {
+                file.lock().map(|()| true)
+            } else {
+                match file.try_lock() {
+                    Ok(()) => Ok(true),
+                    Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+                    Err(std::fs::TryLockError::Error(e)) => Err(e),
+                }
+            };
+            if !locked.with_path("lock", &lock_path)? {
+                return Ok(None);
+            }
+            let held = file.metadata().with_path("stat", &lock_path)?;
+            match std::fs::metadata(&lock_path) {
+                Ok(now) if now.dev() == held.dev() && now.ino() == held.ino() => {
+                    return Ok(Some(PartialLock {
+                        partial,
+                        lock_path,
+                        file,
+                    }));
+                }
+                // released (unlinked) by its previous holder after this open: open it again
+                _ => continue,
+            }
+        }
+    }
+
+    /// Give the name up: unlink the lock file while still holding it, then unlock.
+    fn release(self) {
+        let _ = std::fs::remove_file(&self.lock_path);
+        drop(self.file);
+    }
+}
+
+/// How many downloads are spawned ahead of those running (the fetcher itself bounds the
+/// concurrent requests to `--jobs`): a plan of a million downloads holds a window of tasks,
+/// not a task per download.
+const WINDOW: usize = 256;
+
+/// A placed download, waiting for the next flush: its plan index, digests, path and size.
+type Placed = (usize, checksum::Digests, String, u64);
+
+pub(super) async fn download_all(
+    vault: &mut Vault,
+    fetcher: &Fetcher,
+    loc: &Location,
+    plan: &Plan,
+    meta: &Metadata,
+    sel: &mut Selection,
+    events: Arc<dyn SyncEvents>,
+) -> Result<()> {
+    let total = plan.len();
+    if total == 0 {
+        return Ok(());
+    }
+    let mut set = tokio::task::JoinSet::new();
+    let partial_dir = vault.layout.partial();
+    let mut spawned = 0usize;
+    let mut failed = 0usize;
+    let mut done = 0usize;
+    let mut first: Option<String> = None;
+    let mut batch: Vec<Placed> = Vec::new();
+    loop {
+        while spawned < total && set.len() < WINDOW {
+            let j = spawned;
+            spawned += 1;
+            let Some(job) = plan.job(sel, meta, j) else {
+                failed += 1;
+                first.get_or_insert_with(|| "a planned download has no path".to_string());
+                continue;
+            };
+            set.spawn(download_one(
+                j,
+                job,
+                partial_dir.clone(),
+                fetcher.clone(),
+                loc.clone(),
+                vault.blobs.clone(),
+                events.clone(),
+            ));
+        }
+        let Some(joined) = set.join_next().await else {
+            break;
+        };
+        let mut next = Some(joined);
+        while let Some(joined) = next {
+            match joined {
+                Ok((j, Ok(placed))) => batch.push((j, placed.0, placed.1, placed.2)),
+                Ok((_, Err(e))) => {
+                    failed += 1;
+                    first.get_or_insert_with(|| crate::error::chain_line(&e));
+                }
+                Err(_) => {
+                    failed += 1;
+                    first.get_or_insert_with(|| "a download task stopped unexpectedly".to_string());
+                }
+            }
+            // Flush when nothing else is ready right now, or the batch is large.
+            next = match set.try_join_next() {
+                Some(r) if batch.len() < 256 => Some(r),
+                other => {
+                    done += flush(vault, plan, sel, &mut batch, &*events)?;
+                    other
+                }
+            };
+        }
+    }
+    done += flush(vault, plan, sel, &mut batch, &*events)?;
+    if failed > 0 {
+        return Err(Error::Downloads {
+            failed,
+            total,
+            done,
+            first: first.unwrap_or_default(),
+        });
+    }
+    Ok(())
+}
+
+/// One download: lock its partial file, fetch, place it into `blobs/` (not yet durable).
+async fn download_one(
+    j: usize,
+    job: Job,
+    partial_dir: PathBuf,
+    fetcher: Fetcher,
+    loc: Location,
+    blobs: crate::store::BlobStore,
+    events: Arc<dyn SyncEvents>,
+) -> (usize, Result<(checksum::Digests, String, u64)>) {
+    let progress: &dyn Progress = &*events;
+    let name = partial_name(&job);
+    // One writer per partial file, from its first byte until it is placed (or dropped):
+    // another sync sharing this content writes under another name.
+    let lock = match tokio::task::spawn_blocking(move || PartialLock::acquire(&partial_dir, &name))
+        .await
+    {
+        Ok(Ok(lock)) => lock,
+        Ok(Err(e)) => return (j, Err(e)),
+        Err(_) => return (j, Err(Error::Interrupted)),
+    };
+    let partial = lock.partial.clone();
+    let expect = Expect {
+        size: job.size,
+        checksums: job.checksums,
+    };
+    let res = fetcher
+        .download(&loc, &job.path, &partial, &expect, progress)
+        .await;
+    // chmod + rename happen here, in parallel; the flush (one syncfs) and the rows are
+    // batched by the collector (invariant 1 still holds: row after durable file).
+    let placed = match res {
+        Ok(d) => {
+            let digests = d.digests;
+            tokio::task::spawn_blocking(move || {
+                let placed = blobs.place(&partial, &digests).map(|_| digests);
+                lock.release();
+                placed
+            })
+            .await
+            .unwrap_or_else(|_| Err(Error::Interrupted))
+        }
+        Err(e) => {
+            lock.release();
+            Err(Error::from(e))
+        }
+    };
+    (j, placed.map(|d| (d, job.path, job.size.unwrap_or(0))))
+}
+
+/// Make a batch of placed blobs durable (one syncfs) and record their rows in one transaction;
+/// then point the batch's items at them.
+fn flush(
+    vault: &mut Vault,
+    plan: &Plan,
+    sel: &mut Selection,
+    batch: &mut Vec<Placed>,
+    events: &dyn SyncEvents,
+) -> Result<usize> {
+    if batch.is_empty() {
+        return Ok(0);
+    }
+    vault.blobs.make_durable()?;
+    let digests: Vec<checksum::Digests> = batch.iter().map(|(_, d, _, _)| d.clone()).collect();
+    vault.catalog.insert_blobs(&digests)?;
+    let n = batch.len();
+    for (j, d, path, size) in batch.drain(..) {
+        let b = sel.add_blob(d.blake3.into_boxed_str());
+        for &i in plan.items(j) {
+            sel.point(i as usize, b);
+        }
+        events.downloaded(&path, size);
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_partial_name_goes_to_the_next_writer_under_another_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = PartialLock::acquire(dir.path(), "sha256-ab-1").unwrap();
+        assert_eq!(first.partial, dir.path().join("sha256-ab-1"));
+        // flock conflicts between two opens even within one process
+        let second = PartialLock::acquire(dir.path(), "sha256-ab-1").unwrap();
+        assert_eq!(second.partial, dir.path().join("sha256-ab-1.1"));
+        first.release();
+        assert!(!dir.path().join("sha256-ab-1.lock").exists());
+        let third = PartialLock::acquire(dir.path(), "sha256-ab-1").unwrap();
+        assert_eq!(third.partial, dir.path().join("sha256-ab-1"));
+        third.release();
+        second.release();
+    }
+}
