@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use rusqlite::params;
 
 use super::ops::strip_credentials;
-use super::{Catalog, db, json_list, now, parse_list_strict};
+use super::{Catalog, parse_list_strict};
 use crate::checksum::Checksums;
 use crate::error::{Error, Result};
 
@@ -89,16 +89,25 @@ pub struct NewSnapshot {
 
 impl Catalog {
     /// Write a snapshot and all its rows in one transaction (invariant 2). Every blob it names
-    /// must already have its row (foreign keys are on).
+    /// must already have its row (foreign keys are on). The rows are written by
+    /// [`Catalog::insert_snapshot_rows`], the streaming form a sync uses.
     pub fn insert_snapshot(&mut self, s: &NewSnapshot) -> Result<i64> {
-        let e = |err| db(&self.path, err);
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(e)?;
-        let id = write_snapshot(&tx, s).map_err(e)?;
-        tx.commit().map_err(e)?;
-        Ok(id)
+        let mut products = std::collections::HashSet::new();
+        let mut versions = std::collections::HashSet::new();
+        let mut bytes: u64 = 0;
+        for it in &s.items {
+            products.insert((&it.content_id, &it.product));
+            versions.insert((&it.content_id, &it.product, &it.version));
+            bytes += it.size.unwrap_or(0);
+        }
+        let totals = super::SnapshotTotals {
+            products: products.len() as u64,
+            versions: versions.len() as u64,
+            items: s.items.len() as u64,
+            bytes,
+        };
+        let mut items = s.items.iter();
+        self.insert_snapshot_rows(s, totals, &mut || Ok(items.next().cloned()))
     }
 
     pub fn snapshots(&self, source: Option<&str>) -> Result<Vec<Snapshot>> {
@@ -259,75 +268,6 @@ pub struct ItemFile {
     pub size: u64,
     /// `(content_id, product, version, item)`.
     pub key: [String; 4],
-}
-
-/// The rows of [`Catalog::insert_snapshot`], inside its transaction.
-fn write_snapshot(tx: &rusqlite::Transaction<'_>, s: &NewSnapshot) -> rusqlite::Result<i64> {
-    let mut products = std::collections::HashSet::new();
-    let mut versions = std::collections::HashSet::new();
-    let mut bytes: u64 = 0;
-    for it in &s.items {
-        products.insert((&it.content_id, &it.product));
-        versions.insert((&it.content_id, &it.product, &it.version));
-        bytes += it.size.unwrap_or(0);
-    }
-    tx.execute(
-        "INSERT INTO snapshots (source_id, source_name, created_at, url, start_path, filters,
-            max_versions, keep, signed, verified, signer, products, versions, items, bytes,
-            fetched_bytes, duration_ms, digest)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
-        params![
-            s.source_id,
-            s.source,
-            now(),
-            s.url,
-            s.start_path,
-            json_list(&s.filters),
-            s.max,
-            s.keep,
-            s.signed,
-            s.verified,
-            s.signer,
-            products.len() as i64,
-            versions.len() as i64,
-            s.items.len() as i64,
-            bytes as i64,
-            s.fetched_bytes as i64,
-            s.duration_ms as i64,
-            s.digest,
-        ],
-    )?;
-    let id = tx.last_insert_rowid();
-    {
-        let mut st = tx.prepare(
-            "INSERT INTO snapshot_documents (snapshot_id, ord, path, kind, content_id, blob)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?;
-        for d in &s.documents {
-            st.execute(params![id, d.ord, d.path, d.kind, d.content_id, d.blob])?;
-        }
-        let mut st = tx.prepare(
-            "INSERT INTO snapshot_items (snapshot_id, content_id, product, version, item,
-                    path, size, md5, sha256, sha512, blob)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        )?;
-        for it in &s.items {
-            st.execute(params![
-                id,
-                it.content_id,
-                it.product,
-                it.version,
-                it.item,
-                it.path,
-                it.size.map(|v| v as i64),
-                it.checksums.md5,
-                it.checksums.sha256,
-                it.checksums.sha512,
-                it.blob,
-            ])?;
-        }
-    }
-    Ok(id)
 }
 
 const SNAPSHOT_COLUMNS: &str = "SELECT id, source_name, created_at, url, start_path, filters,
