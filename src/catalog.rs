@@ -75,7 +75,7 @@ pub struct Catalog {
     path: PathBuf,
 }
 
-pub use crate::host::now; // moved: lead removes after merge
+use crate::host::now;
 
 impl Catalog {
     /// Open (creating if needed) and migrate the catalogue.

@@ -55,13 +55,11 @@
 //! tree, or from anywhere else, frees nothing. The plan computes the figure from link counts
 //! before anything is deleted, so a dry run reports the numbers the real run then measures.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::lock::LockGuard;
 use crate::settings::StoreSettings;
-use crate::store::Layout;
 use crate::vault::Vault;
 
 mod plan;
@@ -141,7 +139,7 @@ pub fn auto_collect(vault: &mut Vault, settings: &StoreSettings) -> AutoGc {
             reason: format!("the store is locked by {holder}"),
         },
         Err(e) => AutoGc::Skipped {
-            reason: crate::sync::error_line(&e),
+            reason: crate::error::chain_line(&e),
         },
     }
 }
@@ -236,12 +234,6 @@ impl GcPlan<'_> {
     pub fn report(&self) -> &GcReport {
         &self.report
     }
-}
-
-/// `trees/<name>` when `name` is one plain path component.
-pub fn tree_dir(layout: &Layout, name: &str) -> Option<PathBuf> {
-    // moved: lead removes after merge (now `store::Layout::tree`)
-    layout.tree(name)
 }
 
 /// Parse `24h`, `30m`, `7d`, `1w`, `90s`, `1h30m` or `0`.

@@ -25,7 +25,7 @@ const GC_AT: &str = "state.gc-at";
 /// Remember what a collection freed, for the next metrics file.
 pub fn record_gc(cat: &Catalog, freed_bytes: u64) -> Result<()> {
     cat.set_setting(GC_FREED, &freed_bytes.to_string())?;
-    cat.set_setting(GC_AT, &crate::catalog::now().to_string())
+    cat.set_setting(GC_AT, &crate::host::now().to_string())
 }
 
 /// Prometheus label value escaping: backslash, double quote, newline.

@@ -447,7 +447,7 @@ fn tree_for(
     let name = format!(
         "{}-{mode}{signer_part}-{}-{:06x}",
         snap.id,
-        crate::catalog::now(),
+        crate::host::now(),
         fastrand::u32(..0x100_0000)
     );
     // Items are copies, not hardlinks, when the stage is on another filesystem than blobs/

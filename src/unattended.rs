@@ -47,7 +47,7 @@ pub fn record(vault: &Vault, run: i64, res: &Result<SyncReport>) {
                 .finish_run(run, result, None, r.fetched_bytes, r.items as u64, snap)
         }
         Err(e) => {
-            let line = strip_urls(&sync::error_line(e));
+            let line = strip_urls(&crate::error::chain_line(e));
             vault
                 .catalog
                 .finish_run(run, RunResult::Failed, Some(&line), 0, 0, None)
@@ -186,7 +186,7 @@ pub fn overview(vault: &mut Vault) -> Result<Overview> {
     let (store_blobs, store_bytes) = vault.catalog.blob_totals()?;
     let (gc_would_free, gc_note) = match gc::gc_plan(vault, &GcOptions::from_settings(&settings)) {
         Ok(plan) => (Some(plan.report().freed_bytes), None),
-        Err(e) => (None, Some(sync::error_line(&e))),
+        Err(e) => (None, Some(crate::error::chain_line(&e))),
     };
     Ok(Overview {
         sources,

@@ -42,7 +42,6 @@ use std::path::PathBuf;
 use crate::error::Result;
 use crate::fetch::FetchOptions;
 use crate::lock::LockGuard;
-use crate::store::Layout;
 use crate::vault::Vault;
 
 mod check;
@@ -297,12 +296,6 @@ pub fn repair_plan<'a>(vault: &'a mut Vault, opts: &VerifyOptions) -> Result<Rep
         report,
         fetch: opts.fetch.clone(),
     })
-}
-
-/// Where corrupt and displaced files go.
-pub fn quarantine_dir(layout: &Layout) -> PathBuf {
-    // moved: lead removes after merge (now `store::Layout::quarantine`)
-    layout.quarantine()
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::sweep::{self, io_err, walk_err};
 use super::{DroppedSnapshot, GcOptions, GcPlan, GcReport, KeepReason, KeptTree};
-use crate::catalog::{self, Catalog};
+use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::store::{BlobHash, Layout};
 use crate::vault::Vault;
@@ -83,7 +83,7 @@ pub fn gc_plan<'a>(vault: &'a mut Vault, opts: &GcOptions) -> Result<GcPlan<'a>>
     let lock = vault.lock_store_exclusive(opts.wait, "gc")?;
     let keep_last = opts.keep_last.max(1);
     let grace = i64::try_from(opts.grace.as_secs()).unwrap_or(i64::MAX);
-    let cutoff = catalog::now().saturating_sub(grace);
+    let cutoff = crate::host::now().saturating_sub(grace);
     let mut report = GcReport {
         dry_run: true,
         keep_last,

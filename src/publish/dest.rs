@@ -138,7 +138,7 @@ pub(super) fn move_aside(dest: &Path) -> Result<PathBuf> {
     let base = format!(
         "{}.streamvault-adopted-{}",
         dest.display(),
-        crate::catalog::now()
+        crate::host::now()
     );
     let mut aside = PathBuf::from(&base);
     let mut n = 1;

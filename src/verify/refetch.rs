@@ -101,7 +101,7 @@ async fn refetch(fetcher: &Fetcher, job: &RefetchJob, partial: &Path) -> Refetch
                 let _ = tokio::fs::remove_file(partial).await;
                 last = format!("`{}` now serves different content", d.url);
             }
-            Err(e) => last = format!("cannot fetch it: {}", crate::sync::error_line(&e)),
+            Err(e) => last = format!("cannot fetch it: {}", crate::error::chain_line(&e)),
         }
     }
     Err(last)

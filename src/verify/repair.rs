@@ -56,7 +56,7 @@ pub fn repair(plan: RepairPlan<'_>) -> Result<VerifyReport> {
                         unavailable.insert(blob.clone());
                         f.repair = Some(not_repaired(format!(
                             "cannot move it to quarantine: {}",
-                            crate::sync::error_line(&e)
+                            crate::error::chain_line(&e)
                         )))
                     }
                 }
@@ -69,7 +69,7 @@ pub fn repair(plan: RepairPlan<'_>) -> Result<VerifyReport> {
                         how: "row removed (no snapshot refers to it)".into(),
                     });
                 }
-                Err(e) => f.repair = Some(not_repaired(crate::sync::error_line(&e))),
+                Err(e) => f.repair = Some(not_repaired(crate::error::chain_line(&e))),
             },
             _ => {}
         }
@@ -169,7 +169,7 @@ fn remove_orphan_file(cat: &Catalog, path: &Path) -> Repair {
     match blob_row_for(cat, path) {
         Ok(false) => {}
         Ok(true) => return not_repaired("its row appeared meanwhile".into()),
-        Err(e) => return not_repaired(crate::sync::error_line(&e)),
+        Err(e) => return not_repaired(crate::error::chain_line(&e)),
     }
     match fs::remove_file(path) {
         Ok(()) => Repair::Repaired {
@@ -235,7 +235,7 @@ fn remove_stray(layout: &Layout, tree: &str, rel: &str, now: i64) -> Repair {
     };
     match store::sync_dir(&parent) {
         Ok(()) => Repair::Repaired { how },
-        Err(e) => not_repaired(crate::sync::error_line(&e)),
+        Err(e) => not_repaired(crate::error::chain_line(&e)),
     }
 }
 
@@ -301,7 +301,7 @@ fn repair_tree_file(
         Ok(()) => Repair::Repaired {
             how: format!("re-linked to blob `{hex}`"),
         },
-        Err(e) => not_repaired(crate::sync::error_line(&e)),
+        Err(e) => not_repaired(crate::error::chain_line(&e)),
     }
 }
 
