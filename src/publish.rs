@@ -176,18 +176,6 @@ impl Status {
     }
 }
 
-/// `user@host pid N`, recorded with each publication.
-pub fn who() -> String {
-    // moved: lead removes after merge
-    crate::host::who()
-}
-
-/// The host name (from the kernel, else `/etc/hostname`, else `localhost`).
-pub fn hostname() -> String {
-    // moved: lead removes after merge
-    crate::host::hostname()
-}
-
 fn dest_key(dest: &Path) -> String {
     dest.to_string_lossy().into_owned()
 }
@@ -319,7 +307,7 @@ fn switch(
     flip: impl FnOnce() -> Result<()>,
 ) -> Result<i64> {
     let cat = &vault.catalog;
-    let id = cat.insert_publication(dkey, tree, action, &who())?;
+    let id = cat.insert_publication(dkey, tree, action, &crate::host::who())?;
     if let Err(e) = flip() {
         let _ = cat.delete_publication(id);
         return Err(e);

@@ -530,7 +530,7 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
         action: PublicationAction::Publish,
         files: tree.files,
         bytes: tree.bytes,
-        by: &super::who(),
+        by: &crate::host::who(),
     };
     let (id, n) = switch(vault, &row, &docs, || {
         pause_before_index();
@@ -674,7 +674,7 @@ pub fn rollback(vault: &mut Vault, d: &S3Dest, to: Option<&str>) -> Result<S3Rep
         action: PublicationAction::Rollback,
         files: target.files,
         bytes: target.bytes,
-        by: &super::who(),
+        by: &crate::host::who(),
     };
     let (id, n) = switch(vault, &row, &docs_sorted, || {
         rt.block_on(write_index(&s, d, &docs_sorted, &current))
