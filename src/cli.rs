@@ -5,6 +5,7 @@ mod args;
 mod mirror_cmd;
 mod ops_cmd;
 mod output;
+mod status;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,7 +16,7 @@ use args::{
     Cli, Command, GcArgs, KeyCommand, MetadataArg, PublishArgs, ServeArgs, ShellArg,
     SnapshotCommand, SourceAddArgs, SourceCommand, SyncArgs, VerifyArgs,
 };
-use output::{print_error, size, table, time};
+use output::{size, table, time};
 use streamvault::catalog::NewSource;
 use streamvault::catalog::check_source_name;
 use streamvault::error::{Error, IoResultExt, Result};
@@ -73,10 +74,10 @@ pub fn main() -> ExitCode {
         })
         .unwrap_or_default();
     if invoked_as == "sstream-mirror" {
-        return mirror_cmd::main(argv.get(1..).unwrap_or_default(), None);
+        return mirror_cmd::main(argv.get(1..).unwrap_or_default(), None).into();
     }
     if let Some((root, rest)) = mirror_cmd::split_subcommand(&argv) {
-        return mirror_cmd::main(rest, root);
+        return mirror_cmd::main(rest, root).into();
     }
     let matches = match <Cli as clap::CommandFactory>::command().try_get_matches_from(&argv) {
         Ok(m) => m,
@@ -90,10 +91,7 @@ pub fn main() -> ExitCode {
     QUIET.store(cli.quiet, Ordering::Relaxed);
     match run(cli) {
         Ok(code) => code,
-        Err(e) => {
-            print_error(&e);
-            ExitCode::from(2)
-        }
+        Err(e) => status::fail(&e).into(),
     }
 }
 
@@ -109,7 +107,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Diff { from, to, json } => diff(&root, &from, &to, json),
         Command::Serve(a) => serve(&root, a),
         // Handled before clap (see `main`); listed for `--help`.
-        Command::Mirror { args } => Ok(mirror_cmd::main(&args, Some(root))),
+        Command::Mirror { args } => Ok(mirror_cmd::main(&args, Some(root)).into()),
         Command::Gc(a) => gc_cmd(&root, a),
         Command::Verify(a) => verify_cmd(&root, a),
         Command::Demo(a) => {

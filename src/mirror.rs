@@ -8,12 +8,18 @@
 //! `-v` gives `to_add=[…] to_remove=[…]` per product, then always the `+ …`/`- …` lines and
 //! `N Mb change` of its dry-run pass (spec §2.5).
 //!
+//! The whole run is [`run`] ([`flow`]): a dry run touches no store (no catalogue file, no
+//! source row, no lock; it plans against the existing catalogue read-only, or an empty one in
+//! memory); a first run over a directory an earlier sstream-mirror filled imports its files and
+//! its `.data/` state before the sync; the publish is verbatim.
+//!
 //! After a successful run, retention runs by itself (`gc::auto_collect`, store setting
 //! `auto-gc`): the implicit source keeps only the snapshot OUTPUT_DIR serves plus what was
 //! retired less than the grace period ago (`STREAMVAULT_GRACE`, setting `grace`), so with
 //! `STREAMVAULT_GRACE=0s` the store holds what the python tool's tree holds.
 
 pub mod args;
+mod flow;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -26,6 +32,7 @@ use crate::sync::{self, ProductChange, SyncEvents, SyncOptions, SyncReport};
 use crate::vault::Vault;
 
 pub use args::{MirrorArgs, Parsed, UsageError};
+pub use flow::{Report, output_dir, run};
 
 /// The implicit source of an output directory.
 pub fn source_name(output_d: &Path) -> String {

@@ -32,6 +32,9 @@ use std::path::{Path, PathBuf};
 use crate::checksum::{self, Digests};
 use crate::error::{Error, IoResultExt, Result};
 
+/// The store root when neither `--root` nor `STREAMVAULT_ROOT` names one.
+pub const DEFAULT_ROOT: &str = "/var/lib/streamvault";
+
 /// Paths inside a store root.
 #[derive(Debug, Clone)]
 pub struct Layout {

@@ -17,7 +17,7 @@ pub struct Cli {
         long,
         global = true,
         env = "STREAMVAULT_ROOT",
-        default_value = "/var/lib/streamvault"
+        default_value = streamvault::store::DEFAULT_ROOT
     )]
     pub root: PathBuf,
 

@@ -169,7 +169,13 @@ pub fn auto_collect(vault: &mut Vault, quiet: bool) {
             return;
         }
     };
-    match gc::auto_collect(vault, &settings) {
+    print_auto_gc(&gc::auto_collect(vault, &settings), quiet);
+}
+
+/// What retention after a run did: a line when it freed something (unless `quiet`), a problem
+/// line when it could not run.
+pub fn print_auto_gc(gc: &AutoGc, quiet: bool) {
+    match gc {
         AutoGc::Disabled => {}
         AutoGc::Collected(r) => {
             if !quiet && (r.files_unlinked > 0 || !r.snapshots_dropped.is_empty()) {
