@@ -12,6 +12,13 @@ use streamvault::sync::SyncEvents;
 
 use super::output;
 use super::status::ExitStatus;
+use std::io::IsTerminal;
+use std::sync::Mutex;
+
+use streamvault::escape;
+use streamvault::fetch::Progress;
+
+use super::sync_cmd::SyncBar;
 
 /// `streamvault [--root DIR] [-v] mirror ARGS…` → `(root, ARGS)`.
 pub fn split_subcommand(argv: &[String]) -> Option<(Option<PathBuf>, &[String])> {
@@ -54,11 +61,7 @@ pub fn main(argv: &[String], root: Option<PathBuf>) -> ExitStatus {
             return ExitStatus::Usage;
         }
     };
-    let root = a
-        .root
-        .clone()
-        .or(root)
-        .unwrap_or_else(default_root);
+    let root = a.root.clone().or(root).unwrap_or_else(default_root);
     match run(&a, &root) {
         Ok(()) => ExitStatus::Success,
         Err(e) => {
@@ -83,7 +86,7 @@ fn log_sink(a: &MirrorArgs) -> Result<Box<dyn Write>> {
 fn run(a: &MirrorArgs, root: &Path) -> Result<()> {
     mirror::check(a)?;
     let mut log = log_sink(a)?;
-    let progress = Arc::new(output::MirrorProgress::new(a.progress));
+    let progress = Arc::new(MirrorProgress::new(a.progress));
     let events: Arc<dyn SyncEvents> = progress.clone();
     // A dry run downloads nothing: one thread is all it needs.
     let rt = if a.dry_run {
@@ -109,4 +112,62 @@ fn run(a: &MirrorArgs, root: &Path) -> Result<()> {
         super::ops_cmd::write_metrics(root, None)?;
     }
     Ok(())
+}
+
+/// `sstream-mirror --progress`: a byte bar on a terminal; otherwise one line per finished file,
+/// `=> <path> [<size>] <pct>%` (pct of the planned bytes done before it), as the python tool.
+/// Without `--progress`: silent.
+pub struct MirrorProgress {
+    bar: Option<SyncBar>,
+    lines: bool,
+    total: Mutex<(u64, u64)>,
+}
+
+impl MirrorProgress {
+    pub fn new(progress: bool) -> MirrorProgress {
+        let terminal = std::io::stderr().is_terminal();
+        MirrorProgress {
+            bar: (progress && terminal).then(|| SyncBar::new("mirror", 0)),
+            lines: progress && !terminal,
+            total: Mutex::new((0, 0)),
+        }
+    }
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish();
+        }
+    }
+}
+
+impl Progress for MirrorProgress {
+    fn bytes(&self, n: u64) {
+        if let Some(b) = &self.bar {
+            b.bytes(n);
+        }
+    }
+}
+
+impl SyncEvents for MirrorProgress {
+    fn planned(&self, fetch_items: usize, fetch_bytes: u64, reused: usize) {
+        if let Some(b) = &self.bar {
+            b.planned(fetch_items, fetch_bytes, reused);
+        }
+        if let Ok(mut t) = self.total.lock() {
+            t.1 = fetch_bytes;
+        }
+    }
+    fn downloaded(&self, path: &str, size_: u64) {
+        if !self.lines {
+            return;
+        }
+        let pct = match self.total.lock() {
+            Ok(mut t) => {
+                let pct = (t.0 * 100).checked_div(t.1).unwrap_or(0);
+                t.0 += size_;
+                pct
+            }
+            Err(_) => 0,
+        };
+        eprintln!("=> {} [{size_}] {pct:2}%", escape::Escaped(path));
+    }
 }

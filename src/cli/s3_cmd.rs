@@ -1,7 +1,7 @@
 //! The `s3://BUCKET/PREFIX` forms of `publish`, `rollback`, `status` and `publications` (the
 //! library's `publish::s3`); the CLI calls these when DEST is an S3 URL.
 
-use std::process::ExitCode;
+use super::status::ExitStatus;
 
 use streamvault::error::Result;
 use streamvault::publish::{self, s3::S3Dest};
@@ -15,7 +15,7 @@ pub(super) fn publish(
     d: &S3Dest,
     opts: &publish::PublishOptions,
     json: bool,
-) -> Result<ExitCode> {
+) -> Result<ExitStatus> {
     let r = publish::s3::publish(vault, d, opts)?;
     report(&r, json)
 }
@@ -25,12 +25,12 @@ pub(super) fn rollback(
     d: &S3Dest,
     to: Option<&str>,
     json: bool,
-) -> Result<ExitCode> {
+) -> Result<ExitStatus> {
     let r = publish::s3::rollback(vault, d, to)?;
     report(&r, json)
 }
 
-fn report(r: &publish::s3::S3Report, json: bool) -> Result<ExitCode> {
+fn report(r: &publish::s3::S3Report, json: bool) -> Result<ExitStatus> {
     if json {
         return json_out(r);
     }
@@ -43,7 +43,7 @@ fn report(r: &publish::s3::S3Report, json: bool) -> Result<ExitCode> {
             r.uploaded,
             r.documents_written
         );
-        return Ok(ExitCode::SUCCESS);
+        return Ok(ExitStatus::Success);
     }
     let verb = if r.action == "rollback" {
         "rolled back"
@@ -61,15 +61,15 @@ fn report(r: &publish::s3::S3Report, json: bool) -> Result<ExitCode> {
         r.skipped,
         r.documents_written
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(ExitStatus::Success)
 }
 
-pub(super) fn status(vault: Option<&Vault>, d: &S3Dest, json: bool) -> Result<ExitCode> {
+pub(super) fn status(vault: Option<&Vault>, d: &S3Dest, json: bool) -> Result<ExitStatus> {
     let st = publish::s3::status(vault, d)?;
     let code = if st.consistent() {
-        ExitCode::SUCCESS
+        ExitStatus::Success
     } else {
-        ExitCode::from(1)
+        ExitStatus::Problems
     };
     if json {
         json_out(&st)?;
@@ -95,7 +95,7 @@ pub(super) fn status(vault: Option<&Vault>, d: &S3Dest, json: bool) -> Result<Ex
     Ok(code)
 }
 
-pub(super) fn publications(vault: Option<&Vault>, d: &S3Dest, json: bool) -> Result<ExitCode> {
+pub(super) fn publications(vault: Option<&Vault>, d: &S3Dest, json: bool) -> Result<ExitStatus> {
     let list = publish::s3::publications(vault, d)?;
     if json {
         return json_out(&list);
@@ -123,5 +123,5 @@ pub(super) fn publications(vault: Option<&Vault>, d: &S3Dest, json: bool) -> Res
         ],
         &rows,
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(ExitStatus::Success)
 }

@@ -43,6 +43,55 @@ pub fn fail(e: &Error) -> ExitStatus {
     ExitStatus::Error
 }
 
+/// A clap outcome that is not a command line to run: `--help` and `--version` print as clap
+/// prints them (stdout, exit 0); every usage error becomes one `streamvault: error:` line and
+/// at most one `hint:` line (clap's tip, else the usage), exit 2.
+pub fn usage_error(e: &clap::Error) -> ExitStatus {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            return ExitStatus::Success;
+        }
+        _ => {}
+    }
+    let text = e.render().to_string();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let usage = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("Usage: "))
+        .map(|u| format!("usage: {u} (`--help` for more)"));
+    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        super::output::error_lines("no command given", usage.as_deref());
+        return ExitStatus::Usage;
+    }
+    // `error: …` and its continuation lines (e.g. the missing arguments), up to the tip/usage.
+    let mut msg = String::new();
+    let mut tip = None;
+    for l in &lines {
+        if let Some(t) = l.strip_prefix("tip: ") {
+            tip.get_or_insert(t);
+        } else if l.starts_with("Usage: ") || l.starts_with("For more information") {
+            break;
+        } else if msg.is_empty() {
+            msg.push_str(l.strip_prefix("error: ").unwrap_or(l));
+        } else {
+            msg.push_str(if msg.ends_with(':') { " " } else { ", " });
+            msg.push_str(l);
+        }
+    }
+    if msg.is_empty() {
+        msg.push_str("invalid command line");
+    }
+    let hint = tip.map(str::to_owned).or(usage);
+    super::output::error_lines(&msg, hint.as_deref());
+    ExitStatus::Usage
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -231,6 +231,9 @@ fn dry_run_touches_no_store() {
     let r = sstream_mirror(&store, &["--dry-run", &k, &url, other.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("+ "), "{}", r.stderr);
-    assert!(before == contents(&store.root()), "the dry run wrote to the store");
+    assert!(
+        before == contents(&store.root()),
+        "the dry run wrote to the store"
+    );
     assert!(!other.exists());
 }
