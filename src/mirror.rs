@@ -28,7 +28,7 @@ use std::sync::Arc;
 use crate::catalog::NewSource;
 use crate::error::{Error, IoResultExt, Result};
 use crate::streams::Filters;
-use crate::sync::{self, ProductChange, SyncEvents, SyncOptions, SyncReport};
+use crate::sync::{self, ItemLine, ProductChange, SyncEvents, SyncOptions, SyncReport};
 use crate::vault::Vault;
 
 pub use args::{MirrorArgs, Parsed, UsageError};
@@ -120,34 +120,25 @@ pub fn verbose_lines(changes: &[ProductChange]) -> Vec<String> {
 pub fn plan_lines(changes: &[ProductChange]) -> Vec<String> {
     const MB: u64 = 1024 * 1024;
     let mut out = Vec::new();
-    let mut add: i128 = 0;
-    let mut remove: i128 = 0;
-    for c in changes {
-        for it in &c.added_items {
-            out.push(format!(
-                "+ {} {} {} {} {} Mb",
-                c.product,
-                it.version,
-                it.item,
-                it.path,
-                it.size / MB
-            ));
-            add += i128::from(it.size);
+    let mut total = |sign: char, items: fn(&ProductChange) -> &[ItemLine]| {
+        let mut sum: i128 = 0;
+        for c in changes {
+            for it in items(c) {
+                out.push(format!(
+                    "{sign} {} {} {} {} {} Mb",
+                    c.product,
+                    it.version,
+                    it.item,
+                    it.path,
+                    it.size / MB
+                ));
+                sum += i128::from(it.size);
+            }
         }
-    }
-    for c in changes {
-        for it in &c.removed_items {
-            out.push(format!(
-                "- {} {} {} {} {} Mb",
-                c.product,
-                it.version,
-                it.item,
-                it.path,
-                it.size / MB
-            ));
-            remove += i128::from(it.size);
-        }
-    }
+        sum
+    };
+    let add = total('+', |c| &c.added_items);
+    let remove = total('-', |c| &c.removed_items);
     // Python's "%d" of a float: truncation toward zero.
     out.push(format!("{} Mb change", (add - remove) / i128::from(MB)));
     out
@@ -308,7 +299,6 @@ pub fn write_lines(out: &mut dyn Write, lines: &[String]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sync::ItemLine;
 
     #[test]
     fn python_repr_of_lists() {

@@ -74,11 +74,7 @@ pub(super) fn print_publish_summary(r: &publish::PublishReport) {
         );
         return;
     }
-    let verb = if r.action == "rollback" {
-        "rolled back"
-    } else {
-        "published"
-    };
+    let verb = verb(&r.action);
     let mut line = format!(
         "{verb} snapshot {} ({}) to {}: publication {}, tree {} ({}, {} files, {}, {} metadata{})",
         r.snapshot,
@@ -191,14 +187,8 @@ pub(super) fn status(root: &Path, dest: &Path, json: bool) -> Result<ExitStatus>
         return s3_cmd::status(vault.as_ref(), &d, json);
     }
     let st = publish::status(vault.as_ref(), dest)?;
-    let code = if st.consistent() {
-        ExitStatus::Success
-    } else {
-        ExitStatus::Problems
-    };
     if json {
-        json_out(&st)?;
-        return Ok(code);
+        return status_json(&st, st.consistent());
     }
     out!("dest:        {}", st.dest.display());
     match &st.link {
@@ -228,10 +218,29 @@ pub(super) fn status(root: &Path, dest: &Path, json: bool) -> Result<ExitStatus>
             p.published_by
         );
     }
-    for p in &st.problems {
+    Ok(problems(&st.problems))
+}
+
+/// `status --json`: the status, exit 1 when DEST does not serve what it should.
+pub(super) fn status_json<T: serde::Serialize>(st: &T, consistent: bool) -> Result<ExitStatus> {
+    json_out(st)?;
+    Ok(problems_status(consistent))
+}
+
+fn problems_status(consistent: bool) -> ExitStatus {
+    if consistent {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Problems
+    }
+}
+
+/// The `problem:` lines of a status; exit 1 when there is any.
+pub(super) fn problems(list: &[String]) -> ExitStatus {
+    for p in list {
         out!("problem:     {p}");
     }
-    Ok(code)
+    problems_status(list.is_empty())
 }
 
 pub(super) fn publications(root: &Path, dest: Option<&Path>, json: bool) -> Result<ExitStatus> {
@@ -244,33 +253,72 @@ pub(super) fn publications(root: &Path, dest: Option<&Path>, json: bool) -> Resu
     if json {
         return json_out(&list);
     }
-    let rows: Vec<Vec<String>> = list
-        .iter()
-        .map(|p| {
-            vec![
-                p.id.to_string(),
-                p.dest.clone(),
-                p.snapshot_id.to_string(),
-                p.source.clone(),
-                p.mode.clone(),
-                p.action.clone(),
-                time(p.published_at),
-                p.published_by.clone(),
-                if p.live {
-                    "live".to_string()
-                } else {
-                    p.retired_at
-                        .map(|t| format!("retired {}", time(t)))
-                        .unwrap_or_else(|| "not live".to_string())
-                },
-            ]
+    let rows = list.iter().map(|p| PublicationRow {
+        id: p.id,
+        dest: &p.dest,
+        snapshot: p.snapshot_id,
+        source: Some(&p.source),
+        mode: &p.mode,
+        action: &p.action,
+        at: p.published_at,
+        by: &p.published_by,
+        state: if p.live {
+            "live".to_string()
+        } else {
+            p.retired_at
+                .map(|t| format!("retired {}", time(t)))
+                .unwrap_or_else(|| "not live".to_string())
+        },
+    });
+    print_publications(rows, true);
+    Ok(ExitStatus::Success)
+}
+
+/// One row of the `publications` table (local or S3; S3 ones have no source column).
+pub(super) struct PublicationRow<'a> {
+    pub id: i64,
+    pub dest: &'a str,
+    pub snapshot: i64,
+    pub source: Option<&'a str>,
+    pub mode: &'a str,
+    pub action: &'a str,
+    pub at: i64,
+    pub by: &'a str,
+    pub state: String,
+}
+
+/// The table; `with_source`: local publications have a SOURCE column.
+pub(super) fn print_publications<'a>(
+    rows: impl Iterator<Item = PublicationRow<'a>>,
+    with_source: bool,
+) {
+    let rows: Vec<Vec<String>> = rows
+        .map(|r| {
+            let mut row = vec![r.id.to_string(), r.dest.to_string(), r.snapshot.to_string()];
+            row.extend(r.source.map(str::to_string));
+            row.extend([
+                r.mode.to_string(),
+                r.action.to_string(),
+                time(r.at),
+                r.by.to_string(),
+                r.state,
+            ]);
+            row
         })
         .collect();
-    table(
-        &[
-            "ID", "DEST", "SNAPSHOT", "SOURCE", "MODE", "ACTION", "WHEN", "BY", "STATE",
-        ],
-        &rows,
-    );
-    Ok(ExitStatus::Success)
+    let mut header = vec!["ID", "DEST", "SNAPSHOT"];
+    if with_source {
+        header.push("SOURCE");
+    }
+    header.extend(["MODE", "ACTION", "WHEN", "BY", "STATE"]);
+    table(&header, &rows);
+}
+
+/// `published` or `rolled back`.
+pub(super) fn verb(action: &str) -> &'static str {
+    if action == "rollback" {
+        "rolled back"
+    } else {
+        "published"
+    }
 }

@@ -8,7 +8,8 @@ use streamvault::publish::{self, s3::S3Dest};
 use streamvault::vault::Vault;
 
 use super::json_out;
-use super::output::{size, table, time};
+use super::output::{size, time};
+use super::publish_cmd::{PublicationRow, print_publications, problems, status_json, verb};
 
 pub(super) fn publish(
     vault: &mut Vault,
@@ -45,11 +46,7 @@ fn report(r: &publish::s3::S3Report, json: bool) -> Result<ExitStatus> {
         );
         return Ok(ExitStatus::Success);
     }
-    let verb = if r.action == "rollback" {
-        "rolled back"
-    } else {
-        "published"
-    };
+    let verb = verb(&r.action);
     out!(
         "{verb} snapshot {} to {} (publication {}, {} metadata): {} items uploaded ({}), {} already present, {} documents written",
         r.snapshot,
@@ -66,14 +63,8 @@ fn report(r: &publish::s3::S3Report, json: bool) -> Result<ExitStatus> {
 
 pub(super) fn status(vault: Option<&Vault>, d: &S3Dest, json: bool) -> Result<ExitStatus> {
     let st = publish::s3::status(vault, d)?;
-    let code = if st.consistent() {
-        ExitStatus::Success
-    } else {
-        ExitStatus::Problems
-    };
     if json {
-        json_out(&st)?;
-        return Ok(code);
+        return status_json(&st, st.consistent());
     }
     out!("dest:        {}", st.dest);
     if let Some(p) = &st.live {
@@ -89,10 +80,7 @@ pub(super) fn status(vault: Option<&Vault>, d: &S3Dest, json: bool) -> Result<Ex
             size(p.bytes.max(0) as u64)
         );
     }
-    for p in &st.problems {
-        out!("problem:     {p}");
-    }
-    Ok(code)
+    Ok(problems(&st.problems))
 }
 
 pub(super) fn publications(vault: Option<&Vault>, d: &S3Dest, json: bool) -> Result<ExitStatus> {
@@ -100,28 +88,22 @@ pub(super) fn publications(vault: Option<&Vault>, d: &S3Dest, json: bool) -> Res
     if json {
         return json_out(&list);
     }
-    let rows: Vec<Vec<String>> = list
-        .iter()
-        .map(|p| {
-            vec![
-                p.id.to_string(),
-                p.dest.clone(),
-                p.snapshot_id.to_string(),
-                p.mode.clone(),
-                p.action.clone(),
-                time(p.published_at),
-                p.published_by.clone(),
-                p.retired_at
-                    .map(|t| format!("retired {}", time(t)))
-                    .unwrap_or_else(|| "live".to_string()),
-            ]
-        })
-        .collect();
-    table(
-        &[
-            "ID", "DEST", "SNAPSHOT", "MODE", "ACTION", "WHEN", "BY", "STATE",
-        ],
-        &rows,
+    print_publications(
+        list.iter().map(|p| PublicationRow {
+            id: p.id,
+            dest: &p.dest,
+            snapshot: p.snapshot_id,
+            source: None,
+            mode: &p.mode,
+            action: &p.action,
+            at: p.published_at,
+            by: &p.published_by,
+            state: p
+                .retired_at
+                .map(|t| format!("retired {}", time(t)))
+                .unwrap_or_else(|| "live".to_string()),
+        }),
+        false,
     );
     Ok(ExitStatus::Success)
 }
