@@ -10,8 +10,7 @@ use streamvault::error::{Error, Result};
 use streamvault::mirror::{self, MirrorArgs, Parsed, args::HELP, args::USAGE};
 use streamvault::sync::SyncEvents;
 
-use super::output;
-use super::status::ExitStatus;
+use super::status::{self, ExitStatus};
 use std::io::IsTerminal;
 use std::sync::Mutex;
 
@@ -57,7 +56,7 @@ pub fn main(argv: &[String], root: Option<PathBuf>) -> ExitStatus {
             return ExitStatus::Success;
         }
         Err(e) => {
-            output::error_lines(&e.to_string(), Some(USAGE));
+            status::error_lines(&e.to_string(), Some(USAGE));
             return ExitStatus::Usage;
         }
     };
@@ -65,7 +64,7 @@ pub fn main(argv: &[String], root: Option<PathBuf>) -> ExitStatus {
     match run(&a, &root) {
         Ok(()) => ExitStatus::Success,
         Err(e) => {
-            output::print_error(&e);
+            status::print_error(&e);
             ExitStatus::MirrorFailed
         }
     }

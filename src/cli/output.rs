@@ -1,33 +1,8 @@
-//! What several commands print: the one-line error, tables, sizes and dates (each command's
-//! own lines are in its `cli/<command>.rs`).
-//! Data goes to stdout, progress and errors to stderr.
+//! What several commands print: tables, sizes and dates (each command's own lines are in its
+//! `cli/<command>.rs`; error lines in [`super::status`]). Data goes to stdout, progress and
+//! errors to stderr.
 
-use streamvault::error::Error;
 use streamvault::escape;
-
-/// `streamvault: error: <msg>: <cause>: …` and an optional `hint:` line (invariant 7): exactly
-/// these lines, control characters from metadata escaped so that no line can be forged.
-pub fn print_error(err: &Error) {
-    error_lines(&streamvault::sync::error_line(err), err.hint().as_deref());
-}
-
-/// [`print_error`] for one source of several (`sync --all`): `streamvault: error: NAME: …`.
-pub fn print_error_in(name: &str, err: &Error) {
-    error_lines(
-        &format!("{name}: {}", streamvault::sync::error_line(err)),
-        err.hint().as_deref(),
-    );
-}
-
-/// The one place that writes `streamvault: error:` (and its `hint:`) to stderr.
-pub fn error_lines(msg: &str, hint: Option<&str>) {
-    use std::io::Write as _;
-    let mut e = std::io::stderr().lock();
-    let _ = writeln!(e, "streamvault: error: {}", escape::line(msg));
-    if let Some(h) = hint {
-        let _ = writeln!(e, "hint: {}", escape::line(h));
-    }
-}
 
 /// `1.5 MiB` (the library's one size format, [`streamvault::space::size`]).
 pub fn size(n: u64) -> String {

@@ -1,9 +1,10 @@
-//! How the program ends: [`ExitStatus`], and the one place an error becomes its
+//! How the program ends: [`ExitStatus`], and the one place an error (or a usage error) becomes its
 //! `streamvault: error: …` line (plus at most one `hint:` line) and a status.
 
 use std::process::ExitCode;
 
 use streamvault::error::Error;
+use streamvault::escape;
 
 /// The exit statuses of both command lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,9 +38,33 @@ impl From<ExitStatus> for ExitCode {
     }
 }
 
+/// `streamvault: error: <msg>: <cause>: …` and an optional `hint:` line (invariant 7): exactly
+/// these lines, control characters from metadata escaped so that no line can be forged.
+pub fn print_error(err: &Error) {
+    error_lines(&streamvault::sync::error_line(err), err.hint().as_deref());
+}
+
+/// [`print_error`] for one source of several (`sync --all`): `streamvault: error: NAME: …`.
+pub fn print_error_in(name: &str, err: &Error) {
+    error_lines(
+        &format!("{name}: {}", streamvault::sync::error_line(err)),
+        err.hint().as_deref(),
+    );
+}
+
+/// The one place that writes `streamvault: error:` (and its `hint:`) to stderr.
+pub fn error_lines(msg: &str, hint: Option<&str>) {
+    use std::io::Write as _;
+    let mut e = std::io::stderr().lock();
+    let _ = writeln!(e, "streamvault: error: {}", escape::line(msg));
+    if let Some(h) = hint {
+        let _ = writeln!(e, "hint: {}", escape::line(h));
+    }
+}
+
 /// Print `e` as the one error line (and its hint), and give the status of a failed command.
 pub fn fail(e: &Error) -> ExitStatus {
-    super::output::print_error(e);
+    print_error(e);
     ExitStatus::Error
 }
 
@@ -66,7 +91,7 @@ pub fn usage_error(e: &clap::Error) -> ExitStatus {
         .find_map(|l| l.strip_prefix("Usage: "))
         .map(|u| format!("usage: {u} (`--help` for more)"));
     if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-        super::output::error_lines("no command given", usage.as_deref());
+        error_lines("no command given", usage.as_deref());
         return ExitStatus::Usage;
     }
     // `error: …` and its continuation lines (e.g. the missing arguments), up to the tip/usage.
@@ -88,7 +113,7 @@ pub fn usage_error(e: &clap::Error) -> ExitStatus {
         msg.push_str("invalid command line");
     }
     let hint = tip.map(str::to_owned).or(usage);
-    super::output::error_lines(&msg, hint.as_deref());
+    error_lines(&msg, hint.as_deref());
     ExitStatus::Usage
 }
 

@@ -7,13 +7,13 @@ use streamvault::error::{Error, Result};
 use streamvault::vault::Vault;
 
 use super::output::size;
-use super::status::ExitStatus;
+use super::status::{self, ExitStatus};
 use super::{json_out, out};
 use std::sync::Arc;
 
 use super::args::SyncArgs;
 use super::publish_cmd::print_publish_report;
-use super::{ops_cmd, output, quiet, runtime, runtime_single};
+use super::{ops_cmd, quiet, runtime, runtime_single};
 use std::io::IsTerminal;
 use std::sync::Mutex;
 use streamvault::fetch::{self, FetchOptions};
@@ -104,7 +104,7 @@ pub(super) fn sync(root: &Path, a: SyncArgs, verbose: u8) -> Result<ExitStatus> 
                 if sources.len() == 1 {
                     first_error = Some(e);
                 } else {
-                    output::print_error_in(&src.name, &e);
+                    status::print_error_in(&src.name, &e);
                 }
             }
         }
@@ -115,7 +115,7 @@ pub(super) fn sync(root: &Path, a: SyncArgs, verbose: u8) -> Result<ExitStatus> 
         }
         drop(vault);
         if let Err(e) = ops_cmd::write_metrics(root, a.metrics_file.clone()) {
-            output::print_error(&e);
+            status::print_error(&e);
             failed += 1;
         }
     }
