@@ -21,7 +21,7 @@ fn serve_limits() -> Limits {
 /// `1024` → `1k`, `33554432` → `32M`: a byte count as the size flags are typed.
 fn short_size(n: u64) -> String {
     for (unit, m) in [("G", 1u64 << 30), ("M", 1 << 20), ("k", 1 << 10)] {
-        if n >= m && n % m == 0 {
+        if n >= m && n.is_multiple_of(m) {
             return format!("{}{unit}", n / m);
         }
     }
