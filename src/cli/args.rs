@@ -540,3 +540,23 @@ pub struct DemoArgs {
     #[arg(long)]
     pub serve: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_defaults_read_as_typed() {
+        assert_eq!(short_size(1024), "1k");
+        assert_eq!(short_size(32 * 1024 * 1024), "32M");
+        assert_eq!(short_size(1000), "1000");
+        assert_eq!(short_size(0), "0");
+        // What the flags parse back to is the library's value.
+        let d = fetch_defaults();
+        let typed = short_size(d.speed_limit);
+        assert_eq!(
+            streamvault::fetch::parse_speed_limit(&typed).ok(),
+            Some(d.speed_limit)
+        );
+    }
+}
