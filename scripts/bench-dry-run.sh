@@ -6,15 +6,18 @@
 # and called no fsync (strace, when installed).
 # Needs the python tool (scripts/compat.sh builds target/compat-venv). A script, never a test.
 #   usage: scripts/bench-dry-run.sh [RUNS]
-#   SV_BEFORE=/path/to/older/streamvault adds a column for another build (before/after).
+#   SV_BEFORE=/path/to/older/streamvault adds a column for another build (before/after);
+#   SV=/path/to/streamvault measures that binary instead of building target/release.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-11}
 fx=$(cd ../shared/fixtures/real && pwd)
 py=target/compat-venv/bin/sstream-mirror
 [ -x "$py" ] || { echo "python sstream-mirror missing: run scripts/compat.sh once" >&2; exit 1; }
-cargo build --release --bin streamvault >&2
-sv=$(pwd)/target/release/streamvault
+if [ -z "${SV:-}" ]; then
+    cargo build --release --bin streamvault >&2
+fi
+sv=${SV:-$(pwd)/target/release/streamvault}
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 url="file://$fx/cloud-images-released-2016/streams/v1/com.ubuntu.cloud:released:download.sjson"
 key="$fx/keys/ubuntu-cloud-image-builder-7FF3F408476CF100.gpg"
