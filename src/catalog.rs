@@ -99,6 +99,16 @@ impl Catalog {
         Ok(cat)
     }
 
+    /// An empty, migrated catalogue in memory: no file, no fsync (a `mirror --dry-run` on a
+    /// root without a store plans against it).
+    pub fn open_in_memory() -> Result<Catalog> {
+        let path = PathBuf::from(":memory:");
+        let conn = Connection::open_in_memory().map_err(|e| db(&path, e))?;
+        let mut cat = Catalog { conn, path };
+        cat.migrate()?;
+        Ok(cat)
+    }
+
     /// Open an existing catalogue read-only; `None` if there is none yet.
     pub fn open_read_only(path: &Path) -> Result<Option<Catalog>> {
         if !path.exists() {

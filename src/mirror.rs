@@ -8,12 +8,18 @@
 //! `-v` gives `to_add=[…] to_remove=[…]` per product, then always the `+ …`/`- …` lines and
 //! `N Mb change` of its dry-run pass (spec §2.5).
 //!
+//! The whole run is [`run`] ([`flow`]): a dry run touches no store (no catalogue file, no
+//! source row, no lock; it plans against the existing catalogue read-only, or an empty one in
+//! memory); a first run over a directory an earlier sstream-mirror filled imports its files and
+//! its `.data/` state before the sync; the publish is verbatim.
+//!
 //! After a successful run, retention runs by itself (`gc::auto_collect`, store setting
 //! `auto-gc`): the implicit source keeps only the snapshot OUTPUT_DIR serves plus what was
 //! retired less than the grace period ago (`STREAMVAULT_GRACE`, setting `grace`), so with
 //! `STREAMVAULT_GRACE=0s` the store holds what the python tool's tree holds.
 
 pub mod args;
+mod flow;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -22,10 +28,11 @@ use std::sync::Arc;
 use crate::catalog::NewSource;
 use crate::error::{Error, IoResultExt, Result};
 use crate::streams::Filters;
-use crate::sync::{self, ProductChange, SyncEvents, SyncOptions, SyncReport};
+use crate::sync::{self, ItemLine, ProductChange, SyncEvents, SyncOptions, SyncReport};
 use crate::vault::Vault;
 
 pub use args::{MirrorArgs, Parsed, UsageError};
+pub use flow::{Report, output_dir, run};
 
 /// The implicit source of an output directory.
 pub fn source_name(output_d: &Path) -> String {
@@ -113,34 +120,25 @@ pub fn verbose_lines(changes: &[ProductChange]) -> Vec<String> {
 pub fn plan_lines(changes: &[ProductChange]) -> Vec<String> {
     const MB: u64 = 1024 * 1024;
     let mut out = Vec::new();
-    let mut add: i128 = 0;
-    let mut remove: i128 = 0;
-    for c in changes {
-        for it in &c.added_items {
-            out.push(format!(
-                "+ {} {} {} {} {} Mb",
-                c.product,
-                it.version,
-                it.item,
-                it.path,
-                it.size / MB
-            ));
-            add += i128::from(it.size);
+    let mut total = |sign: char, items: fn(&ProductChange) -> &[ItemLine]| {
+        let mut sum: i128 = 0;
+        for c in changes {
+            for it in items(c) {
+                out.push(format!(
+                    "{sign} {} {} {} {} {} Mb",
+                    c.product,
+                    it.version,
+                    it.item,
+                    it.path,
+                    it.size / MB
+                ));
+                sum += i128::from(it.size);
+            }
         }
-    }
-    for c in changes {
-        for it in &c.removed_items {
-            out.push(format!(
-                "- {} {} {} {} {} Mb",
-                c.product,
-                it.version,
-                it.item,
-                it.path,
-                it.size / MB
-            ));
-            remove += i128::from(it.size);
-        }
-    }
+        sum
+    };
+    let add = total('+', |c| &c.added_items);
+    let remove = total('-', |c| &c.removed_items);
     // Python's "%d" of a float: truncation toward zero.
     out.push(format!("{} Mb change", (add - remove) / i128::from(MB)));
     out
@@ -301,7 +299,6 @@ pub fn write_lines(out: &mut dyn Write, lines: &[String]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sync::ItemLine;
 
     #[test]
     fn python_repr_of_lists() {

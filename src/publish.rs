@@ -66,10 +66,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-// moved: lead removes after merge (the import of a directory is `crate::import`)
 pub use crate::catalog::MetadataMode;
 pub use crate::catalog::{Publication, TreeDocument, TreeRow};
-pub use crate::import::{Adopted, import as adopt_import, source_name as adopted_source_name};
+use crate::import::Adopted;
 pub use check::{INDEX_NAMES, TreeCheck, check_published, check_tree};
 pub(crate) use dest::{refuse_in_store, resolve as resolve_dest};
 pub use detach::{DetachReport, detach, detach_plan};

@@ -145,6 +145,9 @@ fn dest_hash(dest: &Path) -> String {
     h.as_str().get(..16).unwrap_or("dest").to_string()
 }
 
+/// The store root when neither `--root` nor `STREAMVAULT_ROOT` names one.
+pub const DEFAULT_ROOT: &str = "/var/lib/streamvault";
+
 /// Paths inside a store root.
 #[derive(Debug, Clone)]
 pub struct Layout {

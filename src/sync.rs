@@ -379,8 +379,6 @@ pub async fn sync(
 fn join_signers(s: &BTreeSet<String>) -> Option<String> {
     (!s.is_empty()).then(|| s.iter().cloned().collect::<Vec<_>>().join(","))
 }
-// moved: lead removes after merge
-pub use crate::error::chain_line as error_line;
 
 /// BLAKE3 over what a snapshot holds: documents (path → blob) and items (key → path, blob).
 /// Equal digests mean "unchanged".

@@ -64,6 +64,9 @@ pub struct VerifyOptions {
     pub fetch: FetchOptions,
 }
 
+/// Retries per request when `verify --repair` re-fetches (the CLI's default).
+pub const DEFAULT_REFETCH_RETRIES: u32 = 2;
+
 impl Default for VerifyOptions {
     fn default() -> Self {
         VerifyOptions {

@@ -80,13 +80,6 @@ impl std::fmt::Display for RunResult {
     }
 }
 
-/// Compares with the stored string (`r.result == "failed"`).
-impl PartialEq<&str> for RunResult {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
 impl ToSql for RunResult {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
         Ok(ToSqlOutput::from(self.as_str()))

@@ -1,8 +1,32 @@
 //! The command line, as clap derive types only: what was typed, validated for shape, no I/O.
+//! Defaults come from the library ([`FetchOptions::default`], [`Limits::default`], its
+//! `DEFAULT_*` constants), never repeated here.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use streamvault::fetch::FetchOptions;
+use streamvault::serve::Limits;
+
+/// The library's fetch defaults (what `sync` flags default to).
+fn fetch_defaults() -> FetchOptions {
+    FetchOptions::default()
+}
+
+/// The library's server limits (what `serve` flags default to).
+fn serve_limits() -> Limits {
+    Limits::default()
+}
+
+/// `1024` → `1k`, `33554432` → `32M`: a byte count as the size flags are typed.
+fn short_size(n: u64) -> String {
+    for (unit, m) in [("G", 1u64 << 30), ("M", 1 << 20), ("k", 1 << 10)] {
+        if n >= m && n.is_multiple_of(m) {
+            return format!("{}{unit}", n / m);
+        }
+    }
+    n.to_string()
+}
 
 /// streamvault: a SimpleStreams mirror with a content-addressed store, immutable snapshots
 /// and atomic publishing.
@@ -17,7 +41,7 @@ pub struct Cli {
         long,
         global = true,
         env = "STREAMVAULT_ROOT",
-        default_value = "/var/lib/streamvault"
+        default_value = streamvault::store::DEFAULT_ROOT
     )]
     pub root: PathBuf,
 
@@ -180,13 +204,13 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
     /// Request line plus headers, in bytes (at least 8192); larger gets 431.
-    #[arg(long, value_name = "BYTES", default_value_t = 16384)]
+    #[arg(long, value_name = "BYTES", default_value_t = serve_limits().max_header_bytes)]
     pub max_header_bytes: usize,
     /// Seconds a client has to send its request headers.
-    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    #[arg(long, value_name = "SECS", default_value_t = serve_limits().header_timeout.as_secs())]
     pub header_timeout: u64,
     /// Seconds a connection may stay open with no request in flight.
-    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    #[arg(long, value_name = "SECS", default_value_t = serve_limits().idle_timeout.as_secs())]
     pub idle_timeout: u64,
     /// Write an access log in the combined format to FILE (reopened on SIGHUP), or `-` for
     /// stdout. Off by default.
@@ -265,7 +289,7 @@ pub struct GcArgs {
 pub enum KeyCommand {
     /// Generate an Ed25519 signing key (OpenPGP v4) stored as `keys/NAME.key` (mode 0600).
     Generate {
-        #[arg(long, default_value = "default")]
+        #[arg(long, default_value = streamvault::keys::DEFAULT_KEY)]
         name: String,
         /// User ID of the key (default `streamvault NAME <streamvault@HOST>`).
         #[arg(long)]
@@ -299,7 +323,7 @@ pub struct VerifyArgs {
     #[arg(long, short = 'j', value_parser = clap::value_parser!(u16).range(1..=256))]
     pub jobs: Option<u16>,
     /// Retries per request when re-fetching.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = streamvault::verify::DEFAULT_REFETCH_RETRIES)]
     pub retries: u32,
     /// Wait for the store lock instead of exiting.
     #[arg(long)]
@@ -455,7 +479,7 @@ pub struct SyncArgs {
     #[arg(long, conflicts_with = "names")]
     pub all: bool,
     /// Parallel downloads.
-    #[arg(long, short = 'j', default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    #[arg(long, short = 'j', default_value_t = fetch_defaults().jobs as u16, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub jobs: u16,
     /// Print what would be fetched; write nothing.
     #[arg(long)]
@@ -467,23 +491,23 @@ pub struct SyncArgs {
     #[arg(long)]
     pub wait: bool,
     /// Seconds without a byte before a download is retried.
-    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    #[arg(long, default_value_t = fetch_defaults().stall_timeout.as_secs(), value_name = "SECONDS")]
     pub stall_timeout: u64,
     /// Retries per request (connect errors, timeouts, 5xx, short bodies).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = fetch_defaults().retries)]
     pub retries: u32,
     /// A request slower than RATE (bytes per second, e.g. `1k`) for `--speed-time` is retried;
     /// `0` turns the check off.
-    #[arg(long, default_value = "1k", value_name = "RATE")]
+    #[arg(long, default_value_t = short_size(fetch_defaults().speed_limit), value_name = "RATE")]
     pub speed_limit: String,
     /// Seconds over which `--speed-limit` is measured.
-    #[arg(long, default_value_t = 20, value_name = "SECONDS")]
+    #[arg(long, default_value_t = fetch_defaults().speed_time.as_secs(), value_name = "SECONDS")]
     pub speed_time: u64,
     /// Longest time one request may take, in seconds (a slower one is retried); 0: no limit.
-    #[arg(long, default_value_t = 0, value_name = "SECONDS")]
+    #[arg(long, default_value_t = fetch_defaults().request_timeout.map_or(0, |d| d.as_secs()), value_name = "SECONDS")]
     pub request_timeout: u64,
     /// Items of at least SIZE (e.g. `32M`) are fetched as parallel Range segments; `0`: never.
-    #[arg(long, default_value = "32M", value_name = "SIZE")]
+    #[arg(long, default_value_t = short_size(fetch_defaults().segment_min), value_name = "SIZE")]
     pub segment_min: String,
     /// Accept metadata whose `updated` date is older than the source's last snapshot (a
     /// replay of an older generation is refused otherwise).
@@ -518,4 +542,24 @@ pub struct DemoArgs {
     /// Keep serving after the demo until interrupted.
     #[arg(long)]
     pub serve: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_defaults_read_as_typed() {
+        assert_eq!(short_size(1024), "1k");
+        assert_eq!(short_size(32 * 1024 * 1024), "32M");
+        assert_eq!(short_size(1000), "1000");
+        assert_eq!(short_size(0), "0");
+        // What the flags parse back to is the library's value.
+        let d = fetch_defaults();
+        let typed = short_size(d.speed_limit);
+        assert_eq!(
+            streamvault::fetch::parse_speed_limit(&typed).ok(),
+            Some(d.speed_limit)
+        );
+    }
 }

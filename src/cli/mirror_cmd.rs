@@ -1,18 +1,23 @@
 //! The `sstream-mirror` edge: its own argument parser (argparse-compatible), its exit codes
-//! (2 usage, 1 any other error) and its stderr output; the work is `streamvault::mirror`.
+//! (2 usage, 1 any other error) and its stderr output; the work, with every decision of the
+//! run, is [`streamvault::mirror::run`].
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::Arc;
 
 use streamvault::error::{Error, Result};
 use streamvault::mirror::{self, MirrorArgs, Parsed, args::HELP, args::USAGE};
-use streamvault::publish::{self, MetadataMode, PublishOptions};
-use streamvault::sync::{Outcome, SyncEvents};
-use streamvault::vault::Vault;
+use streamvault::sync::SyncEvents;
 
-use super::output;
+use super::status::{self, ExitStatus};
+use std::io::IsTerminal;
+use std::sync::Mutex;
+
+use streamvault::escape;
+use streamvault::fetch::Progress;
+
+use super::sync_cmd::SyncBar;
 
 /// `streamvault [--root DIR] [-v] mirror ARGS…` → `(root, ARGS)`.
 pub fn split_subcommand(argv: &[String]) -> Option<(Option<PathBuf>, &[String])> {
@@ -40,27 +45,27 @@ pub fn split_subcommand(argv: &[String]) -> Option<(Option<PathBuf>, &[String])>
 fn default_root() -> PathBuf {
     std::env::var_os("STREAMVAULT_ROOT")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/lib/streamvault"))
+        .unwrap_or_else(|| PathBuf::from(streamvault::store::DEFAULT_ROOT))
 }
 
-pub fn main(argv: &[String], root: Option<PathBuf>) -> ExitCode {
+pub fn main(argv: &[String], root: Option<PathBuf>) -> ExitStatus {
     let a = match mirror::args::parse(argv) {
         Ok(Parsed::Run(a)) => *a,
         Ok(Parsed::Help) => {
             println!("{USAGE}\n{HELP}");
-            return ExitCode::SUCCESS;
+            return ExitStatus::Success;
         }
         Err(e) => {
-            output::error_lines(&e.to_string(), Some(USAGE));
-            return ExitCode::from(2);
+            status::error_lines(&e.to_string(), Some(USAGE));
+            return ExitStatus::Usage;
         }
     };
     let root = a.root.clone().or(root).unwrap_or_else(default_root);
     match run(&a, &root) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => ExitStatus::Success,
         Err(e) => {
-            output::print_error(&e);
-            ExitCode::from(1)
+            status::print_error(&e);
+            ExitStatus::MirrorFailed
         }
     }
 }
@@ -80,85 +85,88 @@ fn log_sink(a: &MirrorArgs) -> Result<Box<dyn Write>> {
 fn run(a: &MirrorArgs, root: &Path) -> Result<()> {
     mirror::check(a)?;
     let mut log = log_sink(a)?;
-    let output_d = std::path::absolute(&a.output_d).map_err(|source| Error::Io {
-        op: "resolve",
-        path: a.output_d.clone(),
-        source,
-    })?;
-    // A dry run never creates the store: on a fresh root it plans against an empty scratch store.
-    let scratch;
-    let store_root = if a.dry_run && !root.join("catalog.db").exists() {
-        scratch = tempfile::tempdir().map_err(|source| Error::Io {
-            op: "create temp dir",
-            path: std::env::temp_dir(),
-            source,
-        })?;
-        scratch.path().to_path_buf()
-    } else {
-        root.to_path_buf()
-    };
-    let mut vault = Vault::open(&store_root)?;
-    // First run over a directory an earlier sstream-mirror filled: import its files by content
-    // before the sync, so that nothing that verifies is downloaded again.
-    let pre_adopted = if !a.dry_run && is_real_dir(&output_d) {
-        let adopted = publish::adopt_import(&mut vault, &output_d)?;
-        // ... and its `.data/` state: what python recorded as mirrored is our "previous".
-        mirror::seed_from_data(&mut vault, a, &output_d)?;
-        Some(adopted)
-    } else {
-        None
-    };
-    let progress = Arc::new(output::MirrorProgress::new(a.progress));
+    let progress = Arc::new(MirrorProgress::new(a.progress));
     let events: Arc<dyn SyncEvents> = progress.clone();
+    // A dry run downloads nothing: one thread is all it needs.
     let rt = if a.dry_run {
         super::runtime_single()?
     } else {
         super::runtime()?
     };
-    let report = rt.block_on(mirror::sync(&mut vault, a, &output_d, events));
+    let mut print_plan = |r: &streamvault::sync::SyncReport| {
+        progress.finish();
+        if a.verbose > 0 {
+            mirror::write_lines(&mut log, &mirror::verbose_lines(&r.changes));
+        }
+        mirror::write_lines(&mut std::io::stderr(), &mirror::plan_lines(&r.changes));
+    };
+    let report = rt.block_on(mirror::run(a, root, events, &mut print_plan));
     progress.finish();
     let report = report?;
-    if a.verbose > 0 {
-        mirror::write_lines(&mut log, &mirror::verbose_lines(&report.changes));
+    if let Some(gc) = &report.gc {
+        super::ops_cmd::print_auto_gc(gc, true);
     }
-    mirror::write_lines(&mut std::io::stderr(), &mirror::plan_lines(&report.changes));
-    if a.dry_run {
-        return Ok(());
+    if report.published {
+        // The metrics file (store setting).
+        super::ops_cmd::write_metrics(root, None)?;
     }
-    let snapshot = match report.outcome {
-        Outcome::Snapshot(id) | Outcome::Unchanged(id) => id,
-        Outcome::DryRun => return Ok(()),
-    };
-    if let Some(parent) = output_d.parent() {
-        // sstream-mirror creates OUTPUT_DIR and its parents.
-        std::fs::create_dir_all(parent).map_err(|source| Error::Io {
-            op: "create directory",
-            path: parent.to_path_buf(),
-            source,
-        })?;
-    }
-    // Verbatim upstream metadata, as sstream-mirror writes it: it lists what the filters left
-    // out, which is what the python tool's mirrors do too (hence `force`).
-    publish::publish(
-        &mut vault,
-        &PublishOptions {
-            snapshot: snapshot.to_string(),
-            dest: output_d.clone(),
-            mode: MetadataMode::Verbatim,
-            force: true,
-            adopt: pre_adopted.is_some(),
-            pre_adopted,
-            ..PublishOptions::default()
-        },
-    )?;
-    // Retention by itself (never fails the run), then the metrics file (store setting).
-    super::ops_cmd::auto_collect(&mut vault, true);
-    drop(vault);
-    super::ops_cmd::write_metrics(&store_root, None)?;
     Ok(())
 }
 
-/// A directory that is not a symlink (a published OUTPUT_DIR is a symlink to a tree).
-fn is_real_dir(p: &Path) -> bool {
-    std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir())
+/// `sstream-mirror --progress`: a byte bar on a terminal; otherwise one line per finished file,
+/// `=> <path> [<size>] <pct>%` (pct of the planned bytes done before it), as the python tool.
+/// Without `--progress`: silent.
+pub struct MirrorProgress {
+    bar: Option<SyncBar>,
+    lines: bool,
+    total: Mutex<(u64, u64)>,
+}
+
+impl MirrorProgress {
+    pub fn new(progress: bool) -> MirrorProgress {
+        let terminal = std::io::stderr().is_terminal();
+        MirrorProgress {
+            bar: (progress && terminal).then(|| SyncBar::new("mirror", 0)),
+            lines: progress && !terminal,
+            total: Mutex::new((0, 0)),
+        }
+    }
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish();
+        }
+    }
+}
+
+impl Progress for MirrorProgress {
+    fn bytes(&self, n: u64) {
+        if let Some(b) = &self.bar {
+            b.bytes(n);
+        }
+    }
+}
+
+impl SyncEvents for MirrorProgress {
+    fn planned(&self, fetch_items: usize, fetch_bytes: u64, reused: usize) {
+        if let Some(b) = &self.bar {
+            b.planned(fetch_items, fetch_bytes, reused);
+        }
+        if let Ok(mut t) = self.total.lock() {
+            t.1 = fetch_bytes;
+        }
+    }
+    fn downloaded(&self, path: &str, size_: u64) {
+        if !self.lines {
+            return;
+        }
+        let pct = match self.total.lock() {
+            Ok(mut t) => {
+                let pct = (t.0 * 100).checked_div(t.1).unwrap_or(0);
+                t.0 += size_;
+                pct
+            }
+            Err(_) => 0,
+        };
+        eprintln!("=> {} [{size_}] {pct:2}%", escape::Escaped(path));
+    }
 }

@@ -1,8 +1,8 @@
 //! CLI handlers for unattended operation: `config`, `source edit`, `status` without DEST, and
 //! the steps every writing command ends with (automatic collection, the metrics file).
 
+use super::status::ExitStatus;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use streamvault::catalog::AutoPublish;
 use streamvault::error::{Error, Result};
@@ -45,7 +45,7 @@ pub fn auto_publish(root: &Path, a: &AutoPublishArgs) -> Result<Option<AutoPubli
     }))
 }
 
-pub fn source_edit(root: &Path, a: SourceEditArgs) -> Result<ExitCode> {
+pub fn source_edit(root: &Path, a: SourceEditArgs) -> Result<ExitStatus> {
     let v = Vault::open(root)?;
     let s = v.catalog.source(&a.name)?;
     if s.implicit && a.auto.publish.is_some() {
@@ -87,10 +87,10 @@ pub fn source_edit(root: &Path, a: SourceEditArgs) -> Result<ExitCode> {
     } else if !changed {
         out!("source {}: nothing to change", a.name);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(ExitStatus::Success)
 }
 
-pub fn config(root: &Path, cmd: ConfigCommand) -> Result<ExitCode> {
+pub fn config(root: &Path, cmd: ConfigCommand) -> Result<ExitStatus> {
     match cmd {
         ConfigCommand::Get { key } => {
             let v = Vault::open_read_only(root)?;
@@ -125,14 +125,14 @@ pub fn config(root: &Path, cmd: ConfigCommand) -> Result<ExitCode> {
                     out!("{k:<13} {value:<24} ({origin})");
                 }
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(ExitStatus::Success)
         }
         ConfigCommand::Set { key, value } => {
             let canon = settings::check(&key, &value)?;
             let v = Vault::open(root)?;
             v.catalog.set_setting(&key, &canon)?;
             out!("{key} = {canon}");
-            Ok(ExitCode::SUCCESS)
+            Ok(ExitStatus::Success)
         }
         ConfigCommand::Unset { key } => {
             if !settings::KEYS.contains(&key.as_str()) {
@@ -141,7 +141,7 @@ pub fn config(root: &Path, cmd: ConfigCommand) -> Result<ExitCode> {
             let v = Vault::open(root)?;
             v.catalog.unset_setting(&key)?;
             out!("{key}: back to the default");
-            Ok(ExitCode::SUCCESS)
+            Ok(ExitStatus::Success)
         }
     }
 }
@@ -164,12 +164,18 @@ pub fn auto_collect(vault: &mut Vault, quiet: bool) {
         Err(e) => {
             problem(&format!(
                 "gc skipped: {}",
-                streamvault::sync::error_line(&e)
+                streamvault::error::chain_line(&e)
             ));
             return;
         }
     };
-    match gc::auto_collect(vault, &settings) {
+    print_auto_gc(&gc::auto_collect(vault, &settings), quiet);
+}
+
+/// What retention after a run did: a line when it freed something (unless `quiet`), a problem
+/// line when it could not run.
+pub fn print_auto_gc(gc: &AutoGc, quiet: bool) {
+    match gc {
         AutoGc::Disabled => {}
         AutoGc::Collected(r) => {
             if !quiet && (r.files_unlinked > 0 || !r.snapshots_dropped.is_empty()) {
@@ -206,7 +212,7 @@ pub fn write_metrics(root: &Path, flag: Option<PathBuf>) -> Result<()> {
     streamvault::metrics::write(&v.catalog, &path)
 }
 
-pub fn status_overview(root: &Path, json: bool) -> Result<ExitCode> {
+pub fn status_overview(root: &Path, json: bool) -> Result<ExitStatus> {
     if Vault::open_read_only(root)?.is_none() {
         return Err(Error::NoStore(root.to_path_buf()));
     }
@@ -266,13 +272,14 @@ pub fn status_overview(root: &Path, json: bool) -> Result<ExitCode> {
             time(d.published_at)
         );
     }
-    let failed = o
-        .sources
-        .iter()
-        .any(|s| s.last_run.as_ref().is_some_and(|r| r.result == "failed"));
+    let failed = o.sources.iter().any(|s| {
+        s.last_run
+            .as_ref()
+            .is_some_and(|r| r.result == streamvault::catalog::RunResult::Failed)
+    });
     Ok(if failed {
-        ExitCode::from(1)
+        ExitStatus::Problems
     } else {
-        ExitCode::SUCCESS
+        ExitStatus::Success
     })
 }

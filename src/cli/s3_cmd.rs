@@ -1,21 +1,22 @@
 //! The `s3://BUCKET/PREFIX` forms of `publish`, `rollback`, `status` and `publications` (the
 //! library's `publish::s3`); the CLI calls these when DEST is an S3 URL.
 
-use std::process::ExitCode;
+use super::status::ExitStatus;
 
 use streamvault::error::Result;
 use streamvault::publish::{self, s3::S3Dest};
 use streamvault::vault::Vault;
 
 use super::json_out;
-use super::output::{size, table, time};
+use super::output::{size, time};
+use super::publish_cmd::{PublicationRow, print_publications, problems, status_json, verb};
 
 pub(super) fn publish(
     vault: &mut Vault,
     d: &S3Dest,
     opts: &publish::PublishOptions,
     json: bool,
-) -> Result<ExitCode> {
+) -> Result<ExitStatus> {
     let r = publish::s3::publish(vault, d, opts)?;
     report(&r, json)
 }
@@ -25,12 +26,12 @@ pub(super) fn rollback(
     d: &S3Dest,
     to: Option<&str>,
     json: bool,
-) -> Result<ExitCode> {
+) -> Result<ExitStatus> {
     let r = publish::s3::rollback(vault, d, to)?;
     report(&r, json)
 }
 
-fn report(r: &publish::s3::S3Report, json: bool) -> Result<ExitCode> {
+fn report(r: &publish::s3::S3Report, json: bool) -> Result<ExitStatus> {
     if json {
         return json_out(r);
     }
@@ -43,13 +44,9 @@ fn report(r: &publish::s3::S3Report, json: bool) -> Result<ExitCode> {
             r.uploaded,
             r.documents_written
         );
-        return Ok(ExitCode::SUCCESS);
+        return Ok(ExitStatus::Success);
     }
-    let verb = if r.action == "rollback" {
-        "rolled back"
-    } else {
-        "published"
-    };
+    let verb = verb(&r.action);
     out!(
         "{verb} snapshot {} to {} (publication {}, {} metadata): {} items uploaded ({}), {} already present, {} documents written",
         r.snapshot,
@@ -61,19 +58,13 @@ fn report(r: &publish::s3::S3Report, json: bool) -> Result<ExitCode> {
         r.skipped,
         r.documents_written
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(ExitStatus::Success)
 }
 
-pub(super) fn status(vault: Option<&Vault>, d: &S3Dest, json: bool) -> Result<ExitCode> {
+pub(super) fn status(vault: Option<&Vault>, d: &S3Dest, json: bool) -> Result<ExitStatus> {
     let st = publish::s3::status(vault, d)?;
-    let code = if st.consistent() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    };
     if json {
-        json_out(&st)?;
-        return Ok(code);
+        return status_json(&st, st.consistent());
     }
     out!("dest:        {}", st.dest);
     if let Some(p) = &st.live {
@@ -89,39 +80,30 @@ pub(super) fn status(vault: Option<&Vault>, d: &S3Dest, json: bool) -> Result<Ex
             size(p.bytes.max(0) as u64)
         );
     }
-    for p in &st.problems {
-        out!("problem:     {p}");
-    }
-    Ok(code)
+    Ok(problems(&st.problems))
 }
 
-pub(super) fn publications(vault: Option<&Vault>, d: &S3Dest, json: bool) -> Result<ExitCode> {
+pub(super) fn publications(vault: Option<&Vault>, d: &S3Dest, json: bool) -> Result<ExitStatus> {
     let list = publish::s3::publications(vault, d)?;
     if json {
         return json_out(&list);
     }
-    let rows: Vec<Vec<String>> = list
-        .iter()
-        .map(|p| {
-            vec![
-                p.id.to_string(),
-                p.dest.clone(),
-                p.snapshot_id.to_string(),
-                p.mode.to_string(),
-                p.action.to_string(),
-                time(p.published_at),
-                p.published_by.clone(),
-                p.retired_at
-                    .map(|t| format!("retired {}", time(t)))
-                    .unwrap_or_else(|| "live".to_string()),
-            ]
-        })
-        .collect();
-    table(
-        &[
-            "ID", "DEST", "SNAPSHOT", "MODE", "ACTION", "WHEN", "BY", "STATE",
-        ],
-        &rows,
+    print_publications(
+        list.iter().map(|p| PublicationRow {
+            id: p.id,
+            dest: &p.dest,
+            snapshot: p.snapshot_id,
+            source: None,
+            mode: p.mode.as_str(),
+            action: p.action.as_str(),
+            at: p.published_at,
+            by: &p.published_by,
+            state: p
+                .retired_at
+                .map(|t| format!("retired {}", time(t)))
+                .unwrap_or_else(|| "live".to_string()),
+        }),
+        false,
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(ExitStatus::Success)
 }

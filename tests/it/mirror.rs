@@ -177,3 +177,43 @@ fn side_by_side_with_the_python_tool() {
     );
     assert!(text.contains("every scenario is the same or an intended difference"));
 }
+
+/// Every file under `dir` with its bytes (a store that was not written to compares equal).
+fn contents(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    files(dir)
+        .into_iter()
+        .map(|f| {
+            let bytes = std::fs::read(dir.join(&f)).unwrap();
+            (f, bytes)
+        })
+        .collect()
+}
+
+#[test]
+fn dry_run_touches_no_store() {
+    let up = Upstream::new();
+    let store = Store::new();
+    let k = format!("--keyring={}", up.keyring_str());
+    let url = up.url();
+    let out = store.dir.path().join("out");
+    let o = out.to_str().unwrap();
+    // A fresh root: the plan is printed, no store (no catalogue file) is created.
+    let r = sstream_mirror(&store, &["--dry-run", &k, &url, o, "--max=1"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("+ "), "{}", r.stderr);
+    assert!(!store.root().exists(), "{:?}", files(&store.root()));
+    assert!(!out.exists());
+    // An existing store: a dry run for another OUTPUT_DIR adds no source row, writes no byte.
+    let r = sstream_mirror(&store, &[&k, &url, o, "--max=1"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let before = contents(&store.root());
+    let other = store.dir.path().join("other");
+    let r = sstream_mirror(&store, &["--dry-run", &k, &url, other.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("+ "), "{}", r.stderr);
+    assert!(
+        before == contents(&store.root()),
+        "the dry run wrote to the store"
+    );
+    assert!(!other.exists());
+}
