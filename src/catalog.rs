@@ -49,7 +49,8 @@ pub use ops::{
 pub use publications::{
     NewS3Publication, Publication, PublicationAction, S3Document, S3Publication,
 };
-pub use snapshots::{Document, Item, ItemFile, NewSnapshot, Snapshot};
+pub(crate) use snapshots::digest_sorted;
+pub use snapshots::{Document, Item, ItemFile, NewSnapshot, Snapshot, snapshot_digest};
 pub use sources::{NewSource, Source, check_source_name};
 pub use trees::{MetadataMode, TreeDocument, TreeRow};
 pub use validators::StoredValidators;

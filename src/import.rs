@@ -45,7 +45,7 @@ pub fn source_name(dest: &Path) -> String {
 /// Import every regular file under `dir` and record the snapshot.
 pub fn import(vault: &mut Vault, dir: &Path) -> Result<Adopted> {
     let started = Instant::now();
-    crate::publish::refuse_in_store(&vault.layout, &crate::publish::resolve_dest(dir)?)?;
+    crate::store::refuse_in_store(&vault.layout, &crate::store::resolve_outside(dir)?)?;
     let mut files: Vec<(String, Digests)> = Vec::new();
     let mut skipped = 0;
     for entry in walkdir::WalkDir::new(dir)
@@ -133,7 +133,7 @@ pub fn import(vault: &mut Vault, dir: &Path) -> Result<Adopted> {
     items.dedup_by(|a, b| a.key() == b.key());
 
     let source = source_name(dir);
-    let digest = crate::sync::snapshot_digest(&documents, &items);
+    let digest = crate::catalog::snapshot_digest(&documents, &items);
     let bytes = files.iter().map(|(_, d)| d.size).sum();
     if let Some(prev) = vault.catalog.latest_snapshot(&source)?
         && prev.digest == digest

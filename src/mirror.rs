@@ -28,7 +28,7 @@ use std::sync::Arc;
 use crate::catalog::NewSource;
 use crate::error::{Error, IoResultExt, Result};
 use crate::streams::Filters;
-use crate::sync::{self, ItemLine, ProductChange, SyncEvents, SyncOptions, SyncReport};
+use crate::sync::{ItemLine, ProductChange, SyncEvents, SyncOptions, SyncReport};
 use crate::vault::Vault;
 
 pub use args::{MirrorArgs, Parsed, UsageError};
@@ -267,7 +267,7 @@ pub fn seed_from_data(vault: &mut Vault, a: &MirrorArgs, output_d: &Path) -> Res
     if items.is_empty() {
         return Ok(None);
     }
-    let digest = sync::snapshot_digest(&[], &items);
+    let digest = crate::catalog::snapshot_digest(&[], &items);
     let id = vault.catalog.insert_snapshot(&NewSnapshot {
         source_id: Some(source.id),
         source: source.name.clone(),

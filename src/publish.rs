@@ -70,7 +70,6 @@ pub use crate::catalog::MetadataMode;
 pub use crate::catalog::{Publication, TreeDocument, TreeRow};
 use crate::import::Adopted;
 pub use check::{INDEX_NAMES, TreeCheck, check_published, check_tree};
-pub(crate) use dest::{refuse_in_store, resolve as resolve_dest};
 pub use detach::{DetachReport, detach, detach_plan};
 
 use crate::catalog::{PublicationAction, Snapshot};

@@ -27,6 +27,10 @@
 //! becomes one (parsing, [`std::str::FromStr`], reading a catalogue column), so that a path
 //! built from one ([`Layout::blob_path`]) never needs checking again.
 //!
+//! Paths *outside* the store that must never overlap it (a publish DEST, a directory to
+//! import) go through [`resolve_outside`] and [`refuse_in_store`] here, the one place that
+//! knows where the store's root is.
+//!
 //! Modes do not depend on the umask: every directory of the store is created with an explicit
 //! mode ([`create_dir_mode`]: the root 0711 so that a web server can traverse it to a published
 //! tree, `trees/` and tree directories 0755, the others 0700, `keys/` 0700), lock files 0644
@@ -470,6 +474,54 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
             source: e,
         }),
     }
+}
+
+/// A path outside the store (a publish DEST, a directory to import) as an absolute path whose
+/// parent is canonical (the key of its publications).
+pub fn resolve_outside(dest: &Path) -> Result<PathBuf> {
+    let abs = std::path::absolute(dest).with_path("resolve", dest)?;
+    let (Some(parent), Some(name)) = (abs.parent(), abs.file_name()) else {
+        return Err(Error::DestIsDirectory { dest: abs });
+    };
+    if name == ".." || name == "." {
+        return Err(Error::DestIsDirectory { dest: abs });
+    }
+    match fs::canonicalize(parent) {
+        Ok(p) if p.is_dir() => Ok(p.join(name)),
+        Ok(_) => Err(Error::DestParentMissing { dest: abs }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(Error::DestParentMissing { dest: abs })
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotADirectory => {
+            Err(Error::DestParentMissing { dest: abs })
+        }
+        Err(e) => Err(Error::Io {
+            op: "resolve",
+            path: parent.to_path_buf(),
+            source: e,
+        }),
+    }
+}
+
+/// Refuse a DEST that is the store root, lies inside it (`ROOT/trees`, `ROOT/blobs`…) or contains
+/// it (a parent of ROOT): replacing it with a link, or adopting it, would destroy the store.
+/// `dest` comes from [`resolve_outside`] (canonical parent); the root is canonicalised here.
+pub fn refuse_in_store(layout: &Layout, dest: &Path) -> Result<()> {
+    let root = fs::canonicalize(layout.root()).with_path("resolve", layout.root())?;
+    let relation = if dest == root {
+        "is"
+    } else if dest.starts_with(&root) {
+        "is inside"
+    } else if root.starts_with(dest) {
+        "contains"
+    } else {
+        return Ok(());
+    };
+    Err(Error::DestInStore {
+        dest: dest.to_path_buf(),
+        root,
+        relation,
+    })
 }
 
 #[cfg(test)]

@@ -41,7 +41,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::catalog::{Document, Item, NewSnapshot, SnapshotTotals, Source};
+use crate::catalog::{Document, NewSnapshot, SnapshotTotals, Source};
 use crate::error::{Error, Result};
 use crate::fetch::{self, FetchOptions, Fetcher, Location, Progress};
 use crate::openpgp::Keyring;
@@ -333,7 +333,7 @@ pub async fn sync(
             items.blob(i as usize).unwrap_or(""),
         ])
     });
-    let digest = digest_sorted(&documents, views);
+    let digest = crate::catalog::digest_sorted(&documents, views);
     drop(order);
     let stats = fetcher.stats();
     report.requests = stats.requests;
@@ -378,53 +378,4 @@ pub async fn sync(
 
 fn join_signers(s: &BTreeSet<String>) -> Option<String> {
     (!s.is_empty()).then(|| s.iter().cloned().collect::<Vec<_>>().join(","))
-}
-
-/// BLAKE3 over what a snapshot holds: documents (path → blob) and items (key → path, blob).
-/// Equal digests mean "unchanged".
-pub fn snapshot_digest(documents: &[Document], items: &[Item]) -> String {
-    let mut h = blake3::Hasher::new();
-    for d in documents {
-        for part in [d.path.as_str(), d.blob.as_str()] {
-            h.update(part.as_bytes());
-            h.update(b"\0");
-        }
-        h.update(b"\n");
-    }
-    let mut keys: Vec<&Item> = items.iter().collect();
-    keys.sort_by(|a, b| a.key().cmp(&b.key()));
-    digest_sorted(
-        documents,
-        keys.into_iter().map(|it| {
-            [
-                it.content_id.as_str(),
-                it.product.as_str(),
-                it.version.as_str(),
-                it.item.as_str(),
-                it.path.as_deref().unwrap_or(""),
-                it.blob.as_deref().unwrap_or(""),
-            ]
-        }),
-    )
-}
-
-/// [`snapshot_digest`] of items already sorted by key, each given as `[content_id, product,
-/// version, item, path, blob]`.
-fn digest_sorted<'a>(documents: &[Document], items: impl Iterator<Item = [&'a str; 6]>) -> String {
-    let mut h = blake3::Hasher::new();
-    for d in documents {
-        for part in [d.path.as_str(), d.blob.as_str()] {
-            h.update(part.as_bytes());
-            h.update(b"\0");
-        }
-        h.update(b"\n");
-    }
-    for parts in items {
-        for part in parts {
-            h.update(part.as_bytes());
-            h.update(b"\0");
-        }
-        h.update(b"\n");
-    }
-    h.finalize().to_hex().to_string()
 }

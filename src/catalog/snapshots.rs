@@ -270,6 +270,50 @@ pub struct ItemFile {
     pub key: [String; 4],
 }
 
+/// BLAKE3 over what a snapshot holds: documents (path → blob) and items (key → path, blob).
+/// Equal digests mean "unchanged".
+pub fn snapshot_digest(documents: &[Document], items: &[Item]) -> String {
+    let mut keys: Vec<&Item> = items.iter().collect();
+    keys.sort_by(|a, b| a.key().cmp(&b.key()));
+    digest_sorted(
+        documents,
+        keys.into_iter().map(|it| {
+            [
+                it.content_id.as_str(),
+                it.product.as_str(),
+                it.version.as_str(),
+                it.item.as_str(),
+                it.path.as_deref().unwrap_or(""),
+                it.blob.as_deref().unwrap_or(""),
+            ]
+        }),
+    )
+}
+
+/// [`snapshot_digest`] of items already sorted by key, each given as `[content_id, product,
+/// version, item, path, blob]`.
+pub(crate) fn digest_sorted<'a>(
+    documents: &[Document],
+    items: impl Iterator<Item = [&'a str; 6]>,
+) -> String {
+    let mut h = blake3::Hasher::new();
+    for d in documents {
+        for part in [d.path.as_str(), d.blob.as_str()] {
+            h.update(part.as_bytes());
+            h.update(b"\0");
+        }
+        h.update(b"\n");
+    }
+    for parts in items {
+        for part in parts {
+            h.update(part.as_bytes());
+            h.update(b"\0");
+        }
+        h.update(b"\n");
+    }
+    h.finalize().to_hex().to_string()
+}
+
 const SNAPSHOT_COLUMNS: &str = "SELECT id, source_name, created_at, url, start_path, filters,
     max_versions, keep, signed, verified, signer, products, versions, items, bytes,
     fetched_bytes, duration_ms, digest FROM snapshots";

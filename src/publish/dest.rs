@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoResultExt, Result};
 use crate::store::{Layout, sync_dir};
+pub(crate) use crate::store::{refuse_in_store, resolve_outside as resolve};
 
 /// What DEST is now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,53 +24,6 @@ pub(super) enum State {
     Directory,
     /// A regular file, device, socket…: never replaced.
     Other,
-}
-
-/// DEST as an absolute path whose parent is canonical (the key of its publications).
-pub(crate) fn resolve(dest: &Path) -> Result<PathBuf> {
-    let abs = std::path::absolute(dest).with_path("resolve", dest)?;
-    let (Some(parent), Some(name)) = (abs.parent(), abs.file_name()) else {
-        return Err(Error::DestIsDirectory { dest: abs });
-    };
-    if name == ".." || name == "." {
-        return Err(Error::DestIsDirectory { dest: abs });
-    }
-    match fs::canonicalize(parent) {
-        Ok(p) if p.is_dir() => Ok(p.join(name)),
-        Ok(_) => Err(Error::DestParentMissing { dest: abs }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            Err(Error::DestParentMissing { dest: abs })
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotADirectory => {
-            Err(Error::DestParentMissing { dest: abs })
-        }
-        Err(e) => Err(Error::Io {
-            op: "resolve",
-            path: parent.to_path_buf(),
-            source: e,
-        }),
-    }
-}
-
-/// Refuse a DEST that is the store root, lies inside it (`ROOT/trees`, `ROOT/blobs`…) or contains
-/// it (a parent of ROOT): replacing it with a link, or adopting it, would destroy the store.
-/// `dest` comes from [`resolve`] (canonical parent); the root is canonicalised here.
-pub(crate) fn refuse_in_store(layout: &Layout, dest: &Path) -> Result<()> {
-    let root = fs::canonicalize(layout.root()).with_path("resolve", layout.root())?;
-    let relation = if dest == root {
-        "is"
-    } else if dest.starts_with(&root) {
-        "is inside"
-    } else if root.starts_with(dest) {
-        "contains"
-    } else {
-        return Ok(());
-    };
-    Err(Error::DestInStore {
-        dest: dest.to_path_buf(),
-        root,
-        relation,
-    })
 }
 
 pub(super) fn inspect(dest: &Path) -> Result<State> {

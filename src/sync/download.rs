@@ -174,9 +174,16 @@ pub(super) async fn download_all(
                     failed += 1;
                     first.get_or_insert_with(|| crate::error::chain_line(&e));
                 }
-                Err(_) => {
+                Err(e) => {
                     failed += 1;
-                    first.get_or_insert_with(|| "a download task stopped unexpectedly".to_string());
+                    first.get_or_insert_with(|| {
+                        if e.is_panic() {
+                            "a download task panicked (a bug in streamvault: please report it)"
+                        } else {
+                            "a download task was cancelled"
+                        }
+                        .to_string()
+                    });
                 }
             }
             // Flush when nothing else is ready right now, or the batch is large.
