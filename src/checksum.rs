@@ -166,9 +166,13 @@ pub fn is_hex(s: &str, len: usize) -> bool {
 
 /// Hash a whole file through every algorithm (streams it; never loads it whole).
 pub fn hash_file(path: &std::path::Path) -> std::io::Result<Digests> {
+    hash_file_with(path, MultiHasher::all())
+}
+
+/// Hash a whole file through `h` (streamed, 256 KiB at a time).
+pub fn hash_file_with(path: &std::path::Path, mut h: MultiHasher) -> std::io::Result<Digests> {
     use std::io::Read;
     let mut f = std::fs::File::open(path)?;
-    let mut h = MultiHasher::all();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
         let n = f.read(&mut buf)?;

@@ -1,5 +1,5 @@
 //! The one escaping helper for human output: text from upstream metadata (item names, paths,
-//! versions, URLs), the catalogue or the command line is passed through [`line`] (or shown with
+//! versions, URLs), the catalogue or the command line is passed through [`line()`] (or shown with
 //! [`Escaped`]) before it reaches a terminal or a log, so it can neither start a new line (a
 //! forged `+ …` plan line or `streamvault: error:` line), nor move the cursor (`\r`, ANSI
 //! escapes), nor reorder what is shown (bidi overrides).

@@ -8,7 +8,7 @@
 //! `-v` gives `to_add=[…] to_remove=[…]` per product, then always the `+ …`/`- …` lines and
 //! `N Mb change` of its dry-run pass (spec §2.5).
 //!
-//! The whole run is [`run`] ([`flow`]): a dry run touches no store (no catalogue file, no
+//! The whole run is [`run`] (`flow`): a dry run touches no store (no catalogue file, no
 //! source row, no lock; it plans against the existing catalogue read-only, or an empty one in
 //! memory); a first run over a directory an earlier sstream-mirror filled imports its files and
 //! its `.data/` state before the sync; the publish is verbatim.

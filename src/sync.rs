@@ -19,7 +19,7 @@
 //!
 //! Metadata requests are conditional (`If-None-Match`, or `If-Modified-Since` for a
 //! `Last-Modified` at least 60 s older than its response's `Date`) on the validators stored with
-//! each document URL ([`conditional`]); a `304` reuses the stored document, verified again.
+//! each document URL (`conditional`); a `304` reuses the stored document, verified again.
 //!
 //! A failed or killed run leaves finished blobs (reused next time) and resumable files in
 //! `partial/`, never a snapshot.

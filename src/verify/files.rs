@@ -2,7 +2,7 @@
 //! directory that may be absent, opening up read-only directories before a removal.
 
 use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::path::Path;
 
 use crate::checksum::{Algo, Digests, MultiHasher};
@@ -10,17 +10,7 @@ use crate::error::{Error, Result};
 
 /// Hash a file through BLAKE3 and `algos`.
 pub(super) fn hash_file(path: &Path, algos: &[Algo]) -> io::Result<Digests> {
-    let mut f = fs::File::open(path)?;
-    let mut h = MultiHasher::new(algos);
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(buf.get(..n).unwrap_or_default());
-    }
-    Ok(h.finish())
+    crate::checksum::hash_file_with(path, MultiHasher::new(algos))
 }
 
 pub(super) fn read_dir(dir: &Path) -> Result<Option<fs::ReadDir>> {
