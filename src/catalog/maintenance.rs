@@ -7,7 +7,7 @@
 //! to report a damaged catalogue, so it must read one; the blob rows it re-hashes are checked
 //! against their name there.
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 
 use super::Catalog;
 use crate::checksum::Checksums;
@@ -71,8 +71,8 @@ impl Catalog {
 
     /// The size and upstream checksums recorded for a blob.
     pub fn blob_record(&self, hash: &BlobHash) -> Result<BlobRecord> {
-        self.conn
-            .query_row(
+        self.sql(|c| {
+            c.query_row(
                 "SELECT blake3, size, md5, sha256, sha512 FROM blobs WHERE blake3 = ?1",
                 [hash],
                 |r| {
@@ -87,7 +87,7 @@ impl Catalog {
                     })
                 },
             )
-            .map_err(|e| self.err(e))
+        })
     }
 
     /// Every tree row, by name.
@@ -178,34 +178,32 @@ impl Catalog {
 
     /// Is `path` a recorded metadata document of tree `tree`?
     pub fn is_tree_document(&self, tree: &str, path: &str) -> Result<bool> {
-        self.conn
-            .query_row(
+        self.sql(|c| {
+            c.query_row(
                 "SELECT EXISTS (SELECT 1 FROM tree_documents d JOIN trees t ON t.id = d.tree_id
                                 WHERE t.name = ?1 AND d.path = ?2)",
                 params![tree, path],
                 |r| r.get(0),
             )
-            .map_err(|e| self.err(e))
+        })
     }
 
     /// Delete the row of a blob nothing refers to (its file is already gone).
     pub fn delete_blob_row(&self, hash: &BlobHash) -> Result<()> {
-        self.conn
-            .execute("DELETE FROM blobs WHERE blake3 = ?1", [hash])
-            .map_err(|e| self.err(e))?;
-        Ok(())
+        self.exec("DELETE FROM blobs WHERE blake3 = ?1", [hash])
+            .map(|_| ())
     }
 
     /// Does any snapshot item or document name this blob?
     pub fn blob_referenced(&self, hash: &BlobHash) -> Result<bool> {
-        self.conn
-            .query_row(
+        self.sql(|c| {
+            c.query_row(
                 "SELECT EXISTS (SELECT 1 FROM snapshot_items WHERE blob = ?1)
                      OR EXISTS (SELECT 1 FROM snapshot_documents WHERE blob = ?1)",
                 [hash],
                 |r| r.get(0),
             )
-            .map_err(|e| self.err(e))
+        })
     }
 
     /// Where a blob was fetched from: each snapshot's URL with the path of an item or document
@@ -240,13 +238,10 @@ impl Catalog {
     /// source has been removed. A read error or a damaged `mirrors` column is an error, never
     /// "no mirrors".
     pub fn source_mirrors(&self, name: &str) -> Result<Vec<String>> {
-        let raw: Option<String> = self
-            .conn
-            .query_row("SELECT mirrors FROM sources WHERE name = ?1", [name], |r| {
+        let raw: Option<String> =
+            self.row("SELECT mirrors FROM sources WHERE name = ?1", [name], |r| {
                 r.get(0)
-            })
-            .optional()
-            .map_err(|e| self.err(e))?;
+            })?;
         match raw {
             None => Ok(Vec::new()),
             Some(m) => serde_json::from_str(&m).map_err(|e| {

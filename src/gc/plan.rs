@@ -604,12 +604,10 @@ pub(super) fn each_grace_dir(cat: &Catalog, mut f: impl FnMut(PathBuf, PathBuf))
 /// After the unlinks: empty the journal and drop the plan's tables.
 pub(super) fn finish(cat: &Catalog) -> Result<()> {
     // Every journalled grace link was unlinked, or is expected again, or its tree is gone.
-    cat.conn()
-        .execute_batch("DELETE FROM gc_pending_unlink")
-        .map_err(|e| cat.err(e))?;
-    cat.conn()
-        .execute_batch(DROP_SCRATCH)
-        .map_err(|e| cat.err(e))
+    cat.sql(|c| {
+        c.execute_batch("DELETE FROM gc_pending_unlink")?;
+        c.execute_batch(DROP_SCRATCH)
+    })
 }
 
 /// A path stored as bytes in the plan's tables.
