@@ -511,7 +511,7 @@ fn build(
             }
         }
     }
-    let mut last: Option<(String, String)> = None;
+    let mut last: Option<(String, crate::store::BlobHash)> = None;
     vault.catalog.for_each_item_file(snap.id, None, |f| {
         let Some(blob) = f.blob else {
             return Err(Error::ItemWithoutBlob {
@@ -530,10 +530,7 @@ fn build(
                 path: f.path,
             });
         }
-        let bp = vault
-            .layout
-            .blob(&blob)
-            .ok_or_else(|| Error::BadDigest(blob.clone()))?;
+        let bp = vault.layout.blob_path(&blob);
         b.link_blob(&f.path, &bp, f.size)?;
         last = Some((f.path, blob));
         Ok(())

@@ -263,8 +263,9 @@ impl Catalog {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ItemFile {
     pub path: String,
-    /// `None`: the item was never downloaded (a damaged snapshot).
-    pub blob: Option<String>,
+    /// `None`: the item was never downloaded (a damaged snapshot). A column that is not a
+    /// blob address is an error when the row is read.
+    pub blob: Option<crate::store::BlobHash>,
     pub size: u64,
     /// `(content_id, product, version, item)`.
     pub key: [String; 4],

@@ -64,10 +64,7 @@ pub(super) fn cover(vault: &Vault, trees: &Path, tree: &TreeRow, snapshot: i64) 
         if last.as_deref() == Some(f.path.as_str()) {
             return Ok(());
         }
-        let blob_path = vault
-            .layout
-            .blob(&blob)
-            .ok_or_else(|| Error::BadDigest(blob.clone()))?;
+        let blob_path = vault.layout.blob_path(&blob);
         builder.link_blob(&f.path, &blob_path, f.size)?;
         last = Some(f.path);
         Ok(())
