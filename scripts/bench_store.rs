@@ -70,7 +70,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 path: Some(format!("bench/{:04}/{i:09}", i / 1000)),
                 size: Some(d.size),
                 checksums: d.upstream.clone(),
-                blob: Some(d.blake3.clone()),
+                blob: Some(
+                    streamvault::store::BlobHash::parse(&d.blake3).expect("a computed hash"),
+                ),
             })
             .collect();
         last = vault.catalog.insert_snapshot(&NewSnapshot {
@@ -98,7 +100,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut bytes = 0i64;
     vault.catalog.for_each_item(last, |it| {
         if let (Some(p), Some(b)) = (&it.path, &it.blob)
-            && let Some(blob) = vault.layout.blob(b)
+            && let blob = vault.layout.blob_path(b)
         {
             let target = tree.join(p);
             if let Some(dir) = target.parent() {

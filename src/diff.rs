@@ -41,7 +41,7 @@ fn load(cat: &Catalog, id: i64) -> Result<BTreeMap<ItemKey, Option<String>>> {
     cat.for_each_item(id, |it: Item| {
         m.insert(
             (it.content_id, it.product, it.version, it.item),
-            it.blob.or(it.path),
+            it.blob.map(crate::store::BlobHash::into_string).or(it.path),
         );
         Ok(())
     })?;

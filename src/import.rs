@@ -20,6 +20,7 @@ use crate::catalog::{Document, Item, NewSnapshot};
 use crate::checksum::{Checksums, Digests, MultiHasher};
 use crate::error::{Error, IoResultExt, Result};
 use crate::openpgp;
+use crate::store::BlobHash;
 use crate::store::BlobStore;
 use crate::streams::{self, check_path};
 use crate::vault::Vault;
@@ -95,7 +96,7 @@ pub fn import(vault: &mut Vault, dir: &Path) -> Result<Adopted> {
             path: rel.clone(),
             kind: kind.to_string(),
             content_id,
-            blob: d.blake3.clone(),
+            blob: BlobHash::parse(&d.blake3)?,
         });
     }
     let mut items = Vec::new();
@@ -112,7 +113,7 @@ pub fn import(vault: &mut Vault, dir: &Path) -> Result<Adopted> {
                     path: Some(rel.clone()),
                     size: Some(d.size),
                     checksums: d.upstream.clone(),
-                    blob: Some(d.blake3.clone()),
+                    blob: Some(BlobHash::parse(&d.blake3)?),
                 });
             }
         }
@@ -125,7 +126,7 @@ pub fn import(vault: &mut Vault, dir: &Path) -> Result<Adopted> {
                 path: Some(rel.clone()),
                 size: Some(d.size),
                 checksums: d.upstream.clone(),
-                blob: Some(d.blake3.clone()),
+                blob: Some(BlobHash::parse(&d.blake3)?),
             });
         }
     }

@@ -489,15 +489,12 @@ fn build(
     for doc in docs {
         match doc {
             OutDoc::Blob { path, blob } => {
-                let bp = vault
-                    .layout
-                    .blob(blob)
-                    .ok_or_else(|| Error::BadDigest(blob.clone()))?;
+                let bp = vault.layout.blob_path(blob);
                 let size = fs::metadata(&bp).map(|m| m.len()).unwrap_or(0);
                 b.link_blob(path, &bp, size)?;
                 written.push(TreeDocument {
                     path: path.clone(),
-                    blake3: blob.clone(),
+                    blake3: blob.to_string(),
                     size,
                 });
             }

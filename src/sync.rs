@@ -45,6 +45,7 @@ use crate::catalog::{Document, NewSnapshot, SnapshotTotals, Source};
 use crate::error::{Error, Result};
 use crate::fetch::{self, FetchOptions, Fetcher, Location, Progress};
 use crate::openpgp::Keyring;
+use crate::store::BlobHash;
 use crate::streams::FilterGroups;
 use crate::vault::Vault;
 
@@ -294,7 +295,7 @@ pub async fn sync(
             path: d.path.clone(),
             kind: d.kind.to_string(),
             content_id: d.content_id.clone(),
-            blob: digests.blake3,
+            blob: BlobHash::parse(&digests.blake3)?,
         });
     }
 
@@ -330,7 +331,7 @@ pub async fn sync(
             v.version,
             v.item,
             v.path.unwrap_or(""),
-            items.blob(i as usize).unwrap_or(""),
+            items.blob(i as usize).map_or("", BlobHash::as_str),
         ])
     });
     let digest = crate::catalog::digest_sorted(&documents, views);

@@ -11,7 +11,7 @@ use crate::error::Result;
 
 impl Catalog {
     /// A stored blob whose upstream checksum (strongest given) and size match, if any.
-    pub fn find_blob(&self, sums: &Checksums, size: u64) -> Result<Option<String>> {
+    pub fn find_blob(&self, sums: &Checksums, size: u64) -> Result<Option<crate::store::BlobHash>> {
         let (sql, val) = if let Some(v) = &sums.sha512 {
             (
                 "SELECT blake3 FROM blobs WHERE sha512 = ?1 AND size = ?2",

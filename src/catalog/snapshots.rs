@@ -12,6 +12,7 @@ use super::ops::strip_credentials;
 use super::{Catalog, parse_list_strict};
 use crate::checksum::Checksums;
 use crate::error::{Error, Result};
+use crate::store::BlobHash;
 
 /// One snapshot's summary row.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -43,7 +44,7 @@ pub struct Document {
     pub path: String,
     pub kind: String,
     pub content_id: Option<String>,
-    pub blob: String,
+    pub blob: BlobHash,
 }
 
 /// One item of a snapshot.
@@ -57,7 +58,7 @@ pub struct Item {
     pub size: Option<u64>,
     #[serde(skip)]
     pub checksums: Checksums,
-    pub blob: Option<String>,
+    pub blob: Option<BlobHash>,
 }
 
 impl Item {
@@ -285,7 +286,7 @@ pub fn snapshot_digest(documents: &[Document], items: &[Item]) -> String {
                 it.version.as_str(),
                 it.item.as_str(),
                 it.path.as_deref().unwrap_or(""),
-                it.blob.as_deref().unwrap_or(""),
+                it.blob.as_ref().map_or("", BlobHash::as_str),
             ]
         }),
     )

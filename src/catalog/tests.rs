@@ -50,7 +50,7 @@ fn snapshot_rows_need_blob_rows() {
         path: Some("a/b".into()),
         size: Some(1),
         checksums: d.upstream.clone(),
-        blob: Some(d.blake3.clone()),
+        blob: Some(crate::store::BlobHash::parse(&d.blake3).unwrap()),
     };
     let snap = NewSnapshot {
         source_id: None,
@@ -76,7 +76,10 @@ fn snapshot_rows_need_blob_rows() {
     let id = c.insert_snapshot(&snap).unwrap();
     assert_eq!(c.items(id).unwrap().len(), 1);
     assert_eq!(
-        c.find_blob(&d.upstream, 1).unwrap().as_deref(),
+        c.find_blob(&d.upstream, 1)
+            .unwrap()
+            .as_ref()
+            .map(|b| b.as_str()),
         Some(d.blake3.as_str())
     );
     assert_eq!(c.find_blob(&d.upstream, 2).unwrap(), None);

@@ -194,9 +194,7 @@ pub fn check(vault: &Vault, snap: &Snapshot, tree: &Path, index_json: &str) -> R
         if d.kind != "products" {
             continue;
         }
-        let Some(path) = vault.layout.blob(&d.blob) else {
-            continue;
-        };
+        let path = vault.layout.blob_path(&d.blob);
         let Ok(bytes) = std::fs::read(&path) else {
             continue;
         };

@@ -67,7 +67,10 @@ pub(super) fn signing(
 #[derive(Debug, Clone)]
 pub(super) enum OutDoc {
     /// A stored document, linked from its blob.
-    Blob { path: String, blob: String },
+    Blob {
+        path: String,
+        blob: crate::store::BlobHash,
+    },
     /// A generated document.
     Bytes { path: String, bytes: Vec<u8> },
 }
@@ -280,7 +283,7 @@ fn to_text(value: &Value, doc: &str) -> Result<Vec<u8>> {
 
 /// A stored document's JSON (unwrapped when clearsigned).
 fn load_json(vault: &Vault, snap: &Snapshot, d: &Document) -> Result<Value> {
-    let raw = vault.blobs.read(&d.blob)?;
+    let raw = vault.blobs.read(d.blob.as_str())?;
     let payload = if openpgp::is_clearsigned(&raw) {
         openpgp::unwrap_cleartext(&raw).map_err(|source| Error::StoredDocument {
             snapshot: snap.id,

@@ -33,7 +33,7 @@ pub(super) fn check(vault: &Vault, prev: &Snapshot, docs: &[NewDoc<'_>]) -> Resu
             continue;
         };
         // A stored document that cannot be read or parsed only means no check.
-        let Ok(bytes) = vault.blobs.read(&old.blob) else {
+        let Ok(bytes) = vault.blobs.read(old.blob.as_str()) else {
             continue;
         };
         let Some(old_updated) = updated_of(&bytes) else {

@@ -12,6 +12,7 @@ use super::select::Selection;
 use crate::checksum;
 use crate::error::{Error, IoResultExt, Result};
 use crate::fetch::{Expect, Fetcher, Location, Progress};
+use crate::store::BlobHash;
 use crate::vault::Vault;
 
 /// The name of a resumable download in `partial/`: from the expected checksum, which is
@@ -275,7 +276,7 @@ fn flush(
     vault.catalog.insert_blobs(&digests)?;
     let n = batch.len();
     for (j, d, path, size) in batch.drain(..) {
-        let b = sel.add_blob(d.blake3.into_boxed_str());
+        let b = sel.add_blob(BlobHash::parse(&d.blake3)?);
         for &i in plan.items(j) {
             sel.point(i as usize, b);
         }

@@ -112,9 +112,9 @@ pub(super) fn plan(vault: &Vault, meta: &Metadata, sel: &mut Selection) -> Resul
                 let c = match vault
                     .catalog
                     .find_blob(&it.checksums, size)?
-                    .filter(|b| vault.blobs.contains(b))
+                    .filter(|b| vault.blobs.contains(b.as_str()))
                 {
-                    Some(b) => Content::Blob(sel.add_blob(b.into_boxed_str())),
+                    Some(b) => Content::Blob(sel.add_blob(b)),
                     None => {
                         plan.fetch_bytes += size;
                         jobs += 1;

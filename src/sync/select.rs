@@ -13,6 +13,7 @@ use super::{ItemLine, ProductChange, SyncOptions};
 use crate::catalog::{Item, Snapshot, Source};
 use crate::checksum::{self, Checksums};
 use crate::error::{Error, Result};
+use crate::store::BlobHash;
 use crate::streams::{self, FilterGroups};
 use crate::vault::Vault;
 
@@ -32,7 +33,7 @@ pub(super) struct Selection {
     carried: Vec<Item>,
     /// Per item: an index into `blob_names`, or [`NO_BLOB`].
     blob: Vec<u32>,
-    blob_names: Vec<Box<str>>,
+    blob_names: Vec<BlobHash>,
     /// Sum of the item sizes.
     pub(super) bytes: u64,
 }
@@ -75,7 +76,7 @@ impl Selection {
             self.carried.push(it);
             self.push(Sel::Carried(i), size);
             if let Some(b) = blob {
-                let b = self.add_blob(b.into_boxed_str());
+                let b = self.add_blob(b);
                 self.point(self.sel.len() - 1, b);
             }
         }
@@ -138,13 +139,13 @@ impl Selection {
         }
     }
 
-    pub(super) fn blob(&self, i: usize) -> Option<&str> {
+    pub(super) fn blob(&self, i: usize) -> Option<&BlobHash> {
         let b = *self.blob.get(i)?;
-        self.blob_names.get(b as usize).map(|b| &**b)
+        self.blob_names.get(b as usize)
     }
 
     /// Remember a blob name once; [`Selection::point`] items at it.
-    pub(super) fn add_blob(&mut self, blob: Box<str>) -> u32 {
+    pub(super) fn add_blob(&mut self, blob: BlobHash) -> u32 {
         let b = idx(self.blob_names.len());
         self.blob_names.push(blob);
         b
@@ -168,7 +169,7 @@ impl Selection {
             path: v.path.map(str::to_string),
             size: v.size,
             checksums: v.checksums.into_owned(),
-            blob: self.blob(i).map(str::to_string),
+            blob: self.blob(i).cloned(),
         })
     }
 }
