@@ -335,10 +335,6 @@ impl BlobStore {
         BlobStore { layout }
     }
 
-    pub fn layout(&self) -> &Layout {
-        &self.layout
-    }
-
     /// Does the blob file exist (not checked: its content)?
     pub fn contains(&self, hex: &str) -> bool {
         self.layout.blob(hex).is_some_and(|p| p.is_file())
