@@ -235,50 +235,32 @@ fn plan_into(
             }
         }
     }
-    // The grace links to remove: paths of the dropped grace snapshot that the tree's own
-    // snapshot and its remaining grace snapshots do not list.
-    {
-        let mut st = conn
-            .prepare(
-                "SELECT DISTINCT t.name, i.path FROM gc_drop_grace g
-                 JOIN trees t ON t.id = g.tree_id
-                 JOIN snapshot_items i ON i.snapshot_id = g.snapshot_id AND i.path IS NOT NULL
-                 WHERE i.path NOT IN (SELECT o.path FROM snapshot_items o
-                                      WHERE o.snapshot_id = t.snapshot_id AND o.path IS NOT NULL)
-                   AND NOT EXISTS (
-                     SELECT 1 FROM tree_grace r JOIN snapshot_items o ON o.snapshot_id = r.snapshot_id
-                     WHERE r.tree_id = g.tree_id AND o.path = i.path
-                       AND NOT EXISTS (SELECT 1 FROM gc_drop_grace x
-                                       WHERE x.tree_id = r.tree_id AND x.snapshot_id = r.snapshot_id))",
-            )
-            .map_err(e)?;
-        let mut rows = st.query([]).map_err(e)?;
-        while let Some(r) = rows.next().map_err(e)? {
-            add_grace_file(
-                layout,
-                conn,
-                &mut files,
-                report,
-                r.get(0).map_err(e)?,
-                r.get(1).map_err(e)?,
-            )?;
-        }
-    }
-    // Grace links an earlier, killed gc deleted the rows of but may not have unlinked (its
-    // journal), unless the tree's own snapshot or a grace snapshot it keeps lists the path again.
-    {
-        let mut st = conn
-            .prepare(
-                "SELECT p.tree, p.path FROM gc_pending_unlink p JOIN trees t ON t.name = p.tree
-                 WHERE NOT EXISTS (SELECT 1 FROM snapshot_items o
-                                   WHERE o.snapshot_id = t.snapshot_id AND o.path = p.path)
-                   AND NOT EXISTS (
-                     SELECT 1 FROM tree_grace r JOIN snapshot_items o ON o.snapshot_id = r.snapshot_id
-                     WHERE r.tree_id = t.id AND o.path = p.path
-                       AND NOT EXISTS (SELECT 1 FROM gc_drop_grace x
-                                       WHERE x.tree_id = r.tree_id AND x.snapshot_id = r.snapshot_id))",
-            )
-            .map_err(e)?;
+    // The grace links to remove, as `(tree, path)`: first the paths of a dropped grace snapshot
+    // that the tree's own snapshot and its remaining grace snapshots do not list; then the grace
+    // links an earlier, killed gc deleted the rows of but may not have unlinked (its journal),
+    // unless the tree's own snapshot or a grace snapshot it keeps lists the path again.
+    const GRACE_LINKS: [&str; 2] = [
+        "SELECT DISTINCT t.name, i.path FROM gc_drop_grace g
+         JOIN trees t ON t.id = g.tree_id
+         JOIN snapshot_items i ON i.snapshot_id = g.snapshot_id AND i.path IS NOT NULL
+         WHERE i.path NOT IN (SELECT o.path FROM snapshot_items o
+                              WHERE o.snapshot_id = t.snapshot_id AND o.path IS NOT NULL)
+           AND NOT EXISTS (
+             SELECT 1 FROM tree_grace r JOIN snapshot_items o ON o.snapshot_id = r.snapshot_id
+             WHERE r.tree_id = g.tree_id AND o.path = i.path
+               AND NOT EXISTS (SELECT 1 FROM gc_drop_grace x
+                               WHERE x.tree_id = r.tree_id AND x.snapshot_id = r.snapshot_id))",
+        "SELECT p.tree, p.path FROM gc_pending_unlink p JOIN trees t ON t.name = p.tree
+         WHERE NOT EXISTS (SELECT 1 FROM snapshot_items o
+                           WHERE o.snapshot_id = t.snapshot_id AND o.path = p.path)
+           AND NOT EXISTS (
+             SELECT 1 FROM tree_grace r JOIN snapshot_items o ON o.snapshot_id = r.snapshot_id
+             WHERE r.tree_id = t.id AND o.path = p.path
+               AND NOT EXISTS (SELECT 1 FROM gc_drop_grace x
+                               WHERE x.tree_id = r.tree_id AND x.snapshot_id = r.snapshot_id))",
+    ];
+    for sql in GRACE_LINKS {
+        let mut st = conn.prepare(sql).map_err(e)?;
         let mut rows = st.query([]).map_err(e)?;
         while let Some(r) = rows.next().map_err(e)? {
             add_grace_file(

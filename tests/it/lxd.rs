@@ -18,7 +18,7 @@ use std::process::{Child, Command, Output, Stdio};
 use serde_json::Value;
 use streamvault::streamgen;
 
-use super::common::{Store, Upstream, bin};
+use super::common::{Store, Upstream, bin, certs, p as s};
 
 /// Whether `tool` is on PATH; under CI its absence is a failure, locally a printed skip.
 fn need(tool: &str) -> bool {
@@ -35,50 +35,6 @@ fn need(tool: &str) -> bool {
         eprintln!("skipped: `{tool}` is not installed (scripts/test.sh installs it)");
     }
     found
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn sh(dir: &Path, script: &str) {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA `ca.pem` and a chain `chain.pem` (leaf for 127.0.0.1 + CA) with key `key.pem` in `dir`
-/// (as tests/it/serve_tls.rs makes them).
-fn certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
-         extendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    sh(
-        dir,
-        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-         -keyout ca.key -out ca.pem -days 2 -subj /CN=lxd-test-ca \
-         -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign \
-         && openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-         -keyout key.pem -out leaf.csr -subj /CN=127.0.0.1 \
-         && openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
-         -out leaf.pem -days 2 -extfile ext.cnf && cat leaf.pem ca.pem > chain.pem",
-    );
-    (
-        dir.join("ca.pem"),
-        dir.join("chain.pem"),
-        dir.join("key.pem"),
-    )
 }
 
 /// `streamvault --root ROOT serve DEST --tls-cert … --tls-key … --listen 127.0.0.1:0`, killed
@@ -330,7 +286,7 @@ fn lxc_lists_a_verbatim_publish_and_follows_publish_and_rollback() {
     let dest = store.dir.path().join("dest");
     store.run(&["publish", "lxd", s(&dest)]).ok();
 
-    let (ca, cert, key) = certs(store.dir.path());
+    let (ca, cert, key) = certs(store.dir.path(), "lxd");
     let server = TlsServe::start(&store.root(), &dest, &cert, &key, &[]);
     let lxc = Lxc::new(store.dir.path(), &ca);
     lxc.remote_add("sv", &server);
@@ -376,7 +332,7 @@ fn lxc_lists_only_the_filtered_arch_of_a_filtered_publish() {
         .run(&["publish", "lxd64", s(&dest), "--metadata", "filtered"])
         .ok();
 
-    let (ca, cert, key) = certs(store.dir.path());
+    let (ca, cert, key) = certs(store.dir.path(), "lxd");
     let log = store.dir.path().join("access.log");
     let server = TlsServe::start(
         &store.root(),
@@ -431,7 +387,7 @@ fn http2_over_tls_answers_ranges() {
     let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(tree.join("root.squashfs"), &body).unwrap();
     std::fs::write(tree.join("small"), b"small").unwrap();
-    let (ca, cert, key) = certs(base.path());
+    let (ca, cert, key) = certs(base.path(), "lxd");
     let log = base.path().join("access.log");
     let root = base.path().join("no-store");
     let curl = |server: &TlsServe, args: &[&str]| {
@@ -535,7 +491,7 @@ fn http2_client_gets_503_when_every_connection_is_busy() {
         .set_len(256 << 20)
         .unwrap();
     std::fs::write(tree.join("small"), b"small").unwrap();
-    let (ca, cert, key) = certs(base.path());
+    let (ca, cert, key) = certs(base.path(), "lxd");
     let server = TlsServe::start(
         &base.path().join("no-store"),
         &tree,

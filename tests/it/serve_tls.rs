@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::common::{Served, Upstream, p};
+use crate::common::{Served, Upstream, certs, p};
 
 fn have(tool: &str) -> bool {
     let found = Command::new("sh")
@@ -21,48 +21,6 @@ fn have(tool: &str) -> bool {
         eprintln!("skipped: `{tool}` is not installed (scripts/test.sh installs it)");
     }
     found
-}
-
-fn sh(dir: &Path, script: &str) {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA `NAME-ca.pem` and a chain `NAME-chain.pem` (leaf for 127.0.0.1 + CA), key `NAME-key.pem`.
-fn certs(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
-         extendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    sh(
-        dir,
-        &format!(
-            "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-             -keyout {name}-ca.key -out {name}-ca.pem -days 2 -subj /CN={name}-ca \
-             -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign \
-             && openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-             -keyout {name}-key.pem -out {name}.csr -subj /CN=127.0.0.1 \
-             && openssl x509 -req -in {name}.csr -CA {name}-ca.pem -CAkey {name}-ca.key \
-             -CAcreateserial -out {name}-leaf.pem -days 2 -extfile ext.cnf \
-             && cat {name}-leaf.pem {name}-ca.pem > {name}-chain.pem"
-        ),
-    );
-    (
-        dir.join(format!("{name}-ca.pem")),
-        dir.join(format!("{name}-chain.pem")),
-        dir.join(format!("{name}-key.pem")),
-    )
 }
 
 fn curl(ca: &Path, args: &[&str]) -> std::process::Output {

@@ -3,14 +3,17 @@
 //!   direct reads of the catalogue and the store layout;
 //! - [`fs`]: fixtures, path and tree helpers, mounts undone on drop;
 //! - [`http`]: the generated upstream served on 127.0.0.1, a `streamvault serve` child, a small
-//!   HTTP client, and the third-party servers (python, moto, apache2, nginx), each stopped by pid.
+//!   HTTP client, and the third-party servers (python, moto, apache2, nginx), each stopped by pid;
+//! - [`tls`]: a throw-away CA and a leaf certificate for 127.0.0.1 (openssl).
 
 #![allow(dead_code)]
 
 pub mod fs;
 pub mod http;
 pub mod store;
+pub mod tls;
 
 pub use fs::*;
 pub use http::*;
 pub use store::*;
+pub use tls::certs;
