@@ -273,20 +273,9 @@ fn when(v: &Value) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
+/// A byte count of the report in the CLI's size format.
 fn size(v: &Value) -> String {
-    let b = v.as_f64().unwrap_or(0.0);
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut x = b;
-    let mut u = 0;
-    while x >= 1024.0 && u + 1 < units.len() {
-        x /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{b} B")
-    } else {
-        format!("{x:.1} {}", units[u])
-    }
+    crate::space::size(v.as_u64().unwrap_or(0))
 }
 
 fn esc(v: &Value) -> String {
