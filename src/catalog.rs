@@ -34,6 +34,7 @@ pub mod status;
 use crate::error::{Error, Result};
 
 mod blobs;
+mod compose;
 pub mod maintenance;
 mod ops;
 mod publications;
@@ -52,6 +53,7 @@ pub use publications::{
 pub(crate) use snapshots::digest_sorted;
 pub use snapshots::{Document, Item, ItemFile, NewSnapshot, Snapshot, snapshot_digest};
 pub use sources::{NewSource, Source, check_source_name};
+pub use compose::TreeInput;
 pub use trees::{MetadataMode, TreeDocument, TreeRow};
 pub use validators::StoredValidators;
 
@@ -67,6 +69,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../schema/0007_s3.sql"),
     // 0008/0009 were reserved and are unused
     include_str!("../schema/0010_gc_pending.sql"),
+    // 0011: inputs of composed trees (src/catalog/compose.rs)
+    include_str!("../schema/0011_compose.sql"),
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -272,6 +272,10 @@ pub enum Error {
     #[error(transparent)]
     S3(#[from] crate::publish::s3::S3Error),
 
+    // ------------------------------------------------------- composed publications
+    #[error(transparent)]
+    Compose(#[from] crate::publish::compose::ComposeError),
+
     #[error("cannot start {what} worker threads")]
     Threads {
         what: &'static str,
@@ -345,6 +349,7 @@ impl Error {
                 "a replay of older metadata? pass `--allow-downgrade` to accept it".into(),
             ),
             Error::S3(e) => e.hint(),
+            Error::Compose(e) => e.hint(),
             Error::NoStore(_) => {
                 Some("pass `--root DIR` or set `STREAMVAULT_ROOT` to the store's root".into())
             }

@@ -53,6 +53,7 @@
 //! the link points at its tree).
 
 mod check;
+pub mod compose;
 mod dest;
 mod detach;
 mod failpoint;
@@ -67,7 +68,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 pub use crate::catalog::MetadataMode;
-pub use crate::catalog::{Publication, TreeDocument, TreeRow};
+pub use crate::catalog::{Publication, TreeDocument, TreeInput, TreeRow};
 use crate::import::Adopted;
 pub use check::{INDEX_NAMES, TreeCheck, check_published, check_tree};
 pub use detach::{DetachReport, detach, detach_plan};
@@ -87,6 +88,9 @@ use tree::{Builder, OnExisting};
 pub struct PublishOptions {
     /// A snapshot id, or a source name for its latest snapshot.
     pub snapshot: String,
+    /// More snapshots (ids or source names) composed with `snapshot` into one tree
+    /// ([`compose`]); empty: a publication of `snapshot` alone.
+    pub compose: Vec<String>,
     /// The path the web server serves (becomes a symlink).
     pub dest: PathBuf,
     pub mode: MetadataMode,
@@ -125,6 +129,8 @@ pub struct PublishReport {
     pub dest: PathBuf,
     pub snapshot: i64,
     pub source: String,
+    /// Every snapshot the tree was built from (one, or the inputs of a composition in order).
+    pub inputs: Vec<TreeInput>,
     pub tree: String,
     pub tree_path: PathBuf,
     /// An existing tree was used (nothing was built).
@@ -160,6 +166,8 @@ pub struct Status {
     /// The link target, if DEST is a symlink.
     pub link: Option<PathBuf>,
     pub tree: Option<TreeRow>,
+    /// The snapshots the linked tree was built from (several for a composition).
+    pub inputs: Vec<TreeInput>,
     /// The publication that made the link what it is.
     pub live: Option<Publication>,
     /// The newest publication of DEST in the catalogue.
@@ -181,9 +189,10 @@ fn dest_key(dest: &Path) -> String {
 /// Publish a snapshot to DEST (see the module documentation for the steps).
 pub fn publish(vault: &mut Vault, opts: &PublishOptions) -> Result<PublishReport> {
     let started = Instant::now();
+    // A composition's index is always new: signed (by default) in verbatim mode too.
     let signing = metadata::signing(
         vault,
-        opts.mode == MetadataMode::Filtered,
+        opts.mode == MetadataMode::Filtered || !opts.compose.is_empty(),
         opts.sign_key.as_deref(),
         opts.unsigned,
     )?;
@@ -210,7 +219,7 @@ pub fn publish(vault: &mut Vault, opts: &PublishOptions) -> Result<PublishReport
     };
 
     let staging = dest::staging_path(&vault.layout, &trees, &dest);
-    let (tree, reused, tree_path, starts, check) = checked_tree(
+    let (tree, reused, tree_path, starts, check, inputs) = checked_tree_inputs(
         vault,
         &trees,
         &staging,
@@ -223,7 +232,11 @@ pub fn publish(vault: &mut Vault, opts: &PublishOptions) -> Result<PublishReport
     if opts.mode == MetadataMode::Filtered
         && let Some(index) = starts.first()
     {
-        let f = maas_rules::check(vault, &snap, &tree_path, index)?;
+        let f = if inputs.len() > 1 {
+            compose::maas_findings(vault, &inputs, &tree_path, index)?
+        } else {
+            maas_rules::check(vault, &snap, &tree_path, index)?
+        };
         if !f.broken.is_empty() && !opts.force {
             return Err(Error::MaasRules {
                 count: f.broken.len(),
@@ -274,6 +287,7 @@ pub fn publish(vault: &mut Vault, opts: &PublishOptions) -> Result<PublishReport
         dest,
         snapshot: snap.id,
         source: snap.source.clone(),
+        inputs: vault.catalog.tree_input_sources(&tree)?,
         tree: tree.name.clone(),
         tree_path,
         tree_reused: reused,
@@ -371,6 +385,8 @@ fn live_tree(
 /// An existing tree for `(snapshot, mode, signer)`, or a new one built and recorded.
 /// The tree for `snap` (reused, or built in `staging`) and its check against the metadata it
 /// serves; an incomplete tree is refused unless `--force`. Shared by the local and S3 publishes.
+/// With `opts.compose`, the tree of the composition of `snap` and those ([`compose`]): the S3
+/// target publishes a composed tree through this same function.
 #[allow(clippy::type_complexity)]
 pub(super) fn checked_tree(
     vault: &Vault,
@@ -381,14 +397,43 @@ pub(super) fn checked_tree(
     key: Option<&SigningKey>,
     signer: Option<&str>,
 ) -> Result<(TreeRow, bool, PathBuf, Vec<String>, check::TreeCheck)> {
-    let (tree, reused) = tree_for(vault, trees, staging, snap, opts, key, signer)?;
+    let (t, r, p, s, c, _) = checked_tree_inputs(vault, trees, staging, snap, opts, key, signer)?;
+    Ok((t, r, p, s, c))
+}
+
+/// [`checked_tree`], and every input (just `snap` for one snapshot).
+#[allow(clippy::type_complexity)]
+fn checked_tree_inputs(
+    vault: &Vault,
+    trees: &Path,
+    staging: &Path,
+    snap: &Snapshot,
+    opts: &PublishOptions,
+    key: Option<&SigningKey>,
+    signer: Option<&str>,
+) -> Result<(
+    TreeRow,
+    bool,
+    PathBuf,
+    Vec<String>,
+    check::TreeCheck,
+    Vec<Snapshot>,
+)> {
+    let inputs = compose::inputs(vault, snap, opts)?;
+    let (tree, reused, starts) = if inputs.len() > 1 {
+        let (t, r) = compose::tree_for(vault, trees, staging, &inputs, opts, key, signer)?;
+        (t, r, compose::starts(key.is_some()))
+    } else {
+        let (t, r) = tree_for(vault, trees, staging, snap, opts, key, signer)?;
+        let starts = metadata::starts(
+            vault,
+            snap,
+            opts.mode == MetadataMode::Filtered,
+            key.is_some(),
+        )?;
+        (t, r, starts)
+    };
     let tree_path = trees.join(&tree.name);
-    let starts = metadata::starts(
-        vault,
-        snap,
-        opts.mode == MetadataMode::Filtered,
-        key.is_some(),
-    )?;
     let check = check::check_tree(&tree_path, &starts)?;
     if !check.is_complete() && !opts.force {
         return Err(Error::TreeIncomplete {
@@ -399,7 +444,7 @@ pub(super) fn checked_tree(
             examples: check.examples.join(", "),
         });
     }
-    Ok((tree, reused, tree_path, starts, check))
+    Ok((tree, reused, tree_path, starts, check, inputs))
 }
 
 fn tree_for(
@@ -414,7 +459,8 @@ fn tree_for(
     let mode = opts.mode;
     if !opts.rebuild {
         for t in vault.catalog.trees_for(snap.id, mode, signer)? {
-            if trees.join(&t.name).is_dir() {
+            // A composed tree of this snapshot serves more than it: never reused for it alone.
+            if trees.join(&t.name).is_dir() && vault.catalog.tree_inputs(t.id)?.is_empty() {
                 // Nothing is built: remove what a killed publish to this DEST left staged (we
                 // hold the DEST lock, so no other publish is using this stage).
                 tree::discard(staging);
@@ -426,26 +472,8 @@ fn tree_for(
         MetadataMode::Verbatim => metadata::verbatim(vault, snap)?,
         MetadataMode::Filtered => metadata::filtered(vault, snap, key)?,
     };
-    let signer_part = signer
-        .and_then(|s| s.get(..8))
-        .map(|s| format!("-{}", s.to_ascii_lowercase()))
-        .unwrap_or_default();
-    let name = format!(
-        "{}-{mode}{signer_part}-{}-{:06x}",
-        snap.id,
-        crate::host::now(),
-        fastrand::u32(..0x100_0000)
-    );
-    // Items are copies, not hardlinks, when the stage is on another filesystem than blobs/
-    // (trees/ on a bind mount): check that they fit before copying anything, as a sync does.
-    {
-        use std::os::unix::fs::MetadataExt;
-        let parent = staging.parent().unwrap_or(trees);
-        let dev = |p: &Path| fs::metadata(p).map(|m| m.dev()).ok();
-        if dev(parent).is_some() && dev(parent) != dev(&vault.layout.blobs()) {
-            crate::space::check_copy(vault, parent, u64::try_from(snap.bytes).unwrap_or(0))?;
-        }
-    }
+    let name = new_tree_name(&snap.id.to_string(), mode, signer);
+    check_copy_space(vault, trees, staging, snap.bytes)?;
     let built = build(vault, snap, &docs, staging);
     let (files, bytes, written) = match built {
         Ok(v) => v,
@@ -464,14 +492,33 @@ fn tree_for(
     Ok((row, false))
 }
 
-/// Stage a tree: metadata documents, then every item with a path (in path order). Returns the
-/// files, the bytes and the documents as written (recorded for `verify`).
-fn build(
-    vault: &Vault,
-    snap: &Snapshot,
-    docs: &[OutDoc],
-    staging: &Path,
-) -> Result<(u64, u64, Vec<TreeDocument>)> {
+/// A new tree's name: `<prefix>-<mode>[-<signer>]-<time>-<random>`.
+fn new_tree_name(prefix: &str, mode: MetadataMode, signer: Option<&str>) -> String {
+    let signer_part = signer
+        .and_then(|s| s.get(..8))
+        .map(|s| format!("-{}", s.to_ascii_lowercase()))
+        .unwrap_or_default();
+    format!(
+        "{prefix}-{mode}{signer_part}-{}-{:06x}",
+        crate::host::now(),
+        fastrand::u32(..0x100_0000)
+    )
+}
+
+/// Items are copies, not hardlinks, when the stage is on another filesystem than blobs/
+/// (trees/ on a bind mount): check that `bytes` fit before copying anything, as a sync does.
+fn check_copy_space(vault: &Vault, trees: &Path, staging: &Path, bytes: i64) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let parent = staging.parent().unwrap_or(trees);
+    let dev = |p: &Path| fs::metadata(p).map(|m| m.dev()).ok();
+    if dev(parent).is_some() && dev(parent) != dev(&vault.layout.blobs()) {
+        crate::space::check_copy(vault, parent, u64::try_from(bytes).unwrap_or(0))?;
+    }
+    Ok(())
+}
+
+/// An empty stage directory (a stale one removed first).
+fn fresh_stage(staging: &Path) -> Result<()> {
     if fs::symlink_metadata(staging).is_ok() {
         fs::remove_dir_all(staging).map_err(|e| Error::Io {
             op: "remove stale stage",
@@ -484,6 +531,18 @@ fn build(
         path: staging.to_path_buf(),
         source: e,
     })?;
+    Ok(())
+}
+
+/// Stage a tree: metadata documents, then every item with a path (in path order). Returns the
+/// files, the bytes and the documents as written (recorded for `verify`).
+fn build(
+    vault: &Vault,
+    snap: &Snapshot,
+    docs: &[OutDoc],
+    staging: &Path,
+) -> Result<(u64, u64, Vec<TreeDocument>)> {
+    fresh_stage(staging)?;
     let mut b = Builder::new(staging, snap.id, OnExisting::Conflict);
     let mut written = Vec::new();
     for doc in docs {
@@ -589,6 +648,7 @@ pub fn rollback(vault: &mut Vault, opts: &RollbackOptions) -> Result<PublishRepo
         dest: dest.clone(),
         snapshot: snap.id,
         source: snap.source.clone(),
+        inputs: vault.catalog.tree_input_sources(&target_tree)?,
         tree: target_tree.name.clone(),
         tree_path: tree_path.clone(),
         tree_reused: true,
@@ -670,6 +730,7 @@ pub fn status(vault: Option<&Vault>, dest: &Path) -> Result<Status> {
         dest: dest.clone(),
         link: link.clone(),
         tree: None,
+        inputs: Vec::new(),
         live: None,
         latest: latest.clone(),
         problems: Vec::new(),
@@ -710,6 +771,7 @@ pub fn status(vault: Option<&Vault>, dest: &Path) -> Result<Status> {
         return Ok(st);
     };
     st.live = vault.catalog.latest_publication_with_tree(&dkey, tree.id)?;
+    st.inputs = vault.catalog.tree_input_sources(&tree)?;
     st.tree = Some(tree);
     match (&st.live, &latest) {
         (None, _) => st.problems.push(format!(
@@ -760,4 +822,39 @@ pub fn publications(vault: Option<&Vault>, dest: Option<&Path>) -> Result<Vec<Pu
         p.live = live.get(&p.dest).copied().flatten() == Some(p.id);
     }
     Ok(list)
+}
+
+/// A publication with the snapshots its tree was built from (`publications --json`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PublicationInputs {
+    #[serde(flatten)]
+    pub publication: Publication,
+    /// Every input snapshot of the tree (one, or a composition's, in order).
+    pub inputs: Vec<TreeInput>,
+}
+
+/// [`publications`] with each one's inputs.
+pub fn publications_with_inputs(
+    vault: Option<&Vault>,
+    dest: Option<&Path>,
+) -> Result<Vec<PublicationInputs>> {
+    let list = publications(vault, dest)?;
+    let Some(vault) = vault else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::with_capacity(list.len());
+    for p in list {
+        let inputs = match vault.catalog.tree_by_id(p.tree_id)? {
+            Some(t) => vault.catalog.tree_input_sources(&t)?,
+            None => vec![TreeInput {
+                snapshot: p.snapshot_id,
+                source: p.source.clone(),
+            }],
+        };
+        out.push(PublicationInputs {
+            publication: p,
+            inputs,
+        });
+    }
+    Ok(out)
 }

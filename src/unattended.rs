@@ -3,7 +3,9 @@
 //!
 //! A cron line runs `sync --all`: each source's run is recorded ([`sync_recorded`]: `runs`
 //! table, credentials never recorded), a source with an auto-publish target gets its new
-//! snapshot published ([`auto_publish`]: one flip, grace items as for `publish`), and then
+//! snapshot published ([`auto_publish`]: one flip, grace items as for `publish`; when the target
+//! serves a composition of several sources, the whole composition is rebuilt with each input
+//! source's newest snapshot, never replaced by this source's alone), and then
 //! retention runs by itself ([`crate::gc::auto_collect`]), and the metrics file is rewritten
 //! ([`crate::metrics`]).
 
@@ -94,6 +96,11 @@ pub fn auto_publish(
     let Some(target) = &source.publish else {
         return Ok(None);
     };
+    if let Ok(st) = publish::status(Some(&*vault), &target.dest)
+        && st.inputs.len() > 1
+    {
+        return recompose(vault, source, report, &st);
+    }
     let id = match report.outcome {
         Outcome::Snapshot(id) => id,
         Outcome::Unchanged(id) => {
@@ -118,6 +125,72 @@ pub fn auto_publish(
             snapshot: id.to_string(),
             dest: target.dest.clone(),
             mode,
+            sign_key: target.sign_key.clone(),
+            ..PublishOptions::default()
+        },
+    )
+    .map(Some)
+}
+
+/// Auto-publish to a DEST serving a composition (issue 12 item 5): the whole composition is
+/// rebuilt with the newest snapshot of each of its input sources (same order, the source's
+/// metadata mode and key); a composed DEST is never replaced by one source's snapshot, and a
+/// source that is not one of its inputs is an error. Nothing is done when every input is already
+/// the newest, or (after an unchanged sync) when a composition holding this source's snapshot
+/// was rolled back from.
+fn recompose(
+    vault: &mut Vault,
+    source: &Source,
+    report: &SyncReport,
+    st: &publish::Status,
+) -> Result<Option<PublishReport>> {
+    let Some(target) = &source.publish else {
+        return Ok(None);
+    };
+    if !st.inputs.iter().any(|i| i.source == source.name) {
+        return Err(publish::compose::ComposeError::NotAnInput {
+            dest: st.dest.display().to_string(),
+            name: source.name.clone(),
+            inputs: st
+                .inputs
+                .iter()
+                .map(|i| format!("`{}`", i.source))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+        .into());
+    }
+    let (id, unchanged) = match report.outcome {
+        Outcome::Snapshot(id) => (id, false),
+        Outcome::Unchanged(id) => (id, true),
+        Outcome::DryRun => return Ok(None),
+    };
+    let mut next = Vec::with_capacity(st.inputs.len());
+    for i in &st.inputs {
+        let newest = if i.source == source.name {
+            Some(id)
+        } else {
+            vault.catalog.latest_snapshot(&i.source)?.map(|s| s.id)
+        };
+        next.push(newest.unwrap_or(i.snapshot));
+    }
+    let current: Vec<i64> = st.inputs.iter().map(|i| i.snapshot).collect();
+    if next == current
+        || (unchanged
+            && vault
+                .catalog
+                .composition_retired_from(&st.dest.to_string_lossy(), id)?)
+    {
+        return Ok(None);
+    }
+    let mut ids = next.iter().map(i64::to_string);
+    publish::publish(
+        vault,
+        &PublishOptions {
+            snapshot: ids.next().unwrap_or_default(),
+            compose: ids.collect(),
+            dest: target.dest.clone(),
+            mode: target.metadata,
             sign_key: target.sign_key.clone(),
             ..PublishOptions::default()
         },

@@ -229,9 +229,12 @@ pub enum MetadataArg {
 
 #[derive(Debug, Args)]
 pub struct PublishArgs {
-    /// A snapshot id, or a source name for its latest snapshot.
-    pub snapshot: String,
+    /// A snapshot id, or a source name for its latest snapshot; several compose one stream
+    /// (one index over every input's products, e.g. MAAS images + bootloaders + custom images).
+    #[arg(required = true, num_args = 1.., value_name = "SNAPSHOT")]
+    pub snapshots: Vec<String>,
     /// The path the web server serves (its directory must exist).
+    #[arg(required = true)]
     pub dest: PathBuf,
     /// Metadata to serve.
     #[arg(long, value_enum, default_value = "verbatim")]

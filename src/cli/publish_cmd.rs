@@ -18,8 +18,10 @@ use streamvault::publish;
 pub(super) fn publish(root: &Path, a: PublishArgs) -> Result<ExitStatus> {
     let s3 = publish::s3::S3Dest::parse(&a.dest)?;
     let mut vault = Vault::open(root)?;
+    let mut inputs = a.snapshots.into_iter();
     let opts = publish::PublishOptions {
-        snapshot: a.snapshot,
+        snapshot: inputs.next().unwrap_or_default(),
+        compose: inputs.collect(),
         dest: a.dest,
         mode: match a.metadata {
             MetadataArg::Verbatim => publish::MetadataMode::Verbatim,
@@ -75,10 +77,20 @@ pub(super) fn print_publish_summary(r: &publish::PublishReport) {
         return;
     }
     let verb = verb(&r.action);
+    let what = if r.inputs.len() > 1 {
+        format!(
+            "the composition of {}",
+            r.inputs
+                .iter()
+                .map(|i| format!("snapshot {} ({})", i.snapshot, i.source))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    } else {
+        format!("snapshot {} ({})", r.snapshot, r.source)
+    };
     let mut line = format!(
-        "{verb} snapshot {} ({}) to {}: publication {}, tree {} ({}, {} files, {}, {} metadata{})",
-        r.snapshot,
-        r.source,
+        "{verb} {what} to {}: publication {}, tree {} ({}, {} files, {}, {} metadata{})",
         r.dest.display(),
         r.publication,
         r.tree,
@@ -208,6 +220,20 @@ pub(super) fn status(root: &Path, dest: &Path, json: bool) -> Result<ExitStatus>
             size(t.bytes.max(0) as u64)
         );
     }
+    if st.inputs.len() > 1 {
+        for (n, i) in st.inputs.iter().enumerate() {
+            out!(
+                "{}{} ({})",
+                if n == 0 {
+                    "composed:    snapshot "
+                } else {
+                    "             snapshot "
+                },
+                i.snapshot,
+                i.source
+            );
+        }
+    }
     if let Some(p) = &st.live {
         out!("snapshot:    {} ({})", p.snapshot_id, p.source);
         out!(
@@ -249,10 +275,10 @@ pub(super) fn publications(root: &Path, dest: Option<&Path>, json: bool) -> Resu
     if let Some(d) = s3 {
         return s3_cmd::publications(vault.as_ref(), &d, json);
     }
-    let list = publish::publications(vault.as_ref(), dest)?;
     if json {
-        return json_out(&list);
+        return json_out(&publish::publications_with_inputs(vault.as_ref(), dest)?);
     }
+    let list = publish::publications(vault.as_ref(), dest)?;
     let rows = list.iter().map(|p| PublicationRow {
         id: p.id,
         dest: &p.dest,

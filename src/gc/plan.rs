@@ -185,6 +185,18 @@ fn plan_into(
         [],
     )
     .map_err(e)?;
+    // Composed trees (publish::compose, schema 0011): every input snapshot of a kept tree is
+    // kept, and grace rows of such a snapshot (a composed tree's own inputs after the first are
+    // grace rows) are not dropped while a kept tree has it as an input.
+    for sql in [
+        "INSERT OR IGNORE INTO gc_keep_snapshots (id) SELECT i.snapshot_id FROM tree_inputs i
+         WHERE i.tree_id IN (SELECT id FROM gc_keep_trees)",
+        "DELETE FROM gc_drop_snapshots WHERE id IN (SELECT id FROM gc_keep_snapshots)",
+        "DELETE FROM gc_drop_grace WHERE snapshot_id IN (SELECT i.snapshot_id FROM tree_inputs i
+         WHERE i.tree_id IN (SELECT id FROM gc_keep_trees))",
+    ] {
+        conn.execute(sql, []).map_err(e)?;
+    }
     const UNREFERENCED: &str = "
         NOT EXISTS (SELECT 1 FROM snapshot_items i JOIN gc_keep_snapshots k ON k.id = i.snapshot_id
                     WHERE i.blob = b.blake3)

@@ -21,8 +21,8 @@ use super::tree::{Builder, OnExisting};
 
 /// Before DEST flips from `live` to `next`: `next` covers `live`'s snapshot and every snapshot
 /// `live` carries grace items for (the trees retired before it, still within the grace period
-/// unless gc has dropped their rows), and `live` covers `next`'s snapshot (a rollback is one
-/// rename). Returns the number of links added.
+/// unless gc has dropped their rows, and the inputs of a composed `live`, recorded as grace
+/// rows), and `live` covers every input snapshot of `next` (a rollback is one rename). Returns the number of links added.
 pub(super) fn bridge(vault: &Vault, trees: &Path, next: &TreeRow, live: &TreeRow) -> Result<u64> {
     let mut added = 0;
     let mut snapshots = vec![live.snapshot_id];
@@ -34,7 +34,15 @@ pub(super) fn bridge(vault: &Vault, trees: &Path, next: &TreeRow, live: &TreeRow
     for s in snapshots {
         added += cover(vault, trees, next, s)?;
     }
-    added += cover(vault, trees, live, next.snapshot_id)?;
+    // Every input of `next` (a composed tree has several; `tree_covers` is already true for
+    // those `live` itself holds).
+    let mut inputs = vault.catalog.tree_inputs(next.id)?;
+    if inputs.is_empty() {
+        inputs.push(next.snapshot_id);
+    }
+    for s in inputs {
+        added += cover(vault, trees, live, s)?;
+    }
     Ok(added)
 }
 

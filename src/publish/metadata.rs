@@ -131,26 +131,17 @@ pub(super) fn filtered(
     key: Option<&SigningKey>,
 ) -> Result<Vec<OutDoc>> {
     let docs = vault.catalog.documents(snap.id)?;
-    let mut held = held_items(vault, snap.id)?;
-    let mut history = History::new(snap);
     let mut out = Vec::new();
     // Products documents: original path → rewritten (None: dropped, no products left).
     let mut products: HashMap<String, Option<Rewritten>> = HashMap::new();
     let mut synth: Vec<Synth> = Vec::new();
-    for d in docs.iter().filter(|d| d.kind == "products") {
-        let mut value = load_json(vault, snap, d)?;
-        let cid = d
-            .content_id
-            .clone()
-            .or_else(|| {
-                value
-                    .get("content_id")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            })
-            .unwrap_or_default();
-        let doc_held = held.remove(&cid).unwrap_or_default();
-        prune(vault, snap, &cid, &mut value, &doc_held, &mut history)?;
+    for Pruned {
+        path: d_path,
+        cid,
+        value,
+    } in pruned_products(vault, snap, &docs)?
+    {
+        let d_path = &d_path;
         let names: Vec<String> = value
             .get("products")
             .and_then(Value::as_object)
@@ -163,11 +154,11 @@ pub(super) fn filtered(
             })
             .unwrap_or_default();
         if names.is_empty() {
-            products.insert(d.path.clone(), None);
+            products.insert(d_path.clone(), None);
             continue;
         }
-        let stem = stem(&d.path);
-        let json = to_text(&value, &d.path)?;
+        let stem = stem(d_path);
+        let json = to_text(&value, d_path)?;
         let sjson = key.map(|k| sign(k, &json)).transpose()?;
         out.push(OutDoc::Bytes {
             path: format!("{stem}.json"),
@@ -186,7 +177,7 @@ pub(super) fn filtered(
             names: names.clone(),
         });
         products.insert(
-            d.path.clone(),
+            d_path.clone(),
             Some(Rewritten {
                 stem,
                 names,
@@ -239,8 +230,69 @@ pub(super) fn filtered(
     Ok(out)
 }
 
+/// A products document of a snapshot, pruned to what the snapshot holds (its `products` may be
+/// empty: nothing of it is held).
+pub(super) struct Pruned {
+    /// The stored document's path.
+    pub path: String,
+    pub cid: String,
+    pub value: Value,
+}
+
+/// Every products document of `snap` (`docs`: its documents), pruned ([`prune`]).
+pub(super) fn pruned_products(
+    vault: &Vault,
+    snap: &Snapshot,
+    docs: &[Document],
+) -> Result<Vec<Pruned>> {
+    let mut held = held_items(vault, snap.id)?;
+    let mut history = History::new(snap);
+    let mut out = Vec::new();
+    for d in docs.iter().filter(|d| d.kind == "products") {
+        let mut value = load_json(vault, snap, d)?;
+        let cid = d
+            .content_id
+            .clone()
+            .or_else(|| {
+                value
+                    .get("content_id")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .unwrap_or_default();
+        let doc_held = held.remove(&cid).unwrap_or_default();
+        prune(vault, snap, &cid, &mut value, &doc_held, &mut history)?;
+        out.push(Pruned {
+            path: d.path.clone(),
+            cid,
+            value,
+        });
+    }
+    Ok(out)
+}
+
+/// The entries of `snap`'s index documents, by content id (the first index listing an id wins).
+pub(super) fn index_entries(
+    vault: &Vault,
+    snap: &Snapshot,
+    docs: &[Document],
+) -> Result<BTreeMap<String, Map<String, Value>>> {
+    let mut out = BTreeMap::new();
+    for d in docs.iter().filter(|d| d.kind == "index") {
+        let value = load_json(vault, snap, d)?;
+        if let Some(entries) = value.get("index").and_then(Value::as_object) {
+            for (cid, e) in entries {
+                if let Some(e) = e.as_object() {
+                    out.entry(cid.clone()).or_insert_with(|| e.clone());
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// `a/b.sjson` and `a/b.json` → `a/b`.
-fn stem(path: &str) -> String {
+pub(super) fn stem(path: &str) -> String {
     path.strip_suffix(".sjson")
         .or_else(|| path.strip_suffix(".json"))
         .unwrap_or(path)
@@ -261,13 +313,13 @@ fn variant(
     }
 }
 
-fn sign(key: &SigningKey, text: &[u8]) -> Result<Vec<u8>> {
+pub(super) fn sign(key: &SigningKey, text: &[u8]) -> Result<Vec<u8>> {
     key.clearsign(text)
         .map_err(|e| Error::Signing { source: e })
 }
 
 /// JSON with one-space indentation (as `sstream-mirror` writes it) and a final newline.
-fn to_text(value: &Value, doc: &str) -> Result<Vec<u8>> {
+pub(super) fn to_text(value: &Value, doc: &str) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
     let mut ser = serde_json::Serializer::with_formatter(
         &mut buf,
@@ -282,7 +334,7 @@ fn to_text(value: &Value, doc: &str) -> Result<Vec<u8>> {
 }
 
 /// A stored document's JSON (unwrapped when clearsigned).
-fn load_json(vault: &Vault, snap: &Snapshot, d: &Document) -> Result<Value> {
+pub(super) fn load_json(vault: &Vault, snap: &Snapshot, d: &Document) -> Result<Value> {
     let raw = vault.blobs.read(d.blob.as_str())?;
     let payload = if openpgp::is_clearsigned(&raw) {
         openpgp::unwrap_cleartext(&raw).map_err(|source| Error::StoredDocument {
@@ -544,7 +596,7 @@ fn rewrite_index(
 }
 
 /// Recompute `size`/`md5`/`sha256`/`sha512` of an index entry that had them.
-fn refresh_sums(entry: &mut Map<String, Value>, bytes: &[u8]) {
+pub(super) fn refresh_sums(entry: &mut Map<String, Value>, bytes: &[u8]) {
     if !["size", "md5", "sha256", "sha512"]
         .iter()
         .any(|k| entry.contains_key(*k))
