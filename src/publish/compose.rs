@@ -7,8 +7,8 @@
 //!   snapshot, [`super::metadata`]); documents of one content id from several inputs are merged
 //!   into one (the first input's path and top-level fields); everything is re-signed.
 //! - `verbatim`: each input's products documents byte for byte (their upstream signatures
-//!   intact); allowed only when no content id is in two inputs (two upstream documents of one id
-//!   cannot both be served unchanged). The index is new, so it is written by this store (signed
+//!   intact; a document the input holds no item of is left out); allowed only when no content
+//!   id is in two inputs (two upstream documents of one id cannot both be served unchanged). The index is new, so it is written by this store (signed
 //!   with the store's key unless `--unsigned`; clients then need both keys, see the README).
 //!
 //! Refused, naming both inputs: a product id present in two inputs with different contents, and
@@ -318,6 +318,14 @@ fn verbatim(vault: &Vault, inputs: &[Snapshot], key: Option<&SigningKey>) -> Res
     for (i, snap) in inputs.iter().enumerate() {
         let docs = vault.catalog.documents(snap.id)?;
         let entries = metadata::index_entries(vault, snap, &docs)?;
+        // A products document the input holds no item of is not part of it (an index lists
+        // documents the source's filters take nothing from).
+        let held: BTreeSet<String> = vault
+            .catalog
+            .item_keys(snap.id)?
+            .into_iter()
+            .map(|[cid, ..]| cid)
+            .collect();
         for d in docs.iter().filter(|d| d.kind == "products") {
             let value = metadata::load_json(vault, snap, d)?;
             let cid = d
@@ -330,6 +338,9 @@ fn verbatim(vault: &Vault, inputs: &[Snapshot], key: Option<&SigningKey>) -> Res
                         .map(str::to_string)
                 })
                 .unwrap_or_default();
+            if !held.contains(&cid) {
+                continue;
+            }
             if let Some(&j) = cids.get(&cid)
                 && j != i
             {

@@ -9,6 +9,7 @@ mod amplification;
 mod bad_input;
 mod batch_flush;
 mod common;
+mod compose;
 mod conditional;
 mod crash;
 mod default_signing;
