@@ -44,6 +44,7 @@ mod sources;
 mod trees;
 pub use snapshot_rows::SnapshotTotals;
 mod validators;
+pub use compose::TreeInput;
 pub use ops::{
     AutoPublish, Run, RunResult, join_credentials, split_credentials, strip_credentials,
 };
@@ -53,7 +54,6 @@ pub use publications::{
 pub(crate) use snapshots::digest_sorted;
 pub use snapshots::{Document, Item, ItemFile, NewSnapshot, Snapshot, snapshot_digest};
 pub use sources::{NewSource, Source, check_source_name};
-pub use compose::TreeInput;
 pub use trees::{MetadataMode, TreeDocument, TreeRow};
 pub use validators::StoredValidators;
 

@@ -41,6 +41,12 @@
 //! new link → DEST. Between the two, DEST does not exist: that one moment is **not atomic**, and a
 //! client reading then gets a 404. Every later publish and rollback is atomic.
 //!
+//! **Composing** ([`compose`]): `publish A B … DEST` builds one tree of several snapshots with one
+//! index over every input's products (filtered: merged per content id and re-signed; verbatim:
+//! the upstream products documents, only when no content id is in two inputs); the tree records
+//! its inputs, and everything here (reuse, grace, rollback, status, publications) and in gc and
+//! verify treats it like a tree of one snapshot. The S3 target gets it through [`checked_tree`].
+//!
 //! Rollback flips DEST back to a retained tree (the previous publication's, or one chosen with
 //! `--to`) without rebuilding anything: one rename, recorded as a publication with action
 //! `rollback`.

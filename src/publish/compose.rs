@@ -90,7 +90,11 @@ fn label(s: &Snapshot) -> String {
 }
 
 /// The inputs of a publish: `opts.snapshot` (already resolved as `first`) then `opts.compose`.
-pub(super) fn inputs(vault: &Vault, first: &Snapshot, opts: &PublishOptions) -> Result<Vec<Snapshot>> {
+pub(super) fn inputs(
+    vault: &Vault,
+    first: &Snapshot,
+    opts: &PublishOptions,
+) -> Result<Vec<Snapshot>> {
     let mut out = vec![first.clone()];
     for spec in &opts.compose {
         let s = vault.catalog.resolve_snapshot(spec)?;
@@ -283,7 +287,11 @@ fn filtered(vault: &Vault, inputs: &[Snapshot], key: Option<&SigningKey>) -> Res
     Ok(out)
 }
 
-fn index_variant(entries: Map<String, Value>, key: Option<&SigningKey>, signed: bool) -> Result<OutDoc> {
+fn index_variant(
+    entries: Map<String, Value>,
+    key: Option<&SigningKey>,
+    signed: bool,
+) -> Result<OutDoc> {
     let text = metadata::to_text(&index_doc(entries), &format!("{INDEX_STEM}.json"))?;
     Ok(match (signed, key) {
         (true, Some(k)) => OutDoc::Bytes {
@@ -542,8 +550,8 @@ pub(super) fn maas_findings(
         });
         upstream.extend(f.upstream);
     }
-    let mut out = super::maas_rules::Findings::default();
-    out.broken = broken.unwrap_or_default().into_iter().collect();
-    out.upstream = upstream.into_iter().collect();
-    Ok(out)
+    Ok(super::maas_rules::Findings {
+        broken: broken.unwrap_or_default().into_iter().collect(),
+        upstream: upstream.into_iter().collect(),
+    })
 }

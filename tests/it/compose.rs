@@ -231,10 +231,17 @@ fn the_docs_union_plus_a_custom_image_in_one_signed_stream() {
 
     // status, publications --json and verify see the composition.
     let st = b.run(&["status", p(&d)]).ok();
-    assert!(st.stdout.contains("composed:    snapshot "), "{}", st.stdout);
+    assert!(
+        st.stdout.contains("composed:    snapshot "),
+        "{}",
+        st.stdout
+    );
     let pubs = b.run(&["publications", "--json"]).ok().json();
     assert_eq!(pubs[0]["inputs"].as_array().unwrap().len(), 3, "{pubs}");
-    assert!(pubs[0]["snapshot_id"].is_i64(), "existing fields stay: {pubs}");
+    assert!(
+        pubs[0]["snapshot_id"].is_i64(),
+        "existing fields stay: {pubs}"
+    );
     b.run(&["verify"]).ok();
 
     // The python client mirrors the composition over HTTP with the printed keyring.
@@ -270,7 +277,11 @@ fn a_product_in_two_inputs_with_different_contents_is_refused_naming_both() {
         .run(&["publish", "one", "two", p(&d), "--metadata", "filtered"])
         .fails();
     let first = r.stderr.lines().next().unwrap_or_default();
-    assert!(first.starts_with("streamvault: error: product `"), "{}", r.stderr);
+    assert!(
+        first.starts_with("streamvault: error: product `"),
+        "{}",
+        r.stderr
+    );
     assert!(
         first.contains("(one)") && first.contains("(two)"),
         "{}",
@@ -291,12 +302,16 @@ fn verbatim_is_refused_for_a_shared_content_id_and_allowed_otherwise() {
         s.sync_json(n);
     }
     let d = dest(&s, "v");
-    let r = s.run(&["publish", "jammy", "noble", p(&d), "--force"]).fails();
+    let r = s
+        .run(&["publish", "jammy", "noble", p(&d), "--force"])
+        .fails();
     let lines: Vec<&str> = r.stderr.lines().collect();
     assert!(lines[0].contains("content id `"), "{}", r.stderr);
     assert!(lines[0].contains("verbatim"), "{}", r.stderr);
     assert!(
-        lines.get(1).is_some_and(|h| h.contains("--metadata filtered")),
+        lines
+            .get(1)
+            .is_some_and(|h| h.contains("--metadata filtered")),
         "{}",
         r.stderr
     );
@@ -330,15 +345,29 @@ fn rollback_returns_to_the_previous_composition_and_a_single_publish_never_reuse
     s.sync_json("bootloaders");
     s.sync_json("jammy");
     let d = dest(&s, "c");
-    s.run(&["publish", "bootloaders", "jammy", p(&d), "--metadata", "filtered"])
-        .ok();
+    s.run(&[
+        "publish",
+        "bootloaders",
+        "jammy",
+        p(&d),
+        "--metadata",
+        "filtered",
+    ])
+    .ok();
     let first = linked_tree(&d);
     let first_files = item_files(&d);
     up.flip(2);
     let r = s.sync_json("jammy");
     assert_eq!(r["outcome"]["kind"], "snapshot", "{r}");
-    s.run(&["publish", "bootloaders", "jammy", p(&d), "--metadata", "filtered"])
-        .ok();
+    s.run(&[
+        "publish",
+        "bootloaders",
+        "jammy",
+        p(&d),
+        "--metadata",
+        "filtered",
+    ])
+    .ok();
     let second = linked_tree(&d);
     assert_ne!(first, second);
     assert_complete(&d);
@@ -353,8 +382,14 @@ fn rollback_returns_to_the_previous_composition_and_a_single_publish_never_reuse
 
     // Publishing the first input alone builds its own tree, holding only its items.
     let single = dest(&s, "single");
-    s.run(&["publish", "bootloaders", p(&single), "--metadata", "filtered"])
-        .ok();
+    s.run(&[
+        "publish",
+        "bootloaders",
+        p(&single),
+        "--metadata",
+        "filtered",
+    ])
+    .ok();
     assert_ne!(linked_tree(&single), first);
     assert!(
         item_files(&single)
@@ -378,8 +413,15 @@ fn gc_keeps_every_input_of_a_live_composition() {
     let jammy1 = s.snapshots("jammy")[0]["id"].as_i64().unwrap();
     let d = dest(&s, "c");
     // The jammy snapshot is the second input: not the tree's own `snapshot_id`.
-    s.run(&["publish", "bootloaders", "jammy", p(&d), "--metadata", "filtered"])
-        .ok();
+    s.run(&[
+        "publish",
+        "bootloaders",
+        "jammy",
+        p(&d),
+        "--metadata",
+        "filtered",
+    ])
+    .ok();
     let before = tree_of(&d);
     for g in [2, 3] {
         up.flip(g);
@@ -411,8 +453,15 @@ fn auto_publish_rebuilds_the_whole_composition() {
         s.sync_json(n);
     }
     let d = dest(&s, "c");
-    s.run(&["publish", "bootloaders", "jammy", p(&d), "--metadata", "filtered"])
-        .ok();
+    s.run(&[
+        "publish",
+        "bootloaders",
+        "jammy",
+        p(&d),
+        "--metadata",
+        "filtered",
+    ])
+    .ok();
     let boot1 = s.snapshots("bootloaders")[0]["id"].as_i64().unwrap();
     for n in ["bootloaders", "jammy", "noble"] {
         s.run(&[
@@ -444,7 +493,10 @@ fn auto_publish_rebuilds_the_whole_composition() {
         .collect();
     assert_eq!(
         inputs,
-        [(boot1, "bootloaders".to_string()), (jammy2, "jammy".to_string())],
+        [
+            (boot1, "bootloaders".to_string()),
+            (jammy2, "jammy".to_string())
+        ],
         "{st}"
     );
     assert!(item_files(&d).iter().any(|f| f.contains("bootloaders/")));
