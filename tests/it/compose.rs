@@ -513,3 +513,54 @@ fn auto_publish_rebuilds_the_whole_composition() {
     );
     assert_eq!(linked_tree(&d), live);
 }
+
+/// Verbatim composition: the upstream products documents as they are, a new index signed by the
+/// store's key; the python client verifies both with the two keyrings concatenated.
+#[test]
+fn verbatim_composition_is_mirrored_with_both_keys_in_one_keyring() {
+    let Some(py) = reference_sstream_mirror() else {
+        return;
+    };
+    let up = Upstream::new();
+    let s = Store::new();
+    s.add("jammy", &up, &["--max", "1", "arch=amd64", "release~jammy"]);
+    s.add("bootloaders", &up, &BOOTLOADERS);
+    s.sync_json("jammy");
+    s.sync_json("bootloaders");
+    let d = dest(&s, "v");
+    let r = s
+        .run(&[
+            "publish",
+            "jammy",
+            "bootloaders",
+            p(&d),
+            "--force",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(r["mode"], "verbatim", "{r}");
+    let mut both = std::fs::read(up.keyring_str()).unwrap();
+    both.extend(std::fs::read(r["keyring"].as_str().unwrap()).unwrap());
+    let ring = s.dir.path().join("both.gpg");
+    std::fs::write(&ring, both).unwrap();
+    let server = serve::spawn(ServeOptions::new(d.clone())).unwrap();
+    let work = s.dir.path();
+    let gnupg = work.join("gnupg");
+    std::fs::create_dir_all(&gnupg).unwrap();
+    let out_p = work.join("py/v");
+    let o = Command::new(&py)
+        .arg(format!("--keyring={}", ring.display()))
+        .arg("--max=1")
+        .arg(format!("{}/", server.url()))
+        .arg(&out_p)
+        .args(["arch=amd64", "release=jammy"])
+        .env("GNUPGHOME", &gnupg)
+        .env("HOME", work)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = item_files(&out_p);
+    assert!(!got.is_empty());
+    assert!(got.is_subset(&item_files(&d)), "{got:?}");
+}

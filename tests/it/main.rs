@@ -10,6 +10,7 @@ mod bad_input;
 mod batch_flush;
 mod common;
 mod compose;
+mod compose_s3;
 mod conditional;
 mod crash;
 mod default_signing;
