@@ -564,3 +564,48 @@ fn verbatim_composition_is_mirrored_with_both_keys_in_one_keyring() {
     assert!(!got.is_empty());
     assert!(got.is_subset(&item_files(&d)), "{got:?}");
 }
+
+/// After a composition replaced another and gc dropped the old one (grace 0), the live
+/// composition still holds every item of its inputs: gc never unlinks an input's files as if
+/// they were grace links (the inputs after the first are recorded as grace rows).
+#[test]
+fn gc_after_a_new_composition_leaves_the_live_one_complete() {
+    let up = Upstream::new();
+    let s = Store::new();
+    s.run(&["config", "set", "auto-gc", "off"]).ok();
+    s.add("bootloaders", &up, &BOOTLOADERS);
+    s.add("jammy", &up, &["--max", "1", "arch=amd64", "release~jammy"]);
+    s.sync_json("bootloaders");
+    s.sync_json("jammy");
+    let d = dest(&s, "c");
+    s.run(&[
+        "publish",
+        "bootloaders",
+        "jammy",
+        p(&d),
+        "--metadata",
+        "filtered",
+    ])
+    .ok();
+    up.flip(2);
+    s.sync_json("jammy");
+    s.run(&[
+        "publish",
+        "bootloaders",
+        "jammy",
+        p(&d),
+        "--metadata",
+        "filtered",
+    ])
+    .ok();
+    let live = tree_of(&d);
+    s.run(&["gc", "--grace", "0"]).ok();
+    assert_complete(&d);
+    let after = tree_of(&d);
+    assert!(
+        after.len() <= live.len() && after.iter().all(|f| live.contains(f)),
+        "only grace links may go"
+    );
+    s.run(&["verify"]).ok();
+    s.check_invariants();
+}
