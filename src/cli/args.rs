@@ -95,8 +95,8 @@ pub enum Command {
     },
     /// Build a demo stream, serve it on 127.0.0.1 and run the main job against it.
     Demo(DemoArgs),
-    /// Publish a snapshot to DEST, the directory a web server serves: DEST becomes a symbolic
-    /// link to a tree of the store, replaced atomically.
+    /// Publish a snapshot (or several, composed into one stream) to DEST, the directory a web
+    /// server serves: DEST becomes a symbolic link to a tree of the store, replaced atomically.
     Publish(PublishArgs),
     /// Point DEST back at a retained tree (the previous publication, or `--to`), without
     /// rebuilding anything.
