@@ -13,7 +13,9 @@
 //! - `trees`: materialised trees, their documents and grace items;
 //! - `publications`: flips of a local DEST link, and publications to S3;
 //! - `ops`: settings, run history, implicit/auto-publish marks, the credentials file;
-//! - `validators`: HTTP validators of metadata documents; `status`: `serve`'s status page.
+//! - `validators`: HTTP validators of metadata documents; `status`: `serve`'s status page;
+//! - `ids`: the typed row ids ([`SnapshotId`], [`SourceId`], [`TreeId`], [`PublicationId`],
+//!   [`S3PublicationId`], [`RunId`]), stored and printed as the bare integer.
 //!
 //! Values the catalogue stores from a closed set (publication actions, metadata modes) are enums
 //! with SQL conversions; a damaged stored value is an error, never a default.
@@ -34,6 +36,8 @@ pub mod status;
 use crate::error::{Error, Result};
 
 mod blobs;
+mod ids;
+pub use ids::{PublicationId, RunId, S3PublicationId, SnapshotId, SourceId, TreeId};
 pub mod maintenance;
 mod ops;
 mod publications;

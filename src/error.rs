@@ -185,13 +185,16 @@ pub enum Error {
     UnknownPublication { dest: PathBuf, spec: String },
 
     #[error("tree `{}` of publication {publication} no longer exists", tree.display())]
-    TreeGone { publication: i64, tree: PathBuf },
+    TreeGone {
+        publication: crate::catalog::PublicationId,
+        tree: PathBuf,
+    },
 
     #[error(
         "the tree for snapshot {snapshot} lacks {missing} of the {listed} items its {mode} metadata lists (e.g. {examples}); clients would get 404s"
     )]
     TreeIncomplete {
-        snapshot: i64,
+        snapshot: crate::catalog::SnapshotId,
         mode: &'static str,
         listed: usize,
         missing: usize,
@@ -204,13 +207,21 @@ pub enum Error {
     #[error(
         "path `{path}` is used twice in snapshot {snapshot} with different contents (or as a file and a directory)"
     )]
-    PathConflict { snapshot: i64, path: String },
+    PathConflict {
+        snapshot: crate::catalog::SnapshotId,
+        path: String,
+    },
 
     #[error("item `{item}` of snapshot {snapshot} has a path but no blob")]
-    ItemWithoutBlob { snapshot: i64, item: String },
+    ItemWithoutBlob {
+        snapshot: crate::catalog::SnapshotId,
+        item: String,
+    },
 
     #[error("snapshot {snapshot} holds no items; there is nothing to publish")]
-    EmptySnapshot { snapshot: i64 },
+    EmptySnapshot {
+        snapshot: crate::catalog::SnapshotId,
+    },
 
     #[error(
         "`--sign-key` needs `--metadata filtered` (verbatim documents keep their upstream signatures)"
@@ -236,7 +247,7 @@ pub enum Error {
         "stored document `{path}` of snapshot {snapshot} is not a readable clearsigned document"
     )]
     StoredDocument {
-        snapshot: i64,
+        snapshot: crate::catalog::SnapshotId,
         path: String,
         #[source]
         source: crate::openpgp::Error,

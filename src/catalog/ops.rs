@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::params;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 
+use super::ids::{RunId, SnapshotId};
 use super::trees::unknown;
 use super::{Catalog, MetadataMode, Source, json_list, now, parse_list_strict};
 use crate::error::{Error, IoResultExt, Result};
@@ -31,7 +32,7 @@ pub struct AutoPublish {
 /// One sync or mirror attempt.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Run {
-    pub id: i64,
+    pub id: RunId,
     pub source: String,
     pub started_at: i64,
     pub finished_at: Option<i64>,
@@ -39,7 +40,7 @@ pub struct Run {
     pub error: Option<String>,
     pub fetched_bytes: i64,
     pub items: i64,
-    pub snapshot: Option<i64>,
+    pub snapshot: Option<SnapshotId>,
 }
 
 /// How a run ended (`runs.result`).
@@ -305,25 +306,25 @@ impl Catalog {
     // ------------------------------------------------------------------ runs
 
     /// Record the start of a sync or mirror run.
-    pub fn start_run(&self, source: &str) -> Result<i64> {
+    pub fn start_run(&self, source: &str) -> Result<RunId> {
         self.sql(|c| {
             c.execute(
                 "INSERT INTO runs (source_name, started_at, result) VALUES (?1, ?2, ?3)",
                 params![source, now(), RunResult::Running],
             )?;
-            Ok(c.last_insert_rowid())
+            Ok(RunId(c.last_insert_rowid()))
         })
     }
 
     /// Record how a run ended. `error` must already be free of credentials.
     pub fn finish_run(
         &self,
-        id: i64,
+        id: RunId,
         result: RunResult,
         error: Option<&str>,
         fetched_bytes: u64,
         items: u64,
-        snapshot: Option<i64>,
+        snapshot: Option<SnapshotId>,
     ) -> Result<()> {
         self.exec(
             "UPDATE runs SET finished_at = ?2, result = ?3, error = ?4, fetched_bytes = ?5,

@@ -193,7 +193,9 @@ fn stored_modes_and_actions_read_back_as_enums() {
     assert_eq!(serde_json::to_value(&p[0]).unwrap()["action"], "rollback");
     assert_eq!(serde_json::to_value(&p[0]).unwrap()["mode"], "filtered");
     assert_eq!(
-        c.trees_for(1, MetadataMode::Filtered, None).unwrap().len(),
+        c.trees_for(SnapshotId(1), MetadataMode::Filtered, None)
+            .unwrap()
+            .len(),
         1
     );
 }
@@ -244,7 +246,7 @@ fn a_damaged_s3_action_is_an_error() {
         dest: "s3://b/p",
         tree_id: None,
         tree: "t",
-        snapshot_id: 1,
+        snapshot_id: SnapshotId(1),
         mode: MetadataMode::Verbatim,
         signer: None,
         action: PublicationAction::Publish,

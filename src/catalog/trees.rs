@@ -9,6 +9,7 @@
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Row, params};
 
+use super::ids::{SnapshotId, TreeId};
 use super::{Catalog, now};
 use crate::error::Result;
 
@@ -68,9 +69,9 @@ pub(super) fn unknown(what: &str, value: &str) -> Box<dyn std::error::Error + Se
 /// A materialised tree.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct TreeRow {
-    pub id: i64,
+    pub id: TreeId,
     pub name: String,
-    pub snapshot_id: i64,
+    pub snapshot_id: SnapshotId,
     pub mode: MetadataMode,
     pub signer: Option<String>,
     pub files: i64,
@@ -106,7 +107,7 @@ impl Catalog {
     /// Trees of `(snapshot, mode, signer)`, newest first.
     pub fn trees_for(
         &self,
-        snapshot: i64,
+        snapshot: SnapshotId,
         mode: MetadataMode,
         signer: Option<&str>,
     ) -> Result<Vec<TreeRow>> {
@@ -128,7 +129,7 @@ impl Catalog {
         )
     }
 
-    pub fn tree_by_id(&self, id: i64) -> Result<Option<TreeRow>> {
+    pub fn tree_by_id(&self, id: TreeId) -> Result<Option<TreeRow>> {
         self.row(
             &format!("{TREE_COLUMNS} WHERE id = ?1"),
             [id],
@@ -142,7 +143,7 @@ impl Catalog {
     pub fn insert_tree(
         &self,
         name: &str,
-        snapshot: i64,
+        snapshot: SnapshotId,
         mode: MetadataMode,
         signer: Option<&str>,
         files: u64,
@@ -164,7 +165,7 @@ impl Catalog {
                     created_at
                 ],
             )?;
-            let id = tx.last_insert_rowid();
+            let id = TreeId(tx.last_insert_rowid());
             let mut st = tx.prepare(
                 "INSERT OR REPLACE INTO tree_documents (tree_id, path, blake3, size)
                  VALUES (?1, ?2, ?3, ?4)",
@@ -188,7 +189,7 @@ impl Catalog {
 
     /// The recorded documents of a tree, `(path, blake3)`; empty for a tree built before schema
     /// 0005.
-    pub fn tree_documents(&self, tree: i64) -> Result<Vec<(String, String)>> {
+    pub fn tree_documents(&self, tree: TreeId) -> Result<Vec<(String, String)>> {
         self.rows(
             "SELECT path, blake3 FROM tree_documents WHERE tree_id = ?1 ORDER BY path",
             [tree],
@@ -199,7 +200,7 @@ impl Catalog {
     // ------------------------------------------------------------ grace items
 
     /// Does `tree` hold every item path of `snapshot` (its own, or complete grace)?
-    pub fn tree_covers(&self, tree: &TreeRow, snapshot: i64) -> Result<bool> {
+    pub fn tree_covers(&self, tree: &TreeRow, snapshot: SnapshotId) -> Result<bool> {
         if tree.snapshot_id == snapshot {
             return Ok(true);
         }
@@ -214,7 +215,7 @@ impl Catalog {
     }
 
     /// The snapshots `tree` carries grace items for (complete or being added), oldest first.
-    pub fn grace_snapshots(&self, tree: i64) -> Result<Vec<i64>> {
+    pub fn grace_snapshots(&self, tree: TreeId) -> Result<Vec<SnapshotId>> {
         self.rows(
             "SELECT snapshot_id FROM tree_grace WHERE tree_id = ?1 ORDER BY snapshot_id",
             [tree],
@@ -223,7 +224,7 @@ impl Catalog {
     }
 
     /// Announce grace links of `snapshot` in `tree` (before adding them).
-    pub fn begin_grace(&self, tree: i64, snapshot: i64) -> Result<()> {
+    pub fn begin_grace(&self, tree: TreeId, snapshot: SnapshotId) -> Result<()> {
         self.exec(
             "INSERT OR IGNORE INTO tree_grace (tree_id, snapshot_id, complete, files)
              VALUES (?1, ?2, 0, 0)",
@@ -233,7 +234,7 @@ impl Catalog {
     }
 
     /// The grace links are durable.
-    pub fn complete_grace(&self, tree: i64, snapshot: i64, files: u64) -> Result<()> {
+    pub fn complete_grace(&self, tree: TreeId, snapshot: SnapshotId, files: u64) -> Result<()> {
         self.exec(
             "UPDATE tree_grace SET complete = 1, files = files + ?3
              WHERE tree_id = ?1 AND snapshot_id = ?2",
