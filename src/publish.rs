@@ -494,7 +494,7 @@ fn build(
                 b.link_blob(path, &bp, size)?;
                 written.push(TreeDocument {
                     path: path.clone(),
-                    blake3: blob.to_string(),
+                    blake3: blob.clone(),
                     size,
                 });
             }
@@ -502,7 +502,7 @@ fn build(
                 b.write_bytes(path, bytes)?;
                 written.push(TreeDocument {
                     path: path.clone(),
-                    blake3: blake3::hash(bytes).to_hex().to_string(),
+                    blake3: crate::store::BlobHash::parse(&blake3::hash(bytes).to_hex())?,
                     size: bytes.len() as u64,
                 });
             }

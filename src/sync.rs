@@ -281,12 +281,13 @@ pub async fn sync(
             });
         };
         vault.catalog.insert_blob(&digests)?;
+        let blob = BlobHash::parse(&digests.blake3)?;
         if let Some(v) = &d.validators {
             validators.push((
                 d.url.clone(),
                 crate::catalog::StoredValidators {
                     validators: v.clone(),
-                    blob: digests.blake3.clone(),
+                    blob: blob.clone(),
                 },
             ));
         }
@@ -295,7 +296,7 @@ pub async fn sync(
             path: d.path.clone(),
             kind: d.kind.to_string(),
             content_id: d.content_id.clone(),
-            blob: BlobHash::parse(&digests.blake3)?,
+            blob,
         });
     }
 

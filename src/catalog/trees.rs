@@ -12,6 +12,7 @@ use rusqlite::{Row, params};
 use super::ids::{SnapshotId, TreeId};
 use super::{Catalog, now};
 use crate::error::Result;
+use crate::store::BlobHash;
 
 /// How a tree's metadata was written (`trees.mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -83,7 +84,7 @@ pub struct TreeRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TreeDocument {
     pub path: String,
-    pub blake3: String,
+    pub blake3: BlobHash,
     pub size: u64,
 }
 
@@ -188,8 +189,8 @@ impl Catalog {
     }
 
     /// The recorded documents of a tree, `(path, blake3)`; empty for a tree built before schema
-    /// 0005.
-    pub fn tree_documents(&self, tree: TreeId) -> Result<Vec<(String, String)>> {
+    /// 0005. A stored `blake3` that is not a blob address is an error.
+    pub fn tree_documents(&self, tree: TreeId) -> Result<Vec<(String, BlobHash)>> {
         self.rows(
             "SELECT path, blake3 FROM tree_documents WHERE tree_id = ?1 ORDER BY path",
             [tree],

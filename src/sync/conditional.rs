@@ -32,13 +32,13 @@ impl DocumentCache for StoredDocs {
     fn validators(&self, url: &str) -> Option<Validators> {
         let row = self.rows.get(url)?;
         self.blobs
-            .contains(&row.blob)
+            .contains(row.blob.as_str())
             .then(|| row.validators.clone())
     }
 
     fn body(&self, url: &str) -> Option<Vec<u8>> {
         let row = self.rows.get(url)?;
-        let bytes = self.blobs.read(&row.blob).ok()?;
-        (blake3::hash(&bytes).to_hex().as_str() == row.blob).then_some(bytes)
+        let bytes = self.blobs.read(row.blob.as_str()).ok()?;
+        (blake3::hash(&bytes).to_hex().as_str() == row.blob.as_str()).then_some(bytes)
     }
 }
