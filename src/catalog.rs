@@ -114,7 +114,10 @@ impl Catalog {
         Ok(cat)
     }
 
-    /// Open an existing catalogue read-only; `None` if there is none yet.
+    /// Open an existing catalogue read-only; `None` if there is none yet. A catalogue of
+    /// another schema version is an error: a newer one ([`Error::SchemaTooNew`]) and an older
+    /// one ([`Error::SchemaTooOld`]; it cannot be migrated read-only, and every query expects
+    /// the current schema, so it is refused once here rather than failing on a missing column).
     pub fn open_read_only(path: &Path) -> Result<Option<Catalog>> {
         if !path.exists() {
             return Ok(None);
@@ -132,6 +135,13 @@ impl Catalog {
         let v = cat.user_version()?;
         if v > SCHEMA_VERSION {
             return Err(Error::SchemaTooNew {
+                path: path.to_path_buf(),
+                found: v,
+                known: SCHEMA_VERSION,
+            });
+        }
+        if v < SCHEMA_VERSION {
+            return Err(Error::SchemaTooOld {
                 path: path.to_path_buf(),
                 found: v,
                 known: SCHEMA_VERSION,

@@ -48,6 +48,15 @@ pub enum Error {
         known: i64,
     },
 
+    /// An older catalogue opened read-only: it cannot be migrated, and the queries expect the
+    /// current schema.
+    #[error("catalogue `{}` has schema version {found}, older than this streamvault ({known}), and a read-only command cannot upgrade it", path.display())]
+    SchemaTooOld {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+
     #[error("`{}` is locked by {holder}", path.display())]
     Locked { path: PathBuf, holder: String },
 
@@ -316,6 +325,9 @@ impl Error {
                 Some("wait for it to finish, or pass `--wait` to queue behind it".to_string())
             }
             Error::UnknownSource(_) => Some("`streamvault source list` shows the sources".into()),
+            Error::SchemaTooOld { .. } => Some(
+                "run one command that writes (e.g. `streamvault sync NAME` without `--dry-run`) with this streamvault to upgrade it".into(),
+            ),
             Error::UnknownSnapshot(_) => Some("`streamvault snapshots` lists the snapshots".into()),
             Error::DestIsDirectory { .. } => Some(
                 "pass `--adopt` to import its files into the store and replace it with the link"
