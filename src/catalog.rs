@@ -35,6 +35,54 @@ pub mod status;
 
 use crate::error::{Error, Result};
 
+/// The text conversions of an enum the catalogue stores as text from a closed set:
+/// `as_str`, `parse` (`None` for any other string), `Display`, `ToSql`, and `FromSql`, which
+/// makes a stored value outside the set an error naming `$what`, never a default.
+macro_rules! stored_enum {
+    ($name:ident, $what:literal, { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+
+            /// The value a stored string names; `None` for anything else (a damaged value).
+            pub fn parse(s: &str) -> Option<$name> {
+                match s {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl rusqlite::types::ToSql for $name {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(rusqlite::types::ToSqlOutput::from(self.as_str()))
+            }
+        }
+
+        impl rusqlite::types::FromSql for $name {
+            fn column_result(
+                v: rusqlite::types::ValueRef<'_>,
+            ) -> rusqlite::types::FromSqlResult<Self> {
+                let s = v.as_str()?;
+                $name::parse(s).ok_or_else(|| {
+                    rusqlite::types::FromSqlError::Other(
+                        format!("unknown {} `{s}` in the catalogue", $what).into(),
+                    )
+                })
+            }
+        }
+    };
+}
+
 mod blobs;
 mod ids;
 pub use ids::{PublicationId, RunId, S3PublicationId, SnapshotId, SourceId, TreeId};

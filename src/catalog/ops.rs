@@ -14,10 +14,8 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rusqlite::params;
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 
 use super::ids::{RunId, SnapshotId};
-use super::trees::unknown;
 use super::{Catalog, MetadataMode, Source, json_list, now, parse_list_strict};
 use crate::error::{Error, IoResultExt, Result};
 
@@ -64,38 +62,14 @@ impl RunResult {
         RunResult::Failed,
         RunResult::Running,
     ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunResult::Running => "running",
-            RunResult::Snapshot => "snapshot",
-            RunResult::Unchanged => "unchanged",
-            RunResult::Failed => "failed",
-        }
-    }
 }
 
-impl std::fmt::Display for RunResult {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl ToSql for RunResult {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.as_str()))
-    }
-}
-
-impl FromSql for RunResult {
-    fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
-        let s = v.as_str()?;
-        RunResult::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .ok_or_else(|| FromSqlError::Other(unknown("run result", s)))
-    }
-}
+stored_enum!(RunResult, "run result", {
+    Running => "running",
+    Snapshot => "snapshot",
+    Unchanged => "unchanged",
+    Failed => "failed",
+});
 
 /// `scheme://user:pw@host/x` → (`scheme://host/x`, `Some("user:pw")`); other strings unchanged.
 pub fn split_credentials(url: &str) -> (String, Option<String>) {

@@ -8,11 +8,10 @@
 //! two leaves a row that `status` reports as not live, never a live index the catalogue does not
 //! know); a failed index write deletes the row again.
 
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Row, params};
 
 use super::ids::{PublicationId, S3PublicationId, SnapshotId, TreeId};
-use super::trees::{MetadataMode, TreeRow, unknown};
+use super::trees::{MetadataMode, TreeRow};
 use super::{Catalog, now};
 use crate::error::Result;
 
@@ -26,45 +25,11 @@ pub enum PublicationAction {
     Rollback,
 }
 
-impl PublicationAction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PublicationAction::Publish => "publish",
-            PublicationAction::Adopt => "adopt",
-            PublicationAction::Rollback => "rollback",
-        }
-    }
-
-    /// The action a stored string names; `None` for anything else (a damaged value).
-    pub fn parse(s: &str) -> Option<PublicationAction> {
-        match s {
-            "publish" => Some(PublicationAction::Publish),
-            "adopt" => Some(PublicationAction::Adopt),
-            "rollback" => Some(PublicationAction::Rollback),
-            _ => None,
-        }
-    }
-}
-
-impl std::fmt::Display for PublicationAction {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl ToSql for PublicationAction {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.as_str()))
-    }
-}
-
-impl FromSql for PublicationAction {
-    fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
-        let s = v.as_str()?;
-        PublicationAction::parse(s)
-            .ok_or_else(|| FromSqlError::Other(unknown("publication action", s)))
-    }
-}
+stored_enum!(PublicationAction, "publication action", {
+    Publish => "publish",
+    Adopt => "adopt",
+    Rollback => "rollback",
+});
 
 /// One flip of a published link.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

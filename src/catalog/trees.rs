@@ -6,7 +6,6 @@
 //! its directory is complete and durable; a `tree_grace` row is announced before its links are
 //! added and marked complete only after they are durable.
 
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Row, params};
 
 use super::ids::{SnapshotId, TreeId};
@@ -25,47 +24,10 @@ pub enum MetadataMode {
     Filtered,
 }
 
-impl MetadataMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MetadataMode::Verbatim => "verbatim",
-            MetadataMode::Filtered => "filtered",
-        }
-    }
-
-    /// The mode a stored string names; `None` for anything else (a damaged value).
-    pub fn parse(s: &str) -> Option<MetadataMode> {
-        match s {
-            "verbatim" => Some(MetadataMode::Verbatim),
-            "filtered" => Some(MetadataMode::Filtered),
-            _ => None,
-        }
-    }
-}
-
-impl std::fmt::Display for MetadataMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl ToSql for MetadataMode {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.as_str()))
-    }
-}
-
-impl FromSql for MetadataMode {
-    fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
-        let s = v.as_str()?;
-        MetadataMode::parse(s).ok_or_else(|| FromSqlError::Other(unknown("metadata mode", s)))
-    }
-}
-
-/// The error of a stored value outside its closed set.
-pub(super) fn unknown(what: &str, value: &str) -> Box<dyn std::error::Error + Send + Sync> {
-    format!("unknown {what} `{value}` in the catalogue").into()
-}
+stored_enum!(MetadataMode, "metadata mode", {
+    Verbatim => "verbatim",
+    Filtered => "filtered",
+});
 
 /// A materialised tree.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
