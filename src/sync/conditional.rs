@@ -19,7 +19,8 @@ pub(super) struct StoredDocs {
 }
 
 impl StoredDocs {
-    /// The stored rows (none if the catalogue cannot say, e.g. an old read-only one).
+    /// The stored rows (none if the catalogue cannot say, e.g. a damaged row: the requests are
+    /// then unconditional).
     pub(super) fn load(vault: &Vault) -> StoredDocs {
         StoredDocs {
             rows: vault.catalog.document_validators().unwrap_or_default(),
