@@ -55,7 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Snapshots: overlapping windows.
     let step = blobs / (snapshots + 1);
-    let mut last = 0;
+    let mut last = catalog::SnapshotId(0);
     for k in 0..snapshots {
         let items: Vec<Item> = digests
             .iter()

@@ -13,7 +13,9 @@
 //! - `trees`: materialised trees, their documents and grace items;
 //! - `publications`: flips of a local DEST link, and publications to S3;
 //! - `ops`: settings, run history, implicit/auto-publish marks, the credentials file;
-//! - `validators`: HTTP validators of metadata documents; `status`: `serve`'s status page.
+//! - `validators`: HTTP validators of metadata documents; `status`: `serve`'s status page;
+//! - `ids`: the typed row ids ([`SnapshotId`], [`SourceId`], [`TreeId`], [`PublicationId`],
+//!   [`S3PublicationId`], [`RunId`]), stored and printed as the bare integer.
 //!
 //! Values the catalogue stores from a closed set (publication actions, metadata modes) are enums
 //! with SQL conversions; a damaged stored value is an error, never a default.
@@ -33,8 +35,58 @@ pub mod status;
 
 use crate::error::{Error, Result};
 
+/// The text conversions of an enum the catalogue stores as text from a closed set:
+/// `as_str`, `parse` (`None` for any other string), `Display`, `ToSql`, and `FromSql`, which
+/// makes a stored value outside the set an error naming `$what`, never a default.
+macro_rules! stored_enum {
+    ($name:ident, $what:literal, { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+
+            /// The value a stored string names; `None` for anything else (a damaged value).
+            pub fn parse(s: &str) -> Option<$name> {
+                match s {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl rusqlite::types::ToSql for $name {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(rusqlite::types::ToSqlOutput::from(self.as_str()))
+            }
+        }
+
+        impl rusqlite::types::FromSql for $name {
+            fn column_result(
+                v: rusqlite::types::ValueRef<'_>,
+            ) -> rusqlite::types::FromSqlResult<Self> {
+                let s = v.as_str()?;
+                $name::parse(s).ok_or_else(|| {
+                    rusqlite::types::FromSqlError::Other(
+                        format!("unknown {} `{s}` in the catalogue", $what).into(),
+                    )
+                })
+            }
+        }
+    };
+}
+
 mod blobs;
 mod compose;
+mod ids;
+pub use ids::{PublicationId, RunId, S3PublicationId, SnapshotId, SourceId, TreeId};
 pub mod maintenance;
 mod ops;
 mod publications;
@@ -114,7 +166,10 @@ impl Catalog {
         Ok(cat)
     }
 
-    /// Open an existing catalogue read-only; `None` if there is none yet.
+    /// Open an existing catalogue read-only; `None` if there is none yet. A catalogue of
+    /// another schema version is an error: a newer one ([`Error::SchemaTooNew`]) and an older
+    /// one ([`Error::SchemaTooOld`]; it cannot be migrated read-only, and every query expects
+    /// the current schema, so it is refused once here rather than failing on a missing column).
     pub fn open_read_only(path: &Path) -> Result<Option<Catalog>> {
         if !path.exists() {
             return Ok(None);
@@ -132,6 +187,13 @@ impl Catalog {
         let v = cat.user_version()?;
         if v > SCHEMA_VERSION {
             return Err(Error::SchemaTooNew {
+                path: path.to_path_buf(),
+                found: v,
+                known: SCHEMA_VERSION,
+            });
+        }
+        if v < SCHEMA_VERSION {
+            return Err(Error::SchemaTooOld {
                 path: path.to_path_buf(),
                 found: v,
                 known: SCHEMA_VERSION,

@@ -2,15 +2,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::catalog::{Catalog, Item};
+use crate::catalog::{Catalog, Item, SnapshotId};
 use crate::error::Result;
 
 type ItemKey = (String, String, String, String);
 
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Diff {
-    pub from: i64,
-    pub to: i64,
+    pub from: SnapshotId,
+    pub to: SnapshotId,
     /// `content_id/product`
     pub products_added: Vec<String>,
     pub products_removed: Vec<String>,
@@ -36,7 +36,7 @@ impl Diff {
     }
 }
 
-fn load(cat: &Catalog, id: i64) -> Result<BTreeMap<ItemKey, Option<String>>> {
+fn load(cat: &Catalog, id: SnapshotId) -> Result<BTreeMap<ItemKey, Option<String>>> {
     let mut m = BTreeMap::new();
     cat.for_each_item(id, |it: Item| {
         m.insert(
@@ -48,7 +48,7 @@ fn load(cat: &Catalog, id: i64) -> Result<BTreeMap<ItemKey, Option<String>>> {
     Ok(m)
 }
 
-pub fn diff(cat: &Catalog, from: i64, to: i64) -> Result<Diff> {
+pub fn diff(cat: &Catalog, from: SnapshotId, to: SnapshotId) -> Result<Diff> {
     // Both must exist: a clear error rather than an empty diff.
     cat.snapshot(from)?;
     cat.snapshot(to)?;

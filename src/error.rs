@@ -48,6 +48,15 @@ pub enum Error {
         known: i64,
     },
 
+    /// An older catalogue opened read-only: it cannot be migrated, and the queries expect the
+    /// current schema.
+    #[error("catalogue `{}` has schema version {found}, older than this streamvault ({known}), and a read-only command cannot upgrade it", path.display())]
+    SchemaTooOld {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+
     #[error("`{}` is locked by {holder}", path.display())]
     Locked { path: PathBuf, holder: String },
 
@@ -185,13 +194,16 @@ pub enum Error {
     UnknownPublication { dest: PathBuf, spec: String },
 
     #[error("tree `{}` of publication {publication} no longer exists", tree.display())]
-    TreeGone { publication: i64, tree: PathBuf },
+    TreeGone {
+        publication: crate::catalog::PublicationId,
+        tree: PathBuf,
+    },
 
     #[error(
         "the tree for snapshot {snapshot} lacks {missing} of the {listed} items its {mode} metadata lists (e.g. {examples}); clients would get 404s"
     )]
     TreeIncomplete {
-        snapshot: i64,
+        snapshot: crate::catalog::SnapshotId,
         mode: &'static str,
         listed: usize,
         missing: usize,
@@ -204,13 +216,21 @@ pub enum Error {
     #[error(
         "path `{path}` is used twice in snapshot {snapshot} with different contents (or as a file and a directory)"
     )]
-    PathConflict { snapshot: i64, path: String },
+    PathConflict {
+        snapshot: crate::catalog::SnapshotId,
+        path: String,
+    },
 
     #[error("item `{item}` of snapshot {snapshot} has a path but no blob")]
-    ItemWithoutBlob { snapshot: i64, item: String },
+    ItemWithoutBlob {
+        snapshot: crate::catalog::SnapshotId,
+        item: String,
+    },
 
     #[error("snapshot {snapshot} holds no items; there is nothing to publish")]
-    EmptySnapshot { snapshot: i64 },
+    EmptySnapshot {
+        snapshot: crate::catalog::SnapshotId,
+    },
 
     #[error(
         "`--sign-key` needs `--metadata filtered` (verbatim documents keep their upstream signatures)"
@@ -236,7 +256,7 @@ pub enum Error {
         "stored document `{path}` of snapshot {snapshot} is not a readable clearsigned document"
     )]
     StoredDocument {
-        snapshot: i64,
+        snapshot: crate::catalog::SnapshotId,
         path: String,
         #[source]
         source: crate::openpgp::Error,
@@ -309,6 +329,9 @@ impl Error {
                 Some("wait for it to finish, or pass `--wait` to queue behind it".to_string())
             }
             Error::UnknownSource(_) => Some("`streamvault source list` shows the sources".into()),
+            Error::SchemaTooOld { .. } => Some(
+                "run one command that writes (e.g. `streamvault sync NAME` without `--dry-run`) with this streamvault to upgrade it".into(),
+            ),
             Error::UnknownSnapshot(_) => Some("`streamvault snapshots` lists the snapshots".into()),
             Error::DestIsDirectory { .. } => Some(
                 "pass `--adopt` to import its files into the store and replace it with the link"

@@ -29,7 +29,7 @@ use crate::vault::Vault;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Adopted {
     /// The snapshot recording the imported files.
-    pub snapshot: i64,
+    pub snapshot: crate::catalog::SnapshotId,
     pub files: usize,
     pub bytes: u64,
     /// Files left out: symlinks, special files, names that are not safe paths.

@@ -4,8 +4,24 @@
 //! Data flows one way: [`fetch`] → [`openpgp`] / [`streams`] (verify, parse, select) →
 //! [`sync`] (plan against the [`catalog`], download into the [`store`], commit a snapshot) →
 //! [`publish`] (materialise a tree, flip the published link; signing [`keys`]).
+//! [`import`] is the other way into the store: an existing mirror directory taken in as a
+//! snapshot (`publish --adopt`, and [`mirror`] before its first sync).
 //! Maintenance: [`gc`] (retention, then rows before files) and [`verify`] (re-hash, check trees,
-//! repair).
+//! repair). Around them: [`mirror`] (the `sstream-mirror` command line), [`unattended`] (run
+//! history, auto-publish, `status`), [`serve`] (the HTTP(S) server for published trees),
+//! [`diff`], [`metrics`], [`settings`], [`space`]; the leaves every stage may use: [`vault`]
+//! (an open store: [`store::Layout`], catalogue, blobs, [`lock`]s), [`host`], [`checksum`],
+//! [`error`], [`escape`]; [`streamgen`] and [`demo`] make test streams.
+//!
+//! The catalogue owns the SQL and its types: row ids are newtypes ([`catalog::SnapshotId`],
+//! [`catalog::SourceId`], [`catalog::TreeId`], [`catalog::PublicationId`],
+//! [`catalog::S3PublicationId`], [`catalog::RunId`]) printed as the bare integer, blob addresses
+//! are [`store::BlobHash`], closed sets are enums; a damaged stored value is an error when the
+//! row is read.
+//!
+//! Every module but `perms` is `pub` because something outside the crate names it: the binary
+//! (`src/cli`), `tests/it`, `fuzz/` or `scripts/*.rs`. A module nothing outside uses is
+//! `pub(crate)`, so that the compiler reports its dead code.
 //!
 //! # Invariants (DESIGN.md's list and numbers; every `//! Protects invariant N` cites these)
 //! Must (breaking one loses data or lies to clients):
@@ -53,7 +69,7 @@ pub mod lock;
 pub mod metrics;
 pub mod mirror;
 pub mod openpgp;
-pub mod perms;
+pub(crate) mod perms;
 pub mod publish;
 pub mod serve;
 pub mod settings;

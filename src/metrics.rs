@@ -99,7 +99,7 @@ pub fn render(cat: &Catalog) -> Result<String> {
         (
             "streamvault_source_snapshot_id",
             "Snapshot made or confirmed by the last run.",
-            |r| r.snapshot,
+            |r| r.snapshot.map(|s| s.get()),
         ),
     ] {
         family(&mut o, name, help);

@@ -189,7 +189,11 @@ pub async fn sync(
 /// computes the same `to_add`/`to_remove` as the python tool would. Only items whose content
 /// is in the store (imported from the directory by content) are recorded; an unreadable state
 /// file is skipped (it only ever refines the selection). Returns the seeded snapshot, if any.
-pub fn seed_from_data(vault: &mut Vault, a: &MirrorArgs, output_d: &Path) -> Result<Option<i64>> {
+pub fn seed_from_data(
+    vault: &mut Vault,
+    a: &MirrorArgs,
+    output_d: &Path,
+) -> Result<Option<crate::catalog::SnapshotId>> {
     use crate::catalog::{Item, NewSnapshot};
     use crate::checksum::Checksums;
     let data = output_d.join(".data");

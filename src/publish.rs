@@ -79,7 +79,7 @@ use crate::import::Adopted;
 pub use check::{INDEX_NAMES, TreeCheck, check_published, check_tree};
 pub use detach::{DetachReport, detach, detach_plan};
 
-use crate::catalog::{PublicationAction, Snapshot};
+use crate::catalog::{PublicationAction, PublicationId, Snapshot, SnapshotId};
 use crate::error::{Error, Result};
 use crate::lock::{self, LockGuard, Mode};
 use crate::openpgp::SigningKey;
@@ -129,11 +129,11 @@ pub struct RollbackOptions {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PublishReport {
     /// The publication row (the live one if nothing changed).
-    pub publication: i64,
+    pub publication: PublicationId,
     /// `publish`, `adopt` or `rollback`.
     pub action: String,
     pub dest: PathBuf,
-    pub snapshot: i64,
+    pub snapshot: SnapshotId,
     pub source: String,
     /// Every snapshot the tree was built from (one, or the inputs of a composition in order).
     pub inputs: Vec<TreeInput>,
@@ -158,7 +158,7 @@ pub struct PublishReport {
     /// Items listed but absent, accepted with `--force`.
     pub missing: usize,
     /// The publication that was live before.
-    pub previous: Option<i64>,
+    pub previous: Option<PublicationId>,
     /// Whether DEST changed (a rollback to the live tree changes nothing).
     pub changed: bool,
     pub adopted: Option<Adopted>,
@@ -323,7 +323,7 @@ fn switch(
     tree: &TreeRow,
     action: PublicationAction,
     flip: impl FnOnce() -> Result<()>,
-) -> Result<i64> {
+) -> Result<PublicationId> {
     let cat = &vault.catalog;
     let id = cat.insert_publication(dkey, tree, action, &crate::host::who())?;
     if let Err(e) = flip() {
@@ -559,7 +559,7 @@ fn build(
                 b.link_blob(path, &bp, size)?;
                 written.push(TreeDocument {
                     path: path.clone(),
-                    blake3: blob.to_string(),
+                    blake3: blob.clone(),
                     size,
                 });
             }
@@ -567,7 +567,7 @@ fn build(
                 b.write_bytes(path, bytes)?;
                 written.push(TreeDocument {
                     path: path.clone(),
-                    blake3: blake3::hash(bytes).to_hex().to_string(),
+                    blake3: crate::store::BlobHash::parse(&blake3::hash(bytes).to_hex())?,
                     size: bytes.len() as u64,
                 });
             }
@@ -633,7 +633,11 @@ pub fn rollback(vault: &mut Vault, opts: &RollbackOptions) -> Result<PublishRepo
     let live_pub = cat.latest_publication_with_tree(&dkey, live.id)?;
     let target_pub = match &opts.to {
         None => cat
-            .previous_publication(&dkey, live_pub.as_ref().map_or(i64::MAX, |p| p.id), live.id)?
+            .previous_publication(
+                &dkey,
+                live_pub.as_ref().map_or(PublicationId(i64::MAX), |p| p.id),
+                live.id,
+            )?
             .ok_or_else(|| Error::NothingToRollBack { dest: dest.clone() })?,
         Some(spec) => resolve_to(vault, &dest, &dkey, spec)?,
     };
@@ -649,7 +653,7 @@ pub fn rollback(vault: &mut Vault, opts: &RollbackOptions) -> Result<PublishRepo
     }
     let snap = vault.catalog.snapshot(target_tree.snapshot_id)?;
     let mut report = PublishReport {
-        publication: live_pub.as_ref().map_or(0, |p| p.id),
+        publication: live_pub.as_ref().map_or(PublicationId(0), |p| p.id),
         action: PublicationAction::Rollback.to_string(),
         dest: dest.clone(),
         snapshot: snap.id,
@@ -699,8 +703,13 @@ fn resolve_to(vault: &Vault, dest: &Path, dkey: &str, spec: &str) -> Result<Publ
     };
     let n: i64 = num.parse().map_err(|_| unknown())?;
     let found = match kind {
-        "publication" | "p" => vault.catalog.publication(n)?.filter(|p| p.dest == dkey),
-        "snapshot" | "s" => vault.catalog.latest_publication_of_snapshot(dkey, n)?,
+        "publication" | "p" => vault
+            .catalog
+            .publication(PublicationId(n))?
+            .filter(|p| p.dest == dkey),
+        "snapshot" | "s" => vault
+            .catalog
+            .latest_publication_of_snapshot(dkey, SnapshotId(n))?,
         _ => None,
     };
     found.ok_or_else(unknown)
@@ -806,7 +815,7 @@ pub fn publications(vault: Option<&Vault>, dest: Option<&Path>) -> Result<Vec<Pu
     };
     let mut list = vault.catalog.publications(dkey.as_deref())?;
     let trees = dest::trees_dir(&vault.layout).ok();
-    let mut live: std::collections::HashMap<String, Option<i64>> = Default::default();
+    let mut live: std::collections::HashMap<String, Option<PublicationId>> = Default::default();
     for p in &list {
         if live.contains_key(&p.dest) {
             continue;

@@ -361,7 +361,7 @@ async fn accept_loop(
                     connections.spawn(async move {
                         match state.tls.as_ref().map(|t| t.acceptor()) {
                             None => {
-                                serve_conn(stream, Arc::clone(&state), Arc::clone(&conn), remote, stop).await;
+                                serve_conn(stream, Protocol::Http1, Arc::clone(&state), Arc::clone(&conn), remote, stop).await;
                             }
                             Some(acceptor) => {
                                 let handshake = tokio::time::timeout(
@@ -370,11 +370,12 @@ async fn accept_loop(
                                 );
                                 tokio::select! {
                                     done = handshake => if let Ok(Ok(tls)) = done {
-                                        if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-                                            serve_h2(tls, Arc::clone(&state), Arc::clone(&conn), remote, stop).await;
+                                        let protocol = if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                                            Protocol::H2
                                         } else {
-                                            serve_conn(tls, Arc::clone(&state), Arc::clone(&conn), remote, stop).await;
-                                        }
+                                            Protocol::Http1
+                                        };
+                                        serve_conn(tls, protocol, Arc::clone(&state), Arc::clone(&conn), remote, stop).await;
                                     },
                                     () = conn.evicted.notified() => {}
                                 }
@@ -401,38 +402,22 @@ async fn accept_loop(
     while connections.join_next().await.is_some() {}
 }
 
-/// One connection: HTTP/1.1 with keep-alive until the client closes, the idle timeout, an
-/// eviction (dropped to make room) or a graceful shutdown.
-async fn serve_conn<I>(
-    io: I,
-    state: Arc<State>,
-    conn: Arc<conns::Conn>,
-    remote: SocketAddr,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let svc_state = Arc::clone(&state);
-    let svc_conn = Arc::clone(&conn);
-    let service = service_fn(move |req| {
-        respond::handle(Arc::clone(&svc_state), Arc::clone(&svc_conn), remote, req)
-    });
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(state.limits.header_timeout)
-        .max_buf_size(state.limits.max_header_bytes.max(8192));
-    let served = builder.serve_connection(TokioIo::new(io), service);
-    let served = std::pin::pin!(served);
-    drive(served, |c| c.graceful_shutdown(), &state, &conn, &mut stop).await;
+/// The protocol of one connection: HTTP/1.1, or HTTP/2 when a TLS client chose `h2` by ALPN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Http1,
+    H2,
 }
 
-/// One TLS connection that chose `h2` by ALPN: HTTP/2 through the same handler, with the same
-/// idle timeout, eviction and graceful shutdown as [`serve_conn`]; the header limit is hyper's
-/// `max_header_list_size` (HTTP/2 has no request line to time out: the TLS handshake is bounded
-/// by the header timeout and a connection without a stream in flight by the idle timeout).
-async fn serve_h2<I>(
+/// One connection, through the one request handler: HTTP/1.1 with keep-alive until the client
+/// closes, or HTTP/2; either ends at the idle timeout, an eviction (dropped to make room) or a
+/// graceful shutdown. HTTP/1.1 bounds the request head by the header timeout and size; HTTP/2
+/// has no request line to time out (the TLS handshake is bounded by the header timeout and a
+/// connection without a stream in flight by the idle timeout) and takes the size as hyper's
+/// `max_header_list_size`.
+async fn serve_conn<I>(
     io: I,
+    protocol: Protocol,
     state: Arc<State>,
     conn: Arc<conns::Conn>,
     remote: SocketAddr,
@@ -445,13 +430,27 @@ async fn serve_h2<I>(
     let service = service_fn(move |req| {
         respond::handle(Arc::clone(&svc_state), Arc::clone(&svc_conn), remote, req)
     });
-    let mut builder = http2::Builder::new(TokioExecutor::new());
-    builder.timer(TokioTimer::new()).max_header_list_size(
-        u32::try_from(state.limits.max_header_bytes.max(8192)).unwrap_or(u32::MAX),
-    );
-    let served = builder.serve_connection(TokioIo::new(io), service);
-    let served = std::pin::pin!(served);
-    drive(served, |c| c.graceful_shutdown(), &state, &conn, &mut stop).await;
+    let io = TokioIo::new(io);
+    let max_header = state.limits.max_header_bytes.max(8192);
+    match protocol {
+        Protocol::Http1 => {
+            let mut builder = http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(state.limits.header_timeout)
+                .max_buf_size(max_header);
+            let served = std::pin::pin!(builder.serve_connection(io, service));
+            drive(served, |c| c.graceful_shutdown(), &state, &conn, &mut stop).await;
+        }
+        Protocol::H2 => {
+            let mut builder = http2::Builder::new(TokioExecutor::new());
+            builder
+                .timer(TokioTimer::new())
+                .max_header_list_size(u32::try_from(max_header).unwrap_or(u32::MAX));
+            let served = std::pin::pin!(builder.serve_connection(io, service));
+            drive(served, |c| c.graceful_shutdown(), &state, &conn, &mut stop).await;
+        }
+    }
 }
 
 /// Run one connection until it ends, the idle timeout passes with no request in flight, it is

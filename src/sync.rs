@@ -41,7 +41,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::catalog::{Document, NewSnapshot, SnapshotTotals, Source};
+use crate::catalog::{Document, NewSnapshot, SnapshotId, SnapshotTotals, Source};
 use crate::error::{Error, Result};
 use crate::fetch::{self, FetchOptions, Fetcher, Location, Progress};
 use crate::openpgp::Keyring;
@@ -119,8 +119,8 @@ pub struct ItemLine {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "snapshot")]
 pub enum Outcome {
-    Snapshot(i64),
-    Unchanged(i64),
+    Snapshot(SnapshotId),
+    Unchanged(SnapshotId),
     DryRun,
 }
 
@@ -281,12 +281,13 @@ pub async fn sync(
             });
         };
         vault.catalog.insert_blob(&digests)?;
+        let blob = BlobHash::parse(&digests.blake3)?;
         if let Some(v) = &d.validators {
             validators.push((
                 d.url.clone(),
                 crate::catalog::StoredValidators {
                     validators: v.clone(),
-                    blob: digests.blake3.clone(),
+                    blob: blob.clone(),
                 },
             ));
         }
@@ -295,7 +296,7 @@ pub async fn sync(
             path: d.path.clone(),
             kind: d.kind.to_string(),
             content_id: d.content_id.clone(),
-            blob: BlobHash::parse(&digests.blake3)?,
+            blob,
         });
     }
 

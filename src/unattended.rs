@@ -36,7 +36,7 @@ pub async fn sync_recorded(
 }
 
 /// Record how a run ended (best effort: the history never fails a run).
-pub fn record(vault: &Vault, run: i64, res: &Result<SyncReport>) {
+pub fn record(vault: &Vault, run: crate::catalog::RunId, res: &Result<SyncReport>) {
     let _ = match res {
         Ok(r) => {
             let (result, snap) = match r.outcome {
@@ -174,7 +174,7 @@ fn recompose(
         };
         next.push(newest.unwrap_or(i.snapshot));
     }
-    let current: Vec<i64> = st.inputs.iter().map(|i| i.snapshot).collect();
+    let current: Vec<crate::catalog::SnapshotId> = st.inputs.iter().map(|i| i.snapshot).collect();
     if next == current
         || (unchanged
             && vault
@@ -183,7 +183,7 @@ fn recompose(
     {
         return Ok(None);
     }
-    let mut ids = next.iter().map(i64::to_string);
+    let mut ids = next.iter().map(ToString::to_string);
     publish::publish(
         vault,
         &PublishOptions {
@@ -218,14 +218,14 @@ pub struct SourceStatus {
     pub implicit: bool,
     pub last_run: Option<Run>,
     pub last_success: Option<i64>,
-    pub latest_snapshot: Option<i64>,
+    pub latest_snapshot: Option<crate::catalog::SnapshotId>,
     pub auto_publish: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DestStatus {
     pub dest: String,
-    pub snapshot: i64,
+    pub snapshot: crate::catalog::SnapshotId,
     pub published_at: i64,
 }
 

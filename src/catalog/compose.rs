@@ -9,13 +9,13 @@
 use rusqlite::params;
 
 use super::trees::{MetadataMode, TreeDocument, TreeRow};
-use super::{Catalog, now};
+use super::{Catalog, SnapshotId, TreeId, now};
 use crate::error::Result;
 
 /// One input of a publication's tree.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct TreeInput {
-    pub snapshot: i64,
+    pub snapshot: SnapshotId,
     pub source: String,
 }
 
@@ -27,7 +27,7 @@ impl Catalog {
     pub fn insert_composed_tree(
         &self,
         name: &str,
-        inputs: &[i64],
+        inputs: &[SnapshotId],
         mode: MetadataMode,
         signer: Option<&str>,
         files: u64,
@@ -50,7 +50,7 @@ impl Catalog {
                     created_at
                 ],
             )?;
-            let id = tx.last_insert_rowid();
+            let id = TreeId(tx.last_insert_rowid());
             let mut st = tx.prepare(
                 "INSERT OR REPLACE INTO tree_documents (tree_id, path, blake3, size)
                  VALUES (?1, ?2, ?3, ?4)",
@@ -86,7 +86,7 @@ impl Catalog {
     }
 
     /// The input snapshots of tree `tree`, in order; empty for a tree of one snapshot.
-    pub fn tree_inputs(&self, tree: i64) -> Result<Vec<i64>> {
+    pub fn tree_inputs(&self, tree: TreeId) -> Result<Vec<SnapshotId>> {
         self.rows(
             "SELECT snapshot_id FROM tree_inputs WHERE tree_id = ?1 ORDER BY position",
             [tree],
@@ -127,7 +127,7 @@ impl Catalog {
     /// Trees built from exactly `inputs` (in this order) with `mode` and `signer`, newest first.
     pub fn composed_trees_for(
         &self,
-        inputs: &[i64],
+        inputs: &[SnapshotId],
         mode: MetadataMode,
         signer: Option<&str>,
     ) -> Result<Vec<TreeRow>> {
@@ -145,7 +145,7 @@ impl Catalog {
 
     /// Was a composed tree holding `snapshot` published to `dest` and retired since (an admin
     /// rolled back from it)?
-    pub fn composition_retired_from(&self, dest: &str, snapshot: i64) -> Result<bool> {
+    pub fn composition_retired_from(&self, dest: &str, snapshot: SnapshotId) -> Result<bool> {
         Ok(self
             .row(
                 "SELECT 1 FROM publications p JOIN tree_inputs i ON i.tree_id = p.tree_id

@@ -10,6 +10,7 @@
 use rusqlite::params;
 
 use super::Catalog;
+use super::ids::{SnapshotId, TreeId};
 use crate::checksum::Checksums;
 use crate::error::Result;
 use crate::store::BlobHash;
@@ -25,9 +26,9 @@ pub struct BlobRecord {
 /// One row of `trees`.
 #[derive(Debug, Clone)]
 pub struct TreeRecord {
-    pub id: i64,
+    pub id: TreeId,
     pub name: String,
-    pub snapshot: i64,
+    pub snapshot: SnapshotId,
     pub mode: String,
 }
 
@@ -110,7 +111,7 @@ impl Catalog {
         .map_err(e)
     }
 
-    fn tree_files(&self, sql: &str, param: i64) -> Result<Vec<TreeFile>> {
+    fn tree_files(&self, sql: &str, param: impl rusqlite::ToSql) -> Result<Vec<TreeFile>> {
         let e = |err| self.err(err);
         let mut st = self.conn.prepare(sql).map_err(e)?;
         st.query_map([param], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -120,7 +121,7 @@ impl Catalog {
     }
 
     /// The item files of a snapshot: `(path, blob)` of each item that has both.
-    pub fn snapshot_item_files(&self, snapshot: i64) -> Result<Vec<TreeFile>> {
+    pub fn snapshot_item_files(&self, snapshot: SnapshotId) -> Result<Vec<TreeFile>> {
         self.tree_files(
             "SELECT DISTINCT path, blob FROM snapshot_items
              WHERE snapshot_id = ?1 AND path IS NOT NULL AND blob IS NOT NULL",
@@ -129,7 +130,7 @@ impl Catalog {
     }
 
     /// The metadata documents recorded for a tree when it was built (`tree_documents`).
-    pub fn tree_document_files(&self, tree_id: i64) -> Result<Vec<TreeFile>> {
+    pub fn tree_document_files(&self, tree_id: TreeId) -> Result<Vec<TreeFile>> {
         self.tree_files(
             "SELECT path, blake3 FROM tree_documents WHERE tree_id = ?1",
             tree_id,
@@ -137,7 +138,7 @@ impl Catalog {
     }
 
     /// The metadata documents of a snapshot as fetched (`snapshot_documents`).
-    pub fn snapshot_document_files(&self, snapshot: i64) -> Result<Vec<TreeFile>> {
+    pub fn snapshot_document_files(&self, snapshot: SnapshotId) -> Result<Vec<TreeFile>> {
         self.tree_files(
             "SELECT path, blob FROM snapshot_documents WHERE snapshot_id = ?1",
             snapshot,
@@ -145,7 +146,7 @@ impl Catalog {
     }
 
     /// The grace items of a tree (`tree_grace`): `(path, blob, complete)`.
-    pub fn tree_grace_files(&self, tree_id: i64) -> Result<Vec<(String, String, bool)>> {
+    pub fn tree_grace_files(&self, tree_id: TreeId) -> Result<Vec<(String, String, bool)>> {
         let e = |err| self.err(err);
         let mut st = self
             .conn

@@ -14,9 +14,8 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rusqlite::params;
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 
-use super::trees::unknown;
+use super::ids::{RunId, SnapshotId};
 use super::{Catalog, MetadataMode, Source, json_list, now, parse_list_strict};
 use crate::error::{Error, IoResultExt, Result};
 
@@ -31,7 +30,7 @@ pub struct AutoPublish {
 /// One sync or mirror attempt.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Run {
-    pub id: i64,
+    pub id: RunId,
     pub source: String,
     pub started_at: i64,
     pub finished_at: Option<i64>,
@@ -39,7 +38,7 @@ pub struct Run {
     pub error: Option<String>,
     pub fetched_bytes: i64,
     pub items: i64,
-    pub snapshot: Option<i64>,
+    pub snapshot: Option<SnapshotId>,
 }
 
 /// How a run ended (`runs.result`).
@@ -63,38 +62,14 @@ impl RunResult {
         RunResult::Failed,
         RunResult::Running,
     ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunResult::Running => "running",
-            RunResult::Snapshot => "snapshot",
-            RunResult::Unchanged => "unchanged",
-            RunResult::Failed => "failed",
-        }
-    }
 }
 
-impl std::fmt::Display for RunResult {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl ToSql for RunResult {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.as_str()))
-    }
-}
-
-impl FromSql for RunResult {
-    fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
-        let s = v.as_str()?;
-        RunResult::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .ok_or_else(|| FromSqlError::Other(unknown("run result", s)))
-    }
-}
+stored_enum!(RunResult, "run result", {
+    Running => "running",
+    Snapshot => "snapshot",
+    Unchanged => "unchanged",
+    Failed => "failed",
+});
 
 /// `scheme://user:pw@host/x` → (`scheme://host/x`, `Some("user:pw")`); other strings unchanged.
 pub fn split_credentials(url: &str) -> (String, Option<String>) {
@@ -305,25 +280,25 @@ impl Catalog {
     // ------------------------------------------------------------------ runs
 
     /// Record the start of a sync or mirror run.
-    pub fn start_run(&self, source: &str) -> Result<i64> {
+    pub fn start_run(&self, source: &str) -> Result<RunId> {
         self.sql(|c| {
             c.execute(
                 "INSERT INTO runs (source_name, started_at, result) VALUES (?1, ?2, ?3)",
                 params![source, now(), RunResult::Running],
             )?;
-            Ok(c.last_insert_rowid())
+            Ok(RunId(c.last_insert_rowid()))
         })
     }
 
     /// Record how a run ended. `error` must already be free of credentials.
     pub fn finish_run(
         &self,
-        id: i64,
+        id: RunId,
         result: RunResult,
         error: Option<&str>,
         fetched_bytes: u64,
         items: u64,
-        snapshot: Option<i64>,
+        snapshot: Option<SnapshotId>,
     ) -> Result<()> {
         self.exec(
             "UPDATE runs SET finished_at = ?2, result = ?3, error = ?4, fetched_bytes = ?5,

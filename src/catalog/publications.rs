@@ -8,10 +8,10 @@
 //! two leaves a row that `status` reports as not live, never a live index the catalogue does not
 //! know); a failed index write deletes the row again.
 
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Row, params};
 
-use super::trees::{MetadataMode, TreeRow, unknown};
+use super::ids::{PublicationId, S3PublicationId, SnapshotId, TreeId};
+use super::trees::{MetadataMode, TreeRow};
 use super::{Catalog, now};
 use crate::error::Result;
 
@@ -25,54 +25,20 @@ pub enum PublicationAction {
     Rollback,
 }
 
-impl PublicationAction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PublicationAction::Publish => "publish",
-            PublicationAction::Adopt => "adopt",
-            PublicationAction::Rollback => "rollback",
-        }
-    }
-
-    /// The action a stored string names; `None` for anything else (a damaged value).
-    pub fn parse(s: &str) -> Option<PublicationAction> {
-        match s {
-            "publish" => Some(PublicationAction::Publish),
-            "adopt" => Some(PublicationAction::Adopt),
-            "rollback" => Some(PublicationAction::Rollback),
-            _ => None,
-        }
-    }
-}
-
-impl std::fmt::Display for PublicationAction {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl ToSql for PublicationAction {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.as_str()))
-    }
-}
-
-impl FromSql for PublicationAction {
-    fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
-        let s = v.as_str()?;
-        PublicationAction::parse(s)
-            .ok_or_else(|| FromSqlError::Other(unknown("publication action", s)))
-    }
-}
+stored_enum!(PublicationAction, "publication action", {
+    Publish => "publish",
+    Adopt => "adopt",
+    Rollback => "rollback",
+});
 
 /// One flip of a published link.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Publication {
-    pub id: i64,
+    pub id: PublicationId,
     pub dest: String,
-    pub tree_id: i64,
+    pub tree_id: TreeId,
     pub tree: String,
-    pub snapshot_id: i64,
+    pub snapshot_id: SnapshotId,
     pub source: String,
     pub mode: MetadataMode,
     pub signer: Option<String>,
@@ -116,7 +82,7 @@ impl Catalog {
         tree: &TreeRow,
         action: PublicationAction,
         by: &str,
-    ) -> Result<i64> {
+    ) -> Result<PublicationId> {
         self.sql(|c| {
             c.execute(
                 "INSERT INTO publications (dest, tree_id, snapshot_id, action, published_at,
@@ -124,19 +90,19 @@ impl Catalog {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![dest, tree.id, tree.snapshot_id, action, now(), by],
             )?;
-            Ok(c.last_insert_rowid())
+            Ok(PublicationId(c.last_insert_rowid()))
         })
     }
 
     /// Remove the row of a flip that did not happen.
-    pub fn delete_publication(&self, id: i64) -> Result<()> {
+    pub fn delete_publication(&self, id: PublicationId) -> Result<()> {
         self.exec("DELETE FROM publications WHERE id = ?1", [id])?;
         Ok(())
     }
 
     /// After the flip: every other publication of `dest` still open is retired now (all of them
     /// when `live` is 0).
-    pub fn retire_other_publications(&self, dest: &str, live: i64) -> Result<()> {
+    pub fn retire_other_publications(&self, dest: &str, live: PublicationId) -> Result<()> {
         self.exec(
             "UPDATE publications SET retired_at = ?1
              WHERE dest = ?2 AND id != ?3 AND retired_at IS NULL",
@@ -154,7 +120,7 @@ impl Catalog {
         )
     }
 
-    pub fn publication(&self, id: i64) -> Result<Option<Publication>> {
+    pub fn publication(&self, id: PublicationId) -> Result<Option<Publication>> {
         self.row(
             &format!("{PUB_COLUMNS} WHERE p.id = ?1"),
             [id],
@@ -176,7 +142,7 @@ impl Catalog {
     pub fn latest_publication_with_tree(
         &self,
         dest: &str,
-        tree: i64,
+        tree: TreeId,
     ) -> Result<Option<Publication>> {
         self.row(
             &format!(
@@ -191,8 +157,8 @@ impl Catalog {
     pub fn previous_publication(
         &self,
         dest: &str,
-        before: i64,
-        not_tree: i64,
+        before: PublicationId,
+        not_tree: TreeId,
     ) -> Result<Option<Publication>> {
         self.row(
             &format!(
@@ -208,7 +174,7 @@ impl Catalog {
     pub fn latest_publication_of_snapshot(
         &self,
         dest: &str,
-        snapshot: i64,
+        snapshot: SnapshotId,
     ) -> Result<Option<Publication>> {
         self.row(
             &format!(
@@ -221,7 +187,7 @@ impl Catalog {
 
     /// Whether `snapshot` was published on `dest` and later replaced there (a rollback or a
     /// newer publish), as opposed to never having been flipped to.
-    pub fn was_retired_from(&self, dest: &str, snapshot: i64) -> Result<bool> {
+    pub fn was_retired_from(&self, dest: &str, snapshot: SnapshotId) -> Result<bool> {
         self.sql(|c| {
             c.query_row(
                 "SELECT EXISTS (SELECT 1 FROM publications WHERE dest = ?1 AND snapshot_id = ?2
@@ -233,7 +199,7 @@ impl Catalog {
     }
 
     /// The live (not retired) publication of every dest: (dest, snapshot, published_at).
-    pub fn live_publications(&self) -> Result<Vec<(String, i64, i64)>> {
+    pub fn live_publications(&self) -> Result<Vec<(String, SnapshotId, i64)>> {
         self.rows(
             "SELECT dest, snapshot_id, published_at FROM publications p
              WHERE retired_at IS NULL
@@ -250,11 +216,11 @@ impl Catalog {
 /// One publish or rollback to an `s3://` DEST.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct S3Publication {
-    pub id: i64,
+    pub id: S3PublicationId,
     pub dest: String,
-    pub tree_id: Option<i64>,
+    pub tree_id: Option<TreeId>,
     pub tree: String,
-    pub snapshot_id: i64,
+    pub snapshot_id: SnapshotId,
     pub mode: MetadataMode,
     pub signer: Option<String>,
     pub action: PublicationAction,
@@ -277,9 +243,9 @@ pub struct S3Document {
 /// What a new `s3_publications` row records.
 pub struct NewS3Publication<'a> {
     pub dest: &'a str,
-    pub tree_id: Option<i64>,
+    pub tree_id: Option<TreeId>,
     pub tree: &'a str,
-    pub snapshot_id: i64,
+    pub snapshot_id: SnapshotId,
     pub mode: MetadataMode,
     pub signer: Option<&'a str>,
     pub action: PublicationAction,
@@ -315,7 +281,7 @@ impl Catalog {
         &self,
         p: &NewS3Publication<'_>,
         docs: &[S3Document],
-    ) -> Result<i64> {
+    ) -> Result<S3PublicationId> {
         self.write(|tx| {
             tx.execute(
                 "INSERT INTO s3_publications (dest, tree_id, tree_name, snapshot_id, mode, signer,
@@ -335,7 +301,7 @@ impl Catalog {
                     p.by
                 ],
             )?;
-            let id = tx.last_insert_rowid();
+            let id = S3PublicationId(tx.last_insert_rowid());
             let mut st = tx.prepare(
                 "INSERT INTO s3_documents (publication_id, key, is_index, body)
                  VALUES (?1, ?2, ?3, ?4)",
@@ -348,14 +314,14 @@ impl Catalog {
     }
 
     /// Remove an S3 publication whose index write failed.
-    pub fn delete_s3_publication(&self, id: i64) -> Result<()> {
+    pub fn delete_s3_publication(&self, id: S3PublicationId) -> Result<()> {
         self.exec("DELETE FROM s3_documents WHERE publication_id = ?1", [id])?;
         self.exec("DELETE FROM s3_publications WHERE id = ?1", [id])?;
         Ok(())
     }
 
     /// Mark every other S3 publication of `dest` retired.
-    pub fn retire_other_s3_publications(&self, dest: &str, id: i64) -> Result<()> {
+    pub fn retire_other_s3_publications(&self, dest: &str, id: S3PublicationId) -> Result<()> {
         self.exec(
             "UPDATE s3_publications SET retired_at = ?3
              WHERE dest = ?1 AND id != ?2 AND retired_at IS NULL",
@@ -385,12 +351,12 @@ impl Catalog {
     }
 
     /// One S3 publication by id.
-    pub fn s3_publication(&self, id: i64) -> Result<Option<S3Publication>> {
+    pub fn s3_publication(&self, id: S3PublicationId) -> Result<Option<S3Publication>> {
         self.row(&format!("{S3_COLUMNS} WHERE id = ?1"), [id], s3_from_row)
     }
 
     /// The documents an S3 publication wrote (products first, the index documents last).
-    pub fn s3_documents(&self, id: i64) -> Result<Vec<S3Document>> {
+    pub fn s3_documents(&self, id: S3PublicationId) -> Result<Vec<S3Document>> {
         self.rows(
             "SELECT key, is_index, body FROM s3_documents WHERE publication_id = ?1
              ORDER BY is_index, key",

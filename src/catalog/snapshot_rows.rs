@@ -4,7 +4,7 @@
 
 use rusqlite::params;
 
-use super::{Catalog, Item, NewSnapshot, db, json_list, now};
+use super::{Catalog, Item, NewSnapshot, SnapshotId, db, json_list, now};
 use crate::error::Result;
 
 /// What the `snapshots` row counts, computed by the caller who streams the items.
@@ -28,7 +28,7 @@ impl Catalog {
         s: &NewSnapshot,
         totals: SnapshotTotals,
         next_item: &mut dyn FnMut() -> Result<Option<Item>>,
-    ) -> Result<i64> {
+    ) -> Result<SnapshotId> {
         let path = self.path.clone();
         let e = |err| db(&path, err);
         let tx = self
@@ -99,6 +99,6 @@ impl Catalog {
             }
         }
         tx.commit().map_err(e)?;
-        Ok(id)
+        Ok(SnapshotId(id))
     }
 }

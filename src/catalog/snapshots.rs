@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use rusqlite::params;
 
+use super::ids::{SnapshotId, SourceId};
 use super::ops::strip_credentials;
 use super::{Catalog, parse_list_strict};
 use crate::checksum::Checksums;
@@ -17,7 +18,7 @@ use crate::store::BlobHash;
 /// One snapshot's summary row.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Snapshot {
-    pub id: i64,
+    pub id: SnapshotId,
     pub source: String,
     pub created_at: i64,
     pub url: String,
@@ -71,7 +72,7 @@ impl Item {
 /// A snapshot about to be written.
 #[derive(Debug, Clone)]
 pub struct NewSnapshot {
-    pub source_id: Option<i64>,
+    pub source_id: Option<SourceId>,
     pub source: String,
     pub url: String,
     pub start_path: String,
@@ -92,7 +93,7 @@ impl Catalog {
     /// Write a snapshot and all its rows in one transaction (invariant 2). Every blob it names
     /// must already have its row (foreign keys are on). The rows are written by
     /// [`Catalog::insert_snapshot_rows`], the streaming form a sync uses.
-    pub fn insert_snapshot(&mut self, s: &NewSnapshot) -> Result<i64> {
+    pub fn insert_snapshot(&mut self, s: &NewSnapshot) -> Result<SnapshotId> {
         let mut products = std::collections::HashSet::new();
         let mut versions = std::collections::HashSet::new();
         let mut bytes: u64 = 0;
@@ -119,7 +120,7 @@ impl Catalog {
         )
     }
 
-    pub fn snapshot(&self, id: i64) -> Result<Snapshot> {
+    pub fn snapshot(&self, id: SnapshotId) -> Result<Snapshot> {
         self.row(
             &format!("{SNAPSHOT_COLUMNS} WHERE id = ?1"),
             [id],
@@ -139,14 +140,14 @@ impl Catalog {
 
     /// Resolve an id or a source name (= its latest snapshot).
     pub fn resolve_snapshot(&self, spec: &str) -> Result<Snapshot> {
-        if let Ok(id) = spec.parse::<i64>() {
+        if let Ok(id) = spec.parse::<SnapshotId>() {
             return self.snapshot(id);
         }
         self.latest_snapshot(spec)?
             .ok_or_else(|| Error::UnknownSnapshot(spec.to_string()))
     }
 
-    pub fn documents(&self, snapshot: i64) -> Result<Vec<Document>> {
+    pub fn documents(&self, snapshot: SnapshotId) -> Result<Vec<Document>> {
         self.rows(
             "SELECT ord, path, kind, content_id, blob FROM snapshot_documents
              WHERE snapshot_id = ?1 ORDER BY ord",
@@ -164,7 +165,11 @@ impl Catalog {
     }
 
     /// Stream the items of a snapshot in key order without collecting them.
-    pub fn for_each_item(&self, snapshot: i64, f: impl FnMut(Item) -> Result<()>) -> Result<()> {
+    pub fn for_each_item(
+        &self,
+        snapshot: SnapshotId,
+        f: impl FnMut(Item) -> Result<()>,
+    ) -> Result<()> {
         self.each(
             &format!(
                 "{ITEM_COLUMNS} WHERE snapshot_id = ?1 ORDER BY content_id, product, version, item"
@@ -175,7 +180,7 @@ impl Catalog {
         )
     }
 
-    pub fn items(&self, snapshot: i64) -> Result<Vec<Item>> {
+    pub fn items(&self, snapshot: SnapshotId) -> Result<Vec<Item>> {
         let mut out = Vec::new();
         self.for_each_item(snapshot, |it| {
             out.push(it);
@@ -187,7 +192,7 @@ impl Catalog {
     /// The versions of each `(content_id, product)` in a snapshot.
     pub fn snapshot_versions(
         &self,
-        snapshot: i64,
+        snapshot: SnapshotId,
     ) -> Result<BTreeMap<(String, String), Vec<String>>> {
         let mut out: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
         self.each(
@@ -206,7 +211,7 @@ impl Catalog {
     /// The items of one version of a snapshot.
     pub fn version_items(
         &self,
-        snapshot: i64,
+        snapshot: SnapshotId,
         content_id: &str,
         product: &str,
         version: &str,
@@ -226,8 +231,8 @@ impl Catalog {
     /// what grace adds to another snapshot's tree.
     pub fn for_each_item_file(
         &self,
-        snapshot: i64,
-        except: Option<i64>,
+        snapshot: SnapshotId,
+        except: Option<SnapshotId>,
         f: impl FnMut(ItemFile) -> Result<()>,
     ) -> Result<()> {
         self.each(
@@ -251,7 +256,7 @@ impl Catalog {
     }
 
     /// The key `(content_id, product, version, item)` of every item of `snapshot`.
-    pub fn item_keys(&self, snapshot: i64) -> Result<Vec<[String; 4]>> {
+    pub fn item_keys(&self, snapshot: SnapshotId) -> Result<Vec<[String; 4]>> {
         self.rows(
             "SELECT content_id, product, version, item FROM snapshot_items WHERE snapshot_id = ?1",
             [snapshot],

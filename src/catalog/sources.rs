@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use rusqlite::params;
 
+use super::ids::SourceId;
 use super::ops::{AutoPublish, split_credentials};
 use super::{Catalog, MetadataMode, json_list, now, parse_list_strict};
 use crate::error::{Error, Result};
@@ -18,7 +19,7 @@ use crate::error::{Error, Result};
 /// A configured upstream.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Source {
-    pub id: i64,
+    pub id: SourceId,
     pub name: String,
     pub url: String,
     pub path: Option<String>,
@@ -72,10 +73,10 @@ const SOURCE_COLUMNS: &str = "SELECT id, name, url, path, keyring, max_versions,
     publish_sign_key FROM sources";
 
 impl Catalog {
-    pub fn add_source(&self, s: &NewSource) -> Result<i64> {
+    pub fn add_source(&self, s: &NewSource) -> Result<SourceId> {
         check_source_name(&s.name)?;
         let exists = self.row("SELECT id FROM sources WHERE name = ?1", [&s.name], |r| {
-            r.get::<_, i64>(0)
+            r.get::<_, SourceId>(0)
         })?;
         if exists.is_some() {
             return Err(Error::SourceExists(s.name.clone()));

@@ -7,7 +7,7 @@
 
 use rusqlite::params;
 
-use super::{Catalog, PublicationAction};
+use super::{Catalog, PublicationAction, SnapshotId};
 use crate::error::Result;
 
 /// One source and its newest snapshot.
@@ -18,13 +18,13 @@ pub struct SourceStatus {
     pub url: String,
     pub snapshots: i64,
     /// `(id, created_at, items, bytes, duration_ms)` of the newest snapshot.
-    pub last: Option<(i64, i64, i64, i64, i64)>,
+    pub last: Option<(SnapshotId, i64, i64, i64, i64)>,
 }
 
 /// One snapshot row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotStatus {
-    pub id: i64,
+    pub id: SnapshotId,
     pub source: String,
     pub created_at: i64,
     pub products: i64,
@@ -33,7 +33,7 @@ pub struct SnapshotStatus {
     pub bytes: i64,
     pub fetched_bytes: i64,
     /// The same source's previous snapshot still in the catalogue, if any.
-    pub previous: Option<i64>,
+    pub previous: Option<SnapshotId>,
 }
 
 /// A publication (a tree published on a DEST).
@@ -41,7 +41,7 @@ pub struct SnapshotStatus {
 pub struct PublicationStatus {
     pub dest: String,
     pub tree: String,
-    pub snapshot_id: i64,
+    pub snapshot_id: SnapshotId,
     pub action: PublicationAction,
     pub published_at: i64,
     pub retired_at: Option<i64>,
@@ -59,7 +59,7 @@ impl Catalog {
                  ORDER BY s.name",
             [],
             |r| {
-                let id: Option<i64> = r.get(3)?;
+                let id: Option<SnapshotId> = r.get(3)?;
                 Ok(SourceStatus {
                     name: r.get(0)?,
                     url: r.get(1)?,

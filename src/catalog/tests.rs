@@ -193,7 +193,9 @@ fn stored_modes_and_actions_read_back_as_enums() {
     assert_eq!(serde_json::to_value(&p[0]).unwrap()["action"], "rollback");
     assert_eq!(serde_json::to_value(&p[0]).unwrap()["mode"], "filtered");
     assert_eq!(
-        c.trees_for(1, MetadataMode::Filtered, None).unwrap().len(),
+        c.trees_for(SnapshotId(1), MetadataMode::Filtered, None)
+            .unwrap()
+            .len(),
         1
     );
 }
@@ -244,7 +246,7 @@ fn a_damaged_s3_action_is_an_error() {
         dest: "s3://b/p",
         tree_id: None,
         tree: "t",
-        snapshot_id: 1,
+        snapshot_id: SnapshotId(1),
         mode: MetadataMode::Verbatim,
         signer: None,
         action: PublicationAction::Publish,
@@ -285,4 +287,47 @@ fn run_results_are_an_enum_and_a_damaged_one_is_an_error() {
         .execute("UPDATE runs SET result = 'ok' WHERE id = ?1", [a])
         .unwrap();
     assert!(is_db_error(c.last_runs()));
+}
+
+#[test]
+fn tree_documents_read_back_as_blob_hashes_and_a_damaged_one_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = open(&dir);
+    raw_publication(&c, "verbatim", "publish");
+    let good = crate::store::BlobHash::parse(&"ab".repeat(32)).unwrap();
+    c.conn
+        .execute(
+            "INSERT INTO tree_documents (tree_id, path, blake3, size) VALUES (1, 'i.json', ?1, 1)",
+            [&good],
+        )
+        .unwrap();
+    assert_eq!(
+        c.tree_documents(TreeId(1)).unwrap(),
+        vec![("i.json".to_string(), good)]
+    );
+    c.conn
+        .execute_batch("UPDATE tree_documents SET blake3 = '../../etc/passwd'")
+        .unwrap();
+    assert!(is_db_error(c.tree_documents(TreeId(1))));
+}
+
+#[test]
+fn a_damaged_validator_blob_is_an_error_not_a_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = open(&dir);
+    let blob = crate::store::BlobHash::parse(&"cd".repeat(32)).unwrap();
+    let row = StoredValidators {
+        validators: crate::fetch::Validators {
+            etag: Some("\"e\"".into()),
+            last_modified: None,
+        },
+        blob: blob.clone(),
+    };
+    c.save_document_validators(&[("http://h/i.json".into(), row.clone())])
+        .unwrap();
+    assert_eq!(c.document_validators().unwrap()["http://h/i.json"], row);
+    c.conn
+        .execute_batch("UPDATE document_validators SET blob = 'CD'")
+        .unwrap();
+    assert!(is_db_error(c.document_validators()));
 }

@@ -6,11 +6,12 @@
 //! its directory is complete and durable; a `tree_grace` row is announced before its links are
 //! added and marked complete only after they are durable.
 
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Row, params};
 
+use super::ids::{SnapshotId, TreeId};
 use super::{Catalog, now};
 use crate::error::Result;
+use crate::store::BlobHash;
 
 /// How a tree's metadata was written (`trees.mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -23,54 +24,17 @@ pub enum MetadataMode {
     Filtered,
 }
 
-impl MetadataMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MetadataMode::Verbatim => "verbatim",
-            MetadataMode::Filtered => "filtered",
-        }
-    }
-
-    /// The mode a stored string names; `None` for anything else (a damaged value).
-    pub fn parse(s: &str) -> Option<MetadataMode> {
-        match s {
-            "verbatim" => Some(MetadataMode::Verbatim),
-            "filtered" => Some(MetadataMode::Filtered),
-            _ => None,
-        }
-    }
-}
-
-impl std::fmt::Display for MetadataMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl ToSql for MetadataMode {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.as_str()))
-    }
-}
-
-impl FromSql for MetadataMode {
-    fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
-        let s = v.as_str()?;
-        MetadataMode::parse(s).ok_or_else(|| FromSqlError::Other(unknown("metadata mode", s)))
-    }
-}
-
-/// The error of a stored value outside its closed set.
-pub(super) fn unknown(what: &str, value: &str) -> Box<dyn std::error::Error + Send + Sync> {
-    format!("unknown {what} `{value}` in the catalogue").into()
-}
+stored_enum!(MetadataMode, "metadata mode", {
+    Verbatim => "verbatim",
+    Filtered => "filtered",
+});
 
 /// A materialised tree.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct TreeRow {
-    pub id: i64,
+    pub id: TreeId,
     pub name: String,
-    pub snapshot_id: i64,
+    pub snapshot_id: SnapshotId,
     pub mode: MetadataMode,
     pub signer: Option<String>,
     pub files: i64,
@@ -82,7 +46,7 @@ pub struct TreeRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TreeDocument {
     pub path: String,
-    pub blake3: String,
+    pub blake3: BlobHash,
     pub size: u64,
 }
 
@@ -106,7 +70,7 @@ impl Catalog {
     /// Trees of `(snapshot, mode, signer)`, newest first.
     pub fn trees_for(
         &self,
-        snapshot: i64,
+        snapshot: SnapshotId,
         mode: MetadataMode,
         signer: Option<&str>,
     ) -> Result<Vec<TreeRow>> {
@@ -128,7 +92,7 @@ impl Catalog {
         )
     }
 
-    pub fn tree_by_id(&self, id: i64) -> Result<Option<TreeRow>> {
+    pub fn tree_by_id(&self, id: TreeId) -> Result<Option<TreeRow>> {
         self.row(
             &format!("{TREE_COLUMNS} WHERE id = ?1"),
             [id],
@@ -142,7 +106,7 @@ impl Catalog {
     pub fn insert_tree(
         &self,
         name: &str,
-        snapshot: i64,
+        snapshot: SnapshotId,
         mode: MetadataMode,
         signer: Option<&str>,
         files: u64,
@@ -164,7 +128,7 @@ impl Catalog {
                     created_at
                 ],
             )?;
-            let id = tx.last_insert_rowid();
+            let id = TreeId(tx.last_insert_rowid());
             let mut st = tx.prepare(
                 "INSERT OR REPLACE INTO tree_documents (tree_id, path, blake3, size)
                  VALUES (?1, ?2, ?3, ?4)",
@@ -187,8 +151,8 @@ impl Catalog {
     }
 
     /// The recorded documents of a tree, `(path, blake3)`; empty for a tree built before schema
-    /// 0005.
-    pub fn tree_documents(&self, tree: i64) -> Result<Vec<(String, String)>> {
+    /// 0005. A stored `blake3` that is not a blob address is an error.
+    pub fn tree_documents(&self, tree: TreeId) -> Result<Vec<(String, BlobHash)>> {
         self.rows(
             "SELECT path, blake3 FROM tree_documents WHERE tree_id = ?1 ORDER BY path",
             [tree],
@@ -199,7 +163,7 @@ impl Catalog {
     // ------------------------------------------------------------ grace items
 
     /// Does `tree` hold every item path of `snapshot` (its own, or complete grace)?
-    pub fn tree_covers(&self, tree: &TreeRow, snapshot: i64) -> Result<bool> {
+    pub fn tree_covers(&self, tree: &TreeRow, snapshot: SnapshotId) -> Result<bool> {
         if tree.snapshot_id == snapshot {
             return Ok(true);
         }
@@ -214,7 +178,7 @@ impl Catalog {
     }
 
     /// The snapshots `tree` carries grace items for (complete or being added), oldest first.
-    pub fn grace_snapshots(&self, tree: i64) -> Result<Vec<i64>> {
+    pub fn grace_snapshots(&self, tree: TreeId) -> Result<Vec<SnapshotId>> {
         self.rows(
             "SELECT snapshot_id FROM tree_grace WHERE tree_id = ?1 ORDER BY snapshot_id",
             [tree],
@@ -223,7 +187,7 @@ impl Catalog {
     }
 
     /// Announce grace links of `snapshot` in `tree` (before adding them).
-    pub fn begin_grace(&self, tree: i64, snapshot: i64) -> Result<()> {
+    pub fn begin_grace(&self, tree: TreeId, snapshot: SnapshotId) -> Result<()> {
         self.exec(
             "INSERT OR IGNORE INTO tree_grace (tree_id, snapshot_id, complete, files)
              VALUES (?1, ?2, 0, 0)",
@@ -233,7 +197,7 @@ impl Catalog {
     }
 
     /// The grace links are durable.
-    pub fn complete_grace(&self, tree: i64, snapshot: i64, files: u64) -> Result<()> {
+    pub fn complete_grace(&self, tree: TreeId, snapshot: SnapshotId, files: u64) -> Result<()> {
         self.exec(
             "UPDATE tree_grace SET complete = 1, files = files + ?3
              WHERE tree_id = ?1 AND snapshot_id = ?2",

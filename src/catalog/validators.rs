@@ -1,5 +1,6 @@
 //! SQL of the `document_validators` table (schema 0006): the HTTP validators and the blob of
 //! each metadata document URL, for conditional requests (see [`crate::fetch::DocumentCache`]).
+//! The `blob` column is read as a [`BlobHash`]: a damaged value is an error, never a path.
 
 use std::collections::HashMap;
 
@@ -8,12 +9,13 @@ use rusqlite::params;
 use super::Catalog;
 use crate::error::Result;
 use crate::fetch::Validators;
+use crate::store::BlobHash;
 
 /// One stored row: the validators of a document URL and the blob holding its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredValidators {
     pub validators: Validators,
-    pub blob: String,
+    pub blob: BlobHash,
 }
 
 impl Catalog {

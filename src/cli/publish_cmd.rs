@@ -280,9 +280,9 @@ pub(super) fn publications(root: &Path, dest: Option<&Path>, json: bool) -> Resu
     }
     let list = publish::publications(vault.as_ref(), dest)?;
     let rows = list.iter().map(|p| PublicationRow {
-        id: p.id,
+        id: p.id.get(),
         dest: &p.dest,
-        snapshot: p.snapshot_id,
+        snapshot: p.snapshot_id.get(),
         source: Some(&p.source),
         mode: p.mode.as_str(),
         action: p.action.as_str(),

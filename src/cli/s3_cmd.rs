@@ -90,9 +90,9 @@ pub(super) fn publications(vault: Option<&Vault>, d: &S3Dest, json: bool) -> Res
     }
     print_publications(
         list.iter().map(|p| PublicationRow {
-            id: p.id,
+            id: p.id.get(),
             dest: &p.dest,
-            snapshot: p.snapshot_id,
+            snapshot: p.snapshot_id.get(),
             source: None,
             mode: p.mode.as_str(),
             action: p.action.as_str(),

@@ -146,7 +146,7 @@ fn unrecorded_source(a: &MirrorArgs, output_d: &Path) -> Result<Source> {
     let url = clean(&ns.url);
     let mirrors = ns.mirrors.iter().map(|m| clean(m)).collect();
     Ok(Source {
-        id: 0,
+        id: crate::catalog::SourceId(0),
         name: ns.name,
         url,
         path: ns.path,

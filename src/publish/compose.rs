@@ -25,7 +25,8 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use crate::catalog::{MetadataMode, Snapshot, TreeDocument, TreeRow};
+use crate::catalog::{MetadataMode, Snapshot, SnapshotId, TreeDocument, TreeRow};
+use crate::store::BlobHash;
 use crate::error::{Error, Result};
 use crate::openpgp::SigningKey;
 use crate::vault::Vault;
@@ -53,7 +54,7 @@ pub enum ComposeError {
     #[error("`{path}` is a different file in {a} and in {b}")]
     PathConflict { path: String, a: String, b: String },
     #[error("snapshot {0} is given twice")]
-    DuplicateInput(i64),
+    DuplicateInput(SnapshotId),
     #[error(
         "`{dest}` serves a composition of {inputs}, and source `{name}` is not one of its inputs: not replaced by one source's snapshot"
     )]
@@ -232,7 +233,7 @@ fn filtered(vault: &Vault, inputs: &[Snapshot], key: Option<&SigningKey>) -> Res
     }
     if merged.is_empty() {
         return Err(Error::EmptySnapshot {
-            snapshot: inputs.first().map_or(0, |s| s.id),
+            snapshot: inputs.first().map_or(SnapshotId(0), |s| s.id),
         });
     }
     // Products documents, then the index over them.
@@ -389,7 +390,7 @@ fn verbatim(vault: &Vault, inputs: &[Snapshot], key: Option<&SigningKey>) -> Res
     }
     if index.is_empty() {
         return Err(Error::EmptySnapshot {
-            snapshot: inputs.first().map_or(0, |s| s.id),
+            snapshot: inputs.first().map_or(SnapshotId(0), |s| s.id),
         });
     }
     out.push(index_variant(index.clone(), None, false)?);
@@ -410,7 +411,7 @@ pub(super) fn tree_for(
     key: Option<&SigningKey>,
     signer: Option<&str>,
 ) -> Result<(TreeRow, bool)> {
-    let ids: Vec<i64> = inputs.iter().map(|s| s.id).collect();
+    let ids: Vec<SnapshotId> = inputs.iter().map(|s| s.id).collect();
     let mode = opts.mode;
     if !opts.rebuild {
         for t in vault.catalog.composed_trees_for(&ids, mode, signer)? {
@@ -424,7 +425,7 @@ pub(super) fn tree_for(
     let prefix = ids
         .iter()
         .take(8)
-        .map(i64::to_string)
+        .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("+");
     let name = super::new_tree_name(&prefix, mode, signer);
@@ -456,7 +457,7 @@ fn build(
     staging: &Path,
 ) -> Result<(u64, u64, Vec<TreeDocument>)> {
     super::fresh_stage(staging)?;
-    let first = inputs.first().map_or(0, |s| s.id);
+    let first = inputs.first().map_or(SnapshotId(0), |s| s.id);
     let mut b = Builder::new(staging, first, OnExisting::Conflict);
     let mut written = Vec::new();
     // path → (blob, input index; usize::MAX for a generated document)
@@ -485,14 +486,14 @@ fn build(
                 placed.insert(path.clone(), (blob.to_string(), usize::MAX));
                 written.push(TreeDocument {
                     path: path.clone(),
-                    blake3: blob.to_string(),
+                    blake3: blob.clone(),
                     size,
                 });
             }
             OutDoc::Bytes { path, bytes } => {
                 b.write_bytes(path, bytes)?;
-                let hash = blake3::hash(bytes).to_hex().to_string();
-                placed.insert(path.clone(), (hash.clone(), usize::MAX));
+                let hash = BlobHash::parse(&blake3::hash(bytes).to_hex())?;
+                placed.insert(path.clone(), (hash.to_string(), usize::MAX));
                 written.push(TreeDocument {
                     path: path.clone(),
                     blake3: hash,

@@ -36,7 +36,7 @@ pub struct DetachReport {
     pub dest: PathBuf,
     /// The tree DEST linked to.
     pub tree: String,
-    pub snapshot: i64,
+    pub snapshot: crate::catalog::SnapshotId,
     pub files: u64,
     pub dirs: u64,
     pub bytes: u64,
@@ -142,7 +142,7 @@ pub fn detach(vault: &mut Vault, dest: &Path) -> Result<DetachReport> {
     }
     vault
         .catalog
-        .retire_other_publications(&dest_key(&dest), 0)?;
+        .retire_other_publications(&dest_key(&dest), crate::catalog::PublicationId(0))?;
     report.dry_run = false;
     report.duration_ms = started.elapsed().as_millis() as u64;
     Ok(report)

@@ -47,7 +47,12 @@ pub(super) fn bridge(vault: &Vault, trees: &Path, next: &TreeRow, live: &TreeRow
 }
 
 /// Make `tree` hold every item path of `snapshot`; returns the number of links added.
-pub(super) fn cover(vault: &Vault, trees: &Path, tree: &TreeRow, snapshot: i64) -> Result<u64> {
+pub(super) fn cover(
+    vault: &Vault,
+    trees: &Path,
+    tree: &TreeRow,
+    snapshot: crate::catalog::SnapshotId,
+) -> Result<u64> {
     let cat = &vault.catalog;
     if cat.tree_covers(tree, snapshot)? {
         return Ok(0);

@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::Serialize as _;
 use serde_json::{Map, Value};
 
-use crate::catalog::{Document, Snapshot};
+use crate::catalog::{Document, Snapshot, SnapshotId};
 use crate::checksum::MultiHasher;
 use crate::error::{Error, Result};
 use crate::openpgp::{self, SigningKey};
@@ -354,7 +354,7 @@ pub(super) fn load_json(vault: &Vault, snap: &Snapshot, d: &Document) -> Result<
 }
 
 /// Every item key the snapshot holds, by content id.
-fn held_items(vault: &Vault, snapshot: i64) -> Result<HashMap<String, Held>> {
+fn held_items(vault: &Vault, snapshot: SnapshotId) -> Result<HashMap<String, Held>> {
     let mut out: HashMap<String, Held> = HashMap::new();
     for [cid, product, version, item] in vault.catalog.item_keys(snapshot)? {
         out.entry(cid)
@@ -451,7 +451,7 @@ fn prune(
 /// A version object from the item rows alone (no upstream document has it any more).
 fn rebuild_version(
     vault: &Vault,
-    snapshot: i64,
+    snapshot: SnapshotId,
     cid: &str,
     product: &str,
     version: &str,
@@ -487,7 +487,7 @@ fn rebuild_version(
 /// Older snapshots of the same source, for versions kept by `--keep`.
 struct History {
     source: String,
-    before: i64,
+    before: SnapshotId,
     /// `(content id, document)` of older snapshots, newest first; loaded on first use.
     docs: Option<Vec<(String, Value)>>,
 }

@@ -53,7 +53,7 @@ mod location;
 
 pub use location::{S3Dest, is_url};
 
-use crate::catalog::{NewS3Publication, PublicationAction};
+use crate::catalog::{NewS3Publication, PublicationAction, S3PublicationId, SnapshotId};
 use crate::error::{Error, IoResultExt, Result};
 use crate::keys;
 use crate::openpgp::SigningKey;
@@ -100,7 +100,7 @@ pub enum S3Error {
     Overwrite {
         dest: String,
         key: String,
-        publication: i64,
+        publication: S3PublicationId,
     },
 }
 
@@ -129,10 +129,10 @@ impl S3Error {
 /// What an S3 publish or rollback did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct S3Report {
-    pub publication: i64,
+    pub publication: S3PublicationId,
     pub action: String,
     pub dest: String,
-    pub snapshot: i64,
+    pub snapshot: SnapshotId,
     pub tree: String,
     pub mode: String,
     pub signer: Option<String>,
@@ -146,7 +146,7 @@ pub struct S3Report {
     pub documents_written: u64,
     /// Whether the index changed (false: it already was this publication's).
     pub changed: bool,
-    pub previous: Option<i64>,
+    pub previous: Option<S3PublicationId>,
     pub duration_ms: u64,
 }
 
@@ -440,7 +440,7 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
     let rt = runtime()?;
     let s = connect(d)?;
     let mut report = S3Report {
-        publication: 0,
+        publication: S3PublicationId(0),
         action: "publish".into(),
         dest: url.clone(),
         snapshot: snap.id,
@@ -551,7 +551,7 @@ fn switch(
     row: &NewS3Publication<'_>,
     docs: &[S3Document],
     write: impl FnOnce() -> Result<u64>,
-) -> Result<(i64, u64)> {
+) -> Result<(S3PublicationId, u64)> {
     let cat = &vault.catalog;
     let id = cat.insert_s3_publication(row, docs)?;
     match write() {
@@ -630,7 +630,7 @@ pub fn rollback(vault: &mut Vault, d: &S3Dest, to: Option<&str>) -> Result<S3Rep
     let target = match to {
         Some(spec) => {
             let n = spec.strip_prefix("publication:").unwrap_or(spec);
-            let found = match n.parse::<i64>() {
+            let found = match n.parse::<S3PublicationId>() {
                 Ok(id) => vault.catalog.s3_publication(id)?,
                 Err(_) => None,
             };

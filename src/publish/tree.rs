@@ -43,7 +43,7 @@ pub(super) enum Placed {
 /// Places files under one root directory.
 pub(super) struct Builder {
     root: PathBuf,
-    snapshot: i64,
+    snapshot: crate::catalog::SnapshotId,
     on_existing: OnExisting,
     /// Directories (relative) known to exist as real directories.
     dirs: HashSet<String>,
@@ -58,7 +58,11 @@ pub(super) struct Builder {
 }
 
 impl Builder {
-    pub(super) fn new(root: &Path, snapshot: i64, on_existing: OnExisting) -> Builder {
+    pub(super) fn new(
+        root: &Path,
+        snapshot: crate::catalog::SnapshotId,
+        on_existing: OnExisting,
+    ) -> Builder {
         Builder {
             root: root.to_path_buf(),
             snapshot,
@@ -324,7 +328,7 @@ mod tests {
         fs::create_dir(&root).unwrap();
         let blob = dir.path().join("blob");
         fs::write(&blob, b"abc").unwrap();
-        let mut b = Builder::new(&root, 1, OnExisting::Conflict);
+        let mut b = Builder::new(&root, crate::catalog::SnapshotId(1), OnExisting::Conflict);
         assert_eq!(b.link_blob("a/b/c", &blob, 3).unwrap(), Placed::Linked);
         assert!(matches!(
             b.link_blob("a/b/c", &blob, 3),
@@ -345,7 +349,7 @@ mod tests {
             Err(Error::PathConflict { .. })
         ));
         assert!(!dir.path().join("x").exists());
-        let mut k = Builder::new(&root, 1, OnExisting::Keep);
+        let mut k = Builder::new(&root, crate::catalog::SnapshotId(1), OnExisting::Keep);
         assert_eq!(k.link_blob("a/b/c", &blob, 3).unwrap(), Placed::Skipped);
         assert_eq!(k.link_blob("evil/x", &blob, 3).unwrap(), Placed::Skipped);
         assert_eq!(k.write_bytes("a/n", b"x").unwrap(), Placed::Written);

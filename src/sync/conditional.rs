@@ -19,7 +19,8 @@ pub(super) struct StoredDocs {
 }
 
 impl StoredDocs {
-    /// The stored rows (none if the catalogue cannot say, e.g. an old read-only one).
+    /// The stored rows (none if the catalogue cannot say, e.g. a damaged row: the requests are
+    /// then unconditional).
     pub(super) fn load(vault: &Vault) -> StoredDocs {
         StoredDocs {
             rows: vault.catalog.document_validators().unwrap_or_default(),
@@ -32,13 +33,13 @@ impl DocumentCache for StoredDocs {
     fn validators(&self, url: &str) -> Option<Validators> {
         let row = self.rows.get(url)?;
         self.blobs
-            .contains(&row.blob)
+            .contains(row.blob.as_str())
             .then(|| row.validators.clone())
     }
 
     fn body(&self, url: &str) -> Option<Vec<u8>> {
         let row = self.rows.get(url)?;
-        let bytes = self.blobs.read(&row.blob).ok()?;
-        (blake3::hash(&bytes).to_hex().as_str() == row.blob).then_some(bytes)
+        let bytes = self.blobs.read(row.blob.as_str()).ok()?;
+        (blake3::hash(&bytes).to_hex().as_str() == row.blob.as_str()).then_some(bytes)
     }
 }

@@ -289,9 +289,9 @@ struct ExpectedFiles {
 /// bridges; a path its own items or documents take is never a grace item).
 fn expected_files(
     cat: &Catalog,
-    id: i64,
+    id: crate::catalog::TreeId,
     name: &str,
-    snapshot: i64,
+    snapshot: crate::catalog::SnapshotId,
     mode: &str,
 ) -> Result<ExpectedFiles> {
     let mut paths: BTreeMap<String, Expected> = Default::default();

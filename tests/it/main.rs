@@ -27,6 +27,7 @@ mod kit;
 mod lxd;
 mod maas_rules;
 mod mirror;
+mod old_schema;
 mod publish;
 mod real;
 mod retention;
