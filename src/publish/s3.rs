@@ -48,14 +48,18 @@ use tokio::io::AsyncReadExt;
 
 pub use crate::catalog::{S3Document, S3Publication};
 
-use super::{INDEX_NAMES, MetadataMode, PublishOptions, dest, failpoint};
+use super::{INDEX_NAMES, MetadataMode, PublishOptions, dest, failpoint, metadata};
+mod bucket;
+mod config;
+mod hashed;
 mod location;
 
+pub use bucket::{Bucket, Listed, lock};
 pub use location::{S3Dest, is_url};
 
+pub use crate::catalog::S3Object;
 use crate::catalog::{NewS3Publication, PublicationAction};
 use crate::error::{Error, IoResultExt, Result};
-use crate::keys;
 use crate::openpgp::SigningKey;
 use crate::vault::Vault;
 
@@ -91,6 +95,18 @@ pub enum S3Error {
         source: object_store::Error,
     },
 
+    #[error("`{key}` in the bucket has {got} bytes after its upload, not {expected}")]
+    SizeMismatch {
+        key: String,
+        expected: u64,
+        got: u64,
+    },
+
+    #[error(
+        "publication {publication} of `{dest}` was recorded before streamvault kept what each S3 publication lists"
+    )]
+    NoListing { dest: String, publication: i64 },
+
     #[error("another publisher won: the index of `{dest}` changed while this publish ran")]
     Lost { dest: String },
 
@@ -112,6 +128,11 @@ impl S3Error {
                     .into(),
             ),
             S3Error::BadUrl { .. } => Some("write it as s3://BUCKET/PREFIX".into()),
+            S3Error::NoListing { .. } => Some(
+                "publish the live snapshot again (it records the listing), then run gc after the grace period"
+                    .into(),
+            ),
+            S3Error::SizeMismatch { .. } => Some("publish again; `verify DEST` checks every object".into()),
             S3Error::Config { .. } | S3Error::Request { .. } => Some(
                 "check AWS_ENDPOINT_URL, AWS_REGION and the credentials in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
                     .into(),
@@ -176,17 +197,36 @@ fn connect(d: &S3Dest) -> Result<Arc<AmazonS3>> {
     // reqwest is built with `rustls-no-provider`: the ring provider must be installed first.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let endpoint = var("AWS_ENDPOINT_URL_S3")
+    let env_endpoint = var("AWS_ENDPOINT_URL_S3")
         .or_else(|| var("AWS_ENDPOINT_URL"))
         .or_else(|| var("AWS_ENDPOINT"));
+    // `~/.aws` profiles fill in what the environment does not set.
+    let profile = config::load(&var);
+    let endpoint = env_endpoint.clone().or(profile.endpoint_url.clone());
     let http = endpoint
         .as_deref()
         .is_some_and(|e| e.starts_with("http://"));
     let mut b = AmazonS3Builder::from_env()
         .with_bucket_name(&d.bucket)
-        .with_allow_http(http);
+        .with_allow_http(http)
+        // Every PUT and part carries `x-amz-checksum-sha256` of our bytes; the server checks it.
+        .with_checksum_algorithm(object_store::aws::Checksum::SHA256);
+    if env_endpoint.is_none()
+        && let Some(e) = &profile.endpoint_url
+    {
+        b = b.with_endpoint(e);
+    }
+    if var("AWS_ACCESS_KEY_ID").is_none()
+        && var("AWS_SECRET_ACCESS_KEY").is_none()
+        && let (Some(k), Some(sk)) = (&profile.access_key_id, &profile.secret_access_key)
+    {
+        b = b.with_access_key_id(k).with_secret_access_key(sk);
+        if let Some(t) = &profile.session_token {
+            b = b.with_token(t);
+        }
+    }
     if var("AWS_REGION").is_none() && var("AWS_DEFAULT_REGION").is_none() {
-        b = b.with_region("us-east-1");
+        b = b.with_region(profile.region.as_deref().unwrap_or("us-east-1"));
     }
     let s = b.build().map_err(|source| S3Error::Config {
         dest: d.url(),
@@ -283,6 +323,17 @@ async fn upload(s: Arc<AmazonS3>, key: ObjPath, file: PathBuf, size: u64) -> Res
         w.write(&buf[..r]);
     }
     w.finish().await.map_err(req("multipart PUT", &key))?;
+    // A multipart ETag is not a digest of the object: check the completed object's size
+    // (each part carried its SHA-256, which the server checked).
+    let meta = s.head(&key).await.map_err(req("HEAD", &key))?;
+    if meta.size != n || n != size {
+        return Err(S3Error::SizeMismatch {
+            key: key.to_string(),
+            expected: size,
+            got: meta.size,
+        }
+        .into());
+    }
     Ok(n)
 }
 
@@ -293,6 +344,7 @@ async fn put_doc(
     key: &ObjPath,
     body: &[u8],
     condition: Option<Option<String>>,
+    cache: &'static str,
 ) -> Result<()> {
     let mode = match condition {
         None => PutMode::Overwrite,
@@ -302,7 +354,6 @@ async fn put_doc(
         }),
         Some(None) => PutMode::Create,
     };
-    let cache = NO_CACHE;
     let opts = PutOptions {
         mode,
         attributes: attrs(cache),
@@ -314,6 +365,15 @@ async fn put_doc(
             object_store::Error::Precondition { .. } | object_store::Error::AlreadyExists { .. },
         ) => Err(S3Error::Lost { dest: d.url() }.into()),
         Err(e) => Err(req("PUT", key)(e)),
+    }
+}
+
+/// Products documents: named by content hash (immutable) in filtered mode, fixed upstream
+/// paths (`no-cache`) in verbatim mode.
+fn doc_cache(mode: MetadataMode) -> &'static str {
+    match mode {
+        MetadataMode::Filtered => IMMUTABLE,
+        _ => NO_CACHE,
     }
 }
 
@@ -369,14 +429,15 @@ fn pause_before_index() {
 /// Publish a snapshot to an S3 DEST (see the module documentation).
 pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S3Report> {
     let started = Instant::now();
-    if opts.sign_key.is_some() && opts.mode == MetadataMode::Verbatim {
-        return Err(Error::SignKeyNeedsFiltered);
-    }
-    let key: Option<SigningKey> = opts
-        .sign_key
-        .as_deref()
-        .map(|n| keys::load(&vault.layout, n))
-        .transpose()?;
+    // As for a local DEST: filtered metadata is signed by `--sign-key`, else by the store's
+    // default key, unless `--unsigned`.
+    let key: Option<SigningKey> = metadata::signing(
+        vault,
+        opts.mode == MetadataMode::Filtered,
+        opts.sign_key.as_deref(),
+        opts.unsigned,
+    )?
+    .map(|s| s.key);
     let signer = key.as_ref().map(SigningKey::fingerprint);
     let url = d.url();
     let pseudo = PathBuf::from(&url);
@@ -427,6 +488,7 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
     }
     // index.json before index.sjson: the signed one is the last switch.
     docs.sort_by_key(|doc| (doc.is_index, doc.key.ends_with(".sjson"), doc.key.clone()));
+    let blobs = item_blobs(vault, snap.id, tree.id)?;
 
     // Publications of this DEST whose trees still exist: what must not be overwritten.
     let retained: Vec<S3Publication> = vault
@@ -465,6 +527,27 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
         current.insert(doc.key.clone(), v);
     }
     let remote = rt.block_on(list(&s, d))?;
+    // Filtered: products documents named by content hash, the index pointing at them.
+    if tree.mode == MetadataMode::Filtered {
+        let bodies = current
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_ref().map(|(b, _)| b.clone())))
+            .collect();
+        docs = hashed::rename(docs, key.as_ref(), &bodies)?;
+    }
+    let objects: Vec<S3Object> = items
+        .iter()
+        .map(|(rel, size)| S3Object {
+            key: rel.clone(),
+            size: *size,
+            blob: blobs.get(rel).cloned(),
+        })
+        .chain(docs.iter().map(|doc| S3Object {
+            key: doc.key.clone(),
+            size: doc.body.len() as u64,
+            blob: None,
+        }))
+        .collect();
 
     // 2. Items.
     let mut todo = Vec::new();
@@ -499,7 +582,8 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
             *size == doc.body.len() as u64 && etag.as_deref() == Some(md5_etag(&doc.body).as_str())
         });
         if !same {
-            rt.block_on(put_doc(&s, d, &d.key(&doc.key), &doc.body, None))?;
+            let cache = doc_cache(tree.mode);
+            rt.block_on(put_doc(&s, d, &d.key(&doc.key), &doc.body, None, cache))?;
             report.documents_written += 1;
         }
     }
@@ -532,7 +616,7 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
         bytes: tree.bytes,
         by: &crate::host::who(),
     };
-    let (id, n) = switch(vault, &row, &docs, || {
+    let (id, n) = switch(vault, &row, &docs, &objects, || {
         pause_before_index();
         rt.block_on(write_index(&s, d, &docs, &current))
     })?;
@@ -543,6 +627,24 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
     Ok(report)
 }
 
+/// Tree path → BLAKE3 of its blob: the snapshot's items, the tree's grace items and its
+/// recorded documents.
+fn item_blobs(vault: &Vault, snapshot: i64, tree: i64) -> Result<HashMap<String, String>> {
+    let mut m = HashMap::new();
+    for it in vault.catalog.items(snapshot)? {
+        if let (Some(p), Some(b)) = (it.path, it.blob) {
+            m.insert(p, b.into_string());
+        }
+    }
+    for (p, b, _) in vault.catalog.tree_grace_files(tree)? {
+        m.entry(p).or_insert(b);
+    }
+    for (p, b) in vault.catalog.tree_documents(tree)? {
+        m.entry(p).or_insert(b);
+    }
+    Ok(m)
+}
+
 /// Record the publication with its documents, then `write` the index (invariant 4's order for
 /// S3): a failed write removes the row again, a successful one retires the other publications
 /// of the DEST. Returns the row's id and what `write` returned. Shared by publish and rollback.
@@ -550,10 +652,11 @@ fn switch(
     vault: &Vault,
     row: &NewS3Publication<'_>,
     docs: &[S3Document],
+    objects: &[S3Object],
     write: impl FnOnce() -> Result<u64>,
 ) -> Result<(i64, u64)> {
     let cat = &vault.catalog;
-    let id = cat.insert_s3_publication(row, docs)?;
+    let id = cat.insert_s3_publication_listing(row, docs, objects)?;
     match write() {
         Ok(n) => {
             cat.retire_other_s3_publications(row.dest, id)?;
@@ -586,7 +689,7 @@ async fn write_index(
             Some(Some(e)) => Some(Some(e)),
             None => Some(None),
         };
-        put_doc(s, d, &d.key(&doc.key), &doc.body, cond).await?;
+        put_doc(s, d, &d.key(&doc.key), &doc.body, cond, NO_CACHE).await?;
         n += 1;
     }
     Ok(n)
@@ -661,7 +764,8 @@ pub fn rollback(vault: &mut Vault, d: &S3Dest, to: Option<&str>) -> Result<S3Rep
     }
     let mut written = 0;
     for doc in docs_sorted.iter().filter(|doc| !doc.is_index) {
-        rt.block_on(put_doc(&s, d, &d.key(&doc.key), &doc.body, None))?;
+        let cache = doc_cache(target.mode);
+        rt.block_on(put_doc(&s, d, &d.key(&doc.key), &doc.body, None, cache))?;
         written += 1;
     }
     let row = NewS3Publication {
@@ -676,7 +780,8 @@ pub fn rollback(vault: &mut Vault, d: &S3Dest, to: Option<&str>) -> Result<S3Rep
         bytes: target.bytes,
         by: &crate::host::who(),
     };
-    let (id, n) = switch(vault, &row, &docs_sorted, || {
+    let objects = vault.catalog.s3_objects(target.id)?;
+    let (id, n) = switch(vault, &row, &docs_sorted, &objects, || {
         rt.block_on(write_index(&s, d, &docs_sorted, &current))
     })?;
     written += n;

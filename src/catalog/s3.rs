@@ -1,0 +1,117 @@
+//! What each S3 publication lists (`s3_objects`, schema 0012): one row per object (item or
+//! metadata document) relative to the DEST's prefix, written in the same transaction as the
+//! publication row and its documents, so no publication exists without its listing. `gc
+//! s3://…` keeps what the kept publications list ([`Catalog::s3_kept_publications`]); `verify
+//! s3://…` checks it.
+
+use rusqlite::params;
+
+use super::{Catalog, NewS3Publication, S3Document, S3Publication, now};
+use crate::error::Result;
+
+/// One object an S3 publication lists.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct S3Object {
+    /// Relative to the DEST's prefix.
+    pub key: String,
+    pub size: u64,
+    /// The BLAKE3 of an item's blob; `None` for a metadata document (its bytes are in
+    /// `s3_documents`).
+    pub blob: Option<String>,
+}
+
+impl Catalog {
+    /// Insert an S3 publication with its documents and every object it lists (one
+    /// transaction).
+    pub fn insert_s3_publication_listing(
+        &self,
+        p: &NewS3Publication<'_>,
+        docs: &[S3Document],
+        objects: &[S3Object],
+    ) -> Result<i64> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO s3_publications (dest, tree_id, tree_name, snapshot_id, mode, signer,
+                    action, files, bytes, published_at, published_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    p.dest,
+                    p.tree_id,
+                    p.tree,
+                    p.snapshot_id,
+                    p.mode,
+                    p.signer,
+                    p.action,
+                    p.files,
+                    p.bytes,
+                    now(),
+                    p.by
+                ],
+            )?;
+            let id = tx.last_insert_rowid();
+            let mut st = tx.prepare_cached(
+                "INSERT INTO s3_documents (publication_id, key, is_index, body)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for d in docs {
+                st.execute(params![id, d.key, d.is_index, d.body])?;
+            }
+            let mut st = tx.prepare_cached(
+                "INSERT OR REPLACE INTO s3_objects (publication_id, key, size, blob)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for o in objects {
+                st.execute(params![id, o.key, o.size as i64, o.blob])?;
+            }
+            Ok(id)
+        })
+    }
+
+    /// Every object publication `id` lists, by key.
+    pub fn s3_objects(&self, id: i64) -> Result<Vec<S3Object>> {
+        self.rows(
+            "SELECT key, size, blob FROM s3_objects WHERE publication_id = ?1 ORDER BY key",
+            [id],
+            |r| {
+                Ok(S3Object {
+                    key: r.get(0)?,
+                    size: r.get::<_, i64>(1)?.max(0) as u64,
+                    blob: r.get(2)?,
+                })
+            },
+        )
+    }
+
+    /// Whether publication `id` has its listing recorded (publications written before schema
+    /// 0012 have none).
+    pub fn s3_listing_recorded(&self, id: i64) -> Result<bool> {
+        Ok(self
+            .row(
+                "SELECT 1 FROM s3_objects WHERE publication_id = ?1 LIMIT 1",
+                [id],
+                |_| Ok(()),
+            )?
+            .is_some())
+    }
+
+    /// The publications of `dest` whose objects stay, newest first: every one not retired, every
+    /// one retired less than `grace_secs` ago, and the newest `keep_last` (what a rollback goes
+    /// back to).
+    pub fn s3_kept_publications(
+        &self,
+        dest: &str,
+        keep_last: u32,
+        grace_secs: u64,
+    ) -> Result<Vec<S3Publication>> {
+        let cutoff = now().saturating_sub(grace_secs.min(i64::MAX as u64) as i64);
+        let all = self.s3_publications(Some(dest))?;
+        Ok(all
+            .into_iter()
+            .enumerate()
+            .filter(|(i, p)| {
+                (*i as u64) < u64::from(keep_last.max(1)) || p.retired_at.is_none_or(|t| t > cutoff)
+            })
+            .map(|(_, p)| p)
+            .collect())
+    }
+}
