@@ -368,7 +368,8 @@ pub enum SourceCommand {
 /// Auto-publish: a sync that makes a new snapshot publishes it to DEST.
 #[derive(Debug, Args)]
 pub struct AutoPublishArgs {
-    /// Publish every new snapshot of this source to DEST (one atomic flip per sync).
+    /// Publish every new snapshot of this source to DEST, a directory or `s3://BUCKET/PREFIX`
+    /// (one atomic flip per sync).
     #[arg(long, value_name = "DEST")]
     pub publish: Option<PathBuf>,
     /// Metadata the auto-publication serves.

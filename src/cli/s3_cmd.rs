@@ -31,7 +31,7 @@ pub(super) fn rollback(
     report(&r, json)
 }
 
-fn report(r: &publish::s3::S3Report, json: bool) -> Result<ExitStatus> {
+pub(super) fn report(r: &publish::s3::S3Report, json: bool) -> Result<ExitStatus> {
     if json {
         return json_out(r);
     }

@@ -717,6 +717,38 @@ async fn upload_all(
     Ok((n, bytes))
 }
 
+/// Auto-publish (`source add|edit NAME --publish s3://…`) after a sync that ended with
+/// `snapshot` (`new`: the sync made it). An unchanged sync publishes only what DEST lacks: not
+/// when DEST's live publication already serves the snapshot, nor when DEST served it and was
+/// moved away from it (a rollback stays rolled back). `None`: nothing to do.
+pub fn auto_publish(
+    vault: &mut Vault,
+    d: &S3Dest,
+    target: &crate::catalog::AutoPublish,
+    snapshot: i64,
+    new: bool,
+) -> Result<Option<S3Report>> {
+    if !new {
+        let pubs = vault.catalog.s3_publications(Some(&d.url()))?;
+        let live = vault.catalog.live_s3_publication(&d.url())?;
+        let served = live.is_some_and(|p| p.snapshot_id == snapshot);
+        let retired = pubs
+            .iter()
+            .any(|p| p.snapshot_id == snapshot && p.retired_at.is_some());
+        if served || retired {
+            return Ok(None);
+        }
+    }
+    let opts = PublishOptions {
+        snapshot: snapshot.to_string(),
+        dest: PathBuf::from(d.url()),
+        mode: target.metadata,
+        sign_key: target.sign_key.clone(),
+        ..PublishOptions::default()
+    };
+    publish(vault, d, &opts).map(Some)
+}
+
 /// Re-put the documents of an older publication (the previous one, or `to`: `N` or
 /// `publication:N`).
 pub fn rollback(vault: &mut Vault, d: &S3Dest, to: Option<&str>) -> Result<S3Report> {

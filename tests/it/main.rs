@@ -30,6 +30,7 @@ mod real;
 mod retention;
 mod rollback;
 mod s3;
+mod s3_auto;
 mod s3_gc;
 mod s3_profile;
 mod s3_verify;
