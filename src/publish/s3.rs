@@ -284,7 +284,8 @@ fn attrs(cache: &'static str) -> Attributes {
 
 /// Upload one file (multipart above [`PART_SIZE`]).
 async fn upload(s: Arc<AmazonS3>, key: ObjPath, file: PathBuf, size: u64) -> Result<u64> {
-    if size <= PART_SIZE as u64 {
+    let part_size = failpoint::number("s3-part-size=", "").map_or(PART_SIZE, |n| n as usize);
+    if size <= part_size as u64 {
         let body = tokio::fs::read(&file).await.with_path("read", &file)?;
         let n = body.len() as u64;
         let opts = PutOptions {
@@ -304,7 +305,7 @@ async fn upload(s: Arc<AmazonS3>, key: ObjPath, file: PathBuf, size: u64) -> Res
         .put_multipart_opts(&key, opts)
         .await
         .map_err(req("multipart PUT", &key))?;
-    let mut w = WriteMultipart::new_with_chunk_size(up, PART_SIZE);
+    let mut w = WriteMultipart::new_with_chunk_size(up, part_size);
     let mut f = tokio::fs::File::open(&file)
         .await
         .with_path("open", &file)?;

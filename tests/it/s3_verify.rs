@@ -4,6 +4,7 @@
 
 use crate::common::{Moto, Store, Upstream};
 use crate::s3_gc::{json, ok, sv};
+use streamvault::streamgen::{Bulk, StreamSpec};
 
 /// Delete (`body` None) or overwrite an object with a signed request (moto refuses unsigned
 /// ones on existing objects): boto3 from moto's own virtualenv.
@@ -151,6 +152,58 @@ fn verify_finds_deleted_truncated_and_corrupt_objects_and_repair_fixes_them() {
         assert_eq!(st, 200);
         assert_eq!(body, orig(p), "{p}");
     }
+    let clean = json(&sv(&store, &moto, &["verify", dest, "--deep", "--json"]));
+    assert_eq!(clean["findings"].as_array().unwrap().len(), 0, "{clean}");
+}
+
+#[test]
+fn multipart_uploads_with_checksums_complete_with_the_right_size_and_bytes() {
+    let Some(moto) = Moto::start() else { return };
+    moto.public_bucket("multi");
+    // One 11 MiB item: with 5 MiB parts (moto's minimum) a three-part upload.
+    let up = Upstream::with_spec(StreamSpec {
+        bulk: Some(Bulk {
+            products: 1,
+            versions: 1,
+            files_per_version: 1,
+            file_size: 11 << 20,
+        }),
+        ..StreamSpec::generation(1)
+    });
+    let store = Store::new();
+    store.add("maas", &up, &[]);
+    store.sync_json("maas");
+    let dest = "s3://multi/m";
+    let mark = moto.log_text().len();
+    let o = store
+        .cmd(&["publish", "1", dest, "--json"])
+        .env("AWS_ENDPOINT_URL", moto.endpoint())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "very-secret-key-9f2c")
+        .env("STREAMVAULT_FAILPOINT", "s3-part-size=5242880")
+        .output()
+        .unwrap();
+    let r = json(&o);
+    assert!(r["uploaded"].as_u64().unwrap() > 0, "{r}");
+    // CreateMultipartUpload and CompleteMultipartUpload are POSTs.
+    assert!(moto.count(mark, "POST") >= 2, "{}", moto.log_text());
+    let tree = std::fs::read_dir(store.root().join("trees"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.is_dir() && !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .unwrap();
+    let big: Vec<_> = walkdir::WalkDir::new(&tree)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file() && e.metadata().unwrap().len() > 10 << 20)
+        .map(|e| e.path().strip_prefix(&tree).unwrap().to_path_buf())
+        .collect();
+    assert_eq!(big.len(), 1, "{big:?}");
+    let rel = big[0].to_string_lossy();
+    let (st, body) = moto.http("GET", &format!("/multi/m/{rel}"));
+    assert_eq!(st, 200);
+    assert_eq!(body, std::fs::read(tree.join(&big[0])).unwrap());
     let clean = json(&sv(&store, &moto, &["verify", dest, "--deep", "--json"]));
     assert_eq!(clean["findings"].as_array().unwrap().len(), 0, "{clean}");
 }
