@@ -14,7 +14,7 @@
 //! Everything else under the prefix goes: objects of publications retired beyond the grace
 //! period, products documents no kept publication names, and what a killed publish uploaded
 //! and nothing recorded. The prefix therefore belongs to streamvault: do not keep other files
-//! under it. A kept publication recorded before schema 0012 (no listing) makes gc refuse.
+//! under it (another DEST of this store nested under it is left alone). A kept publication recorded before schema 0012 (no listing) makes gc refuse.
 //!
 //! Locks: the store lock shared and the DEST's lock exclusively (as publish), so no publish of
 //! this store runs on DEST between the plan and the deletes.
@@ -77,6 +77,17 @@ fn plan(vault: &Vault, b: &Bucket, d: &S3Dest, opts: &GcOptions, dry: bool) -> R
         keep.extend(vault.catalog.s3_objects(p.id)?.into_iter().map(|o| o.key));
     }
     keep.extend(live_closure(b)?);
+    // Another DEST of this store nested under this prefix is its own gc's business.
+    let nested: Vec<String> = vault
+        .catalog
+        .s3_publications(None)?
+        .into_iter()
+        .filter_map(|p| {
+            p.dest
+                .strip_prefix(&format!("{url}/"))
+                .map(|rest| format!("{rest}/"))
+        })
+        .collect();
     let cutoff = crate::host::now().saturating_sub(grace.min(i64::MAX as u64) as i64);
     let mut r = S3GcReport {
         dry_run: dry,
@@ -92,6 +103,9 @@ fn plan(vault: &Vault, b: &Bucket, d: &S3Dest, opts: &GcOptions, dry: bool) -> R
         deleted: Vec::new(),
     };
     for o in b.list()? {
+        if nested.iter().any(|n| o.key.starts_with(n.as_str())) {
+            continue;
+        }
         r.objects_listed += 1;
         if keep.contains(&o.key) {
             r.objects_kept += 1;

@@ -107,6 +107,16 @@ pub enum S3Error {
     )]
     NoListing { dest: String, publication: i64 },
 
+    #[error(
+        "cannot roll `{dest}` back to publication {publication}: {missing} objects it lists are gone from the bucket (e.g. `{example}`)"
+    )]
+    RollbackIncomplete {
+        dest: String,
+        publication: i64,
+        missing: usize,
+        example: String,
+    },
+
     #[error("another publisher won: the index of `{dest}` changed while this publish ran")]
     Lost { dest: String },
 
@@ -130,6 +140,10 @@ impl S3Error {
             S3Error::BadUrl { .. } => Some("write it as s3://BUCKET/PREFIX".into()),
             S3Error::NoListing { .. } => Some(
                 "publish the live snapshot again (it records the listing), then run gc after the grace period"
+                    .into(),
+            ),
+            S3Error::RollbackIncomplete { .. } => Some(
+                "`gc s3://…` collected them after the grace period: publish that snapshot again instead"
                     .into(),
             ),
             S3Error::SizeMismatch { .. } => Some("publish again; `verify DEST` checks every object".into()),
@@ -787,10 +801,30 @@ pub fn rollback(vault: &mut Vault, d: &S3Dest, to: Option<&str>) -> Result<S3Rep
             })?,
     };
     let docs = vault.catalog.s3_documents(target.id)?;
-    let mut docs_sorted = docs.clone();
-    docs_sorted.sort_by_key(|doc| (doc.is_index, doc.key.ends_with(".sjson"), doc.key.clone()));
+    let objects = vault.catalog.s3_objects(target.id)?;
     let rt = runtime()?;
     let s = connect(d)?;
+    // Every item the older index lists must still be there (`gc s3://…` may have collected
+    // it): the documents are re-put, nothing else is.
+    if !objects.is_empty() {
+        let remote = rt.block_on(list(&s, d))?;
+        let missing: Vec<&S3Object> = objects
+            .iter()
+            .filter(|o| o.blob.is_some())
+            .filter(|o| remote.get(&o.key).is_none_or(|(size, _)| *size != o.size))
+            .collect();
+        if let Some(first) = missing.first() {
+            return Err(S3Error::RollbackIncomplete {
+                dest: url,
+                publication: target.id,
+                missing: missing.len(),
+                example: first.key.clone(),
+            }
+            .into());
+        }
+    }
+    let mut docs_sorted = docs.clone();
+    docs_sorted.sort_by_key(|doc| (doc.is_index, doc.key.ends_with(".sjson"), doc.key.clone()));
     let mut current = HashMap::new();
     for doc in docs_sorted.iter().filter(|doc| doc.is_index) {
         current.insert(doc.key.clone(), rt.block_on(read(&s, &d.key(&doc.key)))?);
@@ -813,7 +847,6 @@ pub fn rollback(vault: &mut Vault, d: &S3Dest, to: Option<&str>) -> Result<S3Rep
         bytes: target.bytes,
         by: &crate::host::who(),
     };
-    let objects = vault.catalog.s3_objects(target.id)?;
     let (id, n) = switch(vault, &row, &docs_sorted, &objects, || {
         rt.block_on(write_index(&s, d, &docs_sorted, &current))
     })?;

@@ -174,6 +174,13 @@ fn gc_keeps_grace_and_live_closure_and_dry_run_equals_gc() {
         assert_eq!(moto.http("GET", &format!("/gcb/maas/{p}")).0, 200, "{p}");
     }
 
+    // Another DEST of this store nested under the prefix is not collected with it.
+    ok(&sv(
+        &store,
+        &moto,
+        &["publish", "1", "s3://gcb/maas/nested"],
+    ));
+
     // No grace, keep only the newest: the dry run's plan is exactly what gc then deletes.
     let args = ["gc", dest, "--grace", "0s", "--keep-last", "1", "--json"];
     let mut dry_args = args.to_vec();
@@ -206,6 +213,28 @@ fn gc_keeps_grace_and_live_closure_and_dry_run_equals_gc() {
     // Nothing the live index reaches was touched, and it is all still there.
     assert!(deleted.is_disjoint(&live), "{real}");
     assert_eq!(live_closure(&moto, "/gcb/maas"), live);
+    // Items of the first snapshot went too, so a rollback to it is refused (one line, the
+    // bucket untouched) rather than flipping to an index whose items are gone.
+    assert!(
+        deleted
+            .iter()
+            .any(|k| !k.starts_with("streams/") && !k.starts_with("stray/")),
+        "{real}"
+    );
+    let (_, before) = moto.http("GET", "/gcb/maas/streams/v1/index.sjson");
+    let o = sv(&store, &moto, &["rollback", dest]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success(), "{err}");
+    assert!(err.starts_with("streamvault: error: cannot roll"), "{err}");
+    assert!(err.contains("are gone from the bucket"), "{err}");
+    let (_, after) = moto.http("GET", "/gcb/maas/streams/v1/index.sjson");
+    assert_eq!(before, after);
+    assert!(!deleted.iter().any(|k| k.starts_with("nested/")), "{real}");
+    assert_eq!(
+        moto.http("GET", "/gcb/maas/nested/streams/v1/index.sjson")
+            .0,
+        200
+    );
     // A second run finds nothing more.
     let again = json(&sv(&store, &moto, &args));
     assert_eq!(again["objects_deleted"], 0, "{again}");
