@@ -46,6 +46,11 @@ pub(super) fn report(r: &publish::s3::S3Report, json: bool) -> Result<ExitStatus
         );
         return Ok(ExitStatus::Success);
     }
+    if r.key_created
+        && let Some(s) = &r.signer
+    {
+        out!("generated the store's signing key `default` for filtered metadata ({s})");
+    }
     let verb = verb(&r.action);
     out!(
         "{verb} snapshot {} to {} (publication {}, {} metadata): {} items uploaded ({}), {} already present, {} documents written",
@@ -58,6 +63,9 @@ pub(super) fn report(r: &publish::s3::S3Report, json: bool) -> Result<ExitStatus
         r.skipped,
         r.documents_written
     );
+    if let Some(k) = &r.keyring {
+        out!("keyring for MAAS (keyring_filename): {}", k.display());
+    }
     Ok(ExitStatus::Success)
 }
 

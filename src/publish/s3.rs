@@ -1,36 +1,49 @@
 //! Publishing to S3-compatible object storage: `publish SNAPSHOT s3://BUCKET/PREFIX`, and
-//! `rollback`, `status`, `publications` of such a DEST.
+//! `rollback`, `status`, `publications` of such a DEST, auto-publish after a sync
+//! ([`auto_publish`]), and the bucket handle `gc s3://…` (`crate::gc::s3`) and `verify s3://…`
+//! (`crate::verify::s3`) use ([`Bucket`]).
 //!
 //! # Configuration
 //! The standard AWS environment: `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT_URL_S3`),
 //! `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION` (default
 //! `us-east-1`); path-style requests unless `AWS_VIRTUAL_HOSTED_STYLE_REQUEST=true`. Plain http
-//! only when the endpoint URL says `http://`. Credentials are never printed. Profiles
-//! (`~/.aws/config`) are not read. Any other URL-shaped DEST (`http://…`, `ftp://…`) is refused.
+//! only when the endpoint URL says `http://`. What the environment does not set comes from the
+//! `~/.aws` profile `AWS_PROFILE` (else `default`; `config`: `region`, `endpoint_url`;
+//! `credentials`: the keys), see `s3/config.rs`. Credentials are never printed. Any other
+//! URL-shaped DEST (`http://…`, `ftp://…`) is refused.
 //!
 //! # How a publish runs
 //! The tree is built (or reused) exactly as for a local DEST (`trees/<name>/`, checked
-//! complete), then uploaded in an order that keeps every reader on an old or a new stream:
+//! complete; filtered metadata signed by `--sign-key`, else the store's default key, unless
+//! `--unsigned`), then uploaded in an order that keeps every reader on an old or a new stream:
 //! 1. the index documents are read (their ETags are the condition of step 4) and the prefix is
 //!    listed once;
 //! 2. items: every object already present with the right size is skipped; the others are
 //!    uploaded, [`UPLOADS`] at a time, files above [`PART_SIZE`] as multipart uploads of
-//!    [`PART_SIZE`] parts; `Cache-Control: public, max-age=31536000, immutable`. An item a
-//!    retained publication of this DEST lists with another size is never overwritten: the
-//!    publish is refused, naming it;
-//! 3. the products documents (skipped when present with the same MD5 ETag), `no-cache`;
-//! 4. the publication row is recorded with every document's bytes (what rollback re-puts), then
-//!    the index documents are written LAST (`index.json`, then `index.sjson`), each with a
-//!    conditional write: `If-Match` on the ETag read in step 1, `If-None-Match: *` when there was
-//!    none. A 412 means another publisher won: the row is removed and the publish fails with one
-//!    line. An unchanged republish does 0 PUTs (2 GETs and 1 LIST).
+//!    [`PART_SIZE`] parts; `Cache-Control: public, max-age=31536000, immutable`. Every PUT and
+//!    every part carries `x-amz-checksum-sha256` computed from our bytes (the server checks
+//!    it); a multipart ETag is never trusted: the completed object's size is checked with a
+//!    HEAD. An item a retained publication of this DEST lists with another size is never
+//!    overwritten: the publish is refused, naming it;
+//! 3. the products documents (skipped when present with the same MD5 ETag). Filtered: named by
+//!    content hash (`streams/v1/<stem>.<hash>.json`/`.sjson`, `s3/hashed.rs`), immutable like
+//!    items, the index rewritten (and signed again) to point at them; verbatim: upstream paths,
+//!    `no-cache`;
+//! 4. the publication row is recorded with every document's bytes (what rollback re-puts) and
+//!    every object it lists (`s3_objects`: what gc keeps and verify checks), then the index
+//!    documents are written LAST (`index.json`, then `index.sjson`), each with a conditional
+//!    write: `If-Match` on the ETag read in step 1, `If-None-Match: *` when there was none. A
+//!    412 means another publisher won: the row is removed and the publish fails with one line.
+//!    An unchanged republish does 0 PUTs (2 GETs and 1 LIST).
 //!
+//! Filtered metadata: the index write is the only switch (products documents are immutable).
 //! Verbatim metadata keeps upstream paths, so products documents are overwritten in place before
 //! the index: a reader may briefly see an old index with new products (every item either lists
-//! is present). Filtered documents are not yet content-hash named (same caveat).
+//! is present).
 //!
-//! Rollback re-puts the documents a previous publication recorded (products, then the index,
-//! conditionally); items are never deleted (there is no S3 gc yet), so the older ones are there.
+//! Rollback checks (one LIST) that every item the older publication lists is still in the
+//! bucket (`gc s3://…` may have collected it after the grace period: then it refuses), then
+//! re-puts the documents it recorded (products, then the index, conditionally).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -183,6 +196,10 @@ pub struct S3Report {
     pub changed: bool,
     pub previous: Option<i64>,
     pub duration_ms: u64,
+    /// The signing key's binary public keyring (for MAAS `keyring_filename`), when signed.
+    pub keyring: Option<PathBuf>,
+    /// Whether this publish generated the store's default key.
+    pub key_created: bool,
 }
 
 /// The live publication of an S3 DEST and whether the bucket agrees.
@@ -446,13 +463,16 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
     let started = Instant::now();
     // As for a local DEST: filtered metadata is signed by `--sign-key`, else by the store's
     // default key, unless `--unsigned`.
-    let key: Option<SigningKey> = metadata::signing(
+    let signing = metadata::signing(
         vault,
         opts.mode == MetadataMode::Filtered,
         opts.sign_key.as_deref(),
         opts.unsigned,
-    )?
-    .map(|s| s.key);
+    )?;
+    let (key, keyring, key_created): (Option<SigningKey>, _, _) = match signing {
+        Some(s) => (Some(s.key), Some(s.keyring), s.created),
+        None => (None, None, false),
+    };
     let signer = key.as_ref().map(SigningKey::fingerprint);
     let url = d.url();
     let pseudo = PathBuf::from(&url);
@@ -533,6 +553,8 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
         changed: false,
         previous,
         duration_ms: 0,
+        keyring,
+        key_created,
     };
 
     // 1. The index as it is now (the condition of the last write), then one listing.
@@ -868,6 +890,8 @@ pub fn rollback(vault: &mut Vault, d: &S3Dest, to: Option<&str>) -> Result<S3Rep
         changed: true,
         previous: Some(live.id),
         duration_ms: started.elapsed().as_millis() as u64,
+        keyring: None,
+        key_created: false,
     })
 }
 
