@@ -12,3 +12,10 @@ CREATE TABLE s3_objects (
     blob           TEXT,                     -- BLAKE3 of an item's blob; NULL for a document
     PRIMARY KEY (publication_id, key)
 ) WITHOUT ROWID;
+
+-- Publications whose objects `gc s3://…` collected (recorded before it deletes them): never
+-- kept, checked or rolled back to again.
+CREATE TABLE s3_collected (
+    publication_id INTEGER PRIMARY KEY REFERENCES s3_publications(id) ON DELETE CASCADE,
+    collected_at   INTEGER NOT NULL
+);

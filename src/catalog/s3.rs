@@ -1,4 +1,5 @@
-//! What each S3 publication lists (`s3_objects`, schema 0012): one row per object (item or
+//! What each S3 publication lists (`s3_objects`, schema 0012) and which ones gc collected
+//! (`s3_collected`): one row per object (item or
 //! metadata document) relative to the DEST's prefix, written in the same transaction as the
 //! publication row and its documents, so no publication exists without its listing. `gc
 //! s3://…` keeps what the kept publications list ([`Catalog::s3_kept_publications`]); `verify
@@ -82,6 +83,32 @@ impl Catalog {
         )
     }
 
+    /// The publications of `dest` whose objects gc collected.
+    pub fn s3_collected(&self, dest: &str) -> Result<Vec<i64>> {
+        self.rows(
+            "SELECT c.publication_id FROM s3_collected c
+             JOIN s3_publications p ON p.id = c.publication_id WHERE p.dest = ?1",
+            [dest],
+            |r| r.get(0),
+        )
+    }
+
+    /// Record, before `gc s3://…` deletes objects, that every publication of `dest` but `kept`
+    /// is collected (one transaction).
+    pub fn mark_s3_collected(&self, dest: &str, kept: &[i64]) -> Result<()> {
+        let all = self.s3_publications(Some(dest))?;
+        let at = now();
+        self.write(|tx| {
+            let mut st = tx.prepare_cached(
+                "INSERT OR IGNORE INTO s3_collected (publication_id, collected_at) VALUES (?1, ?2)",
+            )?;
+            for p in all.iter().filter(|p| !kept.contains(&p.id)) {
+                st.execute(params![p.id, at])?;
+            }
+            Ok(())
+        })
+    }
+
     /// Whether publication `id` has its listing recorded (publications written before schema
     /// 0012 have none).
     pub fn s3_listing_recorded(&self, id: i64) -> Result<bool> {
@@ -96,7 +123,7 @@ impl Catalog {
 
     /// The publications of `dest` whose objects stay, newest first: every one not retired, every
     /// one retired less than `grace_secs` ago, and the newest `keep_last` (what a rollback goes
-    /// back to).
+    /// back to); never one whose objects gc collected ([`Catalog::mark_s3_collected`]).
     pub fn s3_kept_publications(
         &self,
         dest: &str,
@@ -104,9 +131,11 @@ impl Catalog {
         grace_secs: u64,
     ) -> Result<Vec<S3Publication>> {
         let cutoff = now().saturating_sub(grace_secs.min(i64::MAX as u64) as i64);
+        let collected = self.s3_collected(dest)?;
         let all = self.s3_publications(Some(dest))?;
         Ok(all
             .into_iter()
+            .filter(|p| !collected.contains(&p.id))
             .enumerate()
             .filter(|(i, p)| {
                 (*i as u64) < u64::from(keep_last.max(1)) || p.retired_at.is_none_or(|t| t > cutoff)

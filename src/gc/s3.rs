@@ -135,6 +135,10 @@ pub fn s3_gc(vault: &Vault, d: &S3Dest, opts: &GcOptions) -> Result<S3GcReport> 
     let _locks = s3::lock(vault, d, "gc")?;
     let b = Bucket::open(d)?;
     let r = plan(vault, &b, d, opts, false)?;
+    // Rows first (invariant 4): the publications not kept are collected, then their objects go.
+    vault
+        .catalog
+        .mark_s3_collected(&r.dest, &r.publications_kept)?;
     let keys: Vec<String> = r.deleted.iter().map(|o| o.key.clone()).collect();
     b.delete(&keys)?;
     Ok(r)

@@ -273,6 +273,11 @@ fn gc_keeps_grace_and_live_closure_and_dry_run_equals_gc() {
             .0,
         200
     );
+    // The collected publication is not checked (nor kept) any more, with the store's settings
+    // (keep-last 3, grace 24 h): verify is clean.
+    let v = json(&sv(&store, &moto, &["verify", dest, "--json"]));
+    assert_eq!(v["findings"].as_array().unwrap().len(), 0, "{v}");
+    assert_eq!(v["publications"].as_array().unwrap().len(), 1, "{v}");
     // A second run finds nothing more.
     let again = json(&sv(&store, &moto, &args));
     assert_eq!(again["objects_deleted"], 0, "{again}");
