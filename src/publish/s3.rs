@@ -523,7 +523,18 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
     }
     // index.json before index.sjson: the signed one is the last switch.
     docs.sort_by_key(|doc| (doc.is_index, doc.key.ends_with(".sjson"), doc.key.clone()));
-    let blobs = item_blobs(vault, snap.id, tree.id)?;
+    // What the publication lists: its items (with their blobs) now, its documents once named.
+    let mut objects: Vec<S3Object> = {
+        let mut blobs = item_blobs(vault, snap.id, tree.id)?;
+        items
+            .iter()
+            .map(|(rel, size)| S3Object {
+                key: rel.clone(),
+                size: *size,
+                blob: blobs.remove(rel),
+            })
+            .collect()
+    };
 
     // Publications of this DEST whose trees still exist: what must not be overwritten.
     let retained: Vec<S3Publication> = vault
@@ -572,19 +583,11 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
             .collect();
         docs = hashed::rename(docs, key.as_ref(), &bodies)?;
     }
-    let objects: Vec<S3Object> = items
-        .iter()
-        .map(|(rel, size)| S3Object {
-            key: rel.clone(),
-            size: *size,
-            blob: blobs.get(rel).cloned(),
-        })
-        .chain(docs.iter().map(|doc| S3Object {
-            key: doc.key.clone(),
-            size: doc.body.len() as u64,
-            blob: None,
-        }))
-        .collect();
+    objects.extend(docs.iter().map(|doc| S3Object {
+        key: doc.key.clone(),
+        size: doc.body.len() as u64,
+        blob: None,
+    }));
 
     // 2. Items.
     let mut todo = Vec::new();
