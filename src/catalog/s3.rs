@@ -144,3 +144,64 @@ impl Catalog {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{MetadataMode, PublicationAction};
+
+    fn publish(c: &Catalog, objects: &[&str]) -> i64 {
+        let row = NewS3Publication {
+            dest: "s3://b/p",
+            tree_id: None,
+            tree: "t",
+            snapshot_id: 1,
+            mode: MetadataMode::Verbatim,
+            signer: None,
+            action: PublicationAction::Publish,
+            files: 0,
+            bytes: 0,
+            by: "me",
+        };
+        let objects: Vec<S3Object> = objects
+            .iter()
+            .map(|k| S3Object {
+                key: k.to_string(),
+                size: 1,
+                blob: None,
+            })
+            .collect();
+        let id = c
+            .insert_s3_publication_listing(&row, &[], &objects)
+            .unwrap();
+        c.retire_other_s3_publications("s3://b/p", id).unwrap();
+        id
+    }
+
+    #[test]
+    fn kept_publications_live_keep_last_grace_and_never_collected_ones() {
+        let c = Catalog::open_in_memory().unwrap();
+        let a = publish(&c, &["x", "y"]);
+        let b = publish(&c, &["y"]);
+        let d = publish(&c, &["z"]);
+        assert!(c.s3_listing_recorded(a).unwrap());
+        assert_eq!(c.s3_objects(a).unwrap().len(), 2);
+        // Within a day's grace everything stays; without grace the newest `keep_last`.
+        let ids = |v: Vec<S3Publication>| v.into_iter().map(|p| p.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(c.s3_kept_publications("s3://b/p", 1, 86_400).unwrap()),
+            [d, b, a]
+        );
+        assert_eq!(
+            ids(c.s3_kept_publications("s3://b/p", 2, 0).unwrap()),
+            [d, b]
+        );
+        // Collected ones are never kept again, whatever the settings.
+        c.mark_s3_collected("s3://b/p", &[d]).unwrap();
+        assert_eq!(
+            ids(c.s3_kept_publications("s3://b/p", 3, 86_400).unwrap()),
+            [d]
+        );
+        assert_eq!(c.s3_collected("s3://b/p").unwrap().len(), 2);
+    }
+}

@@ -13,8 +13,9 @@
 //!
 //! Everything else under the prefix goes: objects of publications retired beyond the grace
 //! period, products documents no kept publication names, and what a killed publish uploaded
-//! and nothing recorded. The prefix therefore belongs to streamvault: do not keep other files
-//! under it (another DEST of this store nested under it is left alone). A kept publication recorded before schema 0012 (no listing) makes gc refuse.
+//! and nothing recorded. The prefix therefore belongs to streamvault, and to one store: do not
+//! keep other files under it (another DEST of this store nested under it is left alone). A kept
+//! publication recorded before schema 0012 (no listing) makes gc refuse.
 //!
 //! Locks: the store lock shared and the DEST's lock exclusively (as publish), so no publish of
 //! this store runs on DEST between the plan and the deletes.

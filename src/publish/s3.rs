@@ -161,7 +161,7 @@ impl S3Error {
             ),
             S3Error::SizeMismatch { .. } => Some("publish again; `verify DEST` checks every object".into()),
             S3Error::Config { .. } | S3Error::Request { .. } => Some(
-                "check AWS_ENDPOINT_URL, AWS_REGION and the credentials in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+                "check AWS_ENDPOINT_URL, AWS_REGION and the credentials in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or the ~/.aws profile AWS_PROFILE names)"
                     .into(),
             ),
             S3Error::Lost { .. } => {
