@@ -90,6 +90,7 @@ pub use ids::{PublicationId, RunId, S3PublicationId, SnapshotId, SourceId, TreeI
 pub mod maintenance;
 mod ops;
 mod publications;
+mod s3;
 mod snapshot_rows;
 mod snapshots;
 mod sources;
@@ -103,6 +104,7 @@ pub use ops::{
 pub use publications::{
     NewS3Publication, Publication, PublicationAction, S3Document, S3Publication,
 };
+pub use s3::S3Object;
 pub(crate) use snapshots::digest_sorted;
 pub use snapshots::{Document, Item, ItemFile, NewSnapshot, Snapshot, snapshot_digest};
 pub use sources::{NewSource, Source, check_source_name};
@@ -123,6 +125,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../schema/0010_gc_pending.sql"),
     // 0011: inputs of composed trees (src/catalog/compose.rs)
     include_str!("../schema/0011_compose.sql"),
+    // 0012: what each S3 publication lists (src/catalog/s3.rs)
+    include_str!("../schema/0012_s3_objects.sql"),
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -64,6 +64,7 @@ use crate::vault::Vault;
 
 mod plan;
 mod remove;
+pub mod s3;
 mod sweep;
 #[cfg(test)]
 mod tests;

@@ -96,6 +96,9 @@ pub fn auto_publish(
     let Some(target) = &source.publish else {
         return Ok(None);
     };
+    if publish::s3::is_url(&target.dest) {
+        return Ok(None); // auto_publish_s3
+    }
     if let Ok(st) = publish::status(Some(&*vault), &target.dest)
         && st.inputs.len() > 1
     {
@@ -196,6 +199,25 @@ fn recompose(
         },
     )
     .map(Some)
+}
+
+/// [`auto_publish`] for an `s3://` target ([`publish::s3::auto_publish`]).
+pub fn auto_publish_s3(
+    vault: &mut Vault,
+    source: &Source,
+    report: &SyncReport,
+) -> Result<Option<publish::s3::S3Report>> {
+    let Some(target) = &source.publish else {
+        return Ok(None);
+    };
+    let Some(d) = publish::s3::S3Dest::parse(&target.dest)? else {
+        return Ok(None);
+    };
+    match report.outcome {
+        Outcome::Snapshot(id) => publish::s3::auto_publish(vault, &d, target, id, true),
+        Outcome::Unchanged(id) => publish::s3::auto_publish(vault, &d, target, id, false),
+        Outcome::DryRun => Ok(None),
+    }
 }
 
 /// `streamvault status` without a DEST.

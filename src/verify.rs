@@ -49,6 +49,7 @@ mod files;
 mod pool;
 mod refetch;
 mod repair;
+pub mod s3;
 
 use check::check;
 pub use repair::repair;

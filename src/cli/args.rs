@@ -267,6 +267,10 @@ pub struct PublishArgs {
 
 #[derive(Debug, Args)]
 pub struct GcArgs {
+    /// Collect an S3 DEST (`s3://BUCKET/PREFIX`) instead of the store: delete the objects no
+    /// kept publication lists.
+    #[arg(value_name = "S3_DEST")]
+    pub dest: Option<PathBuf>,
     /// Print what would be deleted and freed; delete nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -318,6 +322,13 @@ pub enum KeyCommand {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
+    /// Check an S3 DEST (`s3://BUCKET/PREFIX`) instead of the store: every object its live and
+    /// retained publications list.
+    #[arg(value_name = "S3_DEST")]
+    pub dest: Option<PathBuf>,
+    /// With an S3 DEST: download every object and check its content, not only its size.
+    #[arg(long, requires = "dest")]
+    pub deep: bool,
     /// Fix what can be fixed: re-fetch missing or corrupt blobs (corrupt ones are moved to
     /// `quarantine/` first), re-link tree files, remove files and directories without rows.
     #[arg(long)]
@@ -360,7 +371,8 @@ pub enum SourceCommand {
 /// Auto-publish: a sync that makes a new snapshot publishes it to DEST.
 #[derive(Debug, Args)]
 pub struct AutoPublishArgs {
-    /// Publish every new snapshot of this source to DEST (one atomic flip per sync).
+    /// Publish every new snapshot of this source to DEST, a directory or `s3://BUCKET/PREFIX`
+    /// (one atomic flip per sync).
     #[arg(long, value_name = "DEST")]
     pub publish: Option<PathBuf>,
     /// Metadata the auto-publication serves.

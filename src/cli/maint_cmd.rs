@@ -25,6 +25,7 @@ pub(super) fn open_existing(root: &Path) -> Result<Vault> {
 pub(super) fn gc(root: &Path, a: GcArgs) -> Result<ExitStatus> {
     let mut vault = open_existing(root)?;
     let settings = streamvault::settings::StoreSettings::load(Some(&vault.catalog))?;
+    let s3 = a.dest.as_deref().map(super::s3_cmd::s3_dest).transpose()?;
     let opts = streamvault::gc::GcOptions {
         keep_last: a.keep_last.unwrap_or(settings.keep_last),
         grace: match &a.grace {
@@ -33,6 +34,9 @@ pub(super) fn gc(root: &Path, a: GcArgs) -> Result<ExitStatus> {
         },
         wait: a.wait,
     };
+    if let Some(d) = s3 {
+        return super::s3_cmd::gc(&vault, &d, &opts, a.dry_run, a.json);
+    }
     let plan = streamvault::gc::gc_plan(&mut vault, &opts)?;
     let report = if a.dry_run {
         plan.report().clone()
@@ -49,6 +53,11 @@ pub(super) fn gc(root: &Path, a: GcArgs) -> Result<ExitStatus> {
 }
 
 pub(super) fn verify(root: &Path, a: VerifyArgs) -> Result<ExitStatus> {
+    if let Some(dest) = &a.dest {
+        let d = super::s3_cmd::s3_dest(dest)?;
+        let vault = open_existing(root)?;
+        return super::s3_cmd::verify(&vault, &d, a.deep, a.repair, a.json);
+    }
     let mut opts = streamvault::verify::VerifyOptions {
         wait: a.wait,
         fetch: FetchOptions {

@@ -26,11 +26,14 @@ pub fn auto_publish(root: &Path, a: &AutoPublishArgs) -> Result<Option<AutoPubli
     let Some(dest) = &a.publish else {
         return Ok(None);
     };
-    let dest = std::path::absolute(dest).map_err(|source| Error::Io {
-        op: "resolve",
-        path: dest.clone(),
-        source,
-    })?;
+    let dest = match streamvault::publish::s3::S3Dest::parse(dest)? {
+        Some(d) => std::path::PathBuf::from(d.url()),
+        None => std::path::absolute(dest).map_err(|source| Error::Io {
+            op: "resolve",
+            path: dest.clone(),
+            source,
+        })?,
+    };
     if let Some(k) = &a.sign_key {
         streamvault::keys::load(&streamvault::store::Layout::new(root), k)?;
     }

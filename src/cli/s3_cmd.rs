@@ -31,7 +31,7 @@ pub(super) fn rollback(
     report(&r, json)
 }
 
-fn report(r: &publish::s3::S3Report, json: bool) -> Result<ExitStatus> {
+pub(super) fn report(r: &publish::s3::S3Report, json: bool) -> Result<ExitStatus> {
     if json {
         return json_out(r);
     }
@@ -46,6 +46,11 @@ fn report(r: &publish::s3::S3Report, json: bool) -> Result<ExitStatus> {
         );
         return Ok(ExitStatus::Success);
     }
+    if r.key_created
+        && let Some(s) = &r.signer
+    {
+        out!("generated the store's signing key `default` for filtered metadata ({s})");
+    }
     let verb = verb(&r.action);
     out!(
         "{verb} snapshot {} to {} (publication {}, {} metadata): {} items uploaded ({}), {} already present, {} documents written",
@@ -58,6 +63,9 @@ fn report(r: &publish::s3::S3Report, json: bool) -> Result<ExitStatus> {
         r.skipped,
         r.documents_written
     );
+    if let Some(k) = &r.keyring {
+        out!("keyring for MAAS (keyring_filename): {}", k.display());
+    }
     Ok(ExitStatus::Success)
 }
 
@@ -106,4 +114,97 @@ pub(super) fn publications(vault: Option<&Vault>, d: &S3Dest, json: bool) -> Res
         false,
     );
     Ok(ExitStatus::Success)
+}
+
+/// DEST of `gc`/`verify`: an `s3://` URL (a local DEST is collected and checked as part of the
+/// store, without naming it).
+pub(super) fn s3_dest(dest: &std::path::Path) -> Result<S3Dest> {
+    match S3Dest::parse(dest)? {
+        Some(d) => Ok(d),
+        None => Err(publish::s3::S3Error::UnsupportedDest {
+            dest: dest.display().to_string(),
+        }
+        .into()),
+    }
+}
+
+pub(super) fn gc(
+    vault: &Vault,
+    d: &S3Dest,
+    opts: &streamvault::gc::GcOptions,
+    dry_run: bool,
+    json: bool,
+) -> Result<ExitStatus> {
+    let r = if dry_run {
+        streamvault::gc::s3::s3_plan(vault, d, opts)?
+    } else {
+        streamvault::gc::s3::s3_gc(vault, d, opts)?
+    };
+    if json {
+        return json_out(&r);
+    }
+    let verb = if r.dry_run { "would delete" } else { "deleted" };
+    for o in &r.deleted {
+        out!("{verb} {} ({})", o.key, size(o.size));
+    }
+    out!(
+        "gc {}: {} objects listed, {} kept by publications {:?} and the live index, {} within the grace period; {verb} {} objects ({})",
+        r.dest,
+        r.objects_listed,
+        r.objects_kept,
+        r.publications_kept,
+        r.objects_within_grace,
+        r.objects_deleted,
+        size(r.bytes_deleted)
+    );
+    Ok(ExitStatus::Success)
+}
+
+pub(super) fn verify(
+    vault: &Vault,
+    d: &S3Dest,
+    deep: bool,
+    repair: bool,
+    json: bool,
+) -> Result<ExitStatus> {
+    let settings = streamvault::settings::StoreSettings::load(Some(&vault.catalog))?;
+    let opts = streamvault::verify::s3::S3VerifyOptions {
+        deep,
+        repair,
+        keep: streamvault::gc::GcOptions::from_settings(&settings),
+    };
+    let r = streamvault::verify::s3::verify_s3(vault, d, &opts)?;
+    if json {
+        json_out(&r)?;
+    } else {
+        for f in &r.findings {
+            out!("{f}");
+        }
+        let checked = format!(
+            "{} objects of publications {:?}{}",
+            r.objects_checked,
+            r.publications,
+            if r.deep {
+                format!(" ({} hashed)", size(r.bytes_hashed))
+            } else {
+                String::new()
+            }
+        );
+        if r.findings.is_empty() {
+            out!("verify {}: {checked}: clean", r.dest);
+        } else {
+            out!(
+                "verify {}: {checked}: {} problems, {} repaired, {} remain",
+                r.dest,
+                r.findings.len(),
+                r.repaired(),
+                r.remaining()
+            );
+        }
+    }
+    Ok(if r.remaining() > 0 {
+        ExitStatus::Problems
+    } else {
+        ExitStatus::Success
+    })
 }

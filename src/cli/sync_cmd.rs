@@ -90,6 +90,13 @@ pub(super) fn sync(root: &Path, a: SyncArgs, verbose: u8) -> Result<ExitStatus> 
             {
                 print_publish_report(&p);
             }
+            if !a.dry_run
+                && let Some(p) = streamvault::unattended::auto_publish_s3(&mut vault, src, &r)?
+                && !a.json
+                && p.changed
+            {
+                super::s3_cmd::report(&p, false)?;
+            }
             Ok(r)
         });
         match res {

@@ -5,7 +5,8 @@
 //! - `publish-slow-file=MS`: sleep MS milliseconds before placing each file (kill tests);
 //! - `publish-fail-flip`: the flip fails after the publication row is written;
 //! - `s3-pause-before-index=PATH`: an S3 publish creates `PATH.reached`, then waits (up to 60 s)
-//!   until `PATH` exists before writing the index (the racing-publishers test).
+//!   until `PATH` exists before writing the index (the racing-publishers test);
+//! - `s3-part-size=N`: S3 multipart uploads above N bytes, in parts of N (instead of 64 MiB).
 //!
 //! Protects invariant 3 by letting tests prove that a failure at any of these points leaves the
 //! old link untouched and no staging directory behind.

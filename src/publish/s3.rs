@@ -1,36 +1,49 @@
 //! Publishing to S3-compatible object storage: `publish SNAPSHOT s3://BUCKET/PREFIX`, and
-//! `rollback`, `status`, `publications` of such a DEST.
+//! `rollback`, `status`, `publications` of such a DEST, auto-publish after a sync
+//! ([`auto_publish`]), and the bucket handle `gc s3://…` (`crate::gc::s3`) and `verify s3://…`
+//! (`crate::verify::s3`) use ([`Bucket`]).
 //!
 //! # Configuration
 //! The standard AWS environment: `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT_URL_S3`),
 //! `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION` (default
 //! `us-east-1`); path-style requests unless `AWS_VIRTUAL_HOSTED_STYLE_REQUEST=true`. Plain http
-//! only when the endpoint URL says `http://`. Credentials are never printed. Profiles
-//! (`~/.aws/config`) are not read. Any other URL-shaped DEST (`http://…`, `ftp://…`) is refused.
+//! only when the endpoint URL says `http://`. What the environment does not set comes from the
+//! `~/.aws` profile `AWS_PROFILE` (else `default`; `config`: `region`, `endpoint_url`;
+//! `credentials`: the keys), see `s3/config.rs`. Credentials are never printed. Any other
+//! URL-shaped DEST (`http://…`, `ftp://…`) is refused.
 //!
 //! # How a publish runs
 //! The tree is built (or reused) exactly as for a local DEST (`trees/<name>/`, checked
-//! complete), then uploaded in an order that keeps every reader on an old or a new stream:
+//! complete; filtered metadata signed by `--sign-key`, else the store's default key, unless
+//! `--unsigned`), then uploaded in an order that keeps every reader on an old or a new stream:
 //! 1. the index documents are read (their ETags are the condition of step 4) and the prefix is
 //!    listed once;
 //! 2. items: every object already present with the right size is skipped; the others are
 //!    uploaded, [`UPLOADS`] at a time, files above [`PART_SIZE`] as multipart uploads of
-//!    [`PART_SIZE`] parts; `Cache-Control: public, max-age=31536000, immutable`. An item a
-//!    retained publication of this DEST lists with another size is never overwritten: the
-//!    publish is refused, naming it;
-//! 3. the products documents (skipped when present with the same MD5 ETag), `no-cache`;
-//! 4. the publication row is recorded with every document's bytes (what rollback re-puts), then
-//!    the index documents are written LAST (`index.json`, then `index.sjson`), each with a
-//!    conditional write: `If-Match` on the ETag read in step 1, `If-None-Match: *` when there was
-//!    none. A 412 means another publisher won: the row is removed and the publish fails with one
-//!    line. An unchanged republish does 0 PUTs (2 GETs and 1 LIST).
+//!    [`PART_SIZE`] parts; `Cache-Control: public, max-age=31536000, immutable`. Every PUT and
+//!    every part carries `x-amz-checksum-sha256` computed from our bytes (the server checks
+//!    it); a multipart ETag is never trusted: the completed object's size is checked with a
+//!    HEAD. An item a retained publication of this DEST lists with another size is never
+//!    overwritten: the publish is refused, naming it;
+//! 3. the products documents (skipped when present with the same MD5 ETag). Filtered: named by
+//!    content hash (`streams/v1/<stem>.<hash>.json`/`.sjson`, `s3/hashed.rs`), immutable like
+//!    items, the index rewritten (and signed again) to point at them; verbatim: upstream paths,
+//!    `no-cache`;
+//! 4. the publication row is recorded with every document's bytes (what rollback re-puts) and
+//!    every object it lists (`s3_objects`: what gc keeps and verify checks), then the index
+//!    documents are written LAST (`index.json`, then `index.sjson`), each with a conditional
+//!    write: `If-Match` on the ETag read in step 1, `If-None-Match: *` when there was none. A
+//!    412 means another publisher won: the row is removed and the publish fails with one line.
+//!    An unchanged republish does 0 PUTs (2 GETs and 1 LIST).
 //!
+//! Filtered metadata: the index write is the only switch (products documents are immutable).
 //! Verbatim metadata keeps upstream paths, so products documents are overwritten in place before
 //! the index: a reader may briefly see an old index with new products (every item either lists
-//! is present). Filtered documents are not yet content-hash named (same caveat).
+//! is present).
 //!
-//! Rollback re-puts the documents a previous publication recorded (products, then the index,
-//! conditionally); items are never deleted (there is no S3 gc yet), so the older ones are there.
+//! Rollback checks (one LIST) that every item the older publication lists is still in the
+//! bucket (`gc s3://…` may have collected it after the grace period: then it refuses), then
+//! re-puts the documents it recorded (products, then the index, conditionally).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -48,14 +61,18 @@ use tokio::io::AsyncReadExt;
 
 pub use crate::catalog::{S3Document, S3Publication};
 
-use super::{INDEX_NAMES, MetadataMode, PublishOptions, dest, failpoint};
+use super::{INDEX_NAMES, MetadataMode, PublishOptions, dest, failpoint, metadata};
+mod bucket;
+mod config;
+mod hashed;
 mod location;
 
+pub use bucket::{Bucket, Listed, lock};
 pub use location::{S3Dest, is_url};
 
-use crate::catalog::{NewS3Publication, PublicationAction, S3PublicationId, SnapshotId};
+pub use crate::catalog::S3Object;
+use crate::catalog::{NewS3Publication, PublicationAction, S3PublicationId, SnapshotId, TreeId};
 use crate::error::{Error, IoResultExt, Result};
-use crate::keys;
 use crate::openpgp::SigningKey;
 use crate::vault::Vault;
 
@@ -91,6 +108,31 @@ pub enum S3Error {
         source: object_store::Error,
     },
 
+    #[error("`{key}` in the bucket has {got} bytes after its upload, not {expected}")]
+    SizeMismatch {
+        key: String,
+        expected: u64,
+        got: u64,
+    },
+
+    #[error(
+        "publication {publication} of `{dest}` was recorded before streamvault kept what each S3 publication lists"
+    )]
+    NoListing {
+        dest: String,
+        publication: S3PublicationId,
+    },
+
+    #[error(
+        "cannot roll `{dest}` back to publication {publication}: {missing} objects it lists are gone from the bucket (e.g. `{example}`)"
+    )]
+    RollbackIncomplete {
+        dest: String,
+        publication: S3PublicationId,
+        missing: usize,
+        example: String,
+    },
+
     #[error("another publisher won: the index of `{dest}` changed while this publish ran")]
     Lost { dest: String },
 
@@ -112,8 +154,17 @@ impl S3Error {
                     .into(),
             ),
             S3Error::BadUrl { .. } => Some("write it as s3://BUCKET/PREFIX".into()),
+            S3Error::NoListing { .. } => Some(
+                "publish the live snapshot again (it records the listing), then run gc after the grace period"
+                    .into(),
+            ),
+            S3Error::RollbackIncomplete { .. } => Some(
+                "`gc s3://…` collected them after the grace period: publish that snapshot again instead"
+                    .into(),
+            ),
+            S3Error::SizeMismatch { .. } => Some("publish again; `verify DEST` checks every object".into()),
             S3Error::Config { .. } | S3Error::Request { .. } => Some(
-                "check AWS_ENDPOINT_URL, AWS_REGION and the credentials in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+                "check AWS_ENDPOINT_URL, AWS_REGION and the credentials in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or the ~/.aws profile AWS_PROFILE names)"
                     .into(),
             ),
             S3Error::Lost { .. } => {
@@ -148,6 +199,10 @@ pub struct S3Report {
     pub changed: bool,
     pub previous: Option<S3PublicationId>,
     pub duration_ms: u64,
+    /// The signing key's binary public keyring (for MAAS `keyring_filename`), when signed.
+    pub keyring: Option<PathBuf>,
+    /// Whether this publish generated the store's default key.
+    pub key_created: bool,
 }
 
 /// The live publication of an S3 DEST and whether the bucket agrees.
@@ -176,17 +231,36 @@ fn connect(d: &S3Dest) -> Result<Arc<AmazonS3>> {
     // reqwest is built with `rustls-no-provider`: the ring provider must be installed first.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let endpoint = var("AWS_ENDPOINT_URL_S3")
+    let env_endpoint = var("AWS_ENDPOINT_URL_S3")
         .or_else(|| var("AWS_ENDPOINT_URL"))
         .or_else(|| var("AWS_ENDPOINT"));
+    // `~/.aws` profiles fill in what the environment does not set.
+    let profile = config::load(&var);
+    let endpoint = env_endpoint.clone().or(profile.endpoint_url.clone());
     let http = endpoint
         .as_deref()
         .is_some_and(|e| e.starts_with("http://"));
     let mut b = AmazonS3Builder::from_env()
         .with_bucket_name(&d.bucket)
-        .with_allow_http(http);
+        .with_allow_http(http)
+        // Every PUT and part carries `x-amz-checksum-sha256` of our bytes; the server checks it.
+        .with_checksum_algorithm(object_store::aws::Checksum::SHA256);
+    if env_endpoint.is_none()
+        && let Some(e) = &profile.endpoint_url
+    {
+        b = b.with_endpoint(e);
+    }
+    if var("AWS_ACCESS_KEY_ID").is_none()
+        && var("AWS_SECRET_ACCESS_KEY").is_none()
+        && let (Some(k), Some(sk)) = (&profile.access_key_id, &profile.secret_access_key)
+    {
+        b = b.with_access_key_id(k).with_secret_access_key(sk);
+        if let Some(t) = &profile.session_token {
+            b = b.with_token(t);
+        }
+    }
     if var("AWS_REGION").is_none() && var("AWS_DEFAULT_REGION").is_none() {
-        b = b.with_region("us-east-1");
+        b = b.with_region(profile.region.as_deref().unwrap_or("us-east-1"));
     }
     let s = b.build().map_err(|source| S3Error::Config {
         dest: d.url(),
@@ -244,7 +318,8 @@ fn attrs(cache: &'static str) -> Attributes {
 
 /// Upload one file (multipart above [`PART_SIZE`]).
 async fn upload(s: Arc<AmazonS3>, key: ObjPath, file: PathBuf, size: u64) -> Result<u64> {
-    if size <= PART_SIZE as u64 {
+    let part_size = failpoint::number("s3-part-size=", "").map_or(PART_SIZE, |n| n as usize);
+    if size <= part_size as u64 {
         let body = tokio::fs::read(&file).await.with_path("read", &file)?;
         let n = body.len() as u64;
         let opts = PutOptions {
@@ -264,7 +339,7 @@ async fn upload(s: Arc<AmazonS3>, key: ObjPath, file: PathBuf, size: u64) -> Res
         .put_multipart_opts(&key, opts)
         .await
         .map_err(req("multipart PUT", &key))?;
-    let mut w = WriteMultipart::new_with_chunk_size(up, PART_SIZE);
+    let mut w = WriteMultipart::new_with_chunk_size(up, part_size);
     let mut f = tokio::fs::File::open(&file)
         .await
         .with_path("open", &file)?;
@@ -283,6 +358,17 @@ async fn upload(s: Arc<AmazonS3>, key: ObjPath, file: PathBuf, size: u64) -> Res
         w.write(&buf[..r]);
     }
     w.finish().await.map_err(req("multipart PUT", &key))?;
+    // A multipart ETag is not a digest of the object: check the completed object's size
+    // (each part carried its SHA-256, which the server checked).
+    let meta = s.head(&key).await.map_err(req("HEAD", &key))?;
+    if meta.size != n || n != size {
+        return Err(S3Error::SizeMismatch {
+            key: key.to_string(),
+            expected: size,
+            got: meta.size,
+        }
+        .into());
+    }
     Ok(n)
 }
 
@@ -293,6 +379,7 @@ async fn put_doc(
     key: &ObjPath,
     body: &[u8],
     condition: Option<Option<String>>,
+    cache: &'static str,
 ) -> Result<()> {
     let mode = match condition {
         None => PutMode::Overwrite,
@@ -302,7 +389,6 @@ async fn put_doc(
         }),
         Some(None) => PutMode::Create,
     };
-    let cache = NO_CACHE;
     let opts = PutOptions {
         mode,
         attributes: attrs(cache),
@@ -314,6 +400,15 @@ async fn put_doc(
             object_store::Error::Precondition { .. } | object_store::Error::AlreadyExists { .. },
         ) => Err(S3Error::Lost { dest: d.url() }.into()),
         Err(e) => Err(req("PUT", key)(e)),
+    }
+}
+
+/// Products documents: named by content hash (immutable) in filtered mode, fixed upstream
+/// paths (`no-cache`) in verbatim mode.
+fn doc_cache(mode: MetadataMode) -> &'static str {
+    match mode {
+        MetadataMode::Filtered => IMMUTABLE,
+        _ => NO_CACHE,
     }
 }
 
@@ -369,14 +464,18 @@ fn pause_before_index() {
 /// Publish a snapshot to an S3 DEST (see the module documentation).
 pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S3Report> {
     let started = Instant::now();
-    if opts.sign_key.is_some() && opts.mode == MetadataMode::Verbatim {
-        return Err(Error::SignKeyNeedsFiltered);
-    }
-    let key: Option<SigningKey> = opts
-        .sign_key
-        .as_deref()
-        .map(|n| keys::load(&vault.layout, n))
-        .transpose()?;
+    // As for a local DEST: filtered metadata is signed by `--sign-key`, else by the store's
+    // default key, unless `--unsigned`.
+    let signing = metadata::signing(
+        vault,
+        opts.mode == MetadataMode::Filtered,
+        opts.sign_key.as_deref(),
+        opts.unsigned,
+    )?;
+    let (key, keyring, key_created): (Option<SigningKey>, _, _) = match signing {
+        Some(s) => (Some(s.key), Some(s.keyring), s.created),
+        None => (None, None, false),
+    };
     let signer = key.as_ref().map(SigningKey::fingerprint);
     let url = d.url();
     let pseudo = PathBuf::from(&url);
@@ -427,6 +526,18 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
     }
     // index.json before index.sjson: the signed one is the last switch.
     docs.sort_by_key(|doc| (doc.is_index, doc.key.ends_with(".sjson"), doc.key.clone()));
+    // What the publication lists: its items (with their blobs) now, its documents once named.
+    let mut objects: Vec<S3Object> = {
+        let mut blobs = item_blobs(vault, snap.id, tree.id)?;
+        items
+            .iter()
+            .map(|(rel, size)| S3Object {
+                key: rel.clone(),
+                size: *size,
+                blob: blobs.remove(rel),
+            })
+            .collect()
+    };
 
     // Publications of this DEST whose trees still exist: what must not be overwritten.
     let retained: Vec<S3Publication> = vault
@@ -456,6 +567,8 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
         changed: false,
         previous,
         duration_ms: 0,
+        keyring,
+        key_created,
     };
 
     // 1. The index as it is now (the condition of the last write), then one listing.
@@ -465,6 +578,19 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
         current.insert(doc.key.clone(), v);
     }
     let remote = rt.block_on(list(&s, d))?;
+    // Filtered: products documents named by content hash, the index pointing at them.
+    if tree.mode == MetadataMode::Filtered {
+        let bodies = current
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_ref().map(|(b, _)| b.clone())))
+            .collect();
+        docs = hashed::rename(docs, key.as_ref(), &bodies)?;
+    }
+    objects.extend(docs.iter().map(|doc| S3Object {
+        key: doc.key.clone(),
+        size: doc.body.len() as u64,
+        blob: None,
+    }));
 
     // 2. Items.
     let mut todo = Vec::new();
@@ -499,7 +625,8 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
             *size == doc.body.len() as u64 && etag.as_deref() == Some(md5_etag(&doc.body).as_str())
         });
         if !same {
-            rt.block_on(put_doc(&s, d, &d.key(&doc.key), &doc.body, None))?;
+            let cache = doc_cache(tree.mode);
+            rt.block_on(put_doc(&s, d, &d.key(&doc.key), &doc.body, None, cache))?;
             report.documents_written += 1;
         }
     }
@@ -532,7 +659,7 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
         bytes: tree.bytes,
         by: &crate::host::who(),
     };
-    let (id, n) = switch(vault, &row, &docs, || {
+    let (id, n) = switch(vault, &row, &docs, &objects, || {
         pause_before_index();
         rt.block_on(write_index(&s, d, &docs, &current))
     })?;
@@ -543,6 +670,24 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
     Ok(report)
 }
 
+/// Tree path → BLAKE3 of its blob: the snapshot's items, the tree's grace items and its
+/// recorded documents.
+fn item_blobs(vault: &Vault, snapshot: SnapshotId, tree: TreeId) -> Result<HashMap<String, String>> {
+    let mut m = HashMap::new();
+    for it in vault.catalog.items(snapshot)? {
+        if let (Some(p), Some(b)) = (it.path, it.blob) {
+            m.insert(p, b.into_string());
+        }
+    }
+    for (p, b, _) in vault.catalog.tree_grace_files(tree)? {
+        m.entry(p).or_insert(b);
+    }
+    for (p, b) in vault.catalog.tree_documents(tree)? {
+        m.entry(p).or_insert(b.into_string());
+    }
+    Ok(m)
+}
+
 /// Record the publication with its documents, then `write` the index (invariant 4's order for
 /// S3): a failed write removes the row again, a successful one retires the other publications
 /// of the DEST. Returns the row's id and what `write` returned. Shared by publish and rollback.
@@ -550,10 +695,11 @@ fn switch(
     vault: &Vault,
     row: &NewS3Publication<'_>,
     docs: &[S3Document],
+    objects: &[S3Object],
     write: impl FnOnce() -> Result<u64>,
 ) -> Result<(S3PublicationId, u64)> {
     let cat = &vault.catalog;
-    let id = cat.insert_s3_publication(row, docs)?;
+    let id = cat.insert_s3_publication_listing(row, docs, objects)?;
     match write() {
         Ok(n) => {
             cat.retire_other_s3_publications(row.dest, id)?;
@@ -586,7 +732,7 @@ async fn write_index(
             Some(Some(e)) => Some(Some(e)),
             None => Some(None),
         };
-        put_doc(s, d, &d.key(&doc.key), &doc.body, cond).await?;
+        put_doc(s, d, &d.key(&doc.key), &doc.body, cond, NO_CACHE).await?;
         n += 1;
     }
     Ok(n)
@@ -612,6 +758,38 @@ async fn upload_all(
         n += 1;
     }
     Ok((n, bytes))
+}
+
+/// Auto-publish (`source add|edit NAME --publish s3://…`) after a sync that ended with
+/// `snapshot` (`new`: the sync made it). An unchanged sync publishes only what DEST lacks: not
+/// when DEST's live publication already serves the snapshot, nor when DEST served it and was
+/// moved away from it (a rollback stays rolled back). `None`: nothing to do.
+pub fn auto_publish(
+    vault: &mut Vault,
+    d: &S3Dest,
+    target: &crate::catalog::AutoPublish,
+    snapshot: SnapshotId,
+    new: bool,
+) -> Result<Option<S3Report>> {
+    if !new {
+        let pubs = vault.catalog.s3_publications(Some(&d.url()))?;
+        let live = vault.catalog.live_s3_publication(&d.url())?;
+        let served = live.is_some_and(|p| p.snapshot_id == snapshot);
+        let retired = pubs
+            .iter()
+            .any(|p| p.snapshot_id == snapshot && p.retired_at.is_some());
+        if served || retired {
+            return Ok(None);
+        }
+    }
+    let opts = PublishOptions {
+        snapshot: snapshot.to_string(),
+        dest: PathBuf::from(d.url()),
+        mode: target.metadata,
+        sign_key: target.sign_key.clone(),
+        ..PublishOptions::default()
+    };
+    publish(vault, d, &opts).map(Some)
 }
 
 /// Re-put the documents of an older publication (the previous one, or `to`: `N` or
@@ -651,17 +829,38 @@ pub fn rollback(vault: &mut Vault, d: &S3Dest, to: Option<&str>) -> Result<S3Rep
             })?,
     };
     let docs = vault.catalog.s3_documents(target.id)?;
-    let mut docs_sorted = docs.clone();
-    docs_sorted.sort_by_key(|doc| (doc.is_index, doc.key.ends_with(".sjson"), doc.key.clone()));
+    let objects = vault.catalog.s3_objects(target.id)?;
     let rt = runtime()?;
     let s = connect(d)?;
+    // Every item the older index lists must still be there (`gc s3://…` may have collected
+    // it): the documents are re-put, nothing else is.
+    if !objects.is_empty() {
+        let remote = rt.block_on(list(&s, d))?;
+        let missing: Vec<&S3Object> = objects
+            .iter()
+            .filter(|o| o.blob.is_some())
+            .filter(|o| remote.get(&o.key).is_none_or(|(size, _)| *size != o.size))
+            .collect();
+        if let Some(first) = missing.first() {
+            return Err(S3Error::RollbackIncomplete {
+                dest: url,
+                publication: target.id,
+                missing: missing.len(),
+                example: first.key.clone(),
+            }
+            .into());
+        }
+    }
+    let mut docs_sorted = docs.clone();
+    docs_sorted.sort_by_key(|doc| (doc.is_index, doc.key.ends_with(".sjson"), doc.key.clone()));
     let mut current = HashMap::new();
     for doc in docs_sorted.iter().filter(|doc| doc.is_index) {
         current.insert(doc.key.clone(), rt.block_on(read(&s, &d.key(&doc.key)))?);
     }
     let mut written = 0;
     for doc in docs_sorted.iter().filter(|doc| !doc.is_index) {
-        rt.block_on(put_doc(&s, d, &d.key(&doc.key), &doc.body, None))?;
+        let cache = doc_cache(target.mode);
+        rt.block_on(put_doc(&s, d, &d.key(&doc.key), &doc.body, None, cache))?;
         written += 1;
     }
     let row = NewS3Publication {
@@ -676,7 +875,7 @@ pub fn rollback(vault: &mut Vault, d: &S3Dest, to: Option<&str>) -> Result<S3Rep
         bytes: target.bytes,
         by: &crate::host::who(),
     };
-    let (id, n) = switch(vault, &row, &docs_sorted, || {
+    let (id, n) = switch(vault, &row, &docs_sorted, &objects, || {
         rt.block_on(write_index(&s, d, &docs_sorted, &current))
     })?;
     written += n;
@@ -697,6 +896,8 @@ pub fn rollback(vault: &mut Vault, d: &S3Dest, to: Option<&str>) -> Result<S3Rep
         changed: true,
         previous: Some(live.id),
         duration_ms: started.elapsed().as_millis() as u64,
+        keyring: None,
+        key_created: false,
     })
 }
 
