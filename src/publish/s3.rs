@@ -29,6 +29,9 @@
 //! the index: a reader may briefly see an old index with new products (every item either lists
 //! is present). Filtered documents are not yet content-hash named (same caveat).
 //!
+//! A conditional write that fails (412 on a retry, or a dropped connection) while the index
+//! already holds exactly its bytes was applied, its answer lost: that is success, not a lost race.
+//!
 //! Rollback re-puts the documents a previous publication recorded (products, then the index,
 //! conditionally); items are never deleted (there is no S3 gc yet), so the older ones are there.
 
@@ -308,7 +311,15 @@ async fn put_doc(
         attributes: attrs(cache),
         ..Default::default()
     };
-    match s.put_opts(key, PutPayload::from(body.to_vec()), opts).await {
+    let conditional = !matches!(opts.mode, PutMode::Overwrite);
+    let r = s.put_opts(key, PutPayload::from(body.to_vec()), opts).await;
+    // A conditional write the server applied but whose answer was lost (a dropped connection)
+    // fails on its retry with 412, or with the transport error: the object holding exactly our
+    // bytes now means it was applied.
+    if r.is_err() && conditional && matches!(read(s, key).await, Ok(Some((b, _))) if b == body) {
+        return Ok(());
+    }
+    match r {
         Ok(_) => Ok(()),
         Err(
             object_store::Error::Precondition { .. } | object_store::Error::AlreadyExists { .. },
