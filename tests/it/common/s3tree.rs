@@ -58,6 +58,9 @@ pub struct TreeRead {
     /// Index entries whose `updated` differs from the products document's (a reader saw an old
     /// index with new products, or the reverse).
     pub unpaired: usize,
+    /// Whether some index names a products document otherwise than `streams/v1/<content id>.json`
+    /// (or `.sjson`): content-hash names.
+    pub hashed_names: bool,
     /// Every item path any document listed.
     pub listed: BTreeSet<String>,
     /// Every object key (relative) this read fetched: index, documents, items.
@@ -158,6 +161,10 @@ pub fn read_tree(moto: &Moto, base: &str, items: Items) -> TreeRead {
                 r.problems.push(format!("{index}: {cid} has no path"));
                 continue;
             };
+            if path != format!("streams/v1/{cid}.json") && path != format!("streams/v1/{cid}.sjson")
+            {
+                r.hashed_names = true;
+            }
             let Some(body) = get(moto, base, path, &mut r) else {
                 continue;
             };
