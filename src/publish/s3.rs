@@ -191,6 +191,22 @@ fn connect(d: &S3Dest) -> Result<Arc<AmazonS3>> {
     if var("AWS_REGION").is_none() && var("AWS_DEFAULT_REGION").is_none() {
         b = b.with_region("us-east-1");
     }
+    // Retries and timeouts. object_store's 30 s limit on a whole request fails every 64 MiB part
+    // of a big file when an upload gets less than ~2.2 MB/s (8 in flight on a link below
+    // ~150 Mbit/s), and each retry fails the same way: a request may take 10 minutes (a part at
+    // 110 kB/s). Transient 500s/503 SlowDown/resets are retried 10 times with backoff from
+    // 100 ms to 15 s (tests/it/s3_faults.rs), within 15 minutes of the first attempt.
+    use object_store::ClientConfigKey::{ConnectTimeout, Timeout};
+    use object_store::aws::AmazonS3ConfigKey::Client;
+    let retry = object_store::RetryConfig {
+        max_retries: 10,
+        retry_timeout: std::time::Duration::from_secs(15 * 60),
+        ..Default::default()
+    };
+    let b = b
+        .with_config(Client(Timeout), "10m")
+        .with_config(Client(ConnectTimeout), "10s")
+        .with_retry(retry);
     let s = b.build().map_err(|source| S3Error::Config {
         dest: d.url(),
         source,
