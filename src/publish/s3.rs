@@ -29,8 +29,9 @@
 //! the index: a reader may briefly see an old index with new products (every item either lists
 //! is present). Filtered documents are not yet content-hash named (same caveat).
 //!
-//! A conditional write that fails (412 on a retry, or a dropped connection) while the index
-//! already holds exactly its bytes was applied, its answer lost: that is success, not a lost race.
+//! Each conditional write carries a token of its own (user metadata): one that fails (412 on a
+//! retry, or a dropped connection) while the index carries its token was applied, its answer
+//! lost: that is success, not a lost race.
 //!
 //! Rollback re-puts the documents a previous publication recorded (products, then the index,
 //! conditionally); items are never deleted (there is no S3 gc yet), so the older ones are there.
@@ -68,6 +69,8 @@ pub const PART_SIZE: usize = 64 << 20;
 pub const UPLOADS: usize = 8;
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const NO_CACHE: &str = "no-cache";
+/// User metadata naming one conditional write (see `put_doc`).
+const WRITE_TOKEN: &str = "streamvault-write";
 
 /// Errors of S3 publishing.
 #[derive(Debug, thiserror::Error)]
@@ -327,13 +330,31 @@ async fn put_doc(
         attributes: attrs(cache),
         ..Default::default()
     };
+    // A conditional write carries a token of its own (`x-amz-meta-streamvault-write`): when it
+    // fails (412 on a retry, or a dropped connection) yet the index carries our token, the
+    // server applied it and only the answer was lost. Another publisher's write, even of the
+    // same bytes, has another token: that one is a lost race.
     let conditional = !matches!(opts.mode, PutMode::Overwrite);
+    let token = format!("{}-{:016x}", std::process::id(), fastrand::u64(..));
+    let mut opts = opts;
+    if conditional {
+        opts.attributes.insert(
+            Attribute::Metadata(WRITE_TOKEN.into()),
+            token.clone().into(),
+        );
+    }
     let r = s.put_opts(key, PutPayload::from(body.to_vec()), opts).await;
-    // A conditional write the server applied but whose answer was lost (a dropped connection)
-    // fails on its retry with 412, or with the transport error: the object holding exactly our
-    // bytes now means it was applied.
-    if r.is_err() && conditional && matches!(read(s, key).await, Ok(Some((b, _))) if b == body) {
-        return Ok(());
+    if r.is_err() && conditional {
+        let ours = match s.get(key).await {
+            Ok(g) => g
+                .attributes
+                .get(&Attribute::Metadata(WRITE_TOKEN.into()))
+                .is_some_and(|v| v.as_ref() == token.as_str()),
+            Err(_) => false,
+        };
+        if ours {
+            return Ok(());
+        }
     }
     match r {
         Ok(_) => Ok(()),
