@@ -19,7 +19,8 @@
 # unchanged republish (target <= 3, 0 PUTs) and peak RSS (targets: many <= 64 MiB; big <= 64 MiB
 # + uploads x part size = 64 + 8 x 64 MiB).
 #
-# Env: SMALL, BIG, OBJECTS (0 skips a dataset), BENCH_NO_BUILD, BENCH_DIR (default target/bench-s3; deleted at
+# Env: SMALL, BIG, OBJECTS (0 skips a dataset), BENCH_NO_BUILD, BENCH_SHOW_REQUESTS (print the
+# republish's request lines), BENCH_DIR (default target/bench-s3; deleted at
 # the end). Disk: at most about 2 x the biggest dataset (1 GiB for big) at any moment.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -115,6 +116,9 @@ measure() {
     AWS_ENDPOINT_URL=$ep "$bin" --root "$root" publish 1 "s3://svbench/maas" --json >/dev/null
     rep_reqs=$(requests_since "$mark")
     rep_puts=$(puts_since "$mark")
+    if [ -n "${BENCH_SHOW_REQUESTS:-}" ]; then
+        tail -c +$((mark + 1)) "$W/moto.log" | grep -E '(GET|PUT|POST|HEAD|DELETE) /' | sed 's/^/  republish: /' >&2 || true
+    fi
     stop_moto
 
     local raw_rate sv_rate
