@@ -41,6 +41,10 @@
 //! the index: a reader may briefly see an old index with new products (every item either lists
 //! is present).
 //!
+//! Each conditional write carries a token of its own (user metadata): one that fails (412 on a
+//! retry, or a dropped connection) while the index carries its token was applied, its answer
+//! lost: that is success, not a lost race.
+//!
 //! Rollback checks (one LIST) that every item the older publication lists is still in the
 //! bucket (`gc s3://…` may have collected it after the grace period: then it refuses), then
 //! re-puts the documents it recorded (products, then the index, conditionally).
@@ -82,6 +86,8 @@ pub const PART_SIZE: usize = 64 << 20;
 pub const UPLOADS: usize = 8;
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const NO_CACHE: &str = "no-cache";
+/// User metadata naming one conditional write (see `put_doc`).
+const WRITE_TOKEN: &str = "streamvault-write";
 
 /// Errors of S3 publishing.
 #[derive(Debug, thiserror::Error)]
@@ -262,6 +268,22 @@ fn connect(d: &S3Dest) -> Result<Arc<AmazonS3>> {
     if var("AWS_REGION").is_none() && var("AWS_DEFAULT_REGION").is_none() {
         b = b.with_region(profile.region.as_deref().unwrap_or("us-east-1"));
     }
+    // Retries and timeouts. object_store's 30 s limit on a whole request fails every 64 MiB part
+    // of a big file when an upload gets less than ~2.2 MB/s (8 in flight on a link below
+    // ~150 Mbit/s), and each retry fails the same way: a request may take 10 minutes (a part at
+    // 110 kB/s). Transient 500s/503 SlowDown/resets are retried 10 times with backoff from
+    // 100 ms to 15 s (tests/it/s3_faults.rs), within 15 minutes of the first attempt.
+    use object_store::ClientConfigKey::{ConnectTimeout, Timeout};
+    use object_store::aws::AmazonS3ConfigKey::Client;
+    let retry = object_store::RetryConfig {
+        max_retries: 10,
+        retry_timeout: std::time::Duration::from_secs(15 * 60),
+        ..Default::default()
+    };
+    let b = b
+        .with_config(Client(Timeout), "10m")
+        .with_config(Client(ConnectTimeout), "10s")
+        .with_retry(retry);
     let s = b.build().map_err(|source| S3Error::Config {
         dest: d.url(),
         source,
@@ -394,7 +416,33 @@ async fn put_doc(
         attributes: attrs(cache),
         ..Default::default()
     };
-    match s.put_opts(key, PutPayload::from(body.to_vec()), opts).await {
+    // A conditional write carries a token of its own (`x-amz-meta-streamvault-write`): when it
+    // fails (412 on a retry, or a dropped connection) yet the index carries our token, the
+    // server applied it and only the answer was lost. Another publisher's write, even of the
+    // same bytes, has another token: that one is a lost race.
+    let conditional = !matches!(opts.mode, PutMode::Overwrite);
+    let token = format!("{}-{:016x}", std::process::id(), fastrand::u64(..));
+    let mut opts = opts;
+    if conditional {
+        opts.attributes.insert(
+            Attribute::Metadata(WRITE_TOKEN.into()),
+            token.clone().into(),
+        );
+    }
+    let r = s.put_opts(key, PutPayload::from(body.to_vec()), opts).await;
+    if r.is_err() && conditional {
+        let ours = match s.get(key).await {
+            Ok(g) => g
+                .attributes
+                .get(&Attribute::Metadata(WRITE_TOKEN.into()))
+                .is_some_and(|v| v.as_ref() == token.as_str()),
+            Err(_) => false,
+        };
+        if ours {
+            return Ok(());
+        }
+    }
+    match r {
         Ok(_) => Ok(()),
         Err(
             object_store::Error::Precondition { .. } | object_store::Error::AlreadyExists { .. },
