@@ -202,7 +202,12 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 
 /// Hash the whole of `file` from where it is through `hasher` (std I/O, one buffer).
 fn hash_reader(file: &mut std::fs::File, hasher: &mut MultiHasher) -> io::Result<()> {
-    let mut buf = vec![0u8; READ_BUF];
+    // most partial files are new and empty: no buffer to allocate and zero for them
+    let size = file.metadata()?.len();
+    if size == 0 {
+        return Ok(());
+    }
+    let mut buf = vec![0u8; usize::try_from(size).unwrap_or(READ_BUF).clamp(1, READ_BUF)];
     loop {
         let n = match file.read(&mut buf) {
             Ok(0) => return Ok(()),
