@@ -68,11 +68,14 @@ pub(super) fn downloaded(digests: Digests, url: &str, resumed_from: u64) -> Down
 struct Sink {
     file: std::fs::File,
     hasher: Option<MultiHasher>,
+    /// Batches written (each one `writev` unless the kernel took less).
+    batches: u64,
 }
 
 impl Sink {
     /// Hash a batch and write it with one `writev` (more only when the kernel takes less).
     fn take(&mut self, batch: &[Bytes]) -> io::Result<()> {
+        self.batches += 1;
         if let Some(h) = &mut self.hasher {
             for b in batch {
                 h.update(b);
@@ -129,7 +132,14 @@ impl Pipe {
         .await
         .and_then(|r| r)
         .map_err(Error::io("open", path))?;
-        Ok(Pipe::new(path, Sink { file, hasher: None }))
+        Ok(Pipe::new(
+            path,
+            Sink {
+                file,
+                hasher: None,
+                batches: 0,
+            },
+        ))
     }
 
     /// Take `data` (written with its batch; an error may show on a later call).
@@ -261,6 +271,7 @@ impl Partial {
         let sink = Sink {
             file,
             hasher: Some(hasher),
+            batches: 0,
         };
         Partial {
             pipe: Pipe::new(path, sink),
@@ -344,4 +355,96 @@ pub(super) async fn hash_file(path: &Path, algos: &[Algo]) -> Result<Digests> {
     .await
     .map_err(Error::io("read", path))?
     .map_err(|(op, e)| Error::io(op, path)(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(n: usize, seed: u8) -> Vec<u8> {
+        (0..n)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect()
+    }
+
+    fn one_pass(bytes: &[u8], algos: &[Algo]) -> Digests {
+        let mut h = MultiHasher::new(algos);
+        h.update(bytes);
+        h.finish()
+    }
+
+    async fn batches(p: &mut Partial) -> u64 {
+        p.flush().await.unwrap();
+        p.pipe.sink.as_ref().map_or(0, |s| s.batches)
+    }
+
+    #[tokio::test]
+    async fn small_chunks_are_written_in_large_batches_in_order_and_hashed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("part");
+        let algos = [Algo::Sha256];
+        let body = data(1024 * 1024 + 123, 7);
+        let mut p = Partial::create(&path, &algos).await.unwrap();
+        for c in body.chunks(4096) {
+            p.write(Bytes::copy_from_slice(c)).await.unwrap();
+        }
+        assert_eq!(p.len, body.len() as u64);
+        let d = p.digests().await.unwrap();
+        assert_eq!(d, one_pass(&body, &algos));
+        assert_eq!(std::fs::read(&path).unwrap(), body);
+        // 1 MiB in 4 KiB chunks: four full batches and the rest, not 257 writes
+        assert_eq!(batches(&mut p).await, 5);
+    }
+
+    #[tokio::test]
+    async fn a_reset_in_the_middle_of_a_batch_forgets_its_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("part");
+        let algos = [Algo::Sha512];
+        let mut p = Partial::create(&path, &algos).await.unwrap();
+        p.write(Bytes::from(data(300 * 1024, 1))).await.unwrap();
+        p.write(Bytes::from(data(1000, 2))).await.unwrap();
+        p.reset().await.unwrap();
+        assert_eq!(p.len, 0);
+        let body = data(70_000, 3);
+        p.write(Bytes::from(body.clone())).await.unwrap();
+        assert_eq!(p.digests().await.unwrap(), one_pass(&body, &algos));
+        assert_eq!(std::fs::read(&path).unwrap(), body);
+    }
+
+    #[tokio::test]
+    async fn open_rehashes_what_an_earlier_run_left_and_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("part");
+        let algos = [Algo::Md5];
+        let head = data(500_000, 4);
+        std::fs::write(&path, &head).unwrap();
+        let mut p = Partial::open(&path, &algos, None).await.unwrap();
+        assert_eq!(p.len, head.len() as u64);
+        let tail = data(10, 5);
+        p.write(Bytes::from(tail.clone())).await.unwrap();
+        let all = [head.clone(), tail].concat();
+        assert_eq!(p.digests().await.unwrap(), one_pass(&all, &algos));
+        assert_eq!(std::fs::read(&path).unwrap(), all);
+        drop(p);
+        // more than the limit: discarded
+        let p = Partial::open(&path, &algos, Some(100)).await.unwrap();
+        assert_eq!(p.len, 0);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_segment_pipe_writes_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg");
+        std::fs::write(&path, vec![0u8; 1000]).unwrap();
+        let mut pipe = Pipe::at(&path, 600).await.unwrap();
+        pipe.write(Bytes::from_static(b"abc")).await.unwrap();
+        pipe.write(Bytes::from_static(b"def")).await.unwrap();
+        pipe.flush().await.unwrap();
+        let got = std::fs::read(&path).unwrap();
+        assert_eq!(got.len(), 1000);
+        assert_eq!(&got[600..606], b"abcdef");
+        assert!(got[..600].iter().chain(&got[606..]).all(|&b| b == 0));
+    }
 }
