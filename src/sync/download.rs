@@ -128,6 +128,13 @@ impl PartialLock {
 /// not a task per download.
 const WINDOW: usize = 256;
 
+/// A batch is flushed once it holds this many blobs…
+const FLUSH_BLOBS: usize = 128;
+/// …or this many bytes…
+const FLUSH_BYTES: u64 = 128 << 20;
+/// …or its oldest blob waited this long (or no download is left running).
+const FLUSH_AGE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// A placed download, waiting for the next flush: its plan index, digests, path and size.
 type Placed = (usize, checksum::Digests, String, u64);
 
@@ -153,6 +160,8 @@ pub(super) async fn download_all(
     // Placed since the running flush started (the next batch), and the batch of the running flush.
     let mut batch: Vec<Placed> = Vec::new();
     let mut flushing: Option<(Vec<Placed>, tokio::task::JoinHandle<Result<()>>)> = None;
+    // When the oldest blob of `batch` was placed.
+    let mut oldest: Option<std::time::Instant> = None;
     loop {
         while spawned < total && set.len() < WINDOW {
             let j = spawned;
@@ -174,23 +183,42 @@ pub(super) async fn download_all(
         }
         // A flush runs on a blocking thread while downloads go on; whatever is placed meanwhile
         // waits for the next one (a syncfs only covers what was renamed before it started).
-        if flushing.is_none() && !batch.is_empty() {
+        // A batch waits until it is worth a syncfs and a commit: enough blobs or bytes, its
+        // oldest blob waited long enough, or nothing else is coming.
+        let ripe = !batch.is_empty()
+            && (set.is_empty()
+                || batch.len() >= FLUSH_BLOBS
+                || batch.iter().map(|b| b.3).sum::<u64>() >= FLUSH_BYTES
+                || oldest.is_some_and(|t| t.elapsed() >= FLUSH_AGE));
+        if flushing.is_none() && ripe {
             let blobs = vault.blobs.clone();
             let h = tokio::task::spawn_blocking(move || blobs.make_durable());
             flushing = Some((std::mem::take(&mut batch), h));
+            oldest = None;
         }
         if set.is_empty() && flushing.is_none() {
             break;
         }
+        let due = oldest.filter(|_| flushing.is_none()).map(|t| t + FLUSH_AGE);
         let flushed = async {
             match flushing.as_mut() {
                 Some((_, h)) => h.await,
                 None => std::future::pending().await,
             }
         };
+        let age = async {
+            match due {
+                Some(t) => tokio::time::sleep_until(t.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            () = age => {}
             Some(joined) = set.join_next(), if !set.is_empty() => match joined {
-                Ok((j, Ok(placed))) => batch.push((j, placed.0, placed.1, placed.2)),
+                Ok((j, Ok(placed))) => {
+                    oldest.get_or_insert_with(std::time::Instant::now);
+                    batch.push((j, placed.0, placed.1, placed.2));
+                }
                 Ok((_, Err(e))) => {
                     failed += 1;
                     first.get_or_insert_with(|| crate::error::chain_line(&e));
