@@ -242,7 +242,10 @@ fn curl_config(path: &Path, url: &str, items: &[String], out: Option<&Path>) -> 
     let cfg: String = items
         .iter()
         .map(|p| {
-            let o = out.map_or_else(|| "/dev/null".to_string(), |o| o.join(p).display().to_string());
+            let o = out.map_or_else(
+                || "/dev/null".to_string(),
+                |o| o.join(p).display().to_string(),
+            );
             format!("url = \"{url}{p}\"\noutput = \"{o}\"\n")
         })
         .collect();
@@ -294,14 +297,21 @@ fn scenario(
         t.elapsed().as_secs_f64()
     );
     // nginx workers may run as another user
-    Command::new("chmod").arg("-R").arg("a+rX").arg(&dir).status()?;
+    Command::new("chmod")
+        .arg("-R")
+        .arg("a+rX")
+        .arg(&dir)
+        .status()?;
     let nginx = Nginx::start(&upstream, &dir.join("nginx"))?;
     let url = nginx.url();
     let items: Vec<String> = summary.items.iter().map(|i| i.path.clone()).collect();
     // warm the page cache for every tool alike
     Command::new("sh")
         .arg("-c")
-        .arg(format!("cat $(find '{}' -type f) > /dev/null", upstream.display()))
+        .arg(format!(
+            "cat $(find '{}' -type f) > /dev/null",
+            upstream.display()
+        ))
         .status()?;
 
     let runs = a.runs;
@@ -552,7 +562,10 @@ fn main() -> R<()> {
         "# streamvault sync benchmark: nginx on loopback, {} cores, --jobs {}, load average at start {}",
         tools.cores,
         a.jobs,
-        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     let rows = vec![
         scenario("small", &base, a.small.0, a.small.1, &a, &key, &tools)?,

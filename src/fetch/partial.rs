@@ -1,11 +1,15 @@
-//! The partial file of an item and what every way of filling it shares: [`Partial`] (the file
-//! and the hash state of exactly its bytes), which algorithms to compute ([`algos`]), the final
-//! size and checksum comparison ([`verify`]) and the read-back hash of a file written out of
-//! order ([`hash_file`]). Used by `download`, `segmented` and `local`; uses nothing of the
-//! transport.
+//! The partial file of an item and what every way of filling it shares: [`Pipe`] (body bytes
+//! into a file in batches of at least 256 KiB, each hashed and written with one `writev` on a
+//! blocking thread while the next one arrives, without a copy in user space), [`Partial`] (a
+//! pipe into the partial file that hashes: the hash state of exactly its bytes), which
+//! algorithms to compute ([`algos`]), the final size and checksum comparison ([`verify`]) and the
+//! read-back hash of a file written out of order ([`hash_file`]). Used by `download`,
+//! `segmented` and `local`; uses nothing of the transport.
 //!
 //! Protects invariant 6: every byte written goes once through [`MultiHasher`], and [`verify`]
-//! compares size and the strongest upstream checksum before anything is returned.
+//! compares size and the strongest upstream checksum before anything is returned. A batch's write
+//! error surfaces at the next call, at the latest at [`Partial::digests`], which waits for every
+//! byte taken to be hashed and written before it answers.
 
 use std::io::{self, IoSlice, Read, Seek, Write};
 use std::path::{Path, PathBuf};
