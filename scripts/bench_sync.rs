@@ -1,23 +1,26 @@
-//! Sync benchmark (run through `scripts/bench-sync.sh`): full-sync wall time and throughput for
-//! a stream of many small files and one of a few large files, against the raw limit of the same
-//! loopback server (a parallel `curl` of the same URLs, and a plain parallel GET loop that
-//! discards the bodies); the request count of an unchanged re-sync; and the time to verify and
-//! parse the real 2.5 MB signed products file against `gpgv` + `python3 -c 'import json…'`.
+//! Sync benchmark (run through `scripts/bench-sync.sh`): issue 13's table, in one run, on one
+//! nginx serving one generated signed stream over loopback, medians of `--runs` (default 3):
 //!
-//! Usage: bench_sync [--small N SIZE] [--large N SIZE] [--jobs J] [--dir DIR]
+//! | work | raw curl -Z ×J (files to disk) | python sstream-mirror | streamvault sync | mirror |
+//!
+//! with every column's ratio against raw curl, plus the floors a reader needs to judge them: curl
+//! with the bodies to `/dev/null`, and curl to disk followed by `sha256sum` of every file (the
+//! hash a mirror must compute, on as many processes as there are cores). Each cell is a fresh
+//! run of a subprocess under `/usr/bin/time`, so the CPU time (user + sys) is reported too, per
+//! GiB moved. Then the bytes and requests of an unchanged re-sync (from nginx's access log), and
+//! verify + parse of the real 2.5 MB signed products file against `gpgv` + `python3`.
+//!
+//! Usage: bench_sync [--small N SIZE] [--large N SIZE] [--jobs J] [--runs R] [--dir DIR]
+//! Environment: SSTREAM_MIRROR (reference tool; default target/compat-venv/bin/sstream-mirror),
+//! STREAMVAULT (our binary; default target/release/streamvault), NGINX (default `nginx`).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Arc;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use streamvault::catalog::NewSource;
 use streamvault::openpgp::{self, Keyring, SigningKey};
-use streamvault::serve::{self, ServeOptions};
 use streamvault::streamgen::{self, Bulk, StreamSpec};
 use streamvault::streams;
-use streamvault::sync::{self, Outcome, Quiet, SyncOptions};
-use streamvault::vault::Vault;
 
 type R<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -25,6 +28,7 @@ struct Args {
     small: (usize, u64),
     large: (usize, u64),
     jobs: usize,
+    runs: usize,
     dir: Option<PathBuf>,
 }
 
@@ -33,6 +37,7 @@ fn parse_args() -> R<Args> {
         small: (2000, 256 * 1024),
         large: (4, 256 * 1024 * 1024),
         jobs: 4,
+        runs: 3,
         dir: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -52,6 +57,10 @@ fn parse_args() -> R<Args> {
                 a.jobs = num(argv.get(i + 1))? as usize;
                 i += 2;
             }
+            "--runs" => {
+                a.runs = (num(argv.get(i + 1))? as usize).max(1);
+                i += 2;
+            }
             "--dir" => {
                 a.dir = Some(PathBuf::from(argv.get(i + 1).ok_or("missing --dir value")?));
                 i += 2;
@@ -62,19 +71,207 @@ fn parse_args() -> R<Args> {
     Ok(a)
 }
 
-fn mib(bytes: u64, d: Duration) -> f64 {
-    bytes as f64 / 1048576.0 / d.as_secs_f64().max(1e-9)
+/// Wall and CPU (user + sys, from `/usr/bin/time`) of one subprocess run.
+#[derive(Debug, Clone, Copy)]
+struct Cost {
+    wall: Duration,
+    cpu: Duration,
 }
 
-/// One scenario: generate, serve, raw limit, full sync, re-sync.
+/// Run `cmd` under `/usr/bin/time`; an error when it fails.
+fn timed(cmd: &mut Command, scratch: &Path) -> R<Cost> {
+    let out = scratch.join("time.out");
+    let mut wrapped = Command::new("/usr/bin/time");
+    wrapped
+        .arg("-f")
+        .arg("%U %S")
+        .arg("-o")
+        .arg(&out)
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => wrapped.env(k, v),
+            None => wrapped.env_remove(k),
+        };
+    }
+    let t = Instant::now();
+    let o = wrapped.stdout(Stdio::null()).output()?;
+    let wall = t.elapsed();
+    if !o.status.success() {
+        return Err(format!(
+            "{:?} failed: {}",
+            cmd.get_program(),
+            String::from_utf8_lossy(&o.stderr)
+                .lines()
+                .rev()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" / ")
+        )
+        .into());
+    }
+    let text = std::fs::read_to_string(&out)?;
+    let cpu: f64 = text
+        .lines()
+        .last()
+        .unwrap_or("")
+        .split_whitespace()
+        .filter_map(|s| s.parse::<f64>().ok())
+        .sum();
+    Ok(Cost {
+        wall,
+        cpu: Duration::from_secs_f64(cpu),
+    })
+}
+
+/// Median by wall of `runs` runs of `f` (each gets a fresh scratch directory, removed after).
+fn median(runs: usize, dir: &Path, mut f: impl FnMut(&Path) -> R<Cost>) -> R<Cost> {
+    let mut v = Vec::new();
+    for i in 0..runs {
+        let scratch = dir.join(format!("run-{i}"));
+        let _ = std::fs::remove_dir_all(&scratch);
+        std::fs::create_dir_all(&scratch)?;
+        let r = f(&scratch);
+        let _ = std::fs::remove_dir_all(&scratch);
+        v.push(r?);
+    }
+    v.sort_by_key(|c| c.wall);
+    Ok(v[v.len() / 2])
+}
+
+/// nginx on a free loopback port serving `tree`, logging `$body_bytes_sent` per request.
+struct Nginx {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Nginx {
+    fn start(tree: &Path, dir: &Path) -> R<Nginx> {
+        let bin = std::env::var("NGINX").unwrap_or_else(|_| "nginx".into());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let d = dir.display();
+        std::fs::create_dir_all(dir.join("logs"))?;
+        let log = dir.join("logs/access.log");
+        let conf = format!(
+            "worker_processes auto;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log;\n\
+             daemon off;\nevents {{ worker_connections 1024; }}\nhttp {{\n\
+             log_format bytes '$status $body_bytes_sent';\naccess_log {log} bytes;\n\
+             sendfile on;\ntcp_nopush on;\nclient_body_temp_path {d}/body;\n\
+             proxy_temp_path {d}/proxy;\nfastcgi_temp_path {d}/fastcgi;\n\
+             uwsgi_temp_path {d}/uwsgi;\nscgi_temp_path {d}/scgi;\n\
+             server {{ listen 127.0.0.1:{port}; root {tree}; }}\n}}\n",
+            log = log.display(),
+            tree = tree.display(),
+        );
+        std::fs::write(dir.join("nginx.conf"), conf)?;
+        let child = Command::new(&bin)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .arg("-p")
+            .arg(dir)
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {bin} ({e}): apt-get install -y nginx-light"))?;
+        let n = Nginx { child, port, log };
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(n);
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        Err("nginx did not start".into())
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    fn clear_log(&self) -> R<()> {
+        std::fs::write(&self.log, b"")?;
+        Ok(())
+    }
+
+    /// (requests, body bytes) logged since the last clear.
+    fn logged(&self) -> R<(usize, u64)> {
+        let text = std::fs::read_to_string(&self.log)?;
+        let mut n = 0;
+        let mut bytes = 0;
+        for l in text.lines() {
+            n += 1;
+            bytes += l
+                .split_whitespace()
+                .nth(1)
+                .and_then(|b| b.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+        Ok((n, bytes))
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Tools {
+    streamvault: PathBuf,
+    python: Option<PathBuf>,
+    cores: usize,
+}
+
+struct Row {
+    label: String,
+    bytes: u64,
+    curl_disk: Cost,
+    curl_null: Cost,
+    curl_sha: Cost,
+    python: Option<Cost>,
+    sync: Cost,
+    mirror: Cost,
+    resync: (usize, u64),
+}
+
+/// Curl config fetching every URL to `out` (or `/dev/null`).
+fn curl_config(path: &Path, url: &str, items: &[String], out: Option<&Path>) -> R<()> {
+    let cfg: String = items
+        .iter()
+        .map(|p| {
+            let o = out.map_or_else(
+                || "/dev/null".to_string(),
+                |o| o.join(p).display().to_string(),
+            );
+            format!("url = \"{url}{p}\"\noutput = \"{o}\"\n")
+        })
+        .collect();
+    std::fs::write(path, cfg)?;
+    Ok(())
+}
+
+fn curl(jobs: usize, config: &Path) -> Command {
+    let mut c = Command::new("curl");
+    c.args(["-s", "-f", "--create-dirs", "-Z", "--parallel-max"])
+        .arg(jobs.to_string())
+        .arg("-K")
+        .arg(config);
+    c
+}
+
 fn scenario(
     name: &str,
     base: &Path,
     files: usize,
     size: u64,
-    jobs: usize,
+    a: &Args,
     key: &SigningKey,
-) -> R<()> {
+    tools: &Tools,
+) -> R<Row> {
+    let jobs = a.jobs;
     let dir = base.join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
@@ -91,131 +288,198 @@ fn scenario(
         }),
         ..StreamSpec::generation(1)
     };
-    let summary = streamgen::generate(&dir.join("upstream"), &spec, Some(&sign))?;
+    let upstream = dir.join("upstream");
+    let summary = streamgen::generate(&upstream, &spec, Some(&sign))?;
     eprintln!(
         "[{name}] generated {} files, {:.1} MiB in {:.1} s",
         summary.files,
         summary.bytes as f64 / 1048576.0,
         t.elapsed().as_secs_f64()
     );
-    let server = serve::spawn(ServeOptions::new(dir.join("upstream")))?;
-    let url = server.url();
-    let urls: Vec<String> = summary
-        .items
-        .iter()
-        .map(|i| format!("{url}{}", i.path))
-        .collect();
+    // nginx workers may run as another user
+    Command::new("chmod")
+        .arg("-R")
+        .arg("a+rX")
+        .arg(&dir)
+        .status()?;
+    let nginx = Nginx::start(&upstream, &dir.join("nginx"))?;
+    let url = nginx.url();
+    let items: Vec<String> = summary.items.iter().map(|i| i.path.clone()).collect();
+    // warm the page cache for every tool alike
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cat $(find '{}' -type f) > /dev/null",
+            upstream.display()
+        ))
+        .status()?;
 
-    // Raw limit 1: one curl process fetching the same URLs in parallel (-Z), bodies discarded.
-    let config = dir.join("curl.cfg");
-    let cfg: String = urls
-        .iter()
-        .map(|u| format!("url = \"{u}\"\noutput = \"/dev/null\"\n"))
-        .collect();
-    std::fs::write(&config, cfg)?;
-    let curl = if Command::new("curl").arg("--version").output().is_ok() {
-        let t = Instant::now();
-        let st = Command::new("curl")
-            .args(["-s", "-f", "-Z", "--parallel-max"])
-            .arg(jobs.to_string())
-            .arg("-K")
-            .arg(&config)
-            .stderr(std::process::Stdio::null())
-            .status()?;
-        st.success().then(|| t.elapsed())
-    } else {
-        None
-    };
-    // Raw limit 2: the same loop in-process with reqwest, bodies discarded.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let raw = rt.block_on(raw_get_all(urls.clone(), jobs))?;
-
-    // Full sync into a fresh store.
-    let root = dir.join("store");
-    let mut vault = Vault::open(&root)?;
-    vault.catalog.add_source(&NewSource {
-        name: "bench".into(),
-        url: url.clone(),
-        keyring: Some(keyring.clone()),
-        ..NewSource::default()
+    let runs = a.runs;
+    let cfg = dir.join("curl.cfg");
+    curl_config(&cfg, &url, &items, None)?;
+    eprintln!("[{name}] curl -Z to /dev/null");
+    let curl_null = median(runs, &dir, |s| timed(&mut curl(jobs, &cfg), s))?;
+    eprintln!("[{name}] curl -Z to disk");
+    let curl_disk = median(runs, &dir, |s| {
+        let cfg = s.join("curl.cfg");
+        curl_config(&cfg, &url, &items, Some(&s.join("out")))?;
+        timed(&mut curl(jobs, &cfg), s)
     })?;
-    let source = vault.catalog.source("bench")?;
-    let mut opts = SyncOptions::default();
-    opts.fetch.jobs = jobs;
-    server.clear_requests();
-    let t = Instant::now();
-    let rep = rt.block_on(sync::sync(&mut vault, &source, &opts, Arc::new(Quiet)))?;
-    let full = t.elapsed();
-    assert!(matches!(rep.outcome, Outcome::Snapshot(_)));
-    let total = rep.fetched_bytes;
-
-    server.clear_requests();
-    let t = Instant::now();
-    let rep2 = rt.block_on(sync::sync(&mut vault, &source, &opts, Arc::new(Quiet)))?;
-    let again = t.elapsed();
-    let resync_requests = server.requests().len();
-    assert!(matches!(rep2.outcome, Outcome::Unchanged(_)));
-
-    println!(
-        "\n## {name}: {} files of {} bytes ({:.1} MiB), --jobs {jobs}",
-        summary.files,
-        size,
-        summary.bytes as f64 / 1048576.0
-    );
-    println!("| what | wall | MiB/s | streamvault's share of this limit |");
-    println!("|---|---|---|---|");
-    println!(
-        "| streamvault sync (verify sig, download, sha256+BLAKE3, fsync, SQLite) | {:.2} s | {:.0} | |",
-        full.as_secs_f64(),
-        mib(total, full)
-    );
-    if let Some(c) = curl {
-        println!(
-            "| raw limit: curl -Z (parallel) -o /dev/null | {:.2} s | {:.0} | {:.0}% |",
-            c.as_secs_f64(),
-            mib(summary.bytes, c),
-            100.0 * c.as_secs_f64() / full.as_secs_f64()
+    eprintln!("[{name}] curl -Z to disk + sha256sum");
+    let curl_sha = median(runs, &dir, |s| {
+        let cfg = s.join("curl.cfg");
+        let out = s.join("out");
+        curl_config(&cfg, &url, &items, Some(&out))?;
+        let script = format!(
+            "curl -s -f --create-dirs -Z --parallel-max {jobs} -K '{}' && \
+             find '{}' -type f -print0 | xargs -0 -P {} -n {} sha256sum > /dev/null",
+            cfg.display(),
+            out.display(),
+            tools.cores,
+            items.len().div_ceil(tools.cores).max(1),
         );
-    }
-    println!(
-        "| raw limit: parallel GET in-process, bodies discarded | {:.2} s | {:.0} | {:.0}% |",
-        raw.as_secs_f64(),
-        mib(summary.bytes, raw),
-        100.0 * raw.as_secs_f64() / full.as_secs_f64()
-    );
-    println!(
-        "| unchanged re-sync | {:.3} s | {} requests ({} documents) | |",
-        again.as_secs_f64(),
-        resync_requests,
-        rep2.documents
-    );
-    let _ = std::fs::remove_dir_all(dir.join("upstream"));
-    let _ = std::fs::remove_dir_all(&root);
-    Ok(())
+        timed(Command::new("sh").arg("-c").arg(script), s)
+    })?;
+    let python = match &tools.python {
+        Some(py) => {
+            eprintln!("[{name}] python sstream-mirror");
+            Some(median(runs, &dir, |s| {
+                std::fs::create_dir_all(s.join("gnupg"))?;
+                timed(
+                    Command::new(py)
+                        .arg(format!("--keyring={}", keyring.display()))
+                        .arg(&url)
+                        .arg(s.join("out"))
+                        .env("GNUPGHOME", s.join("gnupg"))
+                        .env("HOME", s),
+                    s,
+                )
+            })?)
+        }
+        None => None,
+    };
+    let sv = |root: &Path| {
+        let mut c = Command::new(&tools.streamvault);
+        c.arg("--root").arg(root);
+        c
+    };
+    eprintln!("[{name}] streamvault sync");
+    let mut resync = (0, 0);
+    let sync = median(runs, &dir, |s| {
+        let root = s.join("store");
+        let st = sv(&root)
+            .args(["source", "add", "bench"])
+            .arg(&url)
+            .arg("--keyring")
+            .arg(&keyring)
+            .stdout(Stdio::null())
+            .status()?;
+        if !st.success() {
+            return Err("streamvault source add failed".into());
+        }
+        let sync = || {
+            let mut c = sv(&root);
+            c.args(["sync", "bench", "-q", "--jobs"])
+                .arg(jobs.to_string());
+            c
+        };
+        let cost = timed(&mut sync(), s)?;
+        nginx.clear_log()?;
+        timed(&mut sync(), s)?;
+        resync = nginx.logged()?;
+        Ok(cost)
+    })?;
+    eprintln!("[{name}] streamvault mirror");
+    let mirror = median(runs, &dir, |s| {
+        timed(
+            sv(&s.join("store"))
+                .args(["mirror", "--jobs"])
+                .arg(jobs.to_string())
+                .arg(format!("--keyring={}", keyring.display()))
+                .arg(&url)
+                .arg(s.join("out")),
+            s,
+        )
+    })?;
+    drop(nginx);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(Row {
+        label: format!(
+            "{} × {} ({} files, {:.0} MiB)",
+            files,
+            human(size),
+            summary.files,
+            summary.bytes as f64 / 1048576.0
+        ),
+        bytes: summary.bytes,
+        curl_disk,
+        curl_null,
+        curl_sha,
+        python,
+        sync,
+        mirror,
+        resync,
+    })
 }
 
-async fn raw_get_all(urls: Vec<String>, jobs: usize) -> R<Duration> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder().no_proxy().build()?;
-    let sem = Arc::new(tokio::sync::Semaphore::new(jobs));
-    let t = Instant::now();
-    let mut set = tokio::task::JoinSet::new();
-    for u in urls {
-        let client = client.clone();
-        let sem = sem.clone();
-        set.spawn(async move {
-            let _p = sem.acquire_owned().await;
-            let mut resp = client.get(&u).send().await?;
-            while let Some(_chunk) = resp.chunk().await? {}
-            Ok::<_, reqwest::Error>(())
-        });
+fn human(n: u64) -> String {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
+        format!("{} MiB", n >> 20)
+    } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
+        format!("{} KiB", n >> 10)
+    } else {
+        format!("{n} B")
     }
-    while let Some(r) = set.join_next().await {
-        r??;
+}
+
+fn print_tables(rows: &[Row], jobs: usize, runs: usize) {
+    let s = |c: &Cost| c.wall.as_secs_f64();
+    let cell = |c: &Cost, base: &Cost| format!("{:.2} s ({:.2}×)", s(c), s(c) / s(base).max(1e-9));
+    println!("\n## full sync, wall time, median of {runs} (ratio against raw curl to disk)\n");
+    println!(
+        "| work | raw curl -Z ×{jobs} | python sstream-mirror | streamvault sync | mirror | curl → /dev/null | curl + sha256sum |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for r in rows {
+        println!(
+            "| {} | {:.2} s | {} | {} | {} | {} | {} |",
+            r.label,
+            s(&r.curl_disk),
+            r.python
+                .as_ref()
+                .map_or("(not installed)".into(), |p| cell(p, &r.curl_disk)),
+            cell(&r.sync, &r.curl_disk),
+            cell(&r.mirror, &r.curl_disk),
+            cell(&r.curl_null, &r.curl_disk),
+            cell(&r.curl_sha, &r.curl_disk),
+        );
     }
-    Ok(t.elapsed())
+    println!("\n## CPU time (user + sys of the client process tree) per GiB, same runs\n");
+    println!(
+        "| work | raw curl -Z ×{jobs} | python sstream-mirror | streamvault sync | mirror | curl → /dev/null | curl + sha256sum |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for r in rows {
+        let gib = r.bytes as f64 / (1u64 << 30) as f64;
+        let c = |c: &Cost| format!("{:.2} s", c.cpu.as_secs_f64() / gib.max(1e-9));
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            r.label,
+            c(&r.curl_disk),
+            r.python.as_ref().map_or("".into(), c),
+            c(&r.sync),
+            c(&r.mirror),
+            c(&r.curl_null),
+            c(&r.curl_sha),
+        );
+    }
+    println!();
+    for r in rows {
+        println!(
+            "unchanged re-sync, {}: {} requests, {} bytes of bodies",
+            r.label, r.resync.0, r.resync.1
+        );
+    }
 }
 
 /// Real 2.5 MB signed products file: in-process verify + parse vs gpgv + python json.
@@ -258,7 +522,7 @@ fn real_file() -> R<()> {
             .success();
     }
     let theirs = t.elapsed() / runs;
-    println!("\n## real signed products file (2.5 MB, 7,008 items), mean of {runs} runs");
+    println!("\n## real signed products file (2.5 MB, 7,008 items), mean of {runs} runs\n");
     println!("| what | wall |");
     println!("|---|---|");
     println!(
@@ -279,17 +543,35 @@ fn real_file() -> R<()> {
 
 fn main() -> R<()> {
     let a = parse_args()?;
-    let tmp = tempfile::tempdir()?;
+    let top = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tmp = tempfile::tempdir_in(top.join("target"))?;
     let base = a.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    let python = std::env::var_os("SSTREAM_MIRROR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| top.join("target/compat-venv/bin/sstream-mirror"));
+    let tools = Tools {
+        streamvault: std::env::var_os("STREAMVAULT")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| top.join("target/release/streamvault")),
+        python: python.is_file().then_some(python),
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
     let key = SigningKey::generate("bench <bench@example.invalid>")?;
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "# streamvault sync benchmark ({} cores)",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
+        "# streamvault sync benchmark: nginx on loopback, {} cores, --jobs {}, load average at start {}",
+        tools.cores,
+        a.jobs,
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
-    scenario("small", &base, a.small.0, a.small.1, a.jobs, &key)?;
-    scenario("large", &base, a.large.0, a.large.1, a.jobs, &key)?;
+    let rows = vec![
+        scenario("small", &base, a.small.0, a.small.1, &a, &key, &tools)?,
+        scenario("large", &base, a.large.0, a.large.1, &a, &key, &tools)?,
+    ];
+    print_tables(&rows, a.jobs, a.runs);
     real_file()?;
     Ok(())
 }

@@ -8,11 +8,16 @@
 //! accepted content. Every byte of an item goes once through [`MultiHasher`] on its way to disk,
 //! and a download is returned only after its size and strongest upstream checksum were compared.
 //!
+//! The byte path (issue 13 item 4): the `Bytes` hyper hands over are neither copied nor hashed on
+//! the runtime's threads; they collect into batches of at least 256 KiB that a blocking thread
+//! hashes (BLAKE3 and the upstream algorithm, one pass) and writes with one `writev`, while the
+//! next batch arrives (`partial::Pipe`; segments use the same pipe without the hash).
+//!
 //! Layout, lowest first; each module uses only modules listed before it (no circle):
 //! `error`, `options` (knobs, `--limit-rate` parsing), `location` (source, mirrors, start
 //! document rules of spec §2.1), `rate` (token bucket) → `transport` (the reqwest client,
 //! requests, permits, retries, counters, the pace of a request) → `partial` (the partial file,
-//! its hash state, the final check) → `local` (`file://` and paths), `segmented` (large items as
+//! its hash state, the batched write pipe, the final check) → `local` (`file://` and paths), `segmented` (large items as
 //! parallel `Range` segments, one read-back hash pass), `download` (items streamed into a
 //! partial file, resume; hands large items to `segmented`) → `client` ([`Fetcher`]: documents,
 //! mirrors, which of the three fetches an item).

@@ -55,7 +55,7 @@ pub(super) async fn http(
         && part.len == size
         && !expect.checksums.is_empty()
     {
-        let digests = part.digests();
+        let digests = part.digests().await?;
         if verify(url, expect, &digests).is_ok() {
             return Ok(downloaded(digests, url, size));
         }
@@ -72,13 +72,10 @@ pub(super) async fn http(
                 part.reset().await?;
                 continue;
             }
-            Ok(Step::Complete) => match part.flush().await {
-                Ok(()) => {
-                    let digests = part.digests();
-                    verify(url, expect, &digests).map(|()| digests)
-                }
-                Err(e) => Err(e),
-            },
+            Ok(Step::Complete) => part
+                .digests()
+                .await
+                .and_then(|digests| verify(url, expect, &digests).map(|()| digests)),
             Err(e) => Err(e),
         };
         match result {
@@ -210,7 +207,7 @@ async fn transfer(
             });
         }
         f.throttle_paced(n, &mut pace).await;
-        part.write(&chunk).await?;
+        part.write(chunk).await?;
         progress.bytes(n);
     }
 
@@ -286,7 +283,7 @@ async fn pieces(
                     expected: size,
                 });
             }
-            part.write(&chunk).await?;
+            part.write(chunk).await?;
             progress.bytes(n);
         }
         if part.len <= to {

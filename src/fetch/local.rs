@@ -47,14 +47,16 @@ pub(super) async fn download(
 ) -> Result<Downloaded> {
     let mut src = open(path, url).await?;
     let mut part = Partial::create(partial, &algos(expect)).await?;
-    let mut buf = vec![0u8; BUF];
     let result = async {
         loop {
+            // a fresh buffer per read: the bytes go to the writer as they are, not copied
+            let mut buf = bytes::BytesMut::zeroed(BUF);
             let n = src.read(&mut buf).await.map_err(Error::io("read", path))?;
             if n == 0 {
                 break;
             }
-            let chunk = buf.get(..n).unwrap_or_default();
+            buf.truncate(n);
+            let chunk = buf.freeze();
             if let Some(size) = expect.size
                 && part.len.saturating_add(n as u64) > size
             {
@@ -68,8 +70,7 @@ pub(super) async fn download(
             part.write(chunk).await?;
             progress.bytes(n as u64);
         }
-        part.flush().await?;
-        let digests = part.digests();
+        let digests = part.digests().await?;
         verify(url, expect, &digests).map(|()| digests)
     }
     .await;

@@ -11,17 +11,15 @@
 //! the next run resumes it as a single stream. (A kill -9 leaves a file of full length with
 //! holes: the next run hashes it, sees the mismatch and starts again from zero.)
 
-use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::error::{Error, Result};
 use super::location::redact;
-use super::partial::{algos, downloaded, hash_file, verify};
+use super::partial::{Pipe, algos, downloaded, hash_file, verify};
 use super::transport::{Transport, parse_content_range, status_error};
 use super::{Downloaded, Expect, Progress};
 
@@ -166,17 +164,10 @@ impl Segment {
     }
 
     async fn run(self) -> Result<()> {
-        let mut file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .open(&self.path)
-            .await
-            .map_err(Error::io("open", &self.path))?;
         let mut failures = 0;
         loop {
-            match self.attempt(&mut file).await {
-                Ok(()) => {
-                    return file.flush().await.map_err(Error::io("write", &self.path));
-                }
+            match self.attempt().await {
+                Ok(()) => return Ok(()),
                 Err(e) => {
                     let progress = Relay(&self.events);
                     let delay = self
@@ -188,12 +179,27 @@ impl Segment {
         }
     }
 
-    /// One request for the rest of the segment.
-    async fn attempt(&self, file: &mut tokio::fs::File) -> Result<()> {
+    /// One request for the rest of the segment, its bytes written in place through a [`Pipe`]
+    /// (batched `writev`s on a blocking thread). Everything taken is written before this returns,
+    /// so the position it leaves is what the file holds; when that cannot be made sure, the
+    /// segment starts again from where this request started.
+    async fn attempt(&self) -> Result<()> {
         let from = self.pos();
         if from >= self.end {
             return Ok(());
         }
+        let mut pipe = Pipe::at(&self.path, from).await?;
+        let r = self.transfer(&mut pipe, from).await;
+        if let Err(e) = pipe.flush().await {
+            if let Some(d) = self.done.get(self.index) {
+                d.store(from, Ordering::Relaxed);
+            }
+            return Err(r.err().unwrap_or(e));
+        }
+        r
+    }
+
+    async fn transfer(&self, pipe: &mut Pipe, from: u64) -> Result<()> {
         let last = self.end - 1;
         let (mut resp, mut pace) = self.f.send_range(&self.url, from, Some(last)).await?;
         let status = resp.status().as_u16();
@@ -211,9 +217,6 @@ impl Segment {
                 expected: self.size,
             });
         }
-        file.seek(SeekFrom::Start(from))
-            .await
-            .map_err(Error::io("seek", &self.path))?;
         let mut pos = from;
         while let Some(chunk) = self.f.next_chunk(&mut resp, &self.url, &mut pace).await? {
             let n = chunk.len() as u64;
@@ -224,9 +227,7 @@ impl Segment {
                 });
             }
             self.f.throttle_paced(n, &mut pace).await;
-            file.write_all(&chunk)
-                .await
-                .map_err(Error::io("write", &self.path))?;
+            pipe.write(chunk).await?;
             pos += n;
             if let Some(d) = self.done.get(self.index) {
                 d.store(pos, Ordering::Relaxed);

@@ -1,6 +1,12 @@
 //! Downloads: one task per planned content, each writing its own `partial/` file under a
 //! [`PartialLock`], placed into `blobs/`; finished blobs are made durable in batches (one
 //! `syncfs`) and only then recorded, in one transaction per batch (invariant 1).
+//!
+//! The flush runs on a blocking thread while the downloads go on (a `syncfs` on a busy
+//! filesystem takes tens of milliseconds, a runtime thread blocked in it halves the network side
+//! on two cores): blobs placed while one flush runs form the next batch, so the batches grow
+//! with the flush's cost instead of one `syncfs` per handful of files. A batch's rows are
+//! inserted only after a `syncfs` that started after every one of its renames.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -122,6 +128,13 @@ impl PartialLock {
 /// not a task per download.
 const WINDOW: usize = 256;
 
+/// A batch is flushed once it holds this many blobs…
+const FLUSH_BLOBS: usize = 128;
+/// …or this many bytes…
+const FLUSH_BYTES: u64 = 128 << 20;
+/// …or its oldest blob waited this long (or no download is left running).
+const FLUSH_AGE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// A placed download, waiting for the next flush: its plan index, digests, path and size.
 type Placed = (usize, checksum::Digests, String, u64);
 
@@ -144,7 +157,11 @@ pub(super) async fn download_all(
     let mut failed = 0usize;
     let mut done = 0usize;
     let mut first: Option<String> = None;
+    // Placed since the running flush started (the next batch), and the batch of the running flush.
     let mut batch: Vec<Placed> = Vec::new();
+    let mut flushing: Option<(Vec<Placed>, tokio::task::JoinHandle<Result<()>>)> = None;
+    // When the oldest blob of `batch` was placed.
+    let mut oldest: Option<std::time::Instant> = None;
     loop {
         while spawned < total && set.len() < WINDOW {
             let j = spawned;
@@ -164,13 +181,44 @@ pub(super) async fn download_all(
                 events.clone(),
             ));
         }
-        let Some(joined) = set.join_next().await else {
+        // A flush runs on a blocking thread while downloads go on; whatever is placed meanwhile
+        // waits for the next one (a syncfs only covers what was renamed before it started).
+        // A batch waits until it is worth a syncfs and a commit: enough blobs or bytes, its
+        // oldest blob waited long enough, or nothing else is coming.
+        let ripe = !batch.is_empty()
+            && (set.is_empty()
+                || batch.len() >= FLUSH_BLOBS
+                || batch.iter().map(|b| b.3).sum::<u64>() >= FLUSH_BYTES
+                || oldest.is_some_and(|t| t.elapsed() >= FLUSH_AGE));
+        if flushing.is_none() && ripe {
+            let blobs = vault.blobs.clone();
+            let h = tokio::task::spawn_blocking(move || blobs.make_durable());
+            flushing = Some((std::mem::take(&mut batch), h));
+            oldest = None;
+        }
+        if set.is_empty() && flushing.is_none() {
             break;
+        }
+        let due = oldest.filter(|_| flushing.is_none()).map(|t| t + FLUSH_AGE);
+        let flushed = async {
+            match flushing.as_mut() {
+                Some((_, h)) => h.await,
+                None => std::future::pending().await,
+            }
         };
-        let mut next = Some(joined);
-        while let Some(joined) = next {
-            match joined {
-                Ok((j, Ok(placed))) => batch.push((j, placed.0, placed.1, placed.2)),
+        let age = async {
+            match due {
+                Some(t) => tokio::time::sleep_until(t.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = age => {}
+            Some(joined) = set.join_next(), if !set.is_empty() => match joined {
+                Ok((j, Ok(placed))) => {
+                    oldest.get_or_insert_with(std::time::Instant::now);
+                    batch.push((j, placed.0, placed.1, placed.2));
+                }
                 Ok((_, Err(e))) => {
                     failed += 1;
                     first.get_or_insert_with(|| crate::error::chain_line(&e));
@@ -186,18 +234,15 @@ pub(super) async fn download_all(
                         .to_string()
                     });
                 }
-            }
-            // Flush when nothing else is ready right now, or the batch is large.
-            next = match set.try_join_next() {
-                Some(r) if batch.len() < 256 => Some(r),
-                other => {
-                    done += flush(vault, plan, sel, &mut batch, &*events)?;
-                    other
+            },
+            flushed = flushed => {
+                flushed.unwrap_or(Err(Error::Interrupted))?;
+                if let Some((mut durable, _)) = flushing.take() {
+                    done += record(vault, plan, sel, &mut durable, &*events)?;
                 }
-            };
+            }
         }
     }
-    done += flush(vault, plan, sel, &mut batch, &*events)?;
     if failed > 0 {
         return Err(Error::Downloads {
             failed,
@@ -259,9 +304,9 @@ async fn download_one(
     (j, placed.map(|d| (d, job.path, job.size.unwrap_or(0))))
 }
 
-/// Make a batch of placed blobs durable (one syncfs) and record their rows in one transaction;
-/// then point the batch's items at them.
-fn flush(
+/// Record a batch of blobs made durable (by a syncfs that started after their renames) in one
+/// transaction; then point the batch's items at them.
+fn record(
     vault: &mut Vault,
     plan: &Plan,
     sel: &mut Selection,
@@ -271,7 +316,6 @@ fn flush(
     if batch.is_empty() {
         return Ok(0);
     }
-    vault.blobs.make_durable()?;
     let digests: Vec<checksum::Digests> = batch.iter().map(|(_, d, _, _)| d.clone()).collect();
     vault.catalog.insert_blobs(&digests)?;
     let n = batch.len();
