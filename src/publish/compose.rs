@@ -26,9 +26,9 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use crate::catalog::{MetadataMode, Snapshot, SnapshotId, TreeDocument, TreeRow};
-use crate::store::BlobHash;
 use crate::error::{Error, Result};
 use crate::openpgp::SigningKey;
+use crate::store::BlobHash;
 use crate::vault::Vault;
 
 use super::PublishOptions;

@@ -720,7 +720,11 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
 
 /// Tree path → BLAKE3 of its blob: the snapshot's items, the tree's grace items and its
 /// recorded documents.
-fn item_blobs(vault: &Vault, snapshot: SnapshotId, tree: TreeId) -> Result<HashMap<String, String>> {
+fn item_blobs(
+    vault: &Vault,
+    snapshot: SnapshotId,
+    tree: TreeId,
+) -> Result<HashMap<String, String>> {
     let mut m = HashMap::new();
     for it in vault.catalog.items(snapshot)? {
         if let (Some(p), Some(b)) = (it.path, it.blob) {

@@ -26,7 +26,10 @@ use super::Repair;
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum S3Problem {
     /// An object a kept publication lists is not in the bucket.
-    S3ObjectMissing { key: String, publication: crate::catalog::S3PublicationId },
+    S3ObjectMissing {
+        key: String,
+        publication: crate::catalog::S3PublicationId,
+    },
     /// An object whose size is not the one the publication recorded.
     S3ObjectSize {
         key: String,
