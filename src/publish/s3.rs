@@ -34,7 +34,8 @@
 //!    documents are written LAST (`index.json`, then `index.sjson`), each with a conditional
 //!    write: `If-Match` on the ETag read in step 1, `If-None-Match: *` when there was none. A
 //!    412 means another publisher won: the row is removed and the publish fails with one line.
-//!    An unchanged republish does 0 PUTs (2 GETs and 1 LIST).
+//!    An unchanged republish (the bucket's index documents are this tree's, and the catalogue's
+//!    live publication is this tree) stops after the 2 GETs of step 1: no LIST, no PUT.
 //!
 //! Filtered metadata: the index write is the only switch (products documents are immutable).
 //! Verbatim metadata keeps upstream paths, so products documents are overwritten in place before
@@ -625,7 +626,6 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
         let v = rt.block_on(read(&s, &d.key(&doc.key)))?;
         current.insert(doc.key.clone(), v);
     }
-    let remote = rt.block_on(list(&s, d))?;
     // Filtered: products documents named by content hash, the index pointing at them.
     if tree.mode == MetadataMode::Filtered {
         let bodies = current
@@ -634,6 +634,26 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
             .collect();
         docs = hashed::rename(docs, key.as_ref(), &bodies)?;
     }
+    // Unchanged: the bucket's index documents are this tree's, byte for byte, and the catalogue's
+    // live publication of DEST is this tree. Nothing to list or write (2 GETs in all); an object
+    // deleted behind our back is `verify s3://… --repair`'s to restore.
+    let live_unchanged = docs
+        .iter()
+        .filter(|doc| doc.is_index)
+        .all(|doc| matches!(current.get(&doc.key), Some(Some((b, _))) if *b == doc.body));
+    if live_unchanged
+        && let Some(p) = previous
+        && vault
+            .catalog
+            .s3_publication(p)?
+            .is_some_and(|l| l.tree == tree.name)
+    {
+        report.publication = p;
+        report.skipped = items.len() as u64;
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        return Ok(report);
+    }
+    let remote = rt.block_on(list(&s, d))?;
     objects.extend(docs.iter().map(|doc| S3Object {
         key: doc.key.clone(),
         size: doc.body.len() as u64,
@@ -680,21 +700,6 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
     }
 
     // 4. The row, then the index last, conditionally.
-    let live_unchanged = docs
-        .iter()
-        .filter(|doc| doc.is_index)
-        .all(|doc| matches!(current.get(&doc.key), Some(Some((b, _))) if *b == doc.body));
-    if live_unchanged
-        && let Some(p) = previous
-        && vault
-            .catalog
-            .s3_publication(p)?
-            .is_some_and(|l| l.tree == tree.name)
-    {
-        report.publication = p;
-        report.duration_ms = started.elapsed().as_millis() as u64;
-        return Ok(report);
-    }
     let row = NewS3Publication {
         dest: &url,
         tree_id: Some(tree.id),
