@@ -30,7 +30,9 @@ fn ubuntu_keyring() -> Keyring {
         .unwrap()
 }
 
-/// Verifies and checks that `unwrap_cleartext` gives the very same bytes.
+/// Verifies and checks that `unwrap_cleartext` gives the very same bytes, and that sequoia's
+/// own cleartext verifier (the reference, `verify::verify_csf`) reaches the same verdict with
+/// the same payload and signer.
 fn verify_both(keyring: &Keyring, doc: &[u8]) -> Result<Verified, Error> {
     let verified = verify_cleartext(keyring, doc);
     if let Ok(v) = &verified {
@@ -39,6 +41,12 @@ fn verify_both(keyring: &Keyring, doc: &[u8]) -> Result<Verified, Error> {
             v.payload,
             "unwrap != verified payload"
         );
+    }
+    let reference = verify::verify_csf(keyring, doc, &policy::StreamPolicy::new());
+    match (&verified, &reference) {
+        (Ok(v), Ok(r)) => assert_eq!(v, r, "verify != sequoia's cleartext verifier"),
+        (Err(_), Err(_)) => {}
+        (v, r) => panic!("verify: {v:?}, sequoia's cleartext verifier: {r:?}"),
     }
     verified
 }
