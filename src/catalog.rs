@@ -37,6 +37,7 @@ mod blobs;
 pub mod maintenance;
 mod ops;
 mod publications;
+mod reading;
 mod snapshot_rows;
 mod snapshots;
 mod sources;
