@@ -9,11 +9,11 @@
 #      `+ …` lines written to a file: the median wall time of 3 runs; target <= 5 s.
 # The generated tree lives under target/bench-metadata/ (kept between runs: it takes a while
 # to write; KEEP=0 removes it at the end). A script, never a timed test.
-#   usage: scripts/bench-metadata.sh [RUNS]
+#   usage: scripts/bench-metadata.sh [RUNS]   (NO_BUILD=1: measure the release binaries as built)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-30}
-cargo build --release --example parse_products --bin streamvault >&2
+[ -n "${NO_BUILD:-}" ] || cargo build --release --example parse_products --bin streamvault >&2
 pp=target/release/examples/parse_products
 sv=target/release/streamvault
 fx=../shared/fixtures/real

@@ -816,11 +816,20 @@ fn gpg_canonicalisation_fixtures() {
         }
         let text = String::from_utf8(doc.to_vec()).unwrap();
         let (head, rest) = text.split_once("\n\n").unwrap();
-        let (body, sig) = rest.split_once("-----BEGIN PGP SIGNATURE-----").unwrap();
+        let (body, sig) = rest.rsplit_once("-----BEGIN PGP SIGNATURE-----").unwrap();
         let with_body = |b: &str| format!("{head}\n\n{b}-----BEGIN PGP SIGNATURE-----{sig}");
         // Still the same signed text: more blanks at line ends, LF <-> CRLF, more escapes.
         let same = [
-            with_body(&body.replace('\n', " \t\n")),
+            with_body(
+                &body
+                    .split_inclusive('\n')
+                    .map(|l| match (l.strip_suffix("\r\n"), l.strip_suffix('\n')) {
+                        (Some(x), _) => format!("{x} \t\r\n"),
+                        (None, Some(x)) => format!("{x} \t\n"),
+                        _ => l.to_owned(),
+                    })
+                    .collect::<String>(),
+            ),
             with_body(&body.replace("\r\n", "\n")),
             with_body(&body.replace("\r\n", "\n").replace('\n', "\r\n")),
             with_body(
