@@ -1,10 +1,12 @@
 //! Parse (and, for `.sjson`, verify) one products document and select its items; print the
 //! counts and the milliseconds. Used by scripts/mem-products.sh for peak RSS and speed figures
-//! (run it under `/usr/bin/time -v`); never a timed test.
+//! (run it under `/usr/bin/time -v`) and by scripts/bench-metadata.sh (`--repeat N`: the
+//! verify + parse pass N times in one process, the minimum and median of each step printed:
+//! on a loaded machine the minimum is the figure closest to a quiet one); never a timed test.
 //!
-//! Usage: parse_products FILE [--keyring KEYRING] [FILTER…]
+//! Usage: parse_products FILE [--keyring KEYRING] [--repeat N] [FILTER…]
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use streamvault::openpgp::{self, Keyring};
 use streamvault::streams::{self, Document, Filters};
@@ -15,23 +17,30 @@ fn main() -> R<()> {
     let mut argv = std::env::args().skip(1);
     let file = argv
         .next()
-        .ok_or("usage: parse_products FILE [--keyring K] [FILTER…]")?;
+        .ok_or("usage: parse_products FILE [--keyring K] [--repeat N] [FILTER…]")?;
     let mut keyring = None;
+    let mut repeat = 1usize;
     let mut filters = Vec::new();
     while let Some(a) = argv.next() {
         if a == "--keyring" {
             keyring = Some(argv.next().ok_or("--keyring needs a file")?);
+        } else if a == "--repeat" {
+            repeat = argv.next().ok_or("--repeat needs a number")?.parse()?;
         } else {
             filters.push(a);
         }
     }
     let bytes = std::fs::read(&file)?;
+    let ring = match &keyring {
+        Some(k) => Some(Keyring::open(std::path::Path::new(k))?),
+        None => None,
+    };
+    if repeat > 1 {
+        return repeated(&file, &bytes, ring.as_ref(), repeat);
+    }
     let t0 = Instant::now();
-    let payload = match &keyring {
-        Some(k) => {
-            let ring = Keyring::open(std::path::Path::new(k))?;
-            openpgp::verify_cleartext(&ring, &bytes)?.payload
-        }
+    let payload = match &ring {
+        Some(ring) => openpgp::verify_cleartext(ring, &bytes)?.payload,
         None => bytes,
     };
     let t1 = Instant::now();
@@ -57,6 +66,41 @@ fn main() -> R<()> {
         ms(t1, t2),
         ms(t2, t3),
         ms(t0, t3)
+    );
+    Ok(())
+}
+
+/// `repeat` passes of verify (when a keyring is given) + parse; prints
+/// `verify+parse min X ms median Y ms; verify min … median …; parse min … median …`.
+fn repeated(file: &str, bytes: &[u8], ring: Option<&Keyring>, repeat: usize) -> R<()> {
+    let (mut verify, mut parse, mut both) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..repeat {
+        let t0 = Instant::now();
+        let verified;
+        let payload = match ring {
+            Some(ring) => {
+                verified = openpgp::verify_cleartext(ring, bytes)?;
+                &verified.payload
+            }
+            None => bytes,
+        };
+        let t1 = Instant::now();
+        let doc = streams::parse(file, payload)?;
+        let t2 = Instant::now();
+        drop(doc);
+        verify.push(t1 - t0);
+        parse.push(t2 - t1);
+        both.push(t2 - t0);
+    }
+    let stats = |v: &mut Vec<Duration>| {
+        v.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        (ms(v[0]), ms(v[v.len() / 2]))
+    };
+    let (b, v, p) = (stats(&mut both), stats(&mut verify), stats(&mut parse));
+    println!(
+        "verify+parse min {:.1} ms median {:.1} ms; verify min {:.1} median {:.1}; parse min {:.1} median {:.1} ({repeat} runs)",
+        b.0, b.1, v.0, v.1, p.0, p.1
     );
     Ok(())
 }

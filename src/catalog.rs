@@ -90,6 +90,7 @@ pub use ids::{PublicationId, RunId, S3PublicationId, SnapshotId, SourceId, TreeI
 pub mod maintenance;
 mod ops;
 mod publications;
+mod reading;
 mod s3;
 mod snapshot_rows;
 mod snapshots;

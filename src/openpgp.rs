@@ -6,7 +6,8 @@
 //! of the caller's [`Keyring`] checks out, and the payload it returns is exactly the text that
 //! signature covers. [`unwrap_cleartext`] (for `--no-verify`) returns the same bytes for every
 //! document `verify_cleartext` accepts: both go through one strict RFC 4880 §7 framing parser,
-//! and `verify_cleartext` also compares that parser's output with the text sequoia hashed.
+//! and `verify_cleartext` hands sequoia exactly that parser's text to check the signatures
+//! against (as detached signatures: one pass over the document, see `verify`).
 //!
 //! Decisions:
 //! - A document is clearsigned only when its very first bytes are
@@ -54,6 +55,9 @@ pub enum Error {
     #[error("malformed cleartext framing at line {line}: {problem}")]
     Framing { line: usize, problem: &'static str },
 
+    /// Sequoia's cleartext reader read another text than the framing parser. Since issue 13
+    /// sequoia checks the framing parser's text itself, so [`verify_cleartext`] no longer
+    /// returns this; the tests' reference verifier (sequoia's cleartext reader) still does.
     #[error(
         "ambiguous cleartext framing: the signed text differs from the text between the markers"
     )]

@@ -139,13 +139,30 @@ pub(super) fn sync(root: &Path, a: SyncArgs, verbose: u8) -> Result<ExitStatus> 
     })
 }
 
+/// The `+ PATH SIZE` lines of a dry run, as `out!` writes them but through one buffer: a
+/// million-download plan was a million `write(2)` calls (issue 13 item 5).
+fn print_plan_lines(r: &sync::SyncReport) {
+    use std::io::Write as _;
+    if quiet() {
+        return;
+    }
+    let mut o = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let written = r.plan.iter().try_for_each(|p| {
+        let line = format!("+ {} {}", p.path, size(p.size));
+        writeln!(o, "{}", streamvault::escape::line(&line))
+    });
+    if let Err(e) = written.and_then(|()| o.flush())
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(0);
+    }
+}
+
 pub(super) fn print_sync_report(r: &sync::SyncReport) {
     let secs = r.duration_ms as f64 / 1000.0;
     match r.outcome {
         Outcome::DryRun => {
-            for p in &r.plan {
-                out!("+ {} {}", p.path, size(p.size));
-            }
+            print_plan_lines(r);
             out!(
                 "{}: would fetch {} files ({}); {} items ({}) already in the store; {} items in the selection",
                 r.source,

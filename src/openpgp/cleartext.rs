@@ -22,6 +22,9 @@ pub(super) struct Framed<'a> {
     pub headers: Vec<(&'a str, &'a str)>,
     /// The signed text: dash-unescaped, trailing blanks stripped, no final line ending.
     pub payload: Vec<u8>,
+    /// The signature block: from the `-----BEGIN PGP SIGNATURE-----` line to the end of the
+    /// `-----END PGP SIGNATURE-----` line, as in the document.
+    pub signature: &'a [u8],
 }
 
 fn framing(line: usize, problem: &'static str) -> Error {
@@ -95,16 +98,59 @@ fn ends_text_for_sequoia(line: &[u8]) -> bool {
             .is_some_and(|rest| rest.starts_with(b"BEGIN PGP SIGNATURE"))
 }
 
+/// The lines of a document with their byte offsets and 1-based numbers; each line keeps its
+/// `\n` (the last one may have none).
+struct Lines<'a> {
+    doc: &'a [u8],
+    pos: usize,
+    n: usize,
+}
+
+impl<'a> Lines<'a> {
+    fn new(doc: &'a [u8]) -> Lines<'a> {
+        Lines { doc, pos: 0, n: 0 }
+    }
+
+    /// The next line as (its offset, its bytes, its number).
+    fn next_line(&mut self) -> Option<(usize, &'a [u8], usize)> {
+        let rest = self.doc.get(self.pos..).filter(|r| !r.is_empty())?;
+        let len = find_newline(rest).map_or(rest.len(), |i| i + 1);
+        let line = rest.get(..len)?;
+        let at = self.pos;
+        self.pos += len;
+        self.n += 1;
+        Some((at, line, self.n))
+    }
+}
+
+/// The index of the first `\n` in `s`, found a machine word at a time (the `memchr` behind
+/// std's `BufRead::skip_until`) rather than byte by byte.
+fn find_newline(s: &[u8]) -> Option<usize> {
+    let mut rest = s;
+    let skipped = std::io::BufRead::skip_until(&mut rest, b'\n').unwrap_or(0);
+    let last = skipped.checked_sub(1)?;
+    (s.get(last) == Some(&b'\n')).then_some(last)
+}
+
+/// Whether a signed-text line may need [`ends_text_for_sequoia`]: only a line starting with
+/// `-` or a non-ASCII byte (a Unicode dash) can end the text for sequoia.
+fn may_end_text(line: &[u8]) -> bool {
+    line.first().is_some_and(|&b| b == b'-' || !b.is_ascii())
+}
+
 /// Parses the framing of a cleartext-signed document and builds its signed text.
+///
+/// One pass over the document: the signed text is copied in runs of lines that need no change
+/// (no dash-escape, no trailing blank), so a typical JSON document is one copy.
 pub(super) fn parse(doc: &[u8]) -> Result<Framed<'_>, Error> {
     let Some(after_begin) = doc.strip_prefix(BEGIN_SIGNED) else {
         return Err(Error::NotClearsigned);
     };
-    let mut lines = doc.split_inclusive(|&b| b == b'\n').zip(1usize..);
+    let mut lines = Lines::new(doc);
     let mut last = 0;
 
     // The first line: the marker, then nothing but blanks.
-    let first_end = after_begin.iter().position(|&b| b == b'\n');
+    let first_end = find_newline(after_begin);
     let first_rest = first_end.and_then(|n| after_begin.get(..n));
     let first_rest = first_rest.map(|r| r.strip_suffix(b"\r").unwrap_or(r));
     match first_rest {
@@ -117,14 +163,14 @@ pub(super) fn parse(doc: &[u8]) -> Result<Framed<'_>, Error> {
         }
         Some(_) => {}
     }
-    if let Some((_, n)) = lines.next() {
+    if let Some((_, _, n)) = lines.next_line() {
         last = n;
     }
 
     // Armor headers, ended by an empty line.
     let mut headers = Vec::new();
     loop {
-        let Some((line, n)) = lines.next() else {
+        let Some((_, line, n)) = lines.next_line() else {
             return Err(framing(
                 last + 1,
                 "the document ends inside the armor headers",
@@ -144,10 +190,12 @@ pub(super) fn parse(doc: &[u8]) -> Result<Framed<'_>, Error> {
         headers.push(header);
     }
 
-    // The signed text, up to `-----BEGIN PGP SIGNATURE-----`.
+    // The signed text, up to `-----BEGIN PGP SIGNATURE-----`. `run` is where the lines copied
+    // verbatim since the last changed line start.
     let mut payload = Vec::with_capacity(doc.len());
-    loop {
-        let Some((line, n)) = lines.next() else {
+    let mut run = lines.pos;
+    let signature_start = loop {
+        let Some((at, line, n)) = lines.next_line() else {
             return Err(framing(
                 last + 1,
                 "no `-----BEGIN PGP SIGNATURE-----` line after the signed text",
@@ -160,9 +208,9 @@ pub(super) fn parse(doc: &[u8]) -> Result<Framed<'_>, Error> {
                 "no `-----BEGIN PGP SIGNATURE-----` line after the signed text",
             ));
         };
-        if ends_text_for_sequoia(line) {
+        if may_end_text(line) && ends_text_for_sequoia(line) {
             if trim_blanks(content) == BEGIN_SIGNATURE {
-                break;
+                break at;
             }
             return Err(framing(n, "malformed `-----BEGIN PGP SIGNATURE-----` line"));
         }
@@ -171,9 +219,16 @@ pub(super) fn parse(doc: &[u8]) -> Result<Framed<'_>, Error> {
         let Some((text, eol)) = split_eol(unescaped) else {
             return Err(framing(n, "malformed dash-escaped line"));
         };
-        payload.extend_from_slice(trim_blanks(text));
+        let trimmed = trim_blanks(text);
+        if unescaped.len() == line.len() && trimmed.len() == text.len() {
+            continue; // unchanged: stays in the run
+        }
+        payload.extend_from_slice(doc.get(run..at).unwrap_or_default());
+        payload.extend_from_slice(trimmed);
         payload.extend_from_slice(eol);
-    }
+        run = lines.pos;
+    };
+    payload.extend_from_slice(doc.get(run..signature_start).unwrap_or_default());
     // The last line ending separates the text from the signature; it is not signed.
     if payload.pop().is_some() && payload.ends_with(b"\r") {
         payload.pop();
@@ -181,7 +236,7 @@ pub(super) fn parse(doc: &[u8]) -> Result<Framed<'_>, Error> {
 
     // The signature block: its END line, then only whitespace.
     loop {
-        let Some((line, n)) = lines.next() else {
+        let Some((_, line, n)) = lines.next_line() else {
             return Err(framing(
                 last + 1,
                 "the document ends inside the signature block (no `-----END PGP SIGNATURE-----`)",
@@ -193,11 +248,18 @@ pub(super) fn parse(doc: &[u8]) -> Result<Framed<'_>, Error> {
             break;
         }
     }
-    if let Some((_, n)) = lines.find(|(line, _)| !line.iter().all(u8::is_ascii_whitespace)) {
-        return Err(framing(n, "text after `-----END PGP SIGNATURE-----`"));
+    let signature = doc.get(signature_start..lines.pos).unwrap_or_default();
+    while let Some((_, line, n)) = lines.next_line() {
+        if !line.iter().all(u8::is_ascii_whitespace) {
+            return Err(framing(n, "text after `-----END PGP SIGNATURE-----`"));
+        }
     }
 
-    Ok(Framed { headers, payload })
+    Ok(Framed {
+        headers,
+        payload,
+        signature,
+    })
 }
 
 #[cfg(test)]

@@ -30,7 +30,9 @@ fn ubuntu_keyring() -> Keyring {
         .unwrap()
 }
 
-/// Verifies and checks that `unwrap_cleartext` gives the very same bytes.
+/// Verifies and checks that `unwrap_cleartext` gives the very same bytes, and that sequoia's
+/// own cleartext verifier (the reference, `verify::verify_csf`) reaches the same verdict with
+/// the same payload and signer.
 fn verify_both(keyring: &Keyring, doc: &[u8]) -> Result<Verified, Error> {
     let verified = verify_cleartext(keyring, doc);
     if let Ok(v) = &verified {
@@ -39,6 +41,12 @@ fn verify_both(keyring: &Keyring, doc: &[u8]) -> Result<Verified, Error> {
             v.payload,
             "unwrap != verified payload"
         );
+    }
+    let reference = verify::verify_csf(keyring, doc, &policy::StreamPolicy::new());
+    match (&verified, &reference) {
+        (Ok(v), Ok(r)) => assert_eq!(v, r, "verify != sequoia's cleartext verifier"),
+        (Err(_), Err(_)) => {}
+        (v, r) => panic!("verify: {v:?}, sequoia's cleartext verifier: {r:?}"),
     }
     verified
 }
@@ -731,4 +739,144 @@ fn documents_larger_than_the_verifier_buffer() {
         verify_both(&key.keyring(), tampered.as_bytes()),
         Err(Error::BadSignature { .. })
     ));
+}
+
+/// The text a clearsignature covers, with either line ending: each line's trailing spaces and
+/// tabs cut (its `\n` or `\r\n` kept), the final line ending dropped.
+fn canonical_payload(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for line in text.split_inclusive(|&b| b == b'\n') {
+        let (body, eol) = match line.strip_suffix(b"\n") {
+            Some(b) => match b.strip_suffix(b"\r") {
+                Some(b) => (b, &b"\r\n"[..]),
+                None => (b, &b"\n"[..]),
+            },
+            None => (line, &b""[..]),
+        };
+        let end = body
+            .iter()
+            .rposition(|&c| c != b' ' && c != b'\t')
+            .map_or(0, |i| i + 1);
+        out.extend_from_slice(&body[..end]);
+        out.extend_from_slice(eol);
+    }
+    // The final line ending separates the text from the signature: not signed.
+    if text.ends_with(b"\r\n") {
+        out.truncate(out.len() - 2);
+    } else if text.ends_with(b"\n") {
+        out.pop();
+    }
+    out
+}
+
+/// Documents GnuPG 2.2 clearsigned (`gpg --digest-algo SHA512 --clearsign` with an Ed25519 key
+/// made by `gpg --quick-gen-key … ed25519 sign never`, public key `testdata/canon-key.gpg`), each
+/// checked "Good signature" by `gpgv` when it was made: trailing spaces and tabs, `- ` escaped
+/// lines (gpg escapes every line starting with `-` or `From `), CRLF and mixed line endings, a
+/// last line with and without a newline. A mistake in the text we hand to the signature check
+/// (a blank not cut, an escape not undone, a line ending hashed wrong, the final newline kept)
+/// makes one of them fail.
+const CANON: [(&str, &[u8], &[u8]); 4] = [
+    (
+        "lf-nonl",
+        include_bytes!("testdata/canon-lf-nonl.asc"),
+        include_bytes!("testdata/canon-lf-nonl.txt"),
+    ),
+    (
+        "lf-nl",
+        include_bytes!("testdata/canon-lf-nl.asc"),
+        include_bytes!("testdata/canon-lf-nl.txt"),
+    ),
+    (
+        "crlf-nl",
+        include_bytes!("testdata/canon-crlf-nl.asc"),
+        include_bytes!("testdata/canon-crlf-nl.txt"),
+    ),
+    (
+        "mixed-nonl",
+        include_bytes!("testdata/canon-mixed-nonl.asc"),
+        include_bytes!("testdata/canon-mixed-nonl.txt"),
+    ),
+];
+
+#[test]
+fn gpg_canonicalisation_fixtures() {
+    let key = include_bytes!("testdata/canon-key.gpg");
+    let keyring = Keyring::from_bytes(key).unwrap();
+    for (name, doc, input) in CANON {
+        let v = verify_both(&keyring, doc).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            String::from_utf8_lossy(&v.payload),
+            String::from_utf8_lossy(&canonical_payload(input)),
+            "{name}"
+        );
+        assert_eq!(v.signer, keyring.fingerprints()[0]);
+        if let Some((ok, stderr)) = gpgv(key, doc) {
+            assert!(ok, "{name}: gpgv refuses the fixture:\n{stderr}");
+        }
+        let text = String::from_utf8(doc.to_vec()).unwrap();
+        let (head, rest) = text.split_once("\n\n").unwrap();
+        let (body, sig) = rest.rsplit_once("-----BEGIN PGP SIGNATURE-----").unwrap();
+        let with_body = |b: &str| format!("{head}\n\n{b}-----BEGIN PGP SIGNATURE-----{sig}");
+        // Still the same signed text: more blanks at line ends, LF <-> CRLF, more escapes.
+        let same = [
+            with_body(
+                &body
+                    .split_inclusive('\n')
+                    .map(|l| match (l.strip_suffix("\r\n"), l.strip_suffix('\n')) {
+                        (Some(x), _) => format!("{x} \t\r\n"),
+                        (None, Some(x)) => format!("{x} \t\n"),
+                        _ => l.to_owned(),
+                    })
+                    .collect::<String>(),
+            ),
+            with_body(&body.replace("\r\n", "\n")),
+            with_body(&body.replace("\r\n", "\n").replace('\n', "\r\n")),
+            with_body(
+                &body
+                    .split_inclusive('\n')
+                    .map(|l| match l.starts_with('-') {
+                        true => l.to_owned(),
+                        false => format!("- {l}"),
+                    })
+                    .collect::<String>(),
+            ),
+        ];
+        for (i, d) in same.iter().enumerate() {
+            let v = verify_both(&keyring, d.as_bytes())
+                .unwrap_or_else(|e| panic!("{name}: same text {i}: {e}"));
+            let lf = |p: &[u8]| String::from_utf8_lossy(p).replace("\r\n", "\n");
+            assert_eq!(lf(&v.payload), lf(&canonical_payload(input)), "{name} {i}");
+            if let Some((ok, stderr)) = gpgv(key, d.as_bytes()) {
+                assert!(ok, "{name}: same text {i}: gpgv refuses it:\n{stderr}");
+            }
+        }
+        // Another signed text: a letter changed, an escape undone twice, an empty last line,
+        // the first line's ending dropped.
+        let first_eol = body.find('\n').unwrap();
+        let cr = usize::from(body[..first_eol].ends_with('\r'));
+        let other = [
+            with_body(&body.replacen('a', "b", 1)),
+            with_body(&body.replacen("- -", "", 1)),
+            with_body(&format!("{body}\n")),
+            with_body(&format!(
+                "{}{}",
+                &body[..first_eol - cr],
+                &body[first_eol + 1..]
+            )),
+        ];
+        for (i, d) in other.iter().enumerate() {
+            if d.as_bytes() == doc {
+                continue; // the change did not apply to this fixture
+            }
+            let err = verify_both(&keyring, d.as_bytes()).unwrap_err();
+            assert!(
+                matches!(err, Error::BadSignature { .. }),
+                "{name}: other text {i}: {err:?}"
+            );
+            if let Some((ok, _)) = gpgv(key, d.as_bytes()) {
+                assert!(!ok, "{name}: other text {i}: gpgv accepts it");
+            }
+        }
+    }
 }

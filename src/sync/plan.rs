@@ -84,6 +84,11 @@ const NO_JOB: u32 = u32::MAX;
 /// is missing becomes one download per distinct content. Items found in the store are pointed
 /// at their blob.
 pub(super) fn plan(vault: &Vault, meta: &Metadata, sel: &mut Selection) -> Result<Plan> {
+    // One read transaction for the lookups: not a file lock per item (issue 13 item 5).
+    vault.catalog.reading(|_| plan_in(vault, meta, sel))
+}
+
+fn plan_in(vault: &Vault, meta: &Metadata, sel: &mut Selection) -> Result<Plan> {
     let mut plan = Plan::default();
     // Distinct contents by (strongest checksum, size); items without either
     // (`--no-checksumming-reader`) are their own content.
@@ -91,6 +96,8 @@ pub(super) fn plan(vault: &Vault, meta: &Metadata, sel: &mut Selection) -> Resul
     let mut item_job: Vec<u32> = vec![NO_JOB; sel.len()];
     let mut jobs = 0u32;
     let mut found: Vec<(usize, u32)> = Vec::new();
+    // An empty store (a first sync, a dry run's scratch catalogue) has nothing to look up.
+    let has_blobs = vault.catalog.has_blobs()?;
     for (i, slot) in item_job.iter_mut().enumerate() {
         let Some(it) = sel.view(meta, i) else {
             continue;
@@ -109,11 +116,11 @@ pub(super) fn plan(vault: &Vault, meta: &Metadata, sel: &mut Selection) -> Resul
         let content = match contents.get(&key) {
             Some(&c) => c,
             None => {
-                let c = match vault
-                    .catalog
-                    .find_blob(&it.checksums, size)?
-                    .filter(|b| vault.blobs.contains(b.as_str()))
-                {
+                let found = match has_blobs {
+                    true => vault.catalog.find_blob(&it.checksums, size)?,
+                    false => None,
+                };
+                let c = match found.filter(|b| vault.blobs.contains(b.as_str())) {
                     Some(b) => Content::Blob(sel.add_blob(b)),
                     None => {
                         plan.fetch_bytes += size;

@@ -16,6 +16,8 @@ use crate::streams::{ParseError, wrong_type};
 /// A scalar as Python's `str()` shows it, or why it is none.
 enum Scalar<'de> {
     Text(Kind, Cow<'de, str>),
+    /// A non-negative integer (a `size`), spelled out without an allocation.
+    UInt(u64),
     Null,
     Compound,
 }
@@ -102,27 +104,44 @@ enum Level {
     Item,
 }
 
-struct Seed<'b, 'd> {
+struct Seed<'b, 'd, 'a> {
     b: &'b mut Builder<'d>,
     level: Level,
     /// Place in the document, for errors (`products/p/versions`).
-    at: String,
+    at: At<'a>,
     name: Option<Span>,
+}
+
+/// A place in the document as a chain of borrowed names, spelled out (`products/p/versions`)
+/// only when an error names it: no string is built per object read.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    parent: Option<&'a At<'a>>,
+    name: &'a str,
+}
+
+impl fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(parent) = self.parent {
+            write!(f, "{parent}/")?;
+        }
+        f.write_str(self.name)
+    }
 }
 
 /// What a seed produced: for a map of named objects, the range of its nodes.
 type Children = Range;
 
-impl<'de> DeserializeSeed<'de> for Seed<'_, '_> {
+impl<'de> DeserializeSeed<'de> for Seed<'_, '_, '_> {
     type Value = Children;
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Children, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl Seed<'_, '_> {
+impl Seed<'_, '_, '_> {
     fn wrong(self) -> Children {
-        let e = wrong_type(self.b.doc, self.at, "a JSON object");
+        let e = wrong_type(self.b.doc, self.at.to_string(), "a JSON object");
         self.b.fail(e);
         (0, 0)
     }
@@ -136,7 +155,7 @@ macro_rules! not_an_object {
     )*};
 }
 
-impl<'de> Visitor<'de> for Seed<'_, '_> {
+impl<'de> Visitor<'de> for Seed<'_, '_, '_> {
     type Value = Children;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -175,7 +194,10 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
             while let Some(Key(k)) = map.next_key::<Key>()? {
                 let name = b.span(&k);
                 map.next_value_seed(Seed {
-                    at: format!("{at}/{k}"),
+                    at: At {
+                        parent: Some(&at),
+                        name: &k,
+                    },
                     b: &mut *b,
                     level: child,
                     name: Some(name),
@@ -195,14 +217,24 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
                 && k == ck
             {
                 children = map.next_value_seed(Seed {
-                    at: format!("{at}/{k}"),
+                    at: At {
+                        parent: Some(&at),
+                        name: &k,
+                    },
                     b: &mut *b,
                     level: cl,
                     name: None,
                 })?;
                 continue;
             }
-            match map.next_value_seed(ScalarSeed)? {
+            let mut digits = [0u8; 20];
+            let scalar = match map.next_value_seed(ScalarSeed)? {
+                Scalar::UInt(v) => {
+                    Scalar::Text(Kind::UInt, Cow::Borrowed(u64_text(v, &mut digits)))
+                }
+                other => other,
+            };
+            match scalar {
                 Scalar::Text(kind, text) => {
                     if level == Level::Item && k == "path" {
                         if kind != Kind::Str {
@@ -221,7 +253,7 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
                 Scalar::Compound if level == Level::Item && k == "path" => {
                     b.fail(wrong_type(b.doc, format!("{at}/path"), "a string"));
                 }
-                Scalar::Null | Scalar::Compound => {}
+                Scalar::Null | Scalar::Compound | Scalar::UInt(_) => {}
             }
         }
         let fields = b.close();
@@ -237,6 +269,22 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
         }
         Ok((0, 0))
     }
+}
+
+/// `v` in decimal, written into `buf`.
+fn u64_text(mut v: u64, buf: &mut [u8; 20]) -> &str {
+    let mut at = buf.len();
+    while let Some(digit) = at.checked_sub(1).and_then(|i| buf.get_mut(i)) {
+        *digit = b'0' + (v % 10) as u8;
+        at -= 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    buf.get(at..)
+        .and_then(|d| std::str::from_utf8(d).ok())
+        .unwrap_or_default()
 }
 
 /// A map key, borrowed from the input when it has no escapes.
@@ -284,7 +332,7 @@ impl<'de> Visitor<'de> for ScalarSeed {
         Ok(Scalar::Text(Kind::Other, Cow::Borrowed(t)))
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar<'de>, E> {
-        Ok(Scalar::Text(Kind::UInt, Cow::Owned(v.to_string())))
+        Ok(Scalar::UInt(v))
     }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar<'de>, E> {
         Ok(Scalar::Text(Kind::Other, Cow::Owned(v.to_string())))
@@ -379,7 +427,10 @@ impl<'de> Visitor<'de> for &mut TopSeed<'_, '_> {
                 self.b.p.roots = map.next_value_seed(Seed {
                     b: &mut *self.b,
                     level: Level::Products,
-                    at: "products".to_owned(),
+                    at: At {
+                        parent: None,
+                        name: "products",
+                    },
                     name: None,
                 })?;
             } else if k == aliases::ALIASES || k == "index" {
