@@ -67,6 +67,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../schema/0007_s3.sql"),
     // 0008/0009 were reserved and are unused
     include_str!("../schema/0010_gc_pending.sql"),
+    include_str!("../schema/0014_gc_scan.sql"),
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
