@@ -106,8 +106,7 @@ fn gc_dropping_most_rows_keeps_the_catalogue_whole_and_counts_freed_inodes_once(
     // Its files are hardlinks of blobs that go too: each inode is freed once, by its last link.
     let tree = vault.layout.trees().join("old");
     let mut linked = 0u64;
-    for i in 0..quarter {
-        let d = &digests[i];
+    for (i, d) in digests.iter().enumerate().take(quarter) {
         let target = tree.join(format!("scale/{:03}/{i:06}", i / 100));
         fs::create_dir_all(target.parent().unwrap()).unwrap();
         fs::hard_link(vault.layout.blob(&d.blake3).unwrap(), &target).unwrap();
