@@ -7,7 +7,7 @@
 # Usage: scripts/bench-gc.sh [BLOBS...]      (default: 100000 400000 1000000)
 # Env:   BENCH_DIR     where the throwaway stores go (default: target/bench-gc; removed after)
 #        JOBS          verify --jobs (default: the number of CPUs)
-#        BENCH_LOOPFS  e.g. `4G`: put the stores on a fresh ext4 image of that (sparse) size with
+#        BENCH_LOOPFS  e.g. `6G`: put the stores on a fresh ext4 image of that (sparse) size with
 #                      `inline_data`, loop-mounted under BENCH_DIR (needs root). Each blob is
 #                      then held in its inode: 10^6 blobs take about 1 GB instead of 5 GB (4 KiB
 #                      blocks), and unlinks free no data blocks (no `discard` I/O).
@@ -48,7 +48,7 @@ trap cleanup EXIT
 if [ -n "${BENCH_LOOPFS:-}" ]; then
     rm -f "$base/fs.img"
     truncate -s "$BENCH_LOOPFS" "$base/fs.img"
-    mkfs.ext4 -q -O inline_data -I 256 -N 3000000 "$base/fs.img"
+    mkfs.ext4 -q -O inline_data -I 256 -i 2048 "$base/fs.img"
     mkdir -p "$base/fs"
     mount -o loop "$base/fs.img" "$base/fs"
     stores=$base/fs

@@ -564,7 +564,7 @@ pub(super) fn delete_rows(cat: &mut Catalog) -> Result<()> {
     )
     .map_err(e)?;
     let blobs_gone = one("SELECT count(*) FROM gc_drop_blobs").map_err(e)?;
-    let blobs_all = one("SELECT max(rowid) FROM blobs").map_err(e)?;
+    let blobs_all = one("SELECT coalesce(max(rowid), 0) FROM blobs").map_err(e)?;
     with_indexes_rebuilt(
         &tx,
         "blobs",
