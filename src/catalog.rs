@@ -128,6 +128,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../schema/0011_compose.sql"),
     // 0012: what each S3 publication lists (src/catalog/s3.rs)
     include_str!("../schema/0012_s3_objects.sql"),
+    // 0014: the covering index gc's plan walks (src/gc/plan.rs)
+    include_str!("../schema/0014_gc_scan.sql"),
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -13,7 +13,9 @@
 //! 3. [`gc`] deletes the rows in one committed transaction: publications of dropped trees, the
 //!    trees, the snapshots (their items and documents cascade), then the blob rows no kept
 //!    snapshot names. Foreign keys refuse the transaction should a dropped blob still be named.
-//! 4. Only then files: tree directories, then blob files, then orphans.
+//! 4. Only then files: tree directories, then blob files, then orphans (each kind finished
+//!    before the next starts; inside one, a few threads unlink in inode order, the links of one
+//!    inode by one thread).
 //!
 //! A kill at any point leaves files without rows (which the next gc sweeps), never a row without
 //! its file (invariant 1). Grace links inside kept trees are the one kind of file no sweep finds:
@@ -42,8 +44,11 @@
 //!   reuses) and `partial/` files younger than `grace` (resumable downloads).
 //!
 //! Memory stays flat as the store grows: the plan lives in SQLite temporary tables (on disk,
-//! `temp_store = FILE`) and every list is streamed from a query; only the dropped and kept
-//! snapshots' and trees' names are collected, for the report.
+//! `temp_store = FILE`, with a page cache of 16 + 8 MiB) and every list is streamed from a
+//! query; only the dropped and kept snapshots' and trees' names are collected, for the report.
+//! Time grows linearly: no step deletes in random order through an index much larger than the
+//! cache (an index that would lose many rows is built again instead, see `plan::delete_rows`),
+//! and the unlinks overlap (with the `discard` mount option each one waits for the device).
 //!
 //! Where it lives: `plan` ([`gc_plan`]) fills the plan's temporary tables (their SQL stays beside
 //! them, in `gc/plan.rs`; every other statement is the catalogue's), `sweep` walks `trees/`,

@@ -22,6 +22,9 @@ use crate::vault::Vault;
 /// The temporary tables of a plan (one connection's `temp` schema; dropped after [`gc`](super::gc())).
 const SCRATCH: &str = "
     PRAGMA temp_store = FILE;
+    -- a page cache of bounded size for the plan and its row deletions (16 + 8 MiB)
+    PRAGMA main.cache_size = -16384;
+    PRAGMA temp.cache_size = -8192;
     DROP TABLE IF EXISTS temp.gc_live;
     DROP TABLE IF EXISTS temp.gc_keep_trees;
     DROP TABLE IF EXISTS temp.gc_drop_trees;
@@ -46,7 +49,7 @@ const SCRATCH: &str = "
     CREATE TEMP TABLE gc_drop_trees (id INTEGER PRIMARY KEY);
     CREATE TEMP TABLE gc_keep_snapshots (id INTEGER PRIMARY KEY);
     CREATE TEMP TABLE gc_drop_snapshots (id INTEGER PRIMARY KEY);
-    CREATE TEMP TABLE gc_drop_blobs (blake3 TEXT PRIMARY KEY);
+    CREATE TEMP TABLE gc_drop_blobs (blake3 TEXT PRIMARY KEY, size INTEGER NOT NULL);
     -- every file to unlink, in phase order, with what its inode looked like when planned
     CREATE TEMP TABLE gc_unlink (path BLOB PRIMARY KEY, phase INTEGER NOT NULL,
                                  dev INTEGER NOT NULL, ino INTEGER NOT NULL,
@@ -57,6 +60,7 @@ const SCRATCH: &str = "
 ";
 
 const DROP_SCRATCH: &str = "
+    PRAGMA main.cache_size = -2000; -- SQLite's default
     DROP TABLE IF EXISTS temp.gc_live;
     DROP TABLE IF EXISTS temp.gc_keep_trees;
     DROP TABLE IF EXISTS temp.gc_drop_trees;
@@ -202,18 +206,24 @@ fn plan_into(
                     WHERE i.blob = b.blake3)
         AND NOT EXISTS (SELECT 1 FROM snapshot_documents d
                         JOIN gc_keep_snapshots k ON k.id = d.snapshot_id WHERE d.blob = b.blake3)";
+    // In name order through the covering index `blobs_gc` (schema 0014): the lookups above walk
+    // `snapshot_items_blob` in order, no blob row is read, and `gc_drop_blobs` fills in order.
     exec(
         conn,
         &format!(
-            "INSERT INTO gc_drop_blobs (blake3)
-             SELECT b.blake3 FROM blobs b WHERE b.created_at <= ?1 AND {UNREFERENCED}"
+            "INSERT INTO gc_drop_blobs (blake3, size)
+             SELECT b.blake3, b.size FROM blobs b INDEXED BY blobs_gc
+             WHERE b.created_at <= ?1 AND {UNREFERENCED} ORDER BY b.blake3"
         ),
         cutoff,
     )
     .map_err(e)?;
     report.blobs_within_grace = count(
         conn,
-        &format!("SELECT count(*) FROM blobs b WHERE b.created_at > ?1 AND {UNREFERENCED}"),
+        &format!(
+            "SELECT count(*) FROM blobs b INDEXED BY blobs_gc
+             WHERE b.created_at > ?1 AND {UNREFERENCED}"
+        ),
         cutoff,
     )
     .map_err(e)?;
@@ -433,9 +443,7 @@ fn fill_report_rows(conn: &Connection, report: &mut GcReport) -> rusqlite::Resul
     report.publications_dropped =
         one("SELECT count(*) FROM publications WHERE tree_id IN (SELECT id FROM gc_drop_trees)")?;
     report.blobs_dropped = one("SELECT count(*) FROM gc_drop_blobs")?;
-    report.blob_bytes_dropped = one(
-        "SELECT coalesce(sum(b.size), 0) FROM blobs b JOIN gc_drop_blobs d ON d.blake3 = b.blake3",
-    )?;
+    report.blob_bytes_dropped = one("SELECT coalesce(sum(size), 0) FROM gc_drop_blobs")?;
     report.blobs_kept = one("SELECT count(*) FROM blobs")?.saturating_sub(report.blobs_dropped);
     Ok(())
 }
@@ -529,6 +537,15 @@ impl<'c> Files<'c> {
 /// Delete the plan's rows in one committed transaction: grace rows, publications of dropped
 /// trees, the trees, the snapshots (items and documents cascade), the blobs; the grace links to
 /// unlink go to the `gc_pending_unlink` journal in the same transaction.
+///
+/// Linear in the store, whatever share of it goes: a secondary index that would take many
+/// deletions in random order (`snapshot_items_blob` for the cascaded items, the blob checksum
+/// indexes) is dropped and built again from its own `sqlite_master` definition, inside the same
+/// transaction, when at least [`REBUILD_SHARE`] of its rows go; the blob rows go in rowid order.
+/// Random-order deletions through a page cache smaller than the index write most pages to the
+/// WAL many times over (measured: 1.3 GB of WAL writes for an 87 MB catalogue at 10^5 blobs).
+/// `snapshot_items_blob` is built again before the blob rows go: the foreign-key checks of
+/// those deletions look children up through it.
 pub(super) fn delete_rows(cat: &mut Catalog) -> Result<()> {
     let path = cat.path().to_path_buf();
     let e = |err| Error::Db {
@@ -543,14 +560,74 @@ pub(super) fn delete_rows(cat: &mut Catalog) -> Result<()> {
         "DELETE FROM tree_grace WHERE EXISTS (SELECT 1 FROM gc_drop_grace x
             WHERE x.tree_id = tree_grace.tree_id AND x.snapshot_id = tree_grace.snapshot_id);
          DELETE FROM publications WHERE tree_id IN (SELECT id FROM gc_drop_trees);
-         DELETE FROM trees WHERE id IN (SELECT id FROM gc_drop_trees);
-         DELETE FROM snapshots WHERE id IN (SELECT id FROM gc_drop_snapshots);
-         DELETE FROM blobs WHERE blake3 IN (SELECT blake3 FROM gc_drop_blobs);
-         INSERT OR IGNORE INTO gc_pending_unlink (tree, path)
+         DELETE FROM trees WHERE id IN (SELECT id FROM gc_drop_trees);",
+    )
+    .map_err(e)?;
+    let one = |sql: &str| tx.query_row(sql, [], |r| r.get::<_, i64>(0));
+    let items_gone = one("SELECT coalesce(sum(items), 0) FROM snapshots
+         WHERE id IN (SELECT id FROM gc_drop_snapshots)")
+    .map_err(e)?;
+    let items_all = one("SELECT coalesce(sum(items), 0) FROM snapshots").map_err(e)?;
+    with_indexes_rebuilt(
+        &tx,
+        "snapshot_items",
+        many(items_gone, items_all),
+        "DELETE FROM snapshots WHERE id IN (SELECT id FROM gc_drop_snapshots)",
+    )
+    .map_err(e)?;
+    let blobs_gone = one("SELECT count(*) FROM gc_drop_blobs").map_err(e)?;
+    let blobs_all = one("SELECT coalesce(max(rowid), 0) FROM blobs").map_err(e)?;
+    with_indexes_rebuilt(
+        &tx,
+        "blobs",
+        many(blobs_gone, blobs_all),
+        "DELETE FROM blobs WHERE rowid IN (SELECT b.rowid FROM gc_drop_blobs d
+                                           JOIN blobs b ON b.blake3 = d.blake3)",
+    )
+    .map_err(e)?;
+    tx.execute_batch(
+        "INSERT OR IGNORE INTO gc_pending_unlink (tree, path)
              SELECT tree, path FROM temp.gc_grace_files;",
     )
     .map_err(e)?;
     tx.commit().map_err(e)
+}
+
+/// The share of an index's rows whose deletion makes building it again cheaper than deleting
+/// from it (a build is one sorted pass; deletions in random order touch a page each).
+pub(super) const REBUILD_SHARE: (i64, i64) = (1, 8);
+
+/// Do `gone` deletions out of about `all` rows call for rebuilding the indexes?
+fn many(gone: i64, all: i64) -> bool {
+    gone >= 10_000 && gone.saturating_mul(REBUILD_SHARE.1) >= all.saturating_mul(REBUILD_SHARE.0)
+}
+
+/// Run `delete`; when `rebuild`, with the secondary (non-automatic) indexes of `table` dropped
+/// before and created again after, from their own `sqlite_master` definitions.
+fn with_indexes_rebuilt(
+    conn: &Connection,
+    table: &str,
+    rebuild: bool,
+    delete: &str,
+) -> rusqlite::Result<()> {
+    let indexes: Vec<(String, String)> = if rebuild {
+        let mut st = conn.prepare(
+            "SELECT name, sql FROM sqlite_master
+             WHERE type = 'index' AND tbl_name = ?1 AND sql IS NOT NULL ORDER BY name",
+        )?;
+        st.query_map([table], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?
+    } else {
+        Vec::new()
+    };
+    for (name, _) in &indexes {
+        conn.execute_batch(&format!("DROP INDEX \"{}\"", name.replace('"', "\"\"")))?;
+    }
+    conn.execute(delete, [])?;
+    for (_, sql) in &indexes {
+        conn.execute_batch(sql)?;
+    }
+    Ok(())
 }
 
 /// Each directory the plan removes whole (dropped trees, `tmp/` and `partial/` entries).
@@ -564,19 +641,25 @@ pub(super) fn each_dir(cat: &Catalog, mut f: impl FnMut(PathBuf) -> Result<()>) 
     Ok(())
 }
 
-/// Each file to unlink with its phase, in phase order.
+/// Each file to unlink with its phase and its inode as planned `(dev, ino)`, in phase order;
+/// inside a phase by inode number (the links of one inode one after another, and the inode
+/// table walked in order, as `rm -r` does for large directories).
 pub(super) fn each_unlink(
     cat: &Catalog,
-    mut f: impl FnMut(PathBuf, i64) -> Result<()>,
+    mut f: impl FnMut(PathBuf, i64, (i64, i64)) -> Result<()>,
 ) -> Result<()> {
     let e = |err| cat.err(err);
     let mut st = cat
         .conn()
-        .prepare("SELECT path, phase FROM gc_unlink ORDER BY phase, path")
+        .prepare("SELECT path, phase, dev, ino FROM gc_unlink ORDER BY phase, dev, ino")
         .map_err(e)?;
     let mut rows = st.query([]).map_err(e)?;
     while let Some(r) = rows.next().map_err(e)? {
-        f(os_path(r.get(0).map_err(e)?), r.get(1).map_err(e)?)?;
+        f(
+            os_path(r.get(0).map_err(e)?),
+            r.get(1).map_err(e)?,
+            (r.get(2).map_err(e)?, r.get(3).map_err(e)?),
+        )?;
     }
     Ok(())
 }

@@ -19,6 +19,7 @@ mod faults;
 mod filter_groups;
 mod foreign;
 mod gc;
+mod gc_scale;
 mod grace;
 mod hostile_output;
 mod import;
