@@ -62,6 +62,7 @@
 
 use std::time::Duration;
 
+use crate::catalog::SnapshotId;
 use crate::error::{Error, Result};
 use crate::lock::LockGuard;
 use crate::settings::StoreSettings;
@@ -185,7 +186,7 @@ pub struct GcReport {
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DroppedSnapshot {
-    pub id: i64,
+    pub id: SnapshotId,
     pub source: String,
     pub created_at: i64,
 }
@@ -194,7 +195,7 @@ pub struct DroppedSnapshot {
 pub struct KeptTree {
     pub name: String,
     /// `None` for a directory that a dest links to but that has no row.
-    pub snapshot: Option<i64>,
+    pub snapshot: Option<SnapshotId>,
     pub reason: KeepReason,
     /// The dest it is (or was) published on.
     pub dest: Option<String>,

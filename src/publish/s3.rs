@@ -648,6 +648,9 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
             .s3_publication(p)?
             .is_some_and(|l| l.tree == tree.name)
     {
+        // A publish killed between its index write and retiring the others left them live in
+        // the catalogue: finish that here (nothing else of it is left to do).
+        vault.catalog.retire_other_s3_publications(&url, p)?;
         report.publication = p;
         report.skipped = items.len() as u64;
         report.duration_ms = started.elapsed().as_millis() as u64;

@@ -69,7 +69,8 @@ pub(super) fn gather(
                 "state": "unreadable",
                 "root": root.display().to_string(),
                 "message": format!("cannot read the catalogue: {e}"),
-                "hint": format!("catalog.db is mode 0600 and owned by {}: run serve as that user (the systemd unit runs as `streamvault`)", owner(&db)),
+                // An older schema names its own remedy; otherwise it is the file's owner.
+                "hint": e.hint().unwrap_or_else(|| format!("catalog.db is mode 0600 and owned by {}: run serve as that user (the systemd unit runs as `streamvault`)", owner(&db))),
             });
             return report;
         }
