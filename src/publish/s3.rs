@@ -69,8 +69,15 @@ pub use crate::catalog::{S3Document, S3Publication};
 use super::{INDEX_NAMES, MetadataMode, PublishOptions, dest, failpoint, metadata};
 mod bucket;
 mod config;
+mod error;
 mod hashed;
 mod location;
+mod rollback;
+mod status;
+
+pub use error::S3Error;
+pub use rollback::rollback;
+pub use status::{publications, status};
 
 pub use bucket::{Bucket, Listed, lock};
 pub use location::{S3Dest, is_url};
@@ -89,100 +96,6 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const NO_CACHE: &str = "no-cache";
 /// User metadata naming one conditional write (see `put_doc`).
 const WRITE_TOKEN: &str = "streamvault-write";
-
-/// Errors of S3 publishing.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum S3Error {
-    #[error("`{dest}` is not a DEST streamvault can publish to")]
-    UnsupportedDest { dest: String },
-
-    #[error("`{dest}` is not a valid S3 DEST: {why}")]
-    BadUrl { dest: String, why: &'static str },
-
-    #[error("cannot configure S3 access for `{dest}`")]
-    Config {
-        dest: String,
-        #[source]
-        source: object_store::Error,
-    },
-
-    #[error("S3 {op} of `{key}` failed")]
-    Request {
-        op: &'static str,
-        key: String,
-        #[source]
-        source: object_store::Error,
-    },
-
-    #[error("`{key}` in the bucket has {got} bytes after its upload, not {expected}")]
-    SizeMismatch {
-        key: String,
-        expected: u64,
-        got: u64,
-    },
-
-    #[error(
-        "publication {publication} of `{dest}` was recorded before streamvault kept what each S3 publication lists"
-    )]
-    NoListing {
-        dest: String,
-        publication: S3PublicationId,
-    },
-
-    #[error(
-        "cannot roll `{dest}` back to publication {publication}: {missing} objects it lists are gone from the bucket (e.g. `{example}`)"
-    )]
-    RollbackIncomplete {
-        dest: String,
-        publication: S3PublicationId,
-        missing: usize,
-        example: String,
-    },
-
-    #[error("another publisher won: the index of `{dest}` changed while this publish ran")]
-    Lost { dest: String },
-
-    #[error(
-        "refusing to overwrite `{key}` in `{dest}`: publication {publication} lists it with other bytes"
-    )]
-    Overwrite {
-        dest: String,
-        key: String,
-        publication: S3PublicationId,
-    },
-}
-
-impl S3Error {
-    pub fn hint(&self) -> Option<String> {
-        match self {
-            S3Error::UnsupportedDest { .. } => Some(
-                "publish to a local directory, or to s3://BUCKET/PREFIX (endpoint from AWS_ENDPOINT_URL)"
-                    .into(),
-            ),
-            S3Error::BadUrl { .. } => Some("write it as s3://BUCKET/PREFIX".into()),
-            S3Error::NoListing { .. } => Some(
-                "publish the live snapshot again (it records the listing), then run gc after the grace period"
-                    .into(),
-            ),
-            S3Error::RollbackIncomplete { .. } => Some(
-                "`gc s3://…` collected them after the grace period: publish that snapshot again instead"
-                    .into(),
-            ),
-            S3Error::SizeMismatch { .. } => Some("publish again; `verify DEST` checks every object".into()),
-            S3Error::Config { .. } | S3Error::Request { .. } => Some(
-                "check AWS_ENDPOINT_URL, AWS_REGION and the credentials in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or the ~/.aws profile AWS_PROFILE names)"
-                    .into(),
-            ),
-            S3Error::Lost { .. } => {
-                Some("`streamvault status DEST` shows what is live; publish again if needed".into())
-            }
-            S3Error::Overwrite { .. } => {
-                Some("publish with `--metadata filtered`, or to another prefix".into())
-            }
-        }
-    }
-}
 
 /// What an S3 publish or rollback did.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -850,154 +763,4 @@ pub fn auto_publish(
         ..PublishOptions::default()
     };
     publish(vault, d, &opts).map(Some)
-}
-
-/// Re-put the documents of an older publication (the previous one, or `to`: `N` or
-/// `publication:N`).
-pub fn rollback(vault: &mut Vault, d: &S3Dest, to: Option<&str>) -> Result<S3Report> {
-    let started = Instant::now();
-    let url = d.url();
-    let pseudo = PathBuf::from(&url);
-    let _locks = super::lock_dest(vault, &pseudo, "rollback")?;
-    let live = vault
-        .catalog
-        .live_s3_publication(&url)?
-        .ok_or_else(|| Error::NotPublished {
-            dest: pseudo.clone(),
-        })?;
-    let target = match to {
-        Some(spec) => {
-            let n = spec.strip_prefix("publication:").unwrap_or(spec);
-            let found = match n.parse::<S3PublicationId>() {
-                Ok(id) => vault.catalog.s3_publication(id)?,
-                Err(_) => None,
-            };
-            found
-                .filter(|p| p.dest == url)
-                .ok_or_else(|| Error::UnknownPublication {
-                    dest: pseudo.clone(),
-                    spec: spec.to_string(),
-                })?
-        }
-        None => vault
-            .catalog
-            .s3_publications(Some(&url))?
-            .into_iter()
-            .find(|p| p.id < live.id && p.tree != live.tree)
-            .ok_or_else(|| Error::NothingToRollBack {
-                dest: pseudo.clone(),
-            })?,
-    };
-    let docs = vault.catalog.s3_documents(target.id)?;
-    let objects = vault.catalog.s3_objects(target.id)?;
-    let rt = runtime()?;
-    let s = connect(d)?;
-    // Every item the older index lists must still be there (`gc s3://…` may have collected
-    // it): the documents are re-put, nothing else is.
-    if !objects.is_empty() {
-        let remote = rt.block_on(list(&s, d))?;
-        let missing: Vec<&S3Object> = objects
-            .iter()
-            .filter(|o| o.blob.is_some())
-            .filter(|o| remote.get(&o.key).is_none_or(|(size, _)| *size != o.size))
-            .collect();
-        if let Some(first) = missing.first() {
-            return Err(S3Error::RollbackIncomplete {
-                dest: url,
-                publication: target.id,
-                missing: missing.len(),
-                example: first.key.clone(),
-            }
-            .into());
-        }
-    }
-    let mut docs_sorted = docs.clone();
-    docs_sorted.sort_by_key(|doc| (doc.is_index, doc.key.ends_with(".sjson"), doc.key.clone()));
-    let mut current = HashMap::new();
-    for doc in docs_sorted.iter().filter(|doc| doc.is_index) {
-        current.insert(doc.key.clone(), rt.block_on(read(&s, &d.key(&doc.key)))?);
-    }
-    let mut written = 0;
-    for doc in docs_sorted.iter().filter(|doc| !doc.is_index) {
-        let cache = doc_cache(target.mode);
-        rt.block_on(put_doc(&s, d, &d.key(&doc.key), &doc.body, None, cache))?;
-        written += 1;
-    }
-    let row = NewS3Publication {
-        dest: &url,
-        tree_id: target.tree_id,
-        tree: &target.tree,
-        snapshot_id: target.snapshot_id,
-        mode: target.mode,
-        signer: target.signer.as_deref(),
-        action: PublicationAction::Rollback,
-        files: target.files,
-        bytes: target.bytes,
-        by: &crate::host::who(),
-    };
-    let (id, n) = switch(vault, &row, &docs_sorted, &objects, || {
-        rt.block_on(write_index(&s, d, &docs_sorted, &current))
-    })?;
-    written += n;
-    Ok(S3Report {
-        publication: id,
-        action: "rollback".into(),
-        dest: url,
-        snapshot: target.snapshot_id,
-        tree: target.tree,
-        mode: target.mode.to_string(),
-        signer: target.signer,
-        files: target.files,
-        bytes: target.bytes,
-        uploaded: 0,
-        uploaded_bytes: 0,
-        skipped: 0,
-        documents_written: written,
-        changed: true,
-        previous: Some(live.id),
-        duration_ms: started.elapsed().as_millis() as u64,
-        keyring: None,
-        key_created: false,
-    })
-}
-
-/// The live publication of an S3 DEST, and whether the bucket's index is the one it wrote.
-pub fn status(vault: Option<&Vault>, d: &S3Dest) -> Result<S3Status> {
-    let url = d.url();
-    let live = match vault {
-        Some(v) => v.catalog.live_s3_publication(&url)?,
-        None => None,
-    };
-    let mut problems = Vec::new();
-    match (&live, vault) {
-        (Some(p), Some(v)) => {
-            let docs = v.catalog.s3_documents(p.id)?;
-            let rt = runtime()?;
-            let s = connect(d)?;
-            for doc in docs.iter().filter(|doc| doc.is_index) {
-                match rt.block_on(read(&s, &d.key(&doc.key)))? {
-                    None => problems.push(format!("{} is missing from the bucket", doc.key)),
-                    Some((b, _)) if b != doc.body => problems.push(format!(
-                        "{} in the bucket is not the one publication {} wrote (another publisher?)",
-                        doc.key, p.id
-                    )),
-                    Some(_) => {}
-                }
-            }
-        }
-        _ => problems.push("not published by this store".into()),
-    }
-    Ok(S3Status {
-        dest: url,
-        live,
-        problems,
-    })
-}
-
-/// Every publication of an S3 DEST, newest first.
-pub fn publications(vault: Option<&Vault>, d: &S3Dest) -> Result<Vec<S3Publication>> {
-    match vault {
-        Some(v) => v.catalog.s3_publications(Some(&d.url())),
-        None => Ok(Vec::new()),
-    }
 }
