@@ -276,43 +276,6 @@ fn s3_from_row(r: &Row<'_>) -> rusqlite::Result<S3Publication> {
 }
 
 impl Catalog {
-    /// Insert an S3 publication with its documents (one transaction).
-    pub fn insert_s3_publication(
-        &self,
-        p: &NewS3Publication<'_>,
-        docs: &[S3Document],
-    ) -> Result<S3PublicationId> {
-        self.write(|tx| {
-            tx.execute(
-                "INSERT INTO s3_publications (dest, tree_id, tree_name, snapshot_id, mode, signer,
-                    action, files, bytes, published_at, published_by)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                params![
-                    p.dest,
-                    p.tree_id,
-                    p.tree,
-                    p.snapshot_id,
-                    p.mode,
-                    p.signer,
-                    p.action,
-                    p.files,
-                    p.bytes,
-                    now(),
-                    p.by
-                ],
-            )?;
-            let id = S3PublicationId(tx.last_insert_rowid());
-            let mut st = tx.prepare(
-                "INSERT INTO s3_documents (publication_id, key, is_index, body)
-                 VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            for d in docs {
-                st.execute(params![id, d.key, d.is_index, d.body])?;
-            }
-            Ok(id)
-        })
-    }
-
     /// Remove an S3 publication whose index write failed.
     pub fn delete_s3_publication(&self, id: S3PublicationId) -> Result<()> {
         self.exec("DELETE FROM s3_documents WHERE publication_id = ?1", [id])?;

@@ -254,7 +254,7 @@ fn a_damaged_s3_action_is_an_error() {
         bytes: 0,
         by: "me",
     };
-    let id = c.insert_s3_publication(&row, &[]).unwrap();
+    let id = c.insert_s3_publication_listing(&row, &[], &[]).unwrap();
     assert_eq!(
         c.live_s3_publication("s3://b/p").unwrap().unwrap().action,
         PublicationAction::Publish
