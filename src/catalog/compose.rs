@@ -37,27 +37,16 @@ impl Catalog {
         let first = inputs.first().copied().unwrap_or_default();
         let created_at = now();
         let id = self.write(|tx| {
-            tx.execute(
-                "INSERT INTO trees (name, snapshot_id, mode, signer, files, bytes, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    name,
-                    first,
-                    mode,
-                    signer,
-                    files as i64,
-                    bytes as i64,
-                    created_at
-                ],
+            let id = super::trees::insert_tree_rows(
+                tx,
+                name,
+                first,
+                mode,
+                signer,
+                (files, bytes),
+                created_at,
+                docs,
             )?;
-            let id = TreeId(tx.last_insert_rowid());
-            let mut st = tx.prepare(
-                "INSERT OR REPLACE INTO tree_documents (tree_id, path, blake3, size)
-                 VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            for d in docs {
-                st.execute(params![id, d.path, d.blake3, d.size as i64])?;
-            }
             let mut ins = tx.prepare(
                 "INSERT INTO tree_inputs (tree_id, position, snapshot_id) VALUES (?1, ?2, ?3)",
             )?;

@@ -115,28 +115,16 @@ impl Catalog {
     ) -> Result<TreeRow> {
         let created_at = now();
         let id = self.write(|tx| {
-            tx.execute(
-                "INSERT INTO trees (name, snapshot_id, mode, signer, files, bytes, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    name,
-                    snapshot,
-                    mode,
-                    signer,
-                    files as i64,
-                    bytes as i64,
-                    created_at
-                ],
-            )?;
-            let id = TreeId(tx.last_insert_rowid());
-            let mut st = tx.prepare(
-                "INSERT OR REPLACE INTO tree_documents (tree_id, path, blake3, size)
-                 VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            for d in docs {
-                st.execute(params![id, d.path, d.blake3, d.size as i64])?;
-            }
-            Ok(id)
+            insert_tree_rows(
+                tx,
+                name,
+                snapshot,
+                mode,
+                signer,
+                (files, bytes),
+                created_at,
+                docs,
+            )
         })?;
         Ok(TreeRow {
             id,
@@ -205,4 +193,41 @@ impl Catalog {
         )?;
         Ok(())
     }
+}
+
+/// The `trees` row and its `tree_documents` inside the caller's transaction (a tree of one
+/// snapshot, or a composed tree whose caller adds its inputs): its id.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn insert_tree_rows(
+    tx: &rusqlite::Transaction<'_>,
+    name: &str,
+    snapshot: SnapshotId,
+    mode: MetadataMode,
+    signer: Option<&str>,
+    (files, bytes): (u64, u64),
+    created_at: i64,
+    docs: &[TreeDocument],
+) -> rusqlite::Result<TreeId> {
+    tx.execute(
+        "INSERT INTO trees (name, snapshot_id, mode, signer, files, bytes, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            name,
+            snapshot,
+            mode,
+            signer,
+            files as i64,
+            bytes as i64,
+            created_at
+        ],
+    )?;
+    let id = TreeId(tx.last_insert_rowid());
+    let mut st = tx.prepare(
+        "INSERT OR REPLACE INTO tree_documents (tree_id, path, blake3, size)
+         VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for d in docs {
+        st.execute(params![id, d.path, d.blake3, d.size as i64])?;
+    }
+    Ok(id)
 }
