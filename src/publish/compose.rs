@@ -337,16 +337,7 @@ fn verbatim(vault: &Vault, inputs: &[Snapshot], key: Option<&SigningKey>) -> Res
             .collect();
         for d in docs.iter().filter(|d| d.kind == "products") {
             let value = metadata::load_json(vault, snap, d)?;
-            let cid = d
-                .content_id
-                .clone()
-                .or_else(|| {
-                    value
-                        .get("content_id")
-                        .and_then(Value::as_str)
-                        .map(str::to_string)
-                })
-                .unwrap_or_default();
+            let cid = metadata::content_id(d, &value);
             if !held.contains(&cid) {
                 continue;
             }

@@ -250,16 +250,7 @@ pub(super) fn pruned_products(
     let mut out = Vec::new();
     for d in docs.iter().filter(|d| d.kind == "products") {
         let mut value = load_json(vault, snap, d)?;
-        let cid = d
-            .content_id
-            .clone()
-            .or_else(|| {
-                value
-                    .get("content_id")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            })
-            .unwrap_or_default();
+        let cid = content_id(d, &value);
         let doc_held = held.remove(&cid).unwrap_or_default();
         prune(vault, snap, &cid, &mut value, &doc_held, &mut history)?;
         out.push(Pruned {
@@ -661,4 +652,18 @@ fn synthesize_index(docs: &[Synth], signed: bool) -> Value {
     );
     top.insert("index".into(), Value::Object(entries));
     Value::Object(top)
+}
+
+/// The content id of products document `d`: the one the index gave it, else its own
+/// `content_id` field, else empty.
+pub(super) fn content_id(d: &Document, value: &Value) -> String {
+    d.content_id
+        .clone()
+        .or_else(|| {
+            value
+                .get("content_id")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or_default()
 }

@@ -3,10 +3,9 @@
 //! over HTTP with the store key's keyring and nothing missing, and `publications --json` lists
 //! the composed tree's inputs locally. Skipped (with a printed reason) without moto.
 
-use std::path::Path;
 use std::process::Command;
 
-use crate::common::{Moto, Store, Upstream, reference_sstream_mirror};
+use crate::common::{Moto, Store, Upstream, files_under, reference_sstream_mirror};
 
 fn sv(store: &Store, moto: &Moto, args: &[&str]) -> String {
     let o = store
@@ -24,23 +23,6 @@ fn sv(store: &Store, moto: &Moto, args: &[&str]) -> String {
     );
     assert!(o.status.success(), "{text}");
     text
-}
-
-fn files_under(root: &Path) -> Vec<String> {
-    let mut v: Vec<String> = walkdir::WalkDir::new(root)
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_file())
-        .map(|e| {
-            e.path()
-                .strip_prefix(root)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 #[test]
