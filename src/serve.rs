@@ -430,38 +430,77 @@ async fn serve_conn<I>(
     let service = service_fn(move |req| {
         respond::handle(Arc::clone(&svc_state), Arc::clone(&svc_conn), remote, req)
     });
-    let io = TokioIo::new(io);
     let max_header = state.limits.max_header_bytes.max(8192);
     match protocol {
         Protocol::Http1 => {
+            let mut io = io;
             let mut builder = http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
                 .header_read_timeout(state.limits.header_timeout)
                 .max_buf_size(max_header);
-            let served = std::pin::pin!(builder.serve_connection(io, service));
-            drive(served, |c| c.graceful_shutdown(), &state, &conn, &mut stop).await;
+            // hyper borrows the stream, so that after an error answer (`431`, `400`, a header
+            // timeout) the rest of the client's request can still be read and dropped.
+            let failed = {
+                let served =
+                    std::pin::pin!(builder.serve_connection(TokioIo::new(&mut io), service));
+                drive(served, |c| c.graceful_shutdown(), &state, &conn, &mut stop).await
+            };
+            if failed {
+                linger(&mut io, ERROR_LINGER_BYTES).await;
+            }
         }
         Protocol::H2 => {
             let mut builder = http2::Builder::new(TokioExecutor::new());
             builder
                 .timer(TokioTimer::new())
                 .max_header_list_size(u32::try_from(max_header).unwrap_or(u32::MAX));
-            let served = std::pin::pin!(builder.serve_connection(io, service));
+            let served = std::pin::pin!(builder.serve_connection(TokioIo::new(io), service));
             drive(served, |c| c.graceful_shutdown(), &state, &conn, &mut stop).await;
         }
     }
 }
 
+/// What a lingering close after an HTTP/1.1 error answer reads and drops at most: a request
+/// head cut at the header limit may still have this much in flight.
+const ERROR_LINGER_BYTES: usize = 1 << 20;
+
+/// A lingering close: shut the write side (the answer is out), then read and drop what the client
+/// still sends, up to `budget` bytes and 2 s, or until it closes. Closing a socket with unread
+/// bytes makes the kernel send a reset, and a client whose request crossed the answer would then
+/// see `Connection reset`/`Broken pipe` instead of it (nginx's `lingering_close`).
+async fn linger<S>(s: &mut S, budget: usize)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let _ = s.shutdown().await;
+        let mut buf = [0u8; 8192];
+        let mut left = budget;
+        while left > 0 {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
+}
+
 /// Run one connection until it ends, the idle timeout passes with no request in flight, it is
-/// evicted, or (on shutdown) it has finished its requests after `graceful`.
-async fn drive<F: Future>(
+/// evicted, or (on shutdown) it has finished its requests after `graceful`. True when the
+/// connection itself ended in an error (a request head refused, a client gone).
+async fn drive<F, E>(
     mut served: std::pin::Pin<&mut F>,
     graceful: impl Fn(std::pin::Pin<&mut F>),
     state: &State,
     conn: &conns::Conn,
     stop: &mut tokio::sync::watch::Receiver<bool>,
-) {
+) -> bool
+where
+    F: Future<Output = Result<(), E>>,
+{
     let idle_timeout = state.limits.idle_timeout;
     let mut stopping = false;
     loop {
@@ -470,7 +509,7 @@ async fn drive<F: Future>(
             .unwrap_or_else(|| std::time::Instant::now() + idle_timeout);
         tokio::select! {
             // A client that goes away mid-response is its own business.
-            _ = served.as_mut() => break,
+            r = served.as_mut() => return r.is_err(),
             () = conn.evicted.notified() => break,
             () = tokio::time::sleep_until(deadline.into()) => {
                 if conn
@@ -486,25 +525,13 @@ async fn drive<F: Future>(
             }
         }
     }
+    false
 }
 
-/// Every slot is busy: `503` with `Retry-After`, without parsing the request. After the answer
-/// the write side is shut and what the client still sends is read and dropped (a lingering
-/// close, bounded by the 2 s of the whole refusal and 64 KiB): closing with unread bytes would
-/// make the kernel send a reset, and a client whose request crossed our answer would then see
-/// `Connection reset`/`Broken pipe` instead of the 503.
+/// Every slot is busy: `503` with `Retry-After`, without parsing the request, then a lingering
+/// close of at most 64 KiB (the whole refusal is bounded by 2 s).
 async fn refuse(stream: tokio::net::TcpStream, state: Arc<State>) {
-    use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
-    async fn drain<S: AsyncRead + Unpin>(s: &mut S) {
-        let mut buf = [0u8; 4096];
-        let mut left = 64usize << 10;
-        while left > 0 {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => left = left.saturating_sub(n),
-            }
-        }
-    }
+    use tokio::io::AsyncWriteExt as _;
     const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\
         Content-Type: text/plain; charset=utf-8\r\nContent-Length: 12\r\n\
         Connection: close\r\n\r\nserver busy\n";
@@ -513,8 +540,7 @@ async fn refuse(stream: tokio::net::TcpStream, state: Arc<State>) {
             None => {
                 let mut s = stream;
                 let _ = s.write_all(BUSY).await;
-                let _ = s.shutdown().await;
-                drain(&mut s).await;
+                linger(&mut s, 64 << 10).await;
             }
             Some(acceptor) => {
                 let Ok(mut s) = acceptor.accept(stream).await else {
@@ -543,8 +569,7 @@ async fn refuse(stream: tokio::net::TcpStream, state: Arc<State>) {
                         .await;
                 } else {
                     let _ = s.write_all(BUSY).await;
-                    let _ = s.shutdown().await;
-                    drain(&mut s).await;
+                    linger(&mut s, 64 << 10).await;
                 }
             }
         }

@@ -213,6 +213,43 @@ fn content_types_and_cache_control() {
     );
 }
 
+/// A request head far over the limit is answered `431`, and the client sees that answer: the
+/// server reads and drops the rest of the head instead of closing on unread bytes (which makes
+/// the kernel reset the connection: the client's write fails with `Broken pipe` and its read
+/// with `Connection reset` before the answer).
+#[test]
+fn a_huge_request_head_gets_its_431_not_a_reset() {
+    let base = tempfile::tempdir().unwrap();
+    let tree = base.path().join("t");
+    write(&tree.join("f"), b"f");
+    let server = Served::start(&[], &base.path().join("no-store"), &[p(&tree)]);
+    for _ in 0..3 {
+        let mut c = TcpStream::connect(server.addr).unwrap();
+        c.set_read_timeout(Some(T)).unwrap();
+        // the first 20 KiB cross the 16 KiB limit: the server answers while the client is still
+        // sending, as a slow client's does
+        c.write_all(
+            format!(
+                "GET /f HTTP/1.1\r\nHost: x\r\nX-Big: {}",
+                "a".repeat(20 << 10)
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        for _ in 0..10 {
+            c.write_all(&[b'a'; 10 << 10])
+                .expect("the rest of the head is read and dropped, not reset");
+        }
+        c.write_all(b"\r\nConnection: close\r\n\r\n").unwrap();
+        let mut buf = Vec::new();
+        c.read_to_end(&mut buf)
+            .expect("the answer arrives, not a reset");
+        let r = parse_response(&buf).unwrap();
+        assert_eq!(r.status, 431);
+    }
+}
+
 #[test]
 fn header_limits_and_timeouts() {
     let base = tempfile::tempdir().unwrap();
