@@ -10,9 +10,9 @@
 //! GiB moved. Then the bytes and requests of an unchanged re-sync (from nginx's access log), and
 //! verify + parse of the real 2.5 MB signed products file against `gpgv` + `python3`.
 //!
-//! The runs go in rounds (every tool once per round), and every timed run starts alike: the
-//! previous run's files deleted and `sync`ed before the timer starts (see [`Settle`]: on ext4
-//! without a journal, files deleted less than a minute ago slow every file creation down).
+//! The runs go in rounds (every tool once per round), and every timed run starts alike: after the
+//! same deletions, `sync`ed before the timer starts (see [`rounds`] and [`Settle`]: on ext4
+//! without a journal, files deleted less than 1–6 minutes ago slow every file creation down).
 //!
 //! Usage: bench_sync [--small N SIZE] [--large N SIZE] [--only small|large] [--jobs J] [--runs R]
 //! [--dir DIR]
@@ -150,8 +150,8 @@ fn timed(cmd: &mut Command, scratch: &Path) -> R<Cost> {
     })
 }
 
-/// How every timed run starts, the same for every tool: the previous run's files are deleted,
-/// then `sync` (the deletion's writeback and discards are not charged to the next run), then
+/// How the files of earlier runs are deleted before a timed run, the same for every tool: then
+/// `sync` (the deletion's writeback and discards are not charged to the next run), then
 /// optionally `fstrim` (`SV_FSTRIM=1`) and a pause (`SV_SETTLE=SECONDS`).
 ///
 /// Why the pause matters: on ext4 without a journal (this machine's root), every inode freed in
@@ -180,7 +180,7 @@ impl Settle {
 
     fn describe(&self) -> String {
         format!(
-            "before each timed run: previous run deleted, sync{}{}",
+            "deletions followed by sync{}{}",
             if self.fstrim { ", fstrim" } else { "" },
             if self.pause.is_zero() {
                 String::new()
@@ -222,26 +222,43 @@ fn mount_point(dir: &Path) -> String {
 type Tool<'a> = (&'static str, Box<dyn FnMut(&Path) -> R<Cost> + 'a>);
 
 /// `runs` rounds; each round runs every tool once, in order (so that a drift of the machine's
-/// state during the benchmark reaches every tool alike, instead of all runs of one tool), each
-/// run starting as [`Settle::clean`] says. The median by wall of each tool's runs, in order.
-fn rounds(runs: usize, dir: &Path, settle: Settle, tools: &mut [Tool<'_>]) -> R<Vec<Cost>> {
+/// state during the benchmark reaches every tool alike, instead of all runs of one tool). The
+/// median by wall of each tool's runs, in order.
+///
+/// With `keep_round` every tool of a round writes its own directory and the round's files are
+/// deleted together when it ends ([`Settle::clean`]), so that every run of a round starts after
+/// the same deletions (the previous round's); otherwise (files too large to keep a round of them)
+/// each run starts after the previous run's deletion. On ext4 without a journal the difference
+/// matters: a run after the deletion of 2,000 files pays seconds more than one after `/dev/null`.
+fn rounds(
+    runs: usize,
+    dir: &Path,
+    settle: Settle,
+    keep_round: bool,
+    tools: &mut [Tool<'_>],
+) -> R<Vec<Cost>> {
     let mut all: Vec<Vec<Cost>> = vec![Vec::new(); tools.len()];
-    let scratch = dir.join("run");
+    let round_dir = dir.join("round");
     for round in 0..runs {
+        settle.clean(&round_dir)?;
         for (i, (name, f)) in tools.iter_mut().enumerate() {
-            settle.clean(&scratch)?;
+            let scratch = round_dir.join(format!("run-{i}"));
+            if !keep_round {
+                settle.clean(&round_dir)?;
+            }
             std::fs::create_dir_all(&scratch)?;
             let c = f(&scratch)?;
             eprintln!(
-                "[round {}] {name}: wall {:.2} s, cpu {:.2} s",
+                "[round {}] {name}: wall {:.2} s, cpu {:.2} s (sys {:.2} s)",
                 round + 1,
                 c.wall.as_secs_f64(),
-                c.cpu.as_secs_f64()
+                c.cpu.as_secs_f64(),
+                c.sys.as_secs_f64()
             );
             all[i].push(c);
         }
     }
-    settle.clean(&scratch)?;
+    settle.clean(&round_dir)?;
     Ok(all
         .into_iter()
         .map(|mut v| {
@@ -547,8 +564,19 @@ fn scenario(
             }),
         ));
     }
-    eprintln!("[{name}] {runs} rounds; {}", a.settle.describe());
-    let mut costs = rounds(runs, &dir, a.settle, &mut list)?.into_iter();
+    // A round's outputs kept until it ends when they fit in 3 GiB (each tool but curl to
+    // /dev/null writes the stream once; the stores' metadata is small).
+    let keep_round = summary.bytes.saturating_mul(list.len() as u64 - 1) <= 3 << 30;
+    eprintln!(
+        "[{name}] {runs} rounds; {}; {}",
+        a.settle.describe(),
+        if keep_round {
+            "a round's files are deleted when it ends"
+        } else {
+            "each run's files are deleted before the next run"
+        }
+    );
+    let mut costs = rounds(runs, &dir, a.settle, keep_round, &mut list)?.into_iter();
     drop(list);
     let mut next = || costs.next().ok_or("a tool has no cost");
     let curl_null = next()?;
