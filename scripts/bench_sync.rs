@@ -221,9 +221,10 @@ fn mount_point(dir: &Path) -> String {
 /// One timed tool of a scenario: each run gets a fresh scratch directory.
 type Tool<'a> = (&'static str, Box<dyn FnMut(&Path) -> R<Cost> + 'a>);
 
-/// `runs` rounds; each round runs every tool once, in order (so that a drift of the machine's
-/// state during the benchmark reaches every tool alike, instead of all runs of one tool). The
-/// median by wall of each tool's runs, in order.
+/// `runs` rounds; each round runs every tool once, in order, odd rounds in reverse order (so
+/// that a drift of the machine's state during the benchmark reaches every tool alike, instead of
+/// all runs of one tool, and no tool always runs right after the same one). The median by wall
+/// of each tool's runs, in the tools' order.
 ///
 /// With `keep_round` every tool of a round writes its own directory and the round's files are
 /// deleted together when it ends ([`Settle::clean`]), so that every run of a round starts after
@@ -241,7 +242,13 @@ fn rounds(
     let round_dir = dir.join("round");
     for round in 0..runs {
         settle.clean(&round_dir)?;
-        for (i, (name, f)) in tools.iter_mut().enumerate() {
+        // odd rounds run the tools in reverse: no tool always follows the same one
+        let mut order: Vec<usize> = (0..tools.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for i in order {
+            let (name, f) = &mut tools[i];
             let scratch = round_dir.join(format!("run-{i}"));
             if !keep_round {
                 settle.clean(&round_dir)?;
