@@ -5,7 +5,10 @@
 # `streamvault sync` and `streamvault mirror`, wall time with ratios against curl and CPU time
 # (user + sys) per GiB; then the unchanged re-sync's requests and bytes, and verify+parse of
 # the real 2.5 MB signed products file against gpgv + python3.
-#   usage: scripts/bench-sync.sh [--small N SIZE] [--large N SIZE] [--jobs J] [--runs R] [--dir DIR]
+#   usage: [SV_BEFORE=BINARY] [SV_SETTLE=SECONDS] [SV_FSTRIM=1] scripts/bench-sync.sh
+#          [--small N SIZE] [--large N SIZE] [--only small|large] [--jobs J] [--runs R] [--dir DIR]
+# Tools run in rounds, each run after the previous run's files are deleted and synced (see
+# scripts/bench_sync.rs); SV_BEFORE times another build's sync and mirror in the same rounds.
 # Defaults: 2,000 files of 256 KiB and 4 files of 256 MiB, --jobs 4, 3 runs. Work files go under
 # target/ (peak ~2.5 GiB for the large stream) and are removed at the end.
 set -euo pipefail

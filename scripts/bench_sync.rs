@@ -10,9 +10,18 @@
 //! GiB moved. Then the bytes and requests of an unchanged re-sync (from nginx's access log), and
 //! verify + parse of the real 2.5 MB signed products file against `gpgv` + `python3`.
 //!
-//! Usage: bench_sync [--small N SIZE] [--large N SIZE] [--jobs J] [--runs R] [--dir DIR]
+//! The runs go in rounds (every tool once per round), and every timed run starts alike: after the
+//! same deletions, `sync`ed before the timer starts (see [`rounds`] and [`Settle`]: on ext4
+//! without a journal, files deleted less than 1–6 minutes ago slow every file creation down).
+//!
+//! Usage: bench_sync [--small N SIZE] [--large N SIZE] [--only small|large] [--jobs J] [--runs R]
+//! [--dir DIR]
 //! Environment: SSTREAM_MIRROR (reference tool; default target/compat-venv/bin/sstream-mirror),
-//! STREAMVAULT (our binary; default target/release/streamvault), NGINX (default `nginx`).
+//! STREAMVAULT (our binary; default target/release/streamvault), SV_BEFORE (another build, e.g.
+//! a copy of the binary before a change: its sync and mirror run in the same rounds and a
+//! before/after table is printed), SV_SETTLE=SECONDS (pause after each cleanup; 61 lets freed
+//! inodes age out of ext4's recently-deleted window), SV_FSTRIM=1 (fstrim after each cleanup),
+//! NGINX (default `nginx`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -30,6 +39,9 @@ struct Args {
     jobs: usize,
     runs: usize,
     dir: Option<PathBuf>,
+    settle: Settle,
+    /// `--only small|large`: one of the two streams
+    only: Option<String>,
 }
 
 fn parse_args() -> R<Args> {
@@ -39,6 +51,8 @@ fn parse_args() -> R<Args> {
         jobs: 4,
         runs: 3,
         dir: None,
+        settle: Settle::from_env(),
+        only: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -61,6 +75,14 @@ fn parse_args() -> R<Args> {
                 a.runs = (num(argv.get(i + 1))? as usize).max(1);
                 i += 2;
             }
+            "--only" => {
+                let o = argv.get(i + 1).ok_or("missing --only value")?;
+                if o != "small" && o != "large" {
+                    return Err("--only takes small or large".into());
+                }
+                a.only = Some(o.clone());
+                i += 2;
+            }
             "--dir" => {
                 a.dir = Some(PathBuf::from(argv.get(i + 1).ok_or("missing --dir value")?));
                 i += 2;
@@ -76,6 +98,8 @@ fn parse_args() -> R<Args> {
 struct Cost {
     wall: Duration,
     cpu: Duration,
+    /// the kernel's share of `cpu`
+    sys: Duration,
 }
 
 /// Run `cmd` under `/usr/bin/time`; an error when it fails.
@@ -112,32 +136,143 @@ fn timed(cmd: &mut Command, scratch: &Path) -> R<Cost> {
         .into());
     }
     let text = std::fs::read_to_string(&out)?;
-    let cpu: f64 = text
+    let times: Vec<f64> = text
         .lines()
         .last()
         .unwrap_or("")
         .split_whitespace()
         .filter_map(|s| s.parse::<f64>().ok())
-        .sum();
+        .collect();
     Ok(Cost {
         wall,
-        cpu: Duration::from_secs_f64(cpu),
+        cpu: Duration::from_secs_f64(times.iter().sum()),
+        sys: Duration::from_secs_f64(times.get(1).copied().unwrap_or(0.0)),
     })
 }
 
-/// Median by wall of `runs` runs of `f` (each gets a fresh scratch directory, removed after).
-fn median(runs: usize, dir: &Path, mut f: impl FnMut(&Path) -> R<Cost>) -> R<Cost> {
-    let mut v = Vec::new();
-    for i in 0..runs {
-        let scratch = dir.join(format!("run-{i}"));
-        let _ = std::fs::remove_dir_all(&scratch);
-        std::fs::create_dir_all(&scratch)?;
-        let r = f(&scratch);
-        let _ = std::fs::remove_dir_all(&scratch);
-        v.push(r?);
+/// How the files of earlier runs are deleted before a timed run, the same for every tool: then
+/// `sync` (the deletion's writeback and discards are not charged to the next run), then
+/// optionally `fstrim` (`SV_FSTRIM=1`) and a pause (`SV_SETTLE=SECONDS`).
+///
+/// Why the pause matters: on ext4 without a journal (this machine's root), every inode freed in
+/// the last 60 s (360 s while its inode table block is dirty) is skipped by each new inode
+/// allocation in its block group (`recently_deleted()` in fs/ext4/ialloc.c), one buffer lookup
+/// per skipped inode per created file, so a run right after the deletion of 2,000 files pays
+/// seconds of kernel CPU that a run a minute later does not; curl pays it as much as we do.
+#[derive(Clone, Copy)]
+struct Settle {
+    fstrim: bool,
+    pause: Duration,
+}
+
+impl Settle {
+    fn from_env() -> Settle {
+        Settle {
+            fstrim: std::env::var("SV_FSTRIM").is_ok_and(|v| v == "1"),
+            pause: Duration::from_secs(
+                std::env::var("SV_SETTLE")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+            ),
+        }
     }
-    v.sort_by_key(|c| c.wall);
-    Ok(v[v.len() / 2])
+
+    fn describe(&self) -> String {
+        format!(
+            "deletions followed by sync{}{}",
+            if self.fstrim { ", fstrim" } else { "" },
+            if self.pause.is_zero() {
+                String::new()
+            } else {
+                format!(", {} s pause", self.pause.as_secs())
+            }
+        )
+    }
+
+    /// Delete `dir`, make the deletion durable, and settle as configured.
+    fn clean(&self, dir: &Path) -> R<()> {
+        let _ = std::fs::remove_dir_all(dir);
+        Command::new("sync").status()?;
+        if self.fstrim {
+            let _ = Command::new("fstrim")
+                .arg(mount_point(dir))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        std::thread::sleep(self.pause);
+        Ok(())
+    }
+}
+
+/// The mount point holding `dir` (for fstrim).
+fn mount_point(dir: &Path) -> String {
+    Command::new("findmnt")
+        .args(["-n", "-o", "TARGET", "-T"])
+        .arg(dir.parent().unwrap_or(dir))
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "/".into())
+}
+
+/// One timed tool of a scenario: each run gets a fresh scratch directory.
+type Tool<'a> = (&'static str, Box<dyn FnMut(&Path) -> R<Cost> + 'a>);
+
+/// `runs` rounds; each round runs every tool once, in order, odd rounds in reverse order (so
+/// that a drift of the machine's state during the benchmark reaches every tool alike, instead of
+/// all runs of one tool, and no tool always runs right after the same one). The median by wall
+/// of each tool's runs, in the tools' order.
+///
+/// With `keep_round` every tool of a round writes its own directory and the round's files are
+/// deleted together when it ends ([`Settle::clean`]), so that every run of a round starts after
+/// the same deletions (the previous round's); otherwise (files too large to keep a round of them)
+/// each run starts after the previous run's deletion. On ext4 without a journal the difference
+/// matters: a run after the deletion of 2,000 files pays seconds more than one after `/dev/null`.
+fn rounds(
+    runs: usize,
+    dir: &Path,
+    settle: Settle,
+    keep_round: bool,
+    tools: &mut [Tool<'_>],
+) -> R<Vec<Cost>> {
+    let mut all: Vec<Vec<Cost>> = vec![Vec::new(); tools.len()];
+    let round_dir = dir.join("round");
+    for round in 0..runs {
+        settle.clean(&round_dir)?;
+        // odd rounds run the tools in reverse: no tool always follows the same one
+        let mut order: Vec<usize> = (0..tools.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for i in order {
+            let (name, f) = &mut tools[i];
+            let scratch = round_dir.join(format!("run-{i}"));
+            if !keep_round {
+                settle.clean(&round_dir)?;
+            }
+            std::fs::create_dir_all(&scratch)?;
+            let c = f(&scratch)?;
+            eprintln!(
+                "[round {}] {name}: wall {:.2} s, cpu {:.2} s (sys {:.2} s)",
+                round + 1,
+                c.wall.as_secs_f64(),
+                c.cpu.as_secs_f64(),
+                c.sys.as_secs_f64()
+            );
+            all[i].push(c);
+        }
+    }
+    settle.clean(&round_dir)?;
+    Ok(all
+        .into_iter()
+        .map(|mut v| {
+            v.sort_by_key(|c| c.wall);
+            v[v.len() / 2]
+        })
+        .collect())
 }
 
 /// nginx on a free loopback port serving `tree`, logging `$body_bytes_sent` per request.
@@ -221,6 +356,8 @@ impl Drop for Nginx {
 
 struct Tools {
     streamvault: PathBuf,
+    /// SV_BEFORE: another build (e.g. before a change), timed in the same rounds
+    before: Option<PathBuf>,
     python: Option<PathBuf>,
     cores: usize,
 }
@@ -234,6 +371,8 @@ struct Row {
     python: Option<Cost>,
     sync: Cost,
     mirror: Cost,
+    /// sync and mirror of SV_BEFORE's binary, same rounds
+    before: Option<(Cost, Cost)>,
     resync: (usize, u64),
 }
 
@@ -317,90 +456,149 @@ fn scenario(
     let runs = a.runs;
     let cfg = dir.join("curl.cfg");
     curl_config(&cfg, &url, &items, None)?;
-    eprintln!("[{name}] curl -Z to /dev/null");
-    let curl_null = median(runs, &dir, |s| timed(&mut curl(jobs, &cfg), s))?;
-    eprintln!("[{name}] curl -Z to disk");
-    let curl_disk = median(runs, &dir, |s| {
-        let cfg = s.join("curl.cfg");
-        curl_config(&cfg, &url, &items, Some(&s.join("out")))?;
-        timed(&mut curl(jobs, &cfg), s)
-    })?;
-    eprintln!("[{name}] curl -Z to disk + sha256sum");
-    let curl_sha = median(runs, &dir, |s| {
-        let cfg = s.join("curl.cfg");
-        let out = s.join("out");
-        curl_config(&cfg, &url, &items, Some(&out))?;
-        let script = format!(
-            "curl -s -f --create-dirs -Z --parallel-max {jobs} -K '{}' && \
-             find '{}' -type f -print0 | xargs -0 -P {} -n {} sha256sum > /dev/null",
-            cfg.display(),
-            out.display(),
-            tools.cores,
-            items.len().div_ceil(tools.cores).max(1),
-        );
-        timed(Command::new("sh").arg("-c").arg(script), s)
-    })?;
-    let python = match &tools.python {
-        Some(py) => {
-            eprintln!("[{name}] python sstream-mirror");
-            Some(median(runs, &dir, |s| {
+    let sv = |bin: &Path, root: &Path| {
+        let mut c = Command::new(bin);
+        c.arg("--root").arg(root);
+        c
+    };
+    let resync = std::cell::Cell::new((0, 0));
+    let mut list: Vec<Tool<'_>> = vec![
+        (
+            "curl -Z to /dev/null",
+            Box::new(|s: &Path| timed(&mut curl(jobs, &cfg), s)),
+        ),
+        (
+            "curl -Z to disk",
+            Box::new(|s: &Path| {
+                let cfg = s.join("curl.cfg");
+                curl_config(&cfg, &url, &items, Some(&s.join("out")))?;
+                timed(&mut curl(jobs, &cfg), s)
+            }),
+        ),
+        (
+            "curl -Z to disk + sha256sum",
+            Box::new(|s: &Path| {
+                let cfg = s.join("curl.cfg");
+                let out = s.join("out");
+                curl_config(&cfg, &url, &items, Some(&out))?;
+                let script = format!(
+                    "curl -s -f --create-dirs -Z --parallel-max {jobs} -K '{}' && \
+                     find '{}' -type f -print0 | xargs -0 -P {} -n {} sha256sum > /dev/null",
+                    cfg.display(),
+                    out.display(),
+                    tools.cores,
+                    items.len().div_ceil(tools.cores).max(1),
+                );
+                timed(Command::new("sh").arg("-c").arg(script), s)
+            }),
+        ),
+    ];
+    if let Some(py) = &tools.python {
+        let (url, keyring) = (&url, &keyring);
+        list.push((
+            "python sstream-mirror",
+            Box::new(move |s: &Path| {
                 std::fs::create_dir_all(s.join("gnupg"))?;
                 timed(
                     Command::new(py)
                         .arg(format!("--keyring={}", keyring.display()))
-                        .arg(&url)
+                        .arg(url)
                         .arg(s.join("out"))
                         .env("GNUPGHOME", s.join("gnupg"))
                         .env("HOME", s),
                     s,
                 )
-            })?)
+            }),
+        ));
+    }
+    // streamvault sync (then an unchanged re-sync, untimed, for its bytes) and mirror; of the
+    // binary under test, then of SV_BEFORE's binary when given.
+    let mut bins = vec![("", tools.streamvault.as_path())];
+    if let Some(b) = &tools.before {
+        bins.push((" (before)", b.as_path()));
+    }
+    for (i, (tag, bin)) in bins.iter().copied().enumerate() {
+        let (url, keyring, nginx, resync) = (&url, &keyring, &nginx, &resync);
+        list.push((
+            if i == 0 {
+                "streamvault sync"
+            } else {
+                "streamvault sync (before)"
+            },
+            Box::new(move |s: &Path| {
+                let root = s.join("store");
+                let st = sv(bin, &root)
+                    .args(["source", "add", "bench"])
+                    .arg(url)
+                    .arg("--keyring")
+                    .arg(keyring)
+                    .stdout(Stdio::null())
+                    .status()?;
+                if !st.success() {
+                    return Err(format!("streamvault{tag} source add failed").into());
+                }
+                let sync = || {
+                    let mut c = sv(bin, &root);
+                    c.args(["sync", "bench", "-q", "--jobs"])
+                        .arg(jobs.to_string());
+                    c
+                };
+                let cost = timed(&mut sync(), s)?;
+                if i == 0 {
+                    nginx.clear_log()?;
+                    timed(&mut sync(), s)?;
+                    resync.set(nginx.logged()?);
+                }
+                Ok(cost)
+            }),
+        ));
+        list.push((
+            if i == 0 {
+                "streamvault mirror"
+            } else {
+                "streamvault mirror (before)"
+            },
+            Box::new(move |s: &Path| {
+                timed(
+                    sv(bin, &s.join("store"))
+                        .args(["mirror", "--jobs"])
+                        .arg(jobs.to_string())
+                        .arg(format!("--keyring={}", keyring.display()))
+                        .arg(url)
+                        .arg(s.join("out")),
+                    s,
+                )
+            }),
+        ));
+    }
+    // A round's outputs kept until it ends when they fit in 3 GiB (each tool but curl to
+    // /dev/null writes the stream once; the stores' metadata is small).
+    let keep_round = summary.bytes.saturating_mul(list.len() as u64 - 1) <= 3 << 30;
+    eprintln!(
+        "[{name}] {runs} rounds; {}; {}",
+        a.settle.describe(),
+        if keep_round {
+            "a round's files are deleted when it ends"
+        } else {
+            "each run's files are deleted before the next run"
         }
+    );
+    let mut costs = rounds(runs, &dir, a.settle, keep_round, &mut list)?.into_iter();
+    drop(list);
+    let mut next = || costs.next().ok_or("a tool has no cost");
+    let curl_null = next()?;
+    let curl_disk = next()?;
+    let curl_sha = next()?;
+    let python = match tools.python {
+        Some(_) => Some(next()?),
         None => None,
     };
-    let sv = |root: &Path| {
-        let mut c = Command::new(&tools.streamvault);
-        c.arg("--root").arg(root);
-        c
+    let sync = next()?;
+    let mirror = next()?;
+    let before = match tools.before {
+        Some(_) => Some((next()?, next()?)),
+        None => None,
     };
-    eprintln!("[{name}] streamvault sync");
-    let mut resync = (0, 0);
-    let sync = median(runs, &dir, |s| {
-        let root = s.join("store");
-        let st = sv(&root)
-            .args(["source", "add", "bench"])
-            .arg(&url)
-            .arg("--keyring")
-            .arg(&keyring)
-            .stdout(Stdio::null())
-            .status()?;
-        if !st.success() {
-            return Err("streamvault source add failed".into());
-        }
-        let sync = || {
-            let mut c = sv(&root);
-            c.args(["sync", "bench", "-q", "--jobs"])
-                .arg(jobs.to_string());
-            c
-        };
-        let cost = timed(&mut sync(), s)?;
-        nginx.clear_log()?;
-        timed(&mut sync(), s)?;
-        resync = nginx.logged()?;
-        Ok(cost)
-    })?;
-    eprintln!("[{name}] streamvault mirror");
-    let mirror = median(runs, &dir, |s| {
-        timed(
-            sv(&s.join("store"))
-                .args(["mirror", "--jobs"])
-                .arg(jobs.to_string())
-                .arg(format!("--keyring={}", keyring.display()))
-                .arg(&url)
-                .arg(s.join("out")),
-            s,
-        )
-    })?;
     drop(nginx);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(Row {
@@ -418,7 +616,8 @@ fn scenario(
         python,
         sync,
         mirror,
-        resync,
+        before,
+        resync: resync.get(),
     })
 }
 
@@ -472,6 +671,31 @@ fn print_tables(rows: &[Row], jobs: usize, runs: usize) {
             c(&r.curl_null),
             c(&r.curl_sha),
         );
+    }
+    if rows.iter().any(|r| r.before.is_some()) {
+        println!("\n## this build against SV_BEFORE's, same rounds: wall, CPU (user + sys), sys\n");
+        println!("| work | sync before | sync now | mirror before | mirror now |");
+        println!("|---|---|---|---|---|");
+        let c = |c: &Cost| {
+            format!(
+                "{:.2} s, CPU {:.2} s, sys {:.2} s",
+                s(c),
+                c.cpu.as_secs_f64(),
+                c.sys.as_secs_f64()
+            )
+        };
+        for r in rows {
+            if let Some((sb, mb)) = &r.before {
+                println!(
+                    "| {} | {} | {} | {} | {} |",
+                    r.label,
+                    c(sb),
+                    c(&r.sync),
+                    c(mb),
+                    c(&r.mirror)
+                );
+            }
+        }
     }
     println!();
     for r in rows {
@@ -553,6 +777,7 @@ fn main() -> R<()> {
         streamvault: std::env::var_os("STREAMVAULT")
             .map(PathBuf::from)
             .unwrap_or_else(|| top.join("target/release/streamvault")),
+        before: std::env::var_os("SV_BEFORE").map(PathBuf::from),
         python: python.is_file().then_some(python),
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
@@ -567,10 +792,12 @@ fn main() -> R<()> {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    let rows = vec![
-        scenario("small", &base, a.small.0, a.small.1, &a, &key, &tools)?,
-        scenario("large", &base, a.large.0, a.large.1, &a, &key, &tools)?,
-    ];
+    let mut rows = Vec::new();
+    for (name, (n, size)) in [("small", a.small), ("large", a.large)] {
+        if a.only.as_deref().is_none_or(|o| o == name) {
+            rows.push(scenario(name, &base, n, size, &a, &key, &tools)?);
+        }
+    }
     print_tables(&rows, a.jobs, a.runs);
     real_file()?;
     Ok(())
