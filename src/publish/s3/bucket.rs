@@ -148,6 +148,13 @@ impl Bucket {
             doc_cache(mode)
         };
         self.rt
-            .block_on(put_doc(&self.s, &self.dest, &key, body, None, cache))
+            .block_on(put_doc(
+                &self.s,
+                &self.dest,
+                &key,
+                bytes::Bytes::copy_from_slice(body),
+                None,
+                cache,
+            ))
     }
 }
