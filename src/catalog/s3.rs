@@ -398,6 +398,109 @@ mod tests {
         id
     }
 
+    struct It(&'static str, u64);
+    impl ListedItem for It {
+        fn key(&self) -> &str {
+            self.0
+        }
+        fn size(&self) -> u64 {
+            self.1
+        }
+    }
+
+    #[test]
+    fn big_documents_are_recorded_in_chunks_and_read_back_whole() {
+        let c = Catalog::open_in_memory().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let big: Vec<u8> = (0..DOCUMENT_CHUNK * 2 + 17)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let exact = vec![b'e'; DOCUMENT_CHUNK];
+        let file = dir.path().join("big.json");
+        std::fs::write(&file, &big).unwrap();
+        let exact_file = dir.path().join("exact.json");
+        std::fs::write(&exact_file, &exact).unwrap();
+        let row = NewS3Publication {
+            dest: "s3://b/p",
+            tree_id: None,
+            tree: "t",
+            snapshot_id: crate::catalog::SnapshotId(1),
+            mode: MetadataMode::Verbatim,
+            signer: None,
+            action: PublicationAction::Publish,
+            files: 0,
+            bytes: 0,
+            by: "me",
+        };
+        let docs = [
+            NewS3Doc {
+                key: "streams/v1/big.json",
+                is_index: false,
+                body: DocBody::File(&file),
+            },
+            NewS3Doc {
+                key: "streams/v1/exact.json",
+                is_index: false,
+                body: DocBody::File(&exact_file),
+            },
+            NewS3Doc {
+                key: "streams/v1/mem.json",
+                is_index: false,
+                body: DocBody::Bytes(&big),
+            },
+            NewS3Doc {
+                key: "streams/v1/index.json",
+                is_index: true,
+                body: DocBody::Bytes(b"{}"),
+            },
+        ];
+        let items = [It("a/b", 3), It("a/c", 4)];
+        let id = c
+            .insert_s3_publication_streamed(&row, &docs, &items, row.snapshot_id, None)
+            .unwrap();
+        let n = |sql: &str| -> i64 { c.row(sql, [], |r| r.get(0)).unwrap().unwrap() };
+        assert_eq!(n("SELECT count(*) FROM s3_document_chunks"), 3 + 1 + 3);
+        assert_eq!(
+            n("SELECT max(length(bytes)) FROM s3_document_chunks"),
+            DOCUMENT_CHUNK as i64
+        );
+        let back = c.s3_documents(id).unwrap();
+        let body = |k: &str| back.iter().find(|d| d.key == k).unwrap().body.clone();
+        assert_eq!(body("streams/v1/big.json"), big);
+        assert_eq!(body("streams/v1/exact.json"), exact);
+        assert_eq!(body("streams/v1/mem.json"), big);
+        assert_eq!(body("streams/v1/index.json"), b"{}");
+        let keys = c.s3_document_keys(id).unwrap();
+        assert_eq!(
+            keys.last().unwrap(),
+            &("streams/v1/index.json".to_string(), true, 2)
+        );
+        assert!(keys.contains(&("streams/v1/big.json".to_string(), false, big.len() as u64)));
+        // Items and documents are listed; a document's size is its length.
+        let objects = c.s3_objects(id).unwrap();
+        assert_eq!(objects.len(), 6);
+        let o = objects
+            .iter()
+            .find(|o| o.key == "streams/v1/big.json")
+            .unwrap();
+        assert_eq!((o.size, o.blob.as_deref()), (big.len() as u64, None));
+        // A missing file is an error naming it, and nothing is recorded.
+        let gone = dir.path().join("gone.json");
+        let docs = [NewS3Doc {
+            key: "streams/v1/gone.json",
+            is_index: false,
+            body: DocBody::File(&gone),
+        }];
+        let e = c
+            .insert_s3_publication_streamed(&row, &docs, &items, row.snapshot_id, None)
+            .unwrap_err();
+        assert!(e.to_string().contains("gone.json"), "{e}");
+        assert_eq!(c.s3_publications(Some("s3://b/p")).unwrap().len(), 1);
+        // Deleting the publication deletes its chunks.
+        c.delete_s3_publication(id).unwrap();
+        assert_eq!(n("SELECT count(*) FROM s3_document_chunks"), 0);
+    }
+
     #[test]
     fn kept_publications_live_keep_last_grace_and_never_collected_ones() {
         let c = Catalog::open_in_memory().unwrap();

@@ -762,8 +762,9 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
         by: &crate::host::who(),
     };
     let record: Vec<NewS3Doc<'_>> = docs.iter().map(Doc::record).collect();
-    let insert =
-        |c: &Catalog| c.insert_s3_publication_streamed(&row, &record, &items, snap.id, Some(tree.id));
+    let insert = |c: &Catalog| {
+        c.insert_s3_publication_streamed(&row, &record, &items, snap.id, Some(tree.id))
+    };
     let (id, n) = switch(vault, &url, insert, || {
         pause_before_index();
         rt.block_on(write_index(&s, d, &docs, &current))
