@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 
 /// Documents larger than this keep their bytes in `s3_document_chunks` (schema 0017), this
 /// much per row.
-pub const DOCUMENT_CHUNK: usize = 1 << 20;
+pub const DOCUMENT_CHUNK: usize = 256 << 10;
 
 /// Where the bytes of a document to record are.
 #[derive(Debug, Clone, Copy)]

@@ -102,8 +102,9 @@ fn get(moto: &Moto, base: &str, rel: &str, r: &mut TreeRead) -> Option<Vec<u8>> 
                 .map(str::to_string)
                 .collect();
             r.not_found += 1;
-            r.problems
-                .push(format!("{rel}: 404 (read again: {again}; moto's log: {logged:?})"));
+            r.problems.push(format!(
+                "{rel}: 404 (read again: {again}; moto's log: {logged:?})"
+            ));
             None
         }
         _ => {
