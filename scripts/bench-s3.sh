@@ -6,7 +6,8 @@
 # upstream copy is deleted; each dataset is made, measured and deleted before the next one):
 #   small  SMALL files of 256 KiB (default 2000)
 #   big    BIG files of 256 MiB (default 4)
-#   many   OBJECTS files of 1 KiB (default 100000): peak RSS only
+#   many   OBJECTS files of 1 KiB (default 100000): peak RSS only (of the S3 publish, and of
+#          the local publish that built the tree)
 # (each stream also holds the generator's few small plain MAAS items and its documents).
 #
 # For small and big, on a fresh moto each time:
@@ -90,7 +91,8 @@ prepare() {
     "$bin" --root "$root" sync "$name" --jobs 8 >/dev/null
     rm -rf "$up"
     mkdir -p "$W/www-$name"
-    "$bin" --root "$root" publish 1 "$W/www-$name/maas" >/dev/null
+    /usr/bin/time -f '%e %M' -o "$W/local-$name" \
+        "$bin" --root "$root" publish 1 "$W/www-$name/maas" >/dev/null
     readlink -f "$W/www-$name/maas"
 }
 
@@ -143,8 +145,10 @@ measure_rss() {
     rep_reqs=$(requests_since "$mark")
     rep_puts=$(puts_since "$mark")
     stop_moto
-    printf '%-6s %7s objects | publish %7.2f s | republish %3s requests %3s PUTs | peak RSS %6s MiB\n' \
-        "$name" "$(find "$2" -type f | wc -l)" "$secs" "$rep_reqs" "$rep_puts" "$(mib $((kib * 1024)))"
+    local lkib
+    read -r _ lkib < <(tail -n 1 "$W/local-$name")
+    printf '%-6s %7s objects | publish %7.2f s | republish %3s requests %3s PUTs | peak RSS %6s MiB (target 64) | local publish of the tree: peak RSS %6s MiB\n' \
+        "$name" "$(find "$2" -type f | wc -l)" "$secs" "$rep_reqs" "$rep_puts" "$(mib $((kib * 1024)))" "$(mib $((lkib * 1024)))"
 }
 
 if [ "$SMALL" -gt 0 ]; then

@@ -105,7 +105,7 @@ pub use ops::{
 pub use publications::{
     NewS3Publication, Publication, PublicationAction, S3Document, S3Publication,
 };
-pub use s3::S3Object;
+pub use s3::{DOCUMENT_CHUNK, DocBody, ListedItem, NewS3Doc, S3Object};
 pub(crate) use snapshots::digest_sorted;
 pub use snapshots::{Document, Item, ItemFile, NewSnapshot, Snapshot, snapshot_digest};
 pub use sources::{NewSource, Source, check_source_name};
@@ -130,6 +130,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../schema/0012_s3_objects.sql"),
     // 0014: the covering index gc's plan walks (src/gc/plan.rs)
     include_str!("../schema/0014_gc_scan.sql"),
+    // 0017: big S3 documents kept in chunks (src/catalog/s3.rs)
+    include_str!("../schema/0017_s3_document_chunks.sql"),
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

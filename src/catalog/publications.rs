@@ -320,6 +320,15 @@ impl Catalog {
 
     /// The documents an S3 publication wrote (products first, the index documents last).
     pub fn s3_documents(&self, id: S3PublicationId) -> Result<Vec<S3Document>> {
+        // Big documents keep their bytes in chunks (schema 0017, catalog/s3.rs).
+        let mut docs = self.s3_documents_rows(id)?;
+        for d in docs.iter_mut().filter(|d| d.body.is_empty()) {
+            d.body = self.s3_document_body(id, &d.key)?.unwrap_or_default();
+        }
+        Ok(docs)
+    }
+
+    fn s3_documents_rows(&self, id: S3PublicationId) -> Result<Vec<S3Document>> {
         self.rows(
             "SELECT key, is_index, body FROM s3_documents WHERE publication_id = ?1
              ORDER BY is_index, key",

@@ -48,9 +48,22 @@
 //!
 //! Rollback checks (one LIST) that every item the older publication lists is still in the
 //! bucket (`gc s3://…` may have collected it after the grace period: then it refuses), then
-//! re-puts the documents it recorded (products, then the index, conditionally).
+//! re-puts the documents it recorded (products, then the index, conditionally); a products
+//! document already there with the same bytes (MD5 ETag and size: a content-hashed name) is not
+//! written again.
+//!
+//! # Memory
+//! Flat in the number of objects (issue 11: ≤ 64 MiB for 100k small objects). The tree is
+//! walked once into one list of items (key and size, sorted by key); the LIST marks each item
+//! present by binary search and keeps nothing else but the documents' entries; uploads are
+//! streamed from that list, [`UPLOADS`] in flight. Products documents stay in the tree: hashed
+//! (content name, MD5 ETag) as they stream, read into one `Bytes` only while put (handed to
+//! object_store as is, never copied), and recorded in the catalogue 256 KiB at a time
+//! (`s3_document_chunks`). The publication's listing is written to SQLite as it is read, each
+//! item's blob found in SQL (no in-memory map of the snapshot's items). Index documents are
+//! small and held whole.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -83,7 +96,10 @@ pub use bucket::{Bucket, Listed, lock};
 pub use location::{S3Dest, is_url};
 
 pub use crate::catalog::S3Object;
-use crate::catalog::{NewS3Publication, PublicationAction, S3PublicationId, SnapshotId, TreeId};
+use crate::catalog::{
+    Catalog, DocBody, ListedItem, NewS3Doc, NewS3Publication, PublicationAction, S3PublicationId,
+    SnapshotId,
+};
 use crate::error::{Error, IoResultExt, Result};
 use crate::openpgp::SigningKey;
 use crate::vault::Vault;
@@ -313,7 +329,7 @@ async fn put_doc(
     s: &AmazonS3,
     d: &S3Dest,
     key: &ObjPath,
-    body: &[u8],
+    body: bytes::Bytes,
     condition: Option<Option<String>>,
     cache: &'static str,
 ) -> Result<()> {
@@ -343,7 +359,8 @@ async fn put_doc(
             token.clone().into(),
         );
     }
-    let r = s.put_opts(key, PutPayload::from(body.to_vec()), opts).await;
+    // `Bytes` all the way: the document is not copied into the request.
+    let r = s.put_opts(key, PutPayload::from(body), opts).await;
     if r.is_err() && conditional {
         let ours = match s.get(key).await {
             Ok(g) => g
@@ -374,16 +391,120 @@ fn doc_cache(mode: MetadataMode) -> &'static str {
     }
 }
 
-fn md5_etag(body: &[u8]) -> String {
-    use md5::{Digest, Md5};
-    let h = Md5::digest(body);
+fn md5_of(body: &[u8]) -> Vec<u8> {
+    use md5::Digest;
+    md5::Md5::digest(body).to_vec()
+}
+
+fn etag_of(h: &[u8]) -> String {
     let hex: String = h.iter().map(|b| format!("{b:02x}")).collect();
     format!("\"{hex}\"")
 }
 
-/// Every regular file of a tree, as (relative path, size), in path order.
-fn tree_files(root: &Path) -> Result<Vec<(String, u64)>> {
-    let mut out = Vec::new();
+/// A document to upload: an index document in memory (small; filtered mode rewrites it), a
+/// products document as a file of the tree, read only to hash it and while it is put.
+#[derive(Debug, Clone)]
+pub(crate) struct Doc {
+    pub(crate) key: String,
+    pub(crate) is_index: bool,
+    pub(crate) body: Body,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Body {
+    Mem(bytes::Bytes),
+    File { path: PathBuf, size: u64 },
+}
+
+impl Doc {
+    fn len(&self) -> u64 {
+        match &self.body {
+            Body::Mem(b) => b.len() as u64,
+            Body::File { size, .. } => *size,
+        }
+    }
+
+    /// The bytes, when in memory.
+    pub(crate) fn mem(&self) -> Option<&[u8]> {
+        match &self.body {
+            Body::Mem(b) => Some(b),
+            Body::File { .. } => None,
+        }
+    }
+
+    /// The bytes (a file is read now).
+    fn bytes(&self) -> Result<bytes::Bytes> {
+        match &self.body {
+            Body::Mem(b) => Ok(b.clone()),
+            Body::File { path, .. } => Ok(std::fs::read(path).with_path("read", path)?.into()),
+        }
+    }
+
+    /// A digest of the bytes (a file is read as it streams).
+    pub(crate) fn digest<D: sha2::Digest>(&self) -> Result<Vec<u8>> {
+        let mut h = D::new();
+        match &self.body {
+            Body::Mem(b) => h.update(b),
+            Body::File { path, .. } => {
+                use std::io::Read;
+                let mut f = std::fs::File::open(path).with_path("read", path)?;
+                let mut buf = vec![0u8; 256 << 10];
+                loop {
+                    let n = f.read(&mut buf).with_path("read", path)?;
+                    if n == 0 {
+                        break;
+                    }
+                    h.update(&buf[..n]);
+                }
+            }
+        }
+        Ok(h.finalize().to_vec())
+    }
+
+    fn record(&self) -> NewS3Doc<'_> {
+        NewS3Doc {
+            key: &self.key,
+            is_index: self.is_index,
+            body: match &self.body {
+                Body::Mem(b) => DocBody::Bytes(b),
+                Body::File { path, .. } => DocBody::File(path),
+            },
+        }
+    }
+}
+
+impl From<S3Document> for Doc {
+    fn from(d: S3Document) -> Doc {
+        Doc {
+            key: d.key,
+            is_index: d.is_index,
+            body: Body::Mem(d.body.into()),
+        }
+    }
+}
+
+/// An item of the tree: its key (relative path), size, and the size of the object under that
+/// key in the bucket, if any.
+#[derive(Debug)]
+struct Item {
+    key: String,
+    size: u64,
+    remote: Option<u64>,
+}
+
+impl ListedItem for Item {
+    fn key(&self) -> &str {
+        &self.key
+    }
+    fn size(&self) -> u64 {
+        self.size
+    }
+}
+
+/// Walk a tree (path order): its documents (`is_doc`; index documents read, products documents
+/// left in the tree) and its items, sorted by key (byte order, as S3 lists).
+fn tree_entries(root: &Path, is_doc: impl Fn(&str) -> bool) -> Result<(Vec<Doc>, Vec<Item>)> {
+    let (mut docs, mut items) = (Vec::new(), Vec::new());
     for e in walkdir::WalkDir::new(root).sort_by_file_name() {
         let e = e.map_err(|e| {
             let p = e.path().unwrap_or(root).to_path_buf();
@@ -402,10 +523,64 @@ fn tree_files(root: &Path) -> Result<Vec<(String, u64)>> {
             .unwrap_or(e.path())
             .to_string_lossy()
             .replace('\\', "/");
-        let len = e.metadata().map(|m| m.len()).unwrap_or(0);
-        out.push((rel, len));
+        let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+        if !is_doc(&rel) {
+            items.push(Item {
+                key: rel,
+                size,
+                remote: None,
+            });
+            continue;
+        }
+        let is_index = INDEX_NAMES.contains(&rel.as_str());
+        let path = e.path().to_path_buf();
+        let body = if is_index {
+            Body::Mem(std::fs::read(&path).with_path("read", &path)?.into())
+        } else {
+            Body::File { path, size }
+        };
+        docs.push(Doc {
+            key: rel,
+            is_index,
+            body,
+        });
     }
-    Ok(out)
+    items.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+    Ok((docs, items))
+}
+
+/// List the prefix once: each item's `remote` size is set (items sorted by key), and the
+/// documents' keys present are returned with (size, ETag). Nothing else of the listing is kept.
+async fn scan(
+    s: &AmazonS3,
+    d: &S3Dest,
+    items: &mut [Item],
+    docs: &[Doc],
+) -> Result<HashMap<String, (u64, Option<String>)>> {
+    let doc_keys: HashSet<&str> = docs.iter().map(|doc| doc.key.as_str()).collect();
+    let prefix = (!d.prefix.is_empty()).then(|| ObjPath::from(d.prefix.as_str()));
+    let strip = if d.prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{}/", d.prefix)
+    };
+    let mut found = HashMap::new();
+    let mut st = s.list(prefix.as_ref());
+    while let Some(m) = st.next().await {
+        let m = m.map_err(req("LIST", prefix.as_ref().unwrap_or(&ObjPath::from(""))))?;
+        let full = m.location.as_ref();
+        let Some(rel) = full.strip_prefix(&strip) else {
+            continue;
+        };
+        if let Ok(i) = items.binary_search_by(|it| it.key.as_str().cmp(rel)) {
+            if let Some(it) = items.get_mut(i) {
+                it.remote = Some(m.size);
+            }
+        } else if doc_keys.contains(rel) {
+            found.insert(rel.to_string(), (m.size, m.e_tag));
+        }
+    }
+    Ok(found)
 }
 
 /// Pause before the index write (test-only, see [`failpoint`]).
@@ -456,50 +631,25 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
     )?;
 
     // Which files are documents: the tree's recorded documents, else everything under streams/.
-    let recorded: Vec<String> = vault
+    // Products documents stay in the tree (read when hashed and put), items are one list of
+    // (key, size): nothing else of the tree is held.
+    let recorded: HashSet<String> = vault
         .catalog
         .tree_documents(tree.id)?
         .into_iter()
         .map(|(p, _)| p)
         .collect();
-    let files = tree_files(&tree_path)?;
     let is_doc = |rel: &str| {
         if recorded.is_empty() {
             rel.starts_with("streams/")
         } else {
-            recorded.iter().any(|p| p == rel)
+            recorded.contains(rel)
         }
     };
-    let mut docs = Vec::new();
-    let mut items = Vec::new();
-    for (rel, size) in files {
-        if is_doc(&rel) {
-            let p = tree_path.join(&rel);
-            let body = std::fs::read(&p).with_path("read", &p)?;
-            let is_index = INDEX_NAMES.contains(&rel.as_str());
-            docs.push(S3Document {
-                key: rel,
-                is_index,
-                body,
-            });
-        } else {
-            items.push((rel, size));
-        }
-    }
+    let (mut docs, mut items) = tree_entries(&tree_path, is_doc)?;
+    drop(recorded);
     // index.json before index.sjson: the signed one is the last switch.
     docs.sort_by_key(|doc| (doc.is_index, doc.key.ends_with(".sjson"), doc.key.clone()));
-    // What the publication lists: its items (with their blobs) now, its documents once named.
-    let mut objects: Vec<S3Object> = {
-        let mut blobs = item_blobs(vault, snap.id, tree.id)?;
-        items
-            .iter()
-            .map(|(rel, size)| S3Object {
-                key: rel.clone(),
-                size: *size,
-                blob: blobs.remove(rel),
-            })
-            .collect()
-    };
 
     // Publications of this DEST whose trees still exist: what must not be overwritten.
     let retained: Vec<S3Publication> = vault
@@ -550,10 +700,9 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
     // Unchanged: the bucket's index documents are this tree's, byte for byte, and the catalogue's
     // live publication of DEST is this tree. Nothing to list or write (2 GETs in all); an object
     // deleted behind our back is `verify s3://… --repair`'s to restore.
-    let live_unchanged = docs
-        .iter()
-        .filter(|doc| doc.is_index)
-        .all(|doc| matches!(current.get(&doc.key), Some(Some((b, _))) if *b == doc.body));
+    let live_unchanged = docs.iter().filter(|doc| doc.is_index).all(|doc| {
+        matches!(current.get(&doc.key), Some(Some((b, _))) if Some(b.as_slice()) == doc.mem())
+    });
     if live_unchanged
         && let Some(p) = previous
         && vault
@@ -569,48 +718,45 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
         report.duration_ms = started.elapsed().as_millis() as u64;
         return Ok(report);
     }
-    let remote = rt.block_on(list(&s, d))?;
-    objects.extend(docs.iter().map(|doc| S3Object {
-        key: doc.key.clone(),
-        size: doc.body.len() as u64,
-        blob: None,
-    }));
+    let remote_docs = rt.block_on(scan(&s, d, &mut items, &docs))?;
 
     // 2. Items.
-    let mut todo = Vec::new();
-    for (rel, size) in &items {
-        match remote.get(rel) {
-            Some((rsize, _)) if rsize == size => report.skipped += 1,
+    for it in &items {
+        match it.remote {
+            Some(rsize) if rsize == it.size => report.skipped += 1,
             Some(_) => {
                 let other = retained.iter().find(|p| {
-                    std::fs::metadata(trees.join(&p.tree).join(rel))
-                        .is_ok_and(|m| m.is_file() && m.len() != *size)
+                    std::fs::metadata(trees.join(&p.tree).join(&it.key))
+                        .is_ok_and(|m| m.is_file() && m.len() != it.size)
                 });
                 if let Some(p) = other {
                     return Err(S3Error::Overwrite {
                         dest: url,
-                        key: rel.clone(),
+                        key: it.key.clone(),
                         publication: p.id,
                     }
                     .into());
                 }
-                todo.push((rel.clone(), *size));
             }
-            None => todo.push((rel.clone(), *size)),
+            None => {}
         }
     }
+    let todo = items.iter().filter(|it| it.remote != Some(it.size));
     let (n, bytes) = rt.block_on(upload_all(&s, d, &tree_path, todo))?;
     report.uploaded = n;
     report.uploaded_bytes = bytes;
 
-    // 3. Products documents.
+    // 3. Products documents, one at a time.
     for doc in docs.iter().filter(|doc| !doc.is_index) {
-        let same = remote.get(&doc.key).is_some_and(|(size, etag)| {
-            *size == doc.body.len() as u64 && etag.as_deref() == Some(md5_etag(&doc.body).as_str())
-        });
+        let same = match remote_docs.get(&doc.key) {
+            Some((size, Some(etag))) if *size == doc.len() => {
+                *etag == etag_of(&doc.digest::<md5::Md5>()?)
+            }
+            _ => false,
+        };
         if !same {
             let cache = doc_cache(tree.mode);
-            rt.block_on(put_doc(&s, d, &d.key(&doc.key), &doc.body, None, cache))?;
+            rt.block_on(put_doc(&s, d, &d.key(&doc.key), doc.bytes()?, None, cache))?;
             report.documents_written += 1;
         }
     }
@@ -628,7 +774,11 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
         bytes: tree.bytes,
         by: &crate::host::who(),
     };
-    let (id, n) = switch(vault, &row, &docs, &objects, || {
+    let record: Vec<NewS3Doc<'_>> = docs.iter().map(Doc::record).collect();
+    let insert = |c: &Catalog| {
+        c.insert_s3_publication_streamed(&row, &record, &items, snap.id, Some(tree.id))
+    };
+    let (id, n) = switch(vault, &url, insert, || {
         pause_before_index();
         rt.block_on(write_index(&s, d, &docs, &current))
     })?;
@@ -639,43 +789,21 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
     Ok(report)
 }
 
-/// Tree path → BLAKE3 of its blob: the snapshot's items, the tree's grace items and its
-/// recorded documents.
-fn item_blobs(
-    vault: &Vault,
-    snapshot: SnapshotId,
-    tree: TreeId,
-) -> Result<HashMap<String, String>> {
-    let mut m = HashMap::new();
-    for it in vault.catalog.items(snapshot)? {
-        if let (Some(p), Some(b)) = (it.path, it.blob) {
-            m.insert(p, b.into_string());
-        }
-    }
-    for (p, b, _) in vault.catalog.tree_grace_files(tree)? {
-        m.entry(p).or_insert(b);
-    }
-    for (p, b) in vault.catalog.tree_documents(tree)? {
-        m.entry(p).or_insert(b.into_string());
-    }
-    Ok(m)
-}
-
-/// Record the publication with its documents, then `write` the index (invariant 4's order for
-/// S3): a failed write removes the row again, a successful one retires the other publications
-/// of the DEST. Returns the row's id and what `write` returned. Shared by publish and rollback.
+/// Record the publication (`insert`: the row, its documents and what it lists), then `write`
+/// the index (invariant 4's order for S3): a failed write removes the row again, a successful
+/// one retires the other publications of the DEST. Returns the row's id and what `write`
+/// returned. Shared by publish and rollback.
 fn switch(
     vault: &Vault,
-    row: &NewS3Publication<'_>,
-    docs: &[S3Document],
-    objects: &[S3Object],
+    dest: &str,
+    insert: impl FnOnce(&Catalog) -> Result<S3PublicationId>,
     write: impl FnOnce() -> Result<u64>,
 ) -> Result<(S3PublicationId, u64)> {
     let cat = &vault.catalog;
-    let id = cat.insert_s3_publication_listing(row, docs, objects)?;
+    let id = insert(cat)?;
     match write() {
         Ok(n) => {
-            cat.retire_other_s3_publications(row.dest, id)?;
+            cat.retire_other_s3_publications(dest, id)?;
             Ok((id, n))
         }
         Err(e) => {
@@ -689,13 +817,14 @@ fn switch(
 async fn write_index(
     s: &AmazonS3,
     d: &S3Dest,
-    docs: &[S3Document],
+    docs: &[Doc],
     current: &HashMap<String, Current>,
 ) -> Result<u64> {
     let mut n = 0;
     for doc in docs.iter().filter(|doc| doc.is_index) {
         let now = current.get(&doc.key).cloned().flatten();
-        if now.as_ref().is_some_and(|(b, _)| *b == doc.body) {
+        let body = doc.bytes()?;
+        if now.as_ref().is_some_and(|(b, _)| *b == body) {
             continue;
         }
         let cond = now.map(|(_, etag)| etag);
@@ -705,24 +834,24 @@ async fn write_index(
             Some(Some(e)) => Some(Some(e)),
             None => Some(None),
         };
-        put_doc(s, d, &d.key(&doc.key), &doc.body, cond, NO_CACHE).await?;
+        put_doc(s, d, &d.key(&doc.key), body, cond, NO_CACHE).await?;
         n += 1;
     }
     Ok(n)
 }
 
 /// Upload items, [`UPLOADS`] at a time; (files, bytes).
-async fn upload_all(
+async fn upload_all<'a>(
     s: &Arc<AmazonS3>,
     d: &S3Dest,
     root: &Path,
-    todo: Vec<(String, u64)>,
+    todo: impl Iterator<Item = &'a Item>,
 ) -> Result<(u64, u64)> {
-    let mut st = futures_util::stream::iter(todo.into_iter().map(|(rel, size)| {
+    let mut st = futures_util::stream::iter(todo.map(|it| {
         let s = Arc::clone(s);
-        let key = d.key(&rel);
-        let file = root.join(&rel);
-        upload(s, key, file, size)
+        let key = d.key(&it.key);
+        let file = root.join(&it.key);
+        upload(s, key, file, it.size)
     }))
     .buffer_unordered(UPLOADS);
     let (mut n, mut bytes) = (0, 0);

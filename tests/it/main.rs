@@ -39,6 +39,7 @@ mod s3_crash;
 mod s3_faults;
 mod s3_flips;
 mod s3_gc;
+mod s3_mem;
 mod s3_profile;
 mod s3_verify;
 mod secrets;

@@ -147,7 +147,13 @@ impl Bucket {
         } else {
             doc_cache(mode)
         };
-        self.rt
-            .block_on(put_doc(&self.s, &self.dest, &key, body, None, cache))
+        self.rt.block_on(put_doc(
+            &self.s,
+            &self.dest,
+            &key,
+            bytes::Bytes::copy_from_slice(body),
+            None,
+            cache,
+        ))
     }
 }

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::S3Document;
+use super::{Body, Doc};
 use crate::error::{Error, Result};
 use crate::openpgp::{self, SigningKey};
 
@@ -22,13 +22,13 @@ fn split(key: &str) -> Option<(&str, &str)> {
         .or_else(|| key.strip_suffix(".json").map(|s| (s, "json")))
 }
 
-fn hex16(body: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(body)
+fn hex16(doc: &Doc) -> Result<String> {
+    Ok(doc
+        .digest::<sha2::Sha256>()?
         .iter()
         .take(8)
         .map(|b| format!("{b:02x}"))
-        .collect()
+        .collect())
 }
 
 /// JSON as the tree's documents are written: one-space indentation and a final newline.
@@ -51,15 +51,15 @@ fn to_text(value: &Value, key: &str) -> Result<Vec<u8>> {
 /// whose signed text is the one this would sign is kept byte for byte, so an unchanged
 /// republish writes nothing.
 pub(super) fn rename(
-    docs: Vec<S3Document>,
+    docs: Vec<Doc>,
     key: Option<&SigningKey>,
     current: &HashMap<String, Option<Vec<u8>>>,
-) -> Result<Vec<S3Document>> {
+) -> Result<Vec<Doc>> {
     // A signed index with no key to sign it again: leave every name as the tree has it.
     if key.is_none()
         && docs
             .iter()
-            .any(|d| d.is_index && openpgp::is_clearsigned(&d.body))
+            .any(|d| d.is_index && d.mem().is_some_and(openpgp::is_clearsigned))
     {
         return Ok(docs);
     }
@@ -69,7 +69,7 @@ pub(super) fn rename(
         if let Some((stem, ext)) = split(&d.key)
             && (ext == "json" || !hashes.contains_key(stem))
         {
-            hashes.insert(stem.to_string(), hex16(&d.body));
+            hashes.insert(stem.to_string(), hex16(d)?);
         }
     }
     let renamed = |path: &str| -> Option<String> {
@@ -80,14 +80,16 @@ pub(super) fn rename(
     for d in docs {
         if !d.is_index {
             let key = renamed(&d.key).unwrap_or_else(|| d.key.clone());
-            out.push(S3Document { key, ..d });
+            out.push(Doc { key, ..d });
             continue;
         }
-        let signed = openpgp::is_clearsigned(&d.body);
+        // Index documents are in memory (read whole; they are small).
+        let old = d.mem().unwrap_or_default().to_vec();
+        let signed = openpgp::is_clearsigned(&old);
         let text = if signed {
-            openpgp::unwrap_cleartext(&d.body).map_err(|source| Error::Signing { source })?
+            openpgp::unwrap_cleartext(&old).map_err(|source| Error::Signing { source })?
         } else {
-            d.body.clone()
+            old.clone()
         };
         let mut value: Value = serde_json::from_slice(&text).map_err(|source| Error::Json {
             path: d.key.clone(),
@@ -121,9 +123,12 @@ pub(super) fn rename(
                 }
             }
             // Not reached: a signed index without a key returned early.
-            (true, None) => d.body.clone(),
+            (true, None) => old,
         };
-        out.push(S3Document { body, ..d });
+        out.push(Doc {
+            body: Body::Mem(body.into()),
+            ..d
+        });
     }
     Ok(out)
 }
@@ -136,22 +141,34 @@ mod tests {
     fn products_get_hashed_names_and_the_index_points_at_them() {
         let products = b"{\"content_id\": \"c\"}\n".to_vec();
         let index = br#"{"index": {"c": {"path": "streams/v1/c.json", "products": []}}}"#;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.json");
+        std::fs::write(&file, &products).unwrap();
         let docs = vec![
-            S3Document {
+            Doc {
                 key: "streams/v1/c.json".into(),
                 is_index: false,
-                body: products.clone(),
+                body: Body::File {
+                    path: file,
+                    size: products.len() as u64,
+                },
             },
-            S3Document {
+            Doc {
                 key: "streams/v1/index.json".into(),
                 is_index: true,
-                body: index.to_vec(),
+                body: Body::Mem(index.to_vec().into()),
             },
         ];
         let out = rename(docs, None, &HashMap::new()).unwrap();
-        let h = hex16(&products);
+        let h = hex16(&Doc {
+            key: String::new(),
+            is_index: false,
+            body: Body::Mem(products.clone().into()),
+        })
+        .unwrap();
+        assert_eq!(h.len(), 16);
         assert_eq!(out[0].key, format!("streams/v1/c.{h}.json"));
-        let v: Value = serde_json::from_slice(&out[1].body).unwrap();
+        let v: Value = serde_json::from_slice(out[1].mem().unwrap()).unwrap();
         assert_eq!(v["index"]["c"]["path"], format!("streams/v1/c.{h}.json"));
     }
 }

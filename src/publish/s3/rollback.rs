@@ -45,8 +45,9 @@ pub fn rollback(vault: &mut Vault, d: &S3Dest, to: Option<&str>) -> Result<S3Rep
     let s = connect(d)?;
     // Every item the older index lists must still be there (`gc s3://…` may have collected
     // it): the documents are re-put, nothing else is.
+    let mut remote = HashMap::new();
     if !objects.is_empty() {
-        let remote = rt.block_on(list(&s, d))?;
+        remote = rt.block_on(list(&s, d))?;
         let missing: Vec<&S3Object> = objects
             .iter()
             .filter(|o| o.blob.is_some())
@@ -70,8 +71,19 @@ pub fn rollback(vault: &mut Vault, d: &S3Dest, to: Option<&str>) -> Result<S3Rep
     }
     let mut written = 0;
     for doc in docs_sorted.iter().filter(|doc| !doc.is_index) {
+        // A products document already there with these bytes (a content-hashed name in
+        // filtered mode) is not written again: rewriting an object a reader may be fetching
+        // gains nothing.
+        let same = remote.get(&doc.key).is_some_and(|(size, etag)| {
+            *size == doc.body.len() as u64
+                && etag.as_deref() == Some(etag_of(&md5_of(&doc.body)).as_str())
+        });
+        if same {
+            continue;
+        }
         let cache = doc_cache(target.mode);
-        rt.block_on(put_doc(&s, d, &d.key(&doc.key), &doc.body, None, cache))?;
+        let body = bytes::Bytes::from(doc.body.clone());
+        rt.block_on(put_doc(&s, d, &d.key(&doc.key), body, None, cache))?;
         written += 1;
     }
     let row = NewS3Publication {
@@ -86,8 +98,15 @@ pub fn rollback(vault: &mut Vault, d: &S3Dest, to: Option<&str>) -> Result<S3Rep
         bytes: target.bytes,
         by: &crate::host::who(),
     };
-    let (id, n) = switch(vault, &row, &docs_sorted, &objects, || {
-        rt.block_on(write_index(&s, d, &docs_sorted, &current))
+    let index: Vec<Doc> = docs_sorted
+        .iter()
+        .filter(|doc| doc.is_index)
+        .cloned()
+        .map(Doc::from)
+        .collect();
+    let insert = |c: &Catalog| c.insert_s3_publication_listing(&row, &docs_sorted, &objects);
+    let (id, n) = switch(vault, &url, insert, || {
+        rt.block_on(write_index(&s, d, &index, &current))
     })?;
     written += n;
     Ok(S3Report {

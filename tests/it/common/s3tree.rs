@@ -89,8 +89,22 @@ fn get(moto: &Moto, base: &str, rel: &str, r: &mut TreeRead) -> Option<Vec<u8>> 
             Some(body)
         }
         404 => {
+            // Say whether the object is there a moment later, and what moto logged for it,
+            // so that a 404 under load can be told apart: a key absent for a while (a write
+            // order or gc bug) or moto's own answer (a server that was not ours, a race in it).
+            let again = moto.http("GET", &format!("{base}/{rel}")).0;
+            let logged: Vec<String> = moto
+                .log_text()
+                .lines()
+                .filter(|l| l.contains(rel))
+                .rev()
+                .take(4)
+                .map(str::to_string)
+                .collect();
             r.not_found += 1;
-            r.problems.push(format!("{rel}: 404"));
+            r.problems.push(format!(
+                "{rel}: 404 (read again: {again}; moto's log: {logged:?})"
+            ));
             None
         }
         _ => {
