@@ -339,23 +339,37 @@ impl Moto {
             eprintln!("skipped: moto_server not installed (run scripts/test.sh)");
             return None;
         }
-        let port = free_port();
+        // Port 0: moto binds a free port itself and prints it ("Running on http://…:PORT"). A
+        // port picked here and released before a slow python start could be taken meanwhile,
+        // and a test would then talk to another test's moto.
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("moto.log");
         let child = Command::new(&exe)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-H", "127.0.0.1", "-p", "0"])
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let m = Moto {
+        let mut m = Moto {
             child,
-            port,
+            port: 0,
             log,
             _dir: dir,
         };
         for _ in 0..400 {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            if m.port == 0 {
+                m.port = m
+                    .log_text()
+                    .split("Running on http://127.0.0.1:")
+                    .nth(1)
+                    .and_then(|rest| {
+                        let digits: String =
+                            rest.chars().take_while(char::is_ascii_digit).collect();
+                        digits.parse().ok()
+                    })
+                    .unwrap_or(0);
+            }
+            if m.port != 0 && TcpStream::connect(("127.0.0.1", m.port)).is_ok() {
                 return Some(m);
             }
             std::thread::sleep(Duration::from_millis(50));
