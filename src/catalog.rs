@@ -130,7 +130,13 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../schema/0012_s3_objects.sql"),
     // 0014: the covering index gc's plan walks (src/gc/plan.rs)
     include_str!("../schema/0014_gc_scan.sql"),
+    // 0015: the blob table in name order, WITHOUT ROWID (src/gc/plan.rs deletes in that order)
+    include_str!("../schema/0015_blobs_by_name.sql"),
 ];
+
+/// A line marking a migration that rebuilds a table others refer to (SQLite's 12-step
+/// procedure): it is applied with foreign keys off, which cannot change inside a transaction.
+const FOREIGN_KEYS_OFF: &str = "-- streamvault: foreign keys off";
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -335,7 +341,7 @@ impl Catalog {
         self.sql(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
     }
 
-    fn migrate(&mut self) -> Result<()> {
+    fn apply_migrations(&mut self) -> Result<()> {
         let v = self.user_version()?;
         if v > SCHEMA_VERSION {
             return Err(Error::SchemaTooNew {
@@ -367,6 +373,21 @@ impl Catalog {
             tx.commit().map_err(|e| db(&path, e))?;
         }
         Ok(())
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let fk_off = MIGRATIONS
+            .iter()
+            .skip(usize::try_from(self.user_version()?).unwrap_or(0))
+            .any(|sql| sql.lines().any(|l| l.trim() == FOREIGN_KEYS_OFF));
+        if !fk_off {
+            return self.apply_migrations();
+        }
+        let was: i64 = self.sql(|c| c.query_row("PRAGMA foreign_keys", [], |r| r.get(0)))?;
+        self.sql(|c| c.execute_batch("PRAGMA foreign_keys = OFF"))?;
+        let res = self.apply_migrations();
+        self.sql(|c| c.execute_batch(&format!("PRAGMA foreign_keys = {}", was != 0)))?;
+        res
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod amplification;
 mod bad_input;
+mod blobs_by_name;
 mod batch_flush;
 mod common;
 mod compose;
