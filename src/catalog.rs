@@ -1,14 +1,15 @@
 //! The SQLite catalogue (`catalog.db`, WAL): the one owner of the store's SQL.
 //!
 //! This file holds [`Catalog`] itself: opening (read-write or read-only), the migrations (in
-//! `schema/NNNN_name.sql`, applied in order by `PRAGMA user_version`) and the small crate-private
+//! `schema/NNNN_name.sql`, applied in order by `PRAGMA user_version`; one that rebuilds a table
+//! others refer to carries a marker line and runs with foreign keys off) and the small crate-private
 //! helpers every query uses (`Catalog::sql`, `rows`, `row`, `exec`, `each`, `write`), which turn a
 //! SQLite error into one [`Error::Db`] naming the catalogue: no `.map_err(|e| cat.err(e))` after
 //! every call.
 //! The queries live beside it, one file per group of tables:
 //!
 //! - `sources`: the configured upstreams and their filter groups;
-//! - `blobs`: one row per stored file;
+//! - `blobs`: one row per stored file (a `WITHOUT ROWID` table in name order, schema 0015);
 //! - `snapshots`: snapshots, their documents and items (written once, never updated);
 //! - `trees`: materialised trees, their documents and grace items;
 //! - `publications`: flips of a local DEST link, and publications to S3;

@@ -305,9 +305,7 @@ impl Catalog {
         let e = |err| self.err(err);
         let mut st = self
             .conn
-            .prepare(
-                "SELECT path, blob, required FROM temp.verify_expected ORDER BY path, seq",
-            )
+            .prepare("SELECT path, blob, required FROM temp.verify_expected ORDER BY path, seq")
             .map_err(e)?;
         let mut rows = st.query([]).map_err(e)?;
         let mut cur: Option<ExpectedFile> = None;

@@ -29,14 +29,28 @@ fn hex(i: u8) -> String {
     blake3::hash(&[i]).to_hex().to_string()
 }
 
-type BlobRow = (String, i64, Option<String>, Option<String>, Option<String>, i64);
+type BlobRow = (
+    String,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    i64,
+);
 
 fn blob_rows(c: &Connection) -> Vec<BlobRow> {
     let mut st = c
         .prepare("SELECT blake3, size, md5, sha256, sha512, created_at FROM blobs ORDER BY blake3")
         .unwrap();
     st.query_map([], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+        ))
     })
     .unwrap()
     .collect::<rusqlite::Result<_>>()

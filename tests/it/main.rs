@@ -7,8 +7,8 @@
 
 mod amplification;
 mod bad_input;
-mod blobs_by_name;
 mod batch_flush;
+mod blobs_by_name;
 mod common;
 mod compose;
 mod compose_s3;
