@@ -10,13 +10,10 @@
 //! real directory, never a symlink; files are created with `O_EXCL`/`link(2)`, which never follow
 //! a symlink at the last component).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-
-use rustix::fs::{AtFlags, Mode, OFlags};
 
 use crate::error::{Error, IoResultExt, Result};
 use crate::store::{TREE_DIR_MODE, create_dir_mode, sync_dir, syncfs};
@@ -53,13 +50,6 @@ pub(super) struct Builder {
     /// Directories whose entries changed (made durable by [`Builder::sync`]).
     touched: Vec<PathBuf>,
     touched_set: HashSet<PathBuf>,
-    /// The directory of the last file placed: its path relative to the root, its path, and a
-    /// descriptor (`O_PATH`) the next link into it is made relative to. Items come in path
-    /// order, so most files land in the directory of the one before: no component is looked
-    /// up again, by us or by the kernel.
-    last_dir: Option<(String, PathBuf, Option<OwnedFd>)>,
-    /// Descriptors of the blob directories (`blobs/ab/`) links are made from.
-    blob_dirs: HashMap<PathBuf, OwnedFd>,
     pub files: u64,
     pub bytes: u64,
     pub copied: u64,
@@ -80,8 +70,6 @@ impl Builder {
             dirs: HashSet::new(),
             touched: Vec::new(),
             touched_set: HashSet::new(),
-            last_dir: None,
-            blob_dirs: HashMap::new(),
             files: 0,
             bytes: 0,
             copied: 0,
@@ -91,9 +79,6 @@ impl Builder {
     }
 
     fn touch(&mut self, dir: PathBuf) {
-        if self.touched.last() == Some(&dir) {
-            return;
-        }
         if self.touched_set.insert(dir.clone()) {
             self.touched.push(dir);
         }
@@ -116,11 +101,6 @@ impl Builder {
                 source,
             })
         })?;
-        if let Some((last, dir, _)) = &self.last_dir
-            && rel.rsplit_once('/').map(|(d, _)| d) == Some(last.as_str())
-        {
-            return Ok(Some(dir.clone())); // made (or checked) for the file before
-        }
         let mut dir = self.root.clone();
         let mut rel_dir = String::new();
         let mut parts: Vec<&str> = rel.split('/').collect();
@@ -213,7 +193,7 @@ impl Builder {
         let name = rel.rsplit('/').next().unwrap_or(rel);
         let path = dir.join(name);
         self.failpoint(&path)?;
-        let placed = match self.hard_link(rel, blob, &dir, name, &path) {
+        let placed = match fs::hard_link(blob, &path) {
             Ok(()) => Placed::Linked,
             Err(e) if link_impossible(&e) => match copy_blob(blob, &path) {
                 Ok(()) => Placed::Copied,
@@ -235,49 +215,6 @@ impl Builder {
         self.bytes += size;
         self.touch(dir);
         Ok(placed)
-    }
-
-    /// `link(2)` of `blob` to `dir/name` (`path`), relative to descriptors of both directories
-    /// when they can be opened (the kernel then resolves one component on each side instead
-    /// of every component of two long paths: most of a large tree's link time); the plain
-    /// paths otherwise. Either way the new name is never followed if it is a symlink, and
-    /// `dir` was checked by [`Self::parent_of`] to be a real directory.
-    fn hard_link(
-        &mut self,
-        rel: &str,
-        blob: &Path,
-        dir: &Path,
-        name: &str,
-        path: &Path,
-    ) -> io::Result<()> {
-        let rel_dir = rel.rsplit_once('/').map_or("", |(d, _)| d);
-        if self.last_dir.as_ref().is_none_or(|(d, _, _)| d != rel_dir) {
-            let fd = open_dir(dir);
-            self.last_dir = Some((rel_dir.to_string(), dir.to_path_buf(), fd));
-        }
-        let (Some(blob_dir), Some(blob_name)) = (blob.parent(), blob.file_name()) else {
-            return fs::hard_link(blob, path);
-        };
-        if !self.blob_dirs.contains_key(blob_dir) {
-            match open_dir(blob_dir) {
-                Some(fd) => {
-                    if self.blob_dirs.len() >= 1024 {
-                        self.blob_dirs.clear();
-                    }
-                    self.blob_dirs.insert(blob_dir.to_path_buf(), fd);
-                }
-                None => return fs::hard_link(blob, path),
-            }
-        }
-        match (
-            self.blob_dirs.get(blob_dir),
-            self.last_dir.as_ref().and_then(|(_, _, fd)| fd.as_ref()),
-        ) {
-            (Some(from), Some(to)) => {
-                rustix::fs::linkat(from, blob_name, to, name, AtFlags::empty()).map_err(Into::into)
-            }
-            _ => fs::hard_link(blob, path),
-        }
     }
 
     /// Write a generated document at `rel` (read-only; durable after [`Builder::sync`]).
@@ -313,18 +250,6 @@ impl Builder {
         }
         syncfs(&self.root)
     }
-}
-
-/// A descriptor of directory `dir` to make `*at` calls relative to (`O_PATH`: no read access
-/// needed; `O_NOFOLLOW`: a symlink in its place is never opened). `None` when it cannot be
-/// opened: the caller then uses the plain path, and its error.
-fn open_dir(dir: &Path) -> Option<OwnedFd> {
-    rustix::fs::open(
-        dir,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .ok()
 }
 
 /// The errors after which a hardlink cannot work but a copy can.
