@@ -54,19 +54,22 @@ if [ -n "${BENCH_LOOPFS:-}" ]; then
     stores=$base/fs
 fi
 
-# measure LABEL CMD...: prints "LABEL  <seconds> s  <peak RSS> MiB" and sets SECS and KIB
+# measure LABEL CMD...: prints "LABEL  <seconds> s  <CPU seconds> s CPU  <peak RSS> MiB" and sets
+# SECS, CPU and KIB. CPU time (user + system) is the steadier figure on a shared machine.
 measure() {
     local label=$1
     shift
     local out
     out=$(mktemp)
     if [ -x /usr/bin/time ]; then
-        /usr/bin/time -f '%e %M' -o "$out" "$@" >/dev/null || {
+        /usr/bin/time -f '%e %M %U %S' -o "$out" "$@" >/dev/null || {
             local rc=$?
             # verify exits 1 when it finds problems; anything else is a failure of the bench
             [ "$rc" -eq 1 ] || { echo "$label failed ($rc)" >&2; cat "$out" >&2; exit 1; }
         }
-        read -r SECS KIB < <(tail -n 1 "$out")
+        local user sys
+        read -r SECS KIB user sys < <(tail -n 1 "$out")
+        CPU=$(echo "$user + $sys" | bc)
     else
         # No GNU time: poll VmHWM of the process while it runs.
         local start end hwm=0 pid
@@ -83,9 +86,11 @@ measure() {
         end=$(date +%s.%N)
         SECS=$(echo "$end - $start" | bc)
         KIB=$hwm
+        CPU=0
     fi
     rm -f "$out"
-    printf '  %-16s %8.2f s  %7.1f MiB peak RSS\n' "$label" "$SECS" "$(echo "$KIB / 1024" | bc -l)"
+    printf '  %-16s %8.2f s  %8.2f s CPU  %7.1f MiB peak RSS\n' "$label" "$SECS" "$CPU" \
+        "$(echo "$KIB / 1024" | bc -l)"
 }
 
 summary=()
@@ -98,20 +103,23 @@ for n in "${sizes[@]}"; do
     "$gen" "$root" "$n" 5 >/dev/null
     echo "store of $n blobs ($(du -sh "$root" | cut -f1) on disk, generated in $(( $(date +%s) - t0 )) s):"
     measure "verify" "$bin" --root "$root" verify --jobs "$jobs"
-    v_s=$SECS v_k=$KIB
+    v_s=$SECS v_k=$KIB v_c=$CPU
     measure "gc --dry-run" "$bin" --root "$root" gc --dry-run --keep-last 2 --grace 0
     p_s=$SECS p_k=$KIB
     measure "gc" "$bin" --root "$root" gc --keep-last 2 --grace 0
-    g_s=$SECS g_k=$KIB
+    g_s=$SECS g_k=$KIB g_c=$CPU
     "$bin" --root "$root" gc --dry-run --keep-last 2 --grace 0 | tail -n 2 | sed 's/^/    after: /'
     measure "verify (after)" "$bin" --root "$root" verify --jobs "$jobs"
+    [ "$KIB" -gt "$v_k" ] && v_k=$KIB
     rm -rf "$dir"
-    summary+=("$(awk -v n="$n" -v p="$p_s" -v g="$g_s" -v pk="$p_k" -v gk="$g_k" -v vs="$v_s" -v vk="$v_k" 'BEGIN {
+    summary+=("$(awk -v n="$n" -v p="$p_s" -v g="$g_s" -v pk="$p_k" -v gk="$g_k" -v vs="$v_s" -v vk="$v_k" \
+        -v gc="$g_c" -v vc="$v_c" 'BEGIN {
         rss = (pk > gk ? pk : gk) / 1024; s = g - p; if (s < 0) s = 0
-        printf "%9d %8.2f %8.2f %8.2f %9.1f %9.2f %9.2f %9.2f %9.1f", n, p, s, g, rss, g / 60, rss / 64, vs, vk / 1024 }')")
+        printf "%9d %8.2f %8.2f %8.2f %8.2f %9.1f %9.2f %9.2f %9.2f %8.2f %9.1f", n, p, s, g, gc, rss, g / 60, rss / 64, vs, vc, vk / 1024 }')")
 done
 
 echo
-printf '%9s %8s %8s %8s %9s %9s %9s %9s %9s\n' blobs "plan s" "sweep s" "total s" "RSS MiB" \
-    "time/60s" "RSS/64M" "verify s" "vRSS MiB"
+# gc CPU: user + system of the real gc (plan + sweep); vRSS: the larger of the two verify runs.
+printf '%9s %8s %8s %8s %8s %9s %9s %9s %9s %8s %9s\n' blobs "plan s" "sweep s" "total s" "gc CPU" \
+    "RSS MiB" "time/60s" "RSS/64M" "verify s" "vCPU s" "vRSS MiB"
 printf '%s\n' "${summary[@]}"

@@ -1,14 +1,15 @@
 //! The SQLite catalogue (`catalog.db`, WAL): the one owner of the store's SQL.
 //!
 //! This file holds [`Catalog`] itself: opening (read-write or read-only), the migrations (in
-//! `schema/NNNN_name.sql`, applied in order by `PRAGMA user_version`) and the small crate-private
+//! `schema/NNNN_name.sql`, applied in order by `PRAGMA user_version`; one that rebuilds a table
+//! others refer to carries a marker line and runs with foreign keys off) and the small crate-private
 //! helpers every query uses (`Catalog::sql`, `rows`, `row`, `exec`, `each`, `write`), which turn a
 //! SQLite error into one [`Error::Db`] naming the catalogue: no `.map_err(|e| cat.err(e))` after
 //! every call.
 //! The queries live beside it, one file per group of tables:
 //!
 //! - `sources`: the configured upstreams and their filter groups;
-//! - `blobs`: one row per stored file;
+//! - `blobs`: one row per stored file (a `WITHOUT ROWID` table in name order, schema 0015);
 //! - `snapshots`: snapshots, their documents and items (written once, never updated);
 //! - `trees`: materialised trees, their documents and grace items;
 //! - `publications`: flips of a local DEST link, and publications to S3;
@@ -130,9 +131,15 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../schema/0012_s3_objects.sql"),
     // 0014: the covering index gc's plan walks (src/gc/plan.rs)
     include_str!("../schema/0014_gc_scan.sql"),
+    // 0015: the blob table in name order, WITHOUT ROWID (src/gc/plan.rs deletes in that order)
+    include_str!("../schema/0015_blobs_by_name.sql"),
     // 0017: big S3 documents kept in chunks (src/catalog/s3.rs)
     include_str!("../schema/0017_s3_document_chunks.sql"),
 ];
+
+/// A line marking a migration that rebuilds a table others refer to (SQLite's 12-step
+/// procedure): it is applied with foreign keys off, which cannot change inside a transaction.
+const FOREIGN_KEYS_OFF: &str = "-- streamvault: foreign keys off";
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -337,7 +344,7 @@ impl Catalog {
         self.sql(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
     }
 
-    fn migrate(&mut self) -> Result<()> {
+    fn apply_migrations(&mut self) -> Result<()> {
         let v = self.user_version()?;
         if v > SCHEMA_VERSION {
             return Err(Error::SchemaTooNew {
@@ -369,6 +376,21 @@ impl Catalog {
             tx.commit().map_err(|e| db(&path, e))?;
         }
         Ok(())
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let fk_off = MIGRATIONS
+            .iter()
+            .skip(usize::try_from(self.user_version()?).unwrap_or(0))
+            .any(|sql| sql.lines().any(|l| l.trim() == FOREIGN_KEYS_OFF));
+        if !fk_off {
+            return self.apply_migrations();
+        }
+        let was: i64 = self.sql(|c| c.query_row("PRAGMA foreign_keys", [], |r| r.get(0)))?;
+        self.sql(|c| c.execute_batch("PRAGMA foreign_keys = OFF"))?;
+        let res = self.apply_migrations();
+        self.sql(|c| c.execute_batch(&format!("PRAGMA foreign_keys = {}", was != 0)))?;
+        res
     }
 }
 

@@ -44,7 +44,7 @@
 //!   reuses) and `partial/` files younger than `grace` (resumable downloads).
 //!
 //! Memory stays flat as the store grows: the plan lives in SQLite temporary tables (on disk,
-//! `temp_store = FILE`, with a page cache of 16 + 8 MiB) and every list is streamed from a
+//! `temp_store = FILE`, with a page cache of 12 + 8 MiB) and every list is streamed from a
 //! query; only the dropped and kept snapshots' and trees' names are collected, for the report.
 //! Time grows linearly: no step deletes in random order through an index much larger than the
 //! cache (an index that would lose many rows is built again instead, see `plan::delete_rows`),

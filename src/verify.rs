@@ -23,10 +23,11 @@
 //! lock exclusively from the check to the end of [`repair`]: no writer can be between committing a
 //! file and inserting its row while orphans are removed.
 //!
-//! Memory stays flat in the number of blobs: rows are streamed from SQLite into a bounded
-//! channel of `jobs` hashing threads; only the problems found are collected. The one exception
-//! is the path set of the tree being checked (its expected files, for the stray check), held
-//! while that tree is checked.
+//! Memory stays flat in the number of blobs and in the size of trees: rows are streamed from
+//! SQLite into a bounded channel of `jobs` hashing threads; only the problems found are
+//! collected. The files a tree must hold go into a temporary table on disk
+//! (`Catalog::expect_tree_files`), which the walk of the tree looks each entry up in (the stray
+//! check) and which feeds the file checks in path order.
 //!
 //! Where it lives: `check` (the checks; `pool`, a bounded thread pool, and `files`, hashing and
 //! directory helpers, under it), `repair` (the fixes) and `refetch` (downloading a blob again

@@ -2,7 +2,7 @@
 //! every file of every tree against its blob; what no row claims in `blobs/` and `trees/`. The
 //! caller holds the store lock; nothing is changed here.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -13,7 +13,7 @@ use super::files::{hash_file, read_dir};
 use super::pool::pool;
 use super::{Finding, Problem, VerifyReport};
 use crate::catalog::Catalog;
-use crate::catalog::maintenance::{BlobRecord, TreeFile, TreeRecord};
+use crate::catalog::maintenance::{BlobRecord, ExpectedFile, TreeRecord};
 use crate::checksum::Algo;
 use crate::error::{Error, IoResultExt, Result};
 use crate::store::{BlobHash, Layout};
@@ -84,31 +84,21 @@ pub(super) fn check(vault: &Vault, jobs: usize) -> Result<VerifyReport> {
             tree_findings.push(found(Problem::TreeMissing { tree: name.clone() }));
             continue;
         };
-        let expected = expected_files(cat, *id, name, *snapshot, mode)?;
-        let mut f = unexpected_files(&dir, name, &expected)?;
+        // The tree's files go into an on-disk table; the walk looks each entry up there.
+        let documents_unknown = cat.expect_tree_files(*id, name, *snapshot, mode, |p| {
+            crate::streams::check_path(p).is_ok()
+        })?;
+        let mut f = unexpected_files(cat, &dir, name, documents_unknown)?;
         let ctx = TreeCtx {
             layout: layout.clone(),
             tree: name.clone(),
             dir,
             corrupt: corrupt.clone(),
         };
-        let paths = expected.paths;
         let (mut checked, n) = pool(
             jobs,
-            move |job: TreeJob| check_tree_file(&ctx, job),
-            |send| {
-                for (path, e) in paths {
-                    let job = TreeJob {
-                        path,
-                        blobs: e.blobs,
-                        required: e.required,
-                    };
-                    if !send(job) {
-                        break;
-                    }
-                }
-                Ok(())
-            },
+            move |job: ExpectedFile| check_tree_file(&ctx, job),
+            |send| cat.each_expected_file(send),
             (Vec::new(), 0u64),
             |(findings, n): &mut (Vec<Finding>, u64), problem: Option<Problem>| {
                 *n += 1;
@@ -117,6 +107,7 @@ pub(super) fn check(vault: &Vault, jobs: usize) -> Result<VerifyReport> {
                 }
             },
         )?;
+        cat.expect_done()?;
         report.tree_files_checked += n;
         f.append(&mut checked);
         f.sort_by_key(|f| f.problem.to_string());
@@ -236,115 +227,16 @@ struct TreeCtx {
     corrupt: Arc<HashSet<String>>,
 }
 
-struct TreeJob {
-    path: String,
-    /// The blobs whose content is right at this path (several only for grace items listed
-    /// differently by two snapshots).
-    blobs: Vec<String>,
-    /// Missing is a problem (not for grace items whose adding never completed).
-    required: bool,
-}
-
-/// What one path of a tree must hold.
-#[derive(Default)]
-struct Expected {
-    blobs: Vec<String>,
-    required: bool,
-    /// An item of the tree's own snapshot or one of its documents (not a grace item).
-    own: bool,
-}
-
-fn add_expected(
-    paths: &mut BTreeMap<String, Expected>,
-    path: String,
-    blob: String,
-    required: bool,
-    own: bool,
-) {
-    if crate::streams::check_path(&path).is_err() {
-        return; // never stored by sync; nothing to look at safely
-    }
-    let x = paths.entry(path).or_default();
-    if !x.blobs.contains(&blob) {
-        x.blobs.push(blob);
-    }
-    x.required |= required;
-    x.own |= own;
-}
-
-/// Every path a tree may hold, and the directories leading to them.
-struct ExpectedFiles {
-    paths: BTreeMap<String, Expected>,
-    dirs: HashSet<String>,
-    /// A filtered tree built before its documents were recorded: its documents are not known,
-    /// so nothing under `streams/` is reported as unexpected.
-    documents_unknown: bool,
-    /// Grace links gc has journalled for removal (`gc_pending_unlink`: a gc killed between its
-    /// row transaction and its unlinks): the next gc removes them; they are not strays.
-    pending: HashSet<String>,
-}
-
-/// The files of tree `id`: its snapshot's items, its documents (recorded at build; for older
-/// trees the snapshot's documents when verbatim), and its grace items (what `tree_grace` says it
-/// bridges; a path its own items or documents take is never a grace item).
-fn expected_files(
+/// Entries of a tree directory that the tree's expected files
+/// ([`Catalog::expect_tree_files`]) do not list (symlinks are never followed; an unexpected
+/// directory is reported once, not its contents). Nothing under `streams/` is reported when
+/// the tree's documents are unknown.
+fn unexpected_files(
     cat: &Catalog,
-    id: crate::catalog::TreeId,
-    name: &str,
-    snapshot: crate::catalog::SnapshotId,
-    mode: &str,
-) -> Result<ExpectedFiles> {
-    let mut paths: BTreeMap<String, Expected> = Default::default();
-    let own = |files: Vec<TreeFile>, paths: &mut BTreeMap<String, Expected>| {
-        let n = files.len();
-        for (path, blob) in files {
-            add_expected(paths, path, blob, true, true);
-        }
-        n
-    };
-    own(cat.snapshot_item_files(snapshot)?, &mut paths);
-    let mut documents_unknown = false;
-    let recorded = own(cat.tree_document_files(id)?, &mut paths);
-    if recorded == 0 {
-        if mode == "verbatim" {
-            own(cat.snapshot_document_files(snapshot)?, &mut paths);
-        } else {
-            documents_unknown = true;
-        }
-    }
-    for (path, blob, complete) in cat.tree_grace_files(id)? {
-        // Grace links never replace a file of the tree's own.
-        if paths.get(&path).is_some_and(|x| x.own) {
-            continue;
-        }
-        add_expected(&mut paths, path, blob, complete, false);
-    }
-    let pending: HashSet<String> = cat
-        .pending_unlinks(name)?
-        .into_iter()
-        .filter(|p| crate::streams::check_path(p).is_ok())
-        .collect();
-    let mut dirs = HashSet::new();
-    for p in paths.keys().chain(pending.iter()) {
-        let mut d = p.as_str();
-        while let Some((parent, _)) = d.rsplit_once('/') {
-            if !dirs.insert(parent.to_string()) {
-                break;
-            }
-            d = parent;
-        }
-    }
-    Ok(ExpectedFiles {
-        paths,
-        dirs,
-        documents_unknown,
-        pending,
-    })
-}
-
-/// Entries of a tree directory that [`expected_files`] does not list (symlinks are never
-/// followed; an unexpected directory is reported once, not its contents).
-fn unexpected_files(dir: &Path, tree: &str, expected: &ExpectedFiles) -> Result<Vec<Finding>> {
+    dir: &Path,
+    tree: &str,
+    documents_unknown: bool,
+) -> Result<Vec<Finding>> {
     let mut out = Vec::new();
     let mut walk = walkdir::WalkDir::new(dir)
         .min_depth(1)
@@ -366,18 +258,18 @@ fn unexpected_files(dir: &Path, tree: &str, expected: &ExpectedFiles) -> Result<
             .to_string_lossy()
             .into_owned();
         let is_dir = entry.file_type().is_dir();
-        if expected.documents_unknown && (rel == "streams" || rel.starts_with("streams/")) {
+        if documents_unknown && (rel == "streams" || rel.starts_with("streams/")) {
             if is_dir {
                 walk.skip_current_dir();
             }
             continue;
         }
         if is_dir {
-            if expected.dirs.contains(&rel) {
+            if cat.expects_dir(&rel)? {
                 continue;
             }
             walk.skip_current_dir();
-            if expected.paths.contains_key(&rel) {
+            if cat.expects_file(&rel)? {
                 continue; // reported by the file check (not a regular file)
             }
             let empty = walkdir::WalkDir::new(entry.path())
@@ -390,7 +282,7 @@ fn unexpected_files(dir: &Path, tree: &str, expected: &ExpectedFiles) -> Result<
             } else {
                 Problem::TreeFileUnexpected { tree, path }
             }));
-        } else if !expected.paths.contains_key(&rel) && !expected.pending.contains(&rel) {
+        } else if !cat.expects_file(&rel)? && !cat.expects_pending(&rel)? {
             out.push(found(Problem::TreeFileUnexpected {
                 tree: tree.to_string(),
                 path: rel,
@@ -402,7 +294,7 @@ fn unexpected_files(dir: &Path, tree: &str, expected: &ExpectedFiles) -> Result<
 
 /// Check one file of a tree: the own inode of one of its blobs (hardlink) or the same content
 /// (copy).
-fn check_tree_file(ctx: &TreeCtx, job: TreeJob) -> Option<Problem> {
+fn check_tree_file(ctx: &TreeCtx, job: ExpectedFile) -> Option<Problem> {
     let target = ctx.dir.join(&job.path);
     let first = job.blobs.first().cloned().unwrap_or_default();
     let problem = |kind: fn(String, String, String) -> Problem, blob: String| {

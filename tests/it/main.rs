@@ -8,6 +8,7 @@
 mod amplification;
 mod bad_input;
 mod batch_flush;
+mod blobs_by_name;
 mod common;
 mod compose;
 mod compose_s3;
