@@ -23,7 +23,7 @@ mod products;
 pub use filter::{Filter, FilterError, FilterGroups, Filters, GroupError, ItemFilter, Op};
 pub use index::{Index, IndexEntry};
 pub use path::{PathReason, UnsafePath, check_path};
-pub use products::{FlatItem, ItemAt, Products};
+pub use products::{FlatItem, ItemAt, ItemFacts, Products};
 pub use select::{
     SelectError, SelectedProduct, SelectedVersion, Work, resolve_work, select, select_each,
 };

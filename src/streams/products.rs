@@ -75,7 +75,23 @@ pub struct Products {
     /// The top-level `products` range of `products` (the last `products` key wins).
     roots: Range,
     counts: (usize, usize, usize),
+    /// Interned ids of the keys read for every item (see [`Known`]).
+    known: Known,
 }
+
+/// The interned ids of the keys a sync reads for every item (`path`, `size`, the checksums),
+/// resolved once per document: an item's lookup then compares integers, not key text (issue 13
+/// item 5). `None` when no field of the document has that key.
+#[derive(Debug, Clone, Copy, Default)]
+struct Known {
+    path: Option<u32>,
+    size: Option<u32>,
+    /// `md5`, `sha256`, `sha512`, in [`ALGOS`] order.
+    sums: [Option<u32>; 3],
+}
+
+/// The checksum algorithms of the flattened view, weakest first.
+const ALGOS: [Algo; 3] = [Algo::Md5, Algo::Sha256, Algo::Sha512];
 
 impl Products {
     /// The document's own `content_id` (the one that counts, spec §1.2).
@@ -152,6 +168,61 @@ impl Products {
     fn name_of(&self, list: &[Node], i: u32) -> &str {
         list.get(i as usize).map_or("", |n| self.str(n.name))
     }
+
+    /// The last field with key id `key` at one level of an item.
+    fn find_id(&self, nodes: [u32; 3], level: usize, key: u32) -> Option<&Field> {
+        self.level_of(nodes, level)
+            .iter()
+            .rev()
+            .find(|x| x.key == key)
+    }
+
+    /// The field that wins for key id `key` in the flattened view (item, version, product, top;
+    /// never one of the synthetic `*_name` keys).
+    fn winner_id(&self, nodes: [u32; 3], key: Option<u32>) -> Option<&Field> {
+        let key = key?;
+        (0..4)
+            .rev()
+            .find_map(|level| self.find_id(nodes, level, key))
+    }
+
+    /// The item's own `path` (item level only), if a string.
+    fn path_of(&self, nodes: [u32; 3]) -> Option<&str> {
+        let key = self.known.path?;
+        self.level_of(nodes, 3)
+            .iter()
+            .rev()
+            .find(|x| x.kind == Kind::Str && x.key == key)
+            .map(|x| self.str(x.value))
+    }
+
+    /// The flattened `size`, when the value that won is a non-negative JSON integer.
+    fn size_of(&self, nodes: [u32; 3]) -> Option<u64> {
+        match self.winner_id(nodes, self.known.size) {
+            Some(x) if x.kind == Kind::UInt => self.str(x.value).parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// The flattened checksum of `algo`, as written (not lowercased).
+    fn sum_of(&self, nodes: [u32; 3], algo: Algo) -> Option<&str> {
+        let i = ALGOS.iter().position(|&a| a == algo)?;
+        let key = self.known.sums.get(i).copied().flatten();
+        self.winner_id(nodes, key).map(|x| self.str(x.value))
+    }
+}
+
+/// What a sync reads of an item for its plan and report, borrowed from the document without
+/// building its [`FlatItem`] (no allocation): [`Products::facts`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ItemFacts<'a> {
+    /// As [`FlatItem::path`].
+    pub path: Option<&'a str>,
+    /// As [`FlatItem::size`].
+    pub size: Option<u64>,
+    /// The strongest checksum of the flattened view ([`Checksums::strongest`] of
+    /// [`FlatItem::checksums`]), its hex as written in the document (maybe uppercase).
+    pub strongest: Option<(Algo, &'a str)>,
 }
 
 /// Where one item sits in its [`Products`] (product, version and item node): a 12-byte handle
@@ -164,6 +235,30 @@ impl Products {
     /// The item at `at` (from [`FlatItem::at`] on this document), flattened again.
     pub fn item(&self, at: ItemAt) -> FlatItem<'_> {
         FlatItem::new(self, at.0)
+    }
+
+    /// The path, size and strongest checksum of the item at `at`, without its [`FlatItem`].
+    pub fn facts(&self, at: ItemAt) -> ItemFacts<'_> {
+        let n = at.0;
+        ItemFacts {
+            path: self.path_of(n),
+            size: self.size_of(n),
+            strongest: ALGOS
+                .iter()
+                .rev()
+                .find_map(|&a| self.sum_of(n, a).map(|v| (a, v))),
+        }
+    }
+
+    /// The checksums of the item at `at`, lowercased (as [`FlatItem::checksums`]).
+    pub fn checksums(&self, at: ItemAt) -> Checksums {
+        let mut c = Checksums::default();
+        for algo in ALGOS {
+            if let Some(v) = self.sum_of(at.0, algo) {
+                c.set(algo, v.to_ascii_lowercase());
+            }
+        }
+        c
     }
 
     /// The product, version and item names of the item at `at`, without the rest of its view.
@@ -222,23 +317,9 @@ impl<'a> FlatItem<'a> {
             doc,
             nodes,
         };
-        f.path = doc
-            .level_of(nodes, 3)
-            .iter()
-            .rev()
-            .find(|x| {
-                x.kind == Kind::Str && doc.keys.get(x.key as usize).is_some_and(|k| &**k == "path")
-            })
-            .map(|x| doc.str(x.value));
-        f.size = match f.winner("size") {
-            Some(Winner::Field(x)) if x.kind == Kind::UInt => doc.str(x.value).parse().ok(),
-            _ => None,
-        };
-        for algo in [Algo::Md5, Algo::Sha256, Algo::Sha512] {
-            if let Some(v) = f.get(algo.name()) {
-                f.checksums.set(algo, v.to_ascii_lowercase());
-            }
-        }
+        f.path = doc.path_of(nodes);
+        f.size = doc.size_of(nodes);
+        f.checksums = doc.checksums(ItemAt(nodes));
         f
     }
 
@@ -270,6 +351,14 @@ impl<'a> FlatItem<'a> {
             }
         }
         self.find(0, key).map(Winner::Field)
+    }
+
+    /// `get("path")`: the flattened view's `path` (inherited too, any scalar), found by its
+    /// interned key.
+    pub fn flat_path(&self) -> Option<&'a str> {
+        let doc = self.doc;
+        doc.winner_id(self.nodes, doc.known.path)
+            .map(|x| doc.str(x.value))
     }
 
     /// A field of the flattened view (what a filter compares).

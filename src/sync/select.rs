@@ -5,7 +5,6 @@
 //! parsed documents (or into the few rows carried over from the previous snapshot), never a row
 //! per item; rows are built one at a time when the snapshot is written.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use super::metadata::Metadata;
@@ -45,7 +44,8 @@ pub(super) fn idx(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-/// One item as the plan, the report and the catalogue see it, borrowed from the documents.
+/// One item as the plan, the report and the catalogue see it, borrowed from the documents
+/// without an allocation (issue 13 item 5: the plan and a dry run's report read every item).
 pub(super) struct ItemView<'a> {
     pub(super) content_id: &'a str,
     pub(super) product: &'a str,
@@ -53,7 +53,25 @@ pub(super) struct ItemView<'a> {
     pub(super) item: &'a str,
     pub(super) path: Option<&'a str>,
     pub(super) size: Option<u64>,
-    pub(super) checksums: Cow<'a, Checksums>,
+    /// The strongest checksum, its hex as written (compare it case-insensitively).
+    pub(super) strongest: Option<(checksum::Algo, &'a str)>,
+    from: From<'a>,
+}
+
+/// Where an [`ItemView`]'s checksums are, spelled out only when needed ([`ItemView::checksums`]).
+enum From<'a> {
+    Doc(&'a streams::Products, streams::ItemAt),
+    Carried(&'a Checksums),
+}
+
+impl ItemView<'_> {
+    /// Every checksum of the item, lowercased.
+    pub(super) fn checksums(&self) -> Checksums {
+        match self.from {
+            From::Doc(p, at) => p.checksums(at),
+            From::Carried(c) => c.clone(),
+        }
+    }
 }
 
 impl Selection {
@@ -87,15 +105,17 @@ impl Selection {
         match *self.sel.get(i)? {
             Sel::Doc { doc, at } => {
                 let products = meta.docs.get(doc as usize)?.products.as_ref()?;
-                let fi = products.item(at);
+                let (product, version, item) = products.item_names(at);
+                let f = products.facts(at);
                 Some(ItemView {
                     content_id: products.content_id(),
-                    product: fi.product,
-                    version: fi.version,
-                    item: fi.item,
-                    path: fi.path,
-                    size: fi.size,
-                    checksums: Cow::Owned(fi.checksums),
+                    product,
+                    version,
+                    item,
+                    path: f.path,
+                    size: f.size,
+                    strongest: f.strongest,
+                    from: From::Doc(products, at),
                 })
             }
             Sel::Carried(c) => {
@@ -107,7 +127,8 @@ impl Selection {
                     item: &it.item,
                     path: it.path.as_deref(),
                     size: it.size,
-                    checksums: Cow::Borrowed(&it.checksums),
+                    strongest: it.checksums.strongest(),
+                    from: From::Carried(&it.checksums),
                 })
             }
         }
@@ -168,7 +189,7 @@ impl Selection {
             item: v.item.to_string(),
             path: v.path.map(str::to_string),
             size: v.size,
-            checksums: v.checksums.into_owned(),
+            checksums: v.checksums(),
             blob: self.blob(i).cloned(),
         })
     }
@@ -256,7 +277,7 @@ fn item_line(fi: &streams::FlatItem<'_>) -> Option<ItemLine> {
     Some(ItemLine {
         version: fi.version.to_string(),
         item: fi.item.to_string(),
-        path: fi.get("path")?.to_string(),
+        path: fi.flat_path()?.to_string(),
         size: fi.size?,
     })
 }
