@@ -153,6 +153,17 @@ impl Products {
         })
     }
 
+    /// Every item's handle, in the order of [`Products::items`], without flattening any.
+    pub fn item_ats(&self) -> impl Iterator<Item = ItemAt> + '_ {
+        (self.roots.0..self.roots.1).flat_map(move |p| {
+            let pn = self.products.get(p as usize).map_or((0, 0), |n| n.children);
+            (pn.0..pn.1).flat_map(move |v| {
+                let vn = self.versions.get(v as usize).map_or((0, 0), |n| n.children);
+                (vn.0..vn.1).map(move |i| ItemAt([p, v, i]))
+            })
+        })
+    }
+
     /// The fields of one level of an item: 0 top, 1 product, 2 version, 3 item.
     fn level_of(&self, nodes: [u32; 3], level: usize) -> &[Field] {
         let node = |list: &[Node], i: u32| list.get(i as usize).map_or((0, 0), |n| n.fields);
@@ -250,6 +261,20 @@ impl Products {
         }
     }
 
+    /// The flattened view's `path` of the item at `at` (`get("path")`: inherited too, any
+    /// scalar; [`ItemFacts::path`] is the item's own), found by its interned key.
+    pub fn flat_path(&self, at: ItemAt) -> Option<&str> {
+        self.winner_id(at.0, self.known.path)
+            .map(|x| self.str(x.value))
+    }
+
+    /// The item at `at` as far as a filter reads it ([`FlatItem::get`]): its `path`, `size`
+    /// and `checksums` are left unset, so no checksum string is made for an item a filter
+    /// drops.
+    pub(super) fn item_for_filter(&self, at: ItemAt) -> FlatItem<'_> {
+        FlatItem::named(self, at.0)
+    }
+
     /// The checksums of the item at `at`, lowercased (as [`FlatItem::checksums`]).
     pub fn checksums(&self, at: ItemAt) -> Checksums {
         let mut c = Checksums::default();
@@ -307,7 +332,16 @@ enum Winner<'a> {
 
 impl<'a> FlatItem<'a> {
     fn new(doc: &'a Products, nodes: [u32; 3]) -> Self {
-        let mut f = FlatItem {
+        let mut f = FlatItem::named(doc, nodes);
+        f.path = doc.path_of(nodes);
+        f.size = doc.size_of(nodes);
+        f.checksums = doc.checksums(ItemAt(nodes));
+        f
+    }
+
+    /// The names only (what [`FlatItem::get`] needs).
+    fn named(doc: &'a Products, nodes: [u32; 3]) -> Self {
+        FlatItem {
             product: doc.name_of(&doc.products, nodes[0]),
             version: doc.name_of(&doc.versions, nodes[1]),
             item: doc.name_of(&doc.items, nodes[2]),
@@ -316,11 +350,7 @@ impl<'a> FlatItem<'a> {
             checksums: Checksums::default(),
             doc,
             nodes,
-        };
-        f.path = doc.path_of(nodes);
-        f.size = doc.size_of(nodes);
-        f.checksums = doc.checksums(ItemAt(nodes));
-        f
+        }
     }
 
     /// Where this item sits in its document (see [`ItemAt`]).
@@ -356,9 +386,7 @@ impl<'a> FlatItem<'a> {
     /// `get("path")`: the flattened view's `path` (inherited too, any scalar), found by its
     /// interned key.
     pub fn flat_path(&self) -> Option<&'a str> {
-        let doc = self.doc;
-        doc.winner_id(self.nodes, doc.known.path)
-            .map(|x| doc.str(x.value))
+        self.doc.flat_path(ItemAt(self.nodes))
     }
 
     /// A field of the flattened view (what a filter compares).
