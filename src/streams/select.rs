@@ -570,4 +570,56 @@ mod tests {
             ["20240301"]
         );
     }
+
+    /// `select_at` selects exactly what `select_each` does, as handles, with and without
+    /// filters (groups, regex, a missing key), on the real 2016 cloud-images document.
+    #[test]
+    fn select_at_is_select_each_as_handles() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/real");
+        let bytes = std::fs::read(format!(
+            "{root}/cloud-images-released-2016/streams/v1/com.ubuntu.cloud:released:download.sjson"
+        ))
+        .unwrap();
+        let text = std::str::from_utf8(&bytes).unwrap();
+        let body =
+            &text[text.find("\n\n").unwrap() + 2..text.find("-----BEGIN PGP SIGNATURE").unwrap()];
+        let Ok(Document::Products(p)) = parse("dl", body.as_bytes()) else {
+            panic!("products expected")
+        };
+        let groups = [
+            FilterGroups::default(),
+            FilterGroups::parse(&["arch=amd64", "release~(trusty|xenial)"]).unwrap(),
+            FilterGroups::parse(&["ftype=root.tar.xz", "--or", "release=precise"]).unwrap(),
+            FilterGroups::parse(&["nokey!=x", "version_name~^2016"]).unwrap(),
+            FilterGroups::parse(&["release!~."]).unwrap(),
+        ];
+        for g in &groups {
+            let each: Vec<(String, Vec<(String, Vec<ItemAt>)>)> = select_each(&p, g)
+                .map(|sp| {
+                    let versions = sp
+                        .versions
+                        .iter()
+                        .map(|v| (v.name.to_owned(), v.items.iter().map(|i| i.at()).collect()))
+                        .collect();
+                    (sp.name.to_owned(), versions)
+                })
+                .collect();
+            let at: Vec<(String, Vec<(String, Vec<ItemAt>)>)> = select_at(&p, g)
+                .map(|sp| {
+                    let names = sp.version_names_desc();
+                    let versions: Vec<_> = sp
+                        .versions
+                        .into_iter()
+                        .map(|(v, ats)| (v.to_owned(), ats))
+                        .collect();
+                    let mut sorted: Vec<String> = versions.iter().map(|v| v.0.clone()).collect();
+                    sorted.sort_by(|a, b| b.cmp(a));
+                    assert_eq!(names, sorted);
+                    (sp.name.to_owned(), versions)
+                })
+                .collect();
+            assert_eq!(at, each);
+        }
+        assert_eq!(select_at(&p, &groups[0]).count(), 51);
+    }
 }
