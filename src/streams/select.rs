@@ -593,8 +593,10 @@ mod tests {
             FilterGroups::parse(&["nokey!=x", "version_name~^2016"]).unwrap(),
             FilterGroups::parse(&["release!~."]).unwrap(),
         ];
+        /// A product's name and its versions' names and item handles.
+        type Shape = (String, Vec<(String, Vec<ItemAt>)>);
         for g in &groups {
-            let each: Vec<(String, Vec<(String, Vec<ItemAt>)>)> = select_each(&p, g)
+            let each: Vec<Shape> = select_each(&p, g)
                 .map(|sp| {
                     let versions = sp
                         .versions
@@ -604,7 +606,7 @@ mod tests {
                     (sp.name.to_owned(), versions)
                 })
                 .collect();
-            let at: Vec<(String, Vec<(String, Vec<ItemAt>)>)> = select_at(&p, g)
+            let at: Vec<Shape> = select_at(&p, g)
                 .map(|sp| {
                     let names = sp.version_names_desc();
                     let versions: Vec<_> = sp
