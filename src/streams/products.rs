@@ -12,7 +12,9 @@
 //! tree) into a compact model: every scalar of the four levels is one text span in one arena,
 //! keys are interned, and the levels are flat vectors. The flattened view is never copied: a
 //! [`FlatItem`] looks each key up through the levels of its item, so an inherited field is
-//! stored once however many items inherit it. Only `_aliases` copy values into objects (as
+//! stored once however many items inherit it. A sync reads what it needs of every item (path,
+//! size, strongest checksum: [`Products::facts`]) by the document's interned key ids, without
+//! a [`FlatItem`] or a string (issue 13 item 5). Only `_aliases` copy values into objects (as
 //! upstream does); that copy is bounded by [`aliases`]: a document that would expand beyond 64
 //! times its size (or 8 GiB) is refused with [`ParseError::ExpansionTooLarge`].
 //! The streaming builder (serde visitors, the arena, Python's `str()` of scalars) is `build`;

@@ -5,6 +5,9 @@
 //! `util.resolve_work` exactly, including plain string order (`9` is newer than `10`), the
 //! Python slice arithmetic behind a zero or negative `--max`, and the refusal of `--keep`
 //! without `--max` ([`SelectError::KeepWithoutMax`], upstream's `TypeError`).
+//!
+//! [`select_at`] is [`select_each`] as item handles, for a sync: it flattens no item when there
+//! is no filter, and a filtered one only as far as the filters read it.
 
 use std::collections::HashSet;
 
