@@ -23,9 +23,10 @@ mod products;
 pub use filter::{Filter, FilterError, FilterGroups, Filters, GroupError, ItemFilter, Op};
 pub use index::{Index, IndexEntry};
 pub use path::{PathReason, UnsafePath, check_path};
-pub use products::{FlatItem, ItemAt, Products};
+pub use products::{FlatItem, ItemAt, ItemFacts, Products};
 pub use select::{
-    SelectError, SelectedProduct, SelectedVersion, Work, resolve_work, select, select_each,
+    SelectError, SelectedAt, SelectedProduct, SelectedVersion, Work, resolve_work, select,
+    select_at, select_each,
 };
 
 use serde_json::{Map, Value};

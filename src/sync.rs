@@ -36,6 +36,7 @@ mod downgrade;
 mod download;
 mod metadata;
 mod plan;
+mod report;
 mod select;
 
 use std::collections::BTreeSet;
@@ -238,22 +239,7 @@ pub async fn sync(
     };
 
     if opts.dry_run {
-        // Exact capacities: a million-download plan is a million of these.
-        report.plan = Vec::with_capacity(plan.len());
-        for j in 0..plan.len() {
-            let Some(job) = plan.job(&items, &meta, j) else {
-                continue;
-            };
-            let names = plan.items(j).iter().map(|&i| {
-                let (_, p, v, it) = items.key(&meta, i as usize);
-                format!("{p} {v} {it}")
-            });
-            report.plan.push(PlannedFetch {
-                path: job.path,
-                size: job.size.unwrap_or(0),
-                items: names.collect(),
-            });
-        }
+        report.plan = report::planned(&plan, &items, &meta);
         report.requests = fetcher.stats().requests;
         report.duration_ms = started.elapsed().as_millis() as u64;
         return Ok(report);

@@ -392,17 +392,27 @@ impl From<Filters> for FilterGroups {
 /// What [`select`](super::select()) filters items with: [`Filters`] or [`FilterGroups`].
 pub trait ItemFilter {
     fn matches_item(&self, item: &FlatItem<'_>) -> bool;
+    /// True when every item matches (no filter at all): the item need not be looked at.
+    fn takes_everything(&self) -> bool {
+        false
+    }
 }
 
 impl ItemFilter for Filters {
     fn matches_item(&self, item: &FlatItem<'_>) -> bool {
         self.matches(item)
     }
+    fn takes_everything(&self) -> bool {
+        self.is_empty()
+    }
 }
 
 impl ItemFilter for FilterGroups {
     fn matches_item(&self, item: &FlatItem<'_>) -> bool {
         self.matches(item)
+    }
+    fn takes_everything(&self) -> bool {
+        self.is_empty()
     }
 }
 

@@ -12,7 +12,9 @@
 //! tree) into a compact model: every scalar of the four levels is one text span in one arena,
 //! keys are interned, and the levels are flat vectors. The flattened view is never copied: a
 //! [`FlatItem`] looks each key up through the levels of its item, so an inherited field is
-//! stored once however many items inherit it. Only `_aliases` copy values into objects (as
+//! stored once however many items inherit it. A sync reads what it needs of every item (path,
+//! size, strongest checksum: [`Products::facts`]) by the document's interned key ids, without
+//! a [`FlatItem`] or a string (issue 13 item 5). Only `_aliases` copy values into objects (as
 //! upstream does); that copy is bounded by [`aliases`]: a document that would expand beyond 64
 //! times its size (or 8 GiB) is refused with [`ParseError::ExpansionTooLarge`].
 //! The streaming builder (serde visitors, the arena, Python's `str()` of scalars) is `build`;
@@ -75,7 +77,23 @@ pub struct Products {
     /// The top-level `products` range of `products` (the last `products` key wins).
     roots: Range,
     counts: (usize, usize, usize),
+    /// Interned ids of the keys read for every item (see [`Known`]).
+    known: Known,
 }
+
+/// The interned ids of the keys a sync reads for every item (`path`, `size`, the checksums),
+/// resolved once per document: an item's lookup then compares integers, not key text (issue 13
+/// item 5). `None` when no field of the document has that key.
+#[derive(Debug, Clone, Copy, Default)]
+struct Known {
+    path: Option<u32>,
+    size: Option<u32>,
+    /// `md5`, `sha256`, `sha512`, in [`ALGOS`] order.
+    sums: [Option<u32>; 3],
+}
+
+/// The checksum algorithms of the flattened view, weakest first.
+const ALGOS: [Algo; 3] = [Algo::Md5, Algo::Sha256, Algo::Sha512];
 
 impl Products {
     /// The document's own `content_id` (the one that counts, spec §1.2).
@@ -137,6 +155,17 @@ impl Products {
         })
     }
 
+    /// Every item's handle, in the order of [`Products::items`], without flattening any.
+    pub fn item_ats(&self) -> impl Iterator<Item = ItemAt> + '_ {
+        (self.roots.0..self.roots.1).flat_map(move |p| {
+            let pn = self.products.get(p as usize).map_or((0, 0), |n| n.children);
+            (pn.0..pn.1).flat_map(move |v| {
+                let vn = self.versions.get(v as usize).map_or((0, 0), |n| n.children);
+                (vn.0..vn.1).map(move |i| ItemAt([p, v, i]))
+            })
+        })
+    }
+
     /// The fields of one level of an item: 0 top, 1 product, 2 version, 3 item.
     fn level_of(&self, nodes: [u32; 3], level: usize) -> &[Field] {
         let node = |list: &[Node], i: u32| list.get(i as usize).map_or((0, 0), |n| n.fields);
@@ -152,6 +181,61 @@ impl Products {
     fn name_of(&self, list: &[Node], i: u32) -> &str {
         list.get(i as usize).map_or("", |n| self.str(n.name))
     }
+
+    /// The last field with key id `key` at one level of an item.
+    fn find_id(&self, nodes: [u32; 3], level: usize, key: u32) -> Option<&Field> {
+        self.level_of(nodes, level)
+            .iter()
+            .rev()
+            .find(|x| x.key == key)
+    }
+
+    /// The field that wins for key id `key` in the flattened view (item, version, product, top;
+    /// never one of the synthetic `*_name` keys).
+    fn winner_id(&self, nodes: [u32; 3], key: Option<u32>) -> Option<&Field> {
+        let key = key?;
+        (0..4)
+            .rev()
+            .find_map(|level| self.find_id(nodes, level, key))
+    }
+
+    /// The item's own `path` (item level only), if a string.
+    fn path_of(&self, nodes: [u32; 3]) -> Option<&str> {
+        let key = self.known.path?;
+        self.level_of(nodes, 3)
+            .iter()
+            .rev()
+            .find(|x| x.kind == Kind::Str && x.key == key)
+            .map(|x| self.str(x.value))
+    }
+
+    /// The flattened `size`, when the value that won is a non-negative JSON integer.
+    fn size_of(&self, nodes: [u32; 3]) -> Option<u64> {
+        match self.winner_id(nodes, self.known.size) {
+            Some(x) if x.kind == Kind::UInt => self.str(x.value).parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// The flattened checksum of `algo`, as written (not lowercased).
+    fn sum_of(&self, nodes: [u32; 3], algo: Algo) -> Option<&str> {
+        let i = ALGOS.iter().position(|&a| a == algo)?;
+        let key = self.known.sums.get(i).copied().flatten();
+        self.winner_id(nodes, key).map(|x| self.str(x.value))
+    }
+}
+
+/// What a sync reads of an item for its plan and report, borrowed from the document without
+/// building its [`FlatItem`] (no allocation): [`Products::facts`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ItemFacts<'a> {
+    /// As [`FlatItem::path`].
+    pub path: Option<&'a str>,
+    /// As [`FlatItem::size`].
+    pub size: Option<u64>,
+    /// The strongest checksum of the flattened view ([`Checksums::strongest`] of
+    /// [`FlatItem::checksums`]), its hex as written in the document (maybe uppercase).
+    pub strongest: Option<(Algo, &'a str)>,
 }
 
 /// Where one item sits in its [`Products`] (product, version and item node): a 12-byte handle
@@ -164,6 +248,44 @@ impl Products {
     /// The item at `at` (from [`FlatItem::at`] on this document), flattened again.
     pub fn item(&self, at: ItemAt) -> FlatItem<'_> {
         FlatItem::new(self, at.0)
+    }
+
+    /// The path, size and strongest checksum of the item at `at`, without its [`FlatItem`].
+    pub fn facts(&self, at: ItemAt) -> ItemFacts<'_> {
+        let n = at.0;
+        ItemFacts {
+            path: self.path_of(n),
+            size: self.size_of(n),
+            strongest: ALGOS
+                .iter()
+                .rev()
+                .find_map(|&a| self.sum_of(n, a).map(|v| (a, v))),
+        }
+    }
+
+    /// The flattened view's `path` of the item at `at` (`get("path")`: inherited too, any
+    /// scalar; [`ItemFacts::path`] is the item's own), found by its interned key.
+    pub fn flat_path(&self, at: ItemAt) -> Option<&str> {
+        self.winner_id(at.0, self.known.path)
+            .map(|x| self.str(x.value))
+    }
+
+    /// The item at `at` as far as a filter reads it ([`FlatItem::get`]): its `path`, `size`
+    /// and `checksums` are left unset, so no checksum string is made for an item a filter
+    /// drops.
+    pub(super) fn item_for_filter(&self, at: ItemAt) -> FlatItem<'_> {
+        FlatItem::named(self, at.0)
+    }
+
+    /// The checksums of the item at `at`, lowercased (as [`FlatItem::checksums`]).
+    pub fn checksums(&self, at: ItemAt) -> Checksums {
+        let mut c = Checksums::default();
+        for algo in ALGOS {
+            if let Some(v) = self.sum_of(at.0, algo) {
+                c.set(algo, v.to_ascii_lowercase());
+            }
+        }
+        c
     }
 
     /// The product, version and item names of the item at `at`, without the rest of its view.
@@ -212,7 +334,16 @@ enum Winner<'a> {
 
 impl<'a> FlatItem<'a> {
     fn new(doc: &'a Products, nodes: [u32; 3]) -> Self {
-        let mut f = FlatItem {
+        let mut f = FlatItem::named(doc, nodes);
+        f.path = doc.path_of(nodes);
+        f.size = doc.size_of(nodes);
+        f.checksums = doc.checksums(ItemAt(nodes));
+        f
+    }
+
+    /// The names only (what [`FlatItem::get`] needs).
+    fn named(doc: &'a Products, nodes: [u32; 3]) -> Self {
+        FlatItem {
             product: doc.name_of(&doc.products, nodes[0]),
             version: doc.name_of(&doc.versions, nodes[1]),
             item: doc.name_of(&doc.items, nodes[2]),
@@ -221,25 +352,7 @@ impl<'a> FlatItem<'a> {
             checksums: Checksums::default(),
             doc,
             nodes,
-        };
-        f.path = doc
-            .level_of(nodes, 3)
-            .iter()
-            .rev()
-            .find(|x| {
-                x.kind == Kind::Str && doc.keys.get(x.key as usize).is_some_and(|k| &**k == "path")
-            })
-            .map(|x| doc.str(x.value));
-        f.size = match f.winner("size") {
-            Some(Winner::Field(x)) if x.kind == Kind::UInt => doc.str(x.value).parse().ok(),
-            _ => None,
-        };
-        for algo in [Algo::Md5, Algo::Sha256, Algo::Sha512] {
-            if let Some(v) = f.get(algo.name()) {
-                f.checksums.set(algo, v.to_ascii_lowercase());
-            }
         }
-        f
     }
 
     /// Where this item sits in its document (see [`ItemAt`]).
@@ -270,6 +383,12 @@ impl<'a> FlatItem<'a> {
             }
         }
         self.find(0, key).map(Winner::Field)
+    }
+
+    /// `get("path")`: the flattened view's `path` (inherited too, any scalar), found by its
+    /// interned key.
+    pub fn flat_path(&self) -> Option<&'a str> {
+        self.doc.flat_path(ItemAt(self.nodes))
     }
 
     /// A field of the flattened view (what a filter compares).

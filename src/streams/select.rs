@@ -5,11 +5,14 @@
 //! `util.resolve_work` exactly, including plain string order (`9` is newer than `10`), the
 //! Python slice arithmetic behind a zero or negative `--max`, and the refusal of `--keep`
 //! without `--max` ([`SelectError::KeepWithoutMax`], upstream's `TypeError`).
+//!
+//! [`select_at`] is [`select_each`] as item handles, for a sync: it flattens no item when there
+//! is no filter, and a filtered one only as far as the filters read it.
 
 use std::collections::HashSet;
 
 use super::filter::ItemFilter;
-use super::products::{FlatItem, Products};
+use super::products::{FlatItem, ItemAt, Products};
 
 /// Why a selection cannot be computed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -193,6 +196,52 @@ pub fn select_each<'a: 'f, 'f, F: ItemFilter + ?Sized>(
             }
         }
         Some(product)
+    })
+}
+
+/// One product of [`select_at`]: its selected versions, each with the handles of its items.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelectedAt<'a> {
+    pub name: &'a str,
+    /// The selected versions and their matching items, in document order.
+    pub versions: Vec<(&'a str, Vec<ItemAt>)>,
+}
+
+impl SelectedAt<'_> {
+    /// The version names, newest first (as [`SelectedProduct::version_names_desc`]).
+    pub fn version_names_desc(&self) -> Vec<String> {
+        let names: Vec<String> = self.versions.iter().map(|v| v.0.to_owned()).collect();
+        sorted_desc(&names)
+    }
+}
+
+/// [`select_each`] as item handles ([`ItemAt`]) instead of flattened items: what a sync keeps.
+/// No item is flattened when the filters take everything, and a filtered item only as far as
+/// its filters read it (issue 13 item 5: a million-item document).
+pub fn select_at<'a: 'f, 'f, F: ItemFilter + ?Sized>(
+    products: &'a Products,
+    filters: &'f F,
+) -> impl Iterator<Item = SelectedAt<'a>> + use<'a, 'f, F> {
+    let all = filters.takes_everything();
+    let mut items = products
+        .item_ats()
+        .filter(move |&at| all || filters.matches_item(&products.item_for_filter(at)))
+        .map(|at| (products.item_names(at), at))
+        .peekable();
+    std::iter::from_fn(move || {
+        let ((product, version, _), at) = items.next()?;
+        let mut sp = SelectedAt {
+            name: product,
+            versions: vec![(version, vec![at])],
+        };
+        // Products and versions come contiguously, as in select_each.
+        while let Some(((_, version, _), at)) = items.next_if(|((p, _, _), _)| *p == sp.name) {
+            match sp.versions.last_mut() {
+                Some(v) if v.0 == version => v.1.push(at),
+                _ => sp.versions.push((version, vec![at])),
+            }
+        }
+        Some(sp)
     })
 }
 
@@ -523,5 +572,59 @@ mod tests {
             both[0].resolve(&[], Some(1), false).unwrap().add,
             ["20240301"]
         );
+    }
+
+    /// `select_at` selects exactly what `select_each` does, as handles, with and without
+    /// filters (groups, regex, a missing key), on the real 2016 cloud-images document.
+    #[test]
+    fn select_at_is_select_each_as_handles() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/real");
+        let bytes = std::fs::read(format!(
+            "{root}/cloud-images-released-2016/streams/v1/com.ubuntu.cloud:released:download.sjson"
+        ))
+        .unwrap();
+        let text = std::str::from_utf8(&bytes).unwrap();
+        let body =
+            &text[text.find("\n\n").unwrap() + 2..text.find("-----BEGIN PGP SIGNATURE").unwrap()];
+        let Ok(Document::Products(p)) = parse("dl", body.as_bytes()) else {
+            panic!("products expected")
+        };
+        let groups = [
+            FilterGroups::default(),
+            FilterGroups::parse(&["arch=amd64", "release~(trusty|xenial)"]).unwrap(),
+            FilterGroups::parse(&["ftype=root.tar.xz", "--or", "release=precise"]).unwrap(),
+            FilterGroups::parse(&["nokey!=x", "version_name~^2016"]).unwrap(),
+            FilterGroups::parse(&["release!~."]).unwrap(),
+        ];
+        /// A product's name and its versions' names and item handles.
+        type Shape = (String, Vec<(String, Vec<ItemAt>)>);
+        for g in &groups {
+            let each: Vec<Shape> = select_each(&p, g)
+                .map(|sp| {
+                    let versions = sp
+                        .versions
+                        .iter()
+                        .map(|v| (v.name.to_owned(), v.items.iter().map(|i| i.at()).collect()))
+                        .collect();
+                    (sp.name.to_owned(), versions)
+                })
+                .collect();
+            let at: Vec<Shape> = select_at(&p, g)
+                .map(|sp| {
+                    let names = sp.version_names_desc();
+                    let versions: Vec<_> = sp
+                        .versions
+                        .into_iter()
+                        .map(|(v, ats)| (v.to_owned(), ats))
+                        .collect();
+                    let mut sorted: Vec<String> = versions.iter().map(|v| v.0.clone()).collect();
+                    sorted.sort_by(|a, b| b.cmp(a));
+                    assert_eq!(names, sorted);
+                    (sp.name.to_owned(), versions)
+                })
+                .collect();
+            assert_eq!(at, each);
+        }
+        assert_eq!(select_at(&p, &groups[0]).count(), 51);
     }
 }

@@ -47,7 +47,7 @@ impl Plan {
         Some(Job {
             path: v.path?.to_string(),
             size: v.size,
-            checksums: v.checksums.into_owned(),
+            checksums: v.checksums(),
         })
     }
 }
@@ -60,16 +60,41 @@ pub(super) struct Job {
 }
 
 /// A content's identity in the plan: BLAKE3 of (strongest algorithm, lowercase hex, size), so
-/// the maps hold 32 bytes per distinct content instead of its text.
+/// the maps hold 32 bytes per distinct content instead of its text. The hex is lowercased
+/// through a stack buffer, not a new string per item.
 fn content_key(algo: Algo, hex: &str, size: u64) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
     h.update(algo.name().as_bytes());
     h.update(b"\0");
-    h.update(hex.to_ascii_lowercase().as_bytes());
+    let mut buf = [0u8; 64];
+    for chunk in hex.as_bytes().chunks(buf.len()) {
+        let lower = buf.get_mut(..chunk.len()).unwrap_or_default();
+        lower.copy_from_slice(chunk);
+        lower.make_ascii_lowercase();
+        h.update(lower);
+    }
     h.update(b"\0");
     h.update(&size.to_le_bytes());
     *h.finalize().as_bytes()
 }
+
+/// Hashes a [`content_key`] by its first eight bytes: they are already BLAKE3 output, so
+/// SipHash over all 32 would only cost time (a million-item plan hashes a million keys).
+#[derive(Default, Clone, Copy)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes.iter().take(8) {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+}
+
+type Contents = HashMap<[u8; 32], Content, std::hash::BuildHasherDefault<KeyHasher>>;
 
 /// A distinct content: already a blob of the store, or download `j`.
 #[derive(Clone, Copy)]
@@ -92,7 +117,7 @@ fn plan_in(vault: &Vault, meta: &Metadata, sel: &mut Selection) -> Result<Plan> 
     let mut plan = Plan::default();
     // Distinct contents by (strongest checksum, size); items without either
     // (`--no-checksumming-reader`) are their own content.
-    let mut contents: HashMap<[u8; 32], Content> = HashMap::new();
+    let mut contents = Contents::with_capacity_and_hasher(sel.len(), Default::default());
     let mut item_job: Vec<u32> = vec![NO_JOB; sel.len()];
     let mut jobs = 0u32;
     let mut found: Vec<(usize, u32)> = Vec::new();
@@ -105,7 +130,7 @@ fn plan_in(vault: &Vault, meta: &Metadata, sel: &mut Selection) -> Result<Plan> 
         if it.path.is_none() {
             continue;
         }
-        let (Some(size), Some((algo, hex))) = (it.size, it.checksums.strongest()) else {
+        let (Some(size), Some((algo, hex))) = (it.size, it.strongest) else {
             // Unchecked item: always fetched; a resumable name from its path.
             plan.fetch_bytes += it.size.unwrap_or(0);
             *slot = jobs;
@@ -117,7 +142,7 @@ fn plan_in(vault: &Vault, meta: &Metadata, sel: &mut Selection) -> Result<Plan> 
             Some(&c) => c,
             None => {
                 let found = match has_blobs {
-                    true => vault.catalog.find_blob(&it.checksums, size)?,
+                    true => vault.catalog.find_blob(&it.checksums(), size)?,
                     false => None,
                 };
                 let c = match found.filter(|b| vault.blobs.contains(b.as_str())) {

@@ -5,8 +5,7 @@
 //! parsed documents (or into the few rows carried over from the previous snapshot), never a row
 //! per item; rows are built one at a time when the snapshot is written.
 
-use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::metadata::Metadata;
 use super::{ItemLine, ProductChange, SyncOptions};
@@ -45,7 +44,8 @@ pub(super) fn idx(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-/// One item as the plan, the report and the catalogue see it, borrowed from the documents.
+/// One item as the plan, the report and the catalogue see it, borrowed from the documents
+/// without an allocation (issue 13 item 5: the plan and a dry run's report read every item).
 pub(super) struct ItemView<'a> {
     pub(super) content_id: &'a str,
     pub(super) product: &'a str,
@@ -53,7 +53,25 @@ pub(super) struct ItemView<'a> {
     pub(super) item: &'a str,
     pub(super) path: Option<&'a str>,
     pub(super) size: Option<u64>,
-    pub(super) checksums: Cow<'a, Checksums>,
+    /// The strongest checksum, its hex as written (compare it case-insensitively).
+    pub(super) strongest: Option<(checksum::Algo, &'a str)>,
+    from: From<'a>,
+}
+
+/// Where an [`ItemView`]'s checksums are, spelled out only when needed ([`ItemView::checksums`]).
+enum From<'a> {
+    Doc(&'a streams::Products, streams::ItemAt),
+    Carried(&'a Checksums),
+}
+
+impl ItemView<'_> {
+    /// Every checksum of the item, lowercased.
+    pub(super) fn checksums(&self) -> Checksums {
+        match self.from {
+            From::Doc(p, at) => p.checksums(at),
+            From::Carried(c) => c.clone(),
+        }
+    }
 }
 
 impl Selection {
@@ -87,15 +105,17 @@ impl Selection {
         match *self.sel.get(i)? {
             Sel::Doc { doc, at } => {
                 let products = meta.docs.get(doc as usize)?.products.as_ref()?;
-                let fi = products.item(at);
+                let (product, version, item) = products.item_names(at);
+                let f = products.facts(at);
                 Some(ItemView {
                     content_id: products.content_id(),
-                    product: fi.product,
-                    version: fi.version,
-                    item: fi.item,
-                    path: fi.path,
-                    size: fi.size,
-                    checksums: Cow::Owned(fi.checksums),
+                    product,
+                    version,
+                    item,
+                    path: f.path,
+                    size: f.size,
+                    strongest: f.strongest,
+                    from: From::Doc(products, at),
                 })
             }
             Sel::Carried(c) => {
@@ -107,7 +127,8 @@ impl Selection {
                     item: &it.item,
                     path: it.path.as_deref(),
                     size: it.size,
-                    checksums: Cow::Borrowed(&it.checksums),
+                    strongest: it.checksums.strongest(),
+                    from: From::Carried(&it.checksums),
                 })
             }
         }
@@ -168,7 +189,7 @@ impl Selection {
             item: v.item.to_string(),
             path: v.path.map(str::to_string),
             size: v.size,
-            checksums: v.checksums.into_owned(),
+            checksums: v.checksums(),
             blob: self.blob(i).cloned(),
         })
     }
@@ -198,26 +219,25 @@ pub(super) fn select_items(
         };
         let d = idx(d);
         let cid = products.content_id();
-        for sp in streams::select_each(products, filters) {
+        // Upper bound of what this document adds: reserved, not touched (no resident pages
+        // for what the filters drop), so a million-item selection never regrows.
+        out.sel.reserve(products.item_count());
+        out.blob.reserve(products.item_count());
+        for sp in streams::select_at(products, filters) {
             let key = (cid.to_string(), sp.name.to_string());
             let src = sp.version_names_desc();
             let target = prev_versions.get(&key).cloned().unwrap_or_default();
             visited.insert(key);
             let work = streams::resolve_work(&src, &target, source.max, source.keep)?;
             let keep_set = final_versions(&target, &work);
-            for sv in &sp.versions {
-                if !keep_set.contains(sv.name) {
+            for (version, ats) in &sp.versions {
+                if !keep_set.contains(*version) {
                     continue;
                 }
-                for fi in &sv.items {
-                    check_item(cid, fi, opts.allow_unchecked_items)?;
-                    out.push(
-                        Sel::Doc {
-                            doc: d,
-                            at: fi.at(),
-                        },
-                        fi.size,
-                    );
+                for &at in ats {
+                    let facts = products.facts(at);
+                    check_item(products, at, &facts, opts.allow_unchecked_items)?;
+                    out.push(Sel::Doc { doc: d, at }, facts.size);
                 }
             }
             // Versions that left the source but are kept (--keep): carried over.
@@ -228,7 +248,7 @@ pub(super) fn select_items(
                     }
                 }
             }
-            changes.push(product_change(cid, &sp, work));
+            changes.push(product_change(products, &sp, work));
         }
     }
     // Products of the previous snapshot that no longer appear (or no longer match): dropped,
@@ -252,29 +272,37 @@ pub(super) fn select_items(
     Ok((out, changes))
 }
 
-fn item_line(fi: &streams::FlatItem<'_>) -> Option<ItemLine> {
+fn item_line(products: &streams::Products, version: &str, at: streams::ItemAt) -> Option<ItemLine> {
     Some(ItemLine {
-        version: fi.version.to_string(),
-        item: fi.item.to_string(),
-        path: fi.get("path")?.to_string(),
-        size: fi.size?,
+        version: version.to_string(),
+        item: products.item_names(at).2.to_string(),
+        path: products.flat_path(at)?.to_string(),
+        size: products.facts(at).size?,
     })
 }
 
 fn product_change(
-    cid: &str,
-    sp: &streams::SelectedProduct<'_>,
+    products: &streams::Products,
+    sp: &streams::SelectedAt<'_>,
     work: streams::Work,
 ) -> ProductChange {
+    // Version name -> its place in `sp.versions` (a product may list thousands).
+    let by_name: HashMap<&str, usize> = sp
+        .versions
+        .iter()
+        .enumerate()
+        .rev()
+        .map(|(i, v)| (v.0, i))
+        .collect();
     let lines = |names: &[String]| -> Vec<ItemLine> {
         names
             .iter()
-            .filter_map(|n| sp.versions.iter().find(|v| v.name == n.as_str()))
-            .flat_map(|v| v.items.iter().filter_map(item_line))
+            .filter_map(|n| sp.versions.get(*by_name.get(n.as_str())?))
+            .flat_map(|(v, ats)| ats.iter().filter_map(|&at| item_line(products, v, at)))
             .collect()
     };
     ProductChange {
-        content_id: cid.to_string(),
+        content_id: products.content_id().to_string(),
         product: sp.name.to_string(),
         added_items: lines(&work.add),
         removed_items: lines(&work.remove),
@@ -295,24 +323,30 @@ fn final_versions(target: &[String], work: &streams::Work) -> BTreeSet<String> {
 
 /// An item with a path must say what to expect (size, a well-formed checksum), unless
 /// `--no-checksumming-reader`.
-fn check_item(content_id: &str, fi: &streams::FlatItem<'_>, unchecked: bool) -> Result<()> {
-    let name = || format!("{}/{}/{}/{}", content_id, fi.product, fi.version, fi.item);
-    if fi.path.is_some() && !unchecked {
-        if fi.size.is_none() {
+fn check_item(
+    products: &streams::Products,
+    at: streams::ItemAt,
+    facts: &streams::ItemFacts<'_>,
+    unchecked: bool,
+) -> Result<()> {
+    let name = || {
+        let (p, v, i) = products.item_names(at);
+        format!("{}/{p}/{v}/{i}", products.content_id())
+    };
+    if facts.path.is_some() && !unchecked {
+        if facts.size.is_none() {
             return Err(Error::ItemIncomplete {
                 item: name(),
                 what: "size",
             });
         }
-        if fi.checksums.is_empty() {
+        let Some((algo, hex)) = facts.strongest else {
             return Err(Error::ItemIncomplete {
                 item: name(),
                 what: "checksum",
             });
-        }
-        if let Some((algo, hex)) = fi.checksums.strongest()
-            && !checksum::is_hex(hex, algo.hex_len())
-        {
+        };
+        if !checksum::is_hex(hex, algo.hex_len()) {
             return Err(Error::ItemIncomplete {
                 item: name(),
                 what: algo.name(),

@@ -8,7 +8,7 @@ use std::fmt::{self, Write as _};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use super::{Field, Kind, Node, Products, Range, Span, n32};
+use super::{ALGOS, Field, Kind, Known, Node, Products, Range, Span, n32};
 use crate::streams::aliases;
 use crate::streams::path::check_path;
 use crate::streams::{ParseError, wrong_type};
@@ -21,6 +21,9 @@ enum Scalar<'de> {
     Null,
     Compound,
 }
+
+/// Up to this many distinct keys, [`Builder::key`] finds a key by scanning them.
+const SCAN_KEYS: usize = 32;
 
 /// Builds a [`Products`] while serde walks the document (or an expanded `Value`).
 struct Builder<'d> {
@@ -64,7 +67,13 @@ impl Builder<'_> {
     }
 
     fn key(&mut self, k: &str) -> u32 {
-        if let Some(&id) = self.key_ids.get(k) {
+        // A document has a few dozen distinct keys: a scan of them beats hashing every key read
+        // (millions in a large document).
+        if self.p.keys.len() <= SCAN_KEYS {
+            if let Some(id) = self.p.keys.iter().position(|x| **x == *k) {
+                return n32(id);
+            }
+        } else if let Some(&id) = self.key_ids.get(k) {
             return id;
         }
         let id = u32::try_from(self.p.keys.len()).unwrap_or(u32::MAX);
@@ -519,6 +528,7 @@ fn builder(doc: &str, len: usize) -> Builder<'_> {
         items: Vec::with_capacity(len / 96),
         roots: (0, 0),
         counts: (0, 0, 0),
+        known: Known::default(),
     };
     p.keys.reserve(64);
     Builder {
@@ -584,6 +594,12 @@ fn finish(
         .map(|v| v.children.1.saturating_sub(v.children.0) as usize)
         .sum();
     p.counts = (roots.len(), versions, items);
+    let id = |k: &str| b.key_ids.get(k).copied();
+    p.known = Known {
+        path: id("path"),
+        size: id("size"),
+        sums: ALGOS.map(|a| id(a.name())),
+    };
     Ok(p)
 }
 

@@ -287,3 +287,79 @@ fn inherited_values_are_shared_not_copied() {
     assert_eq!(all[7].size, Some(7));
     assert_eq!(all[7].fields().get("item_name"), Some(&"i7"));
 }
+
+/// What a sync reads per item without flattening it ([`Products::facts`],
+/// [`Products::checksums`], [`Products::flat_path`], [`Products::item_ats`]) is exactly what the
+/// flattened [`FlatItem`] says, on inherited, overridden, uppercase, non-string and missing
+/// values, more than 32 distinct keys (key lookup past the scan) and a real document.
+#[test]
+fn facts_agree_with_the_flattened_view() {
+    let many_keys: String = (0..40).map(|k| format!("\"k{k}\":{k},")).collect();
+    let doc = format!(
+        r#"{{"format":"products:1.0","content_id":"c","md5":"TOPMD5","size":7,{many_keys}
+        "products":{{
+          "p1":{{"sha256":"{up}","path":"inherited/path","versions":{{
+            "v1":{{"size":"12","items":{{
+              "a":{{"path":"a/x","size":3,"sha512":"{lo512}"}},
+              "b":{{"path":"b/x"}},
+              "c":{{"size":-1,"md5":7}}}}}},
+            "v2":{{"items":{{"d":{{"path":"d/x","size":5,"sha256":"ab"}}}}}}}}}},
+          "p2":{{"versions":{{"v":{{"items":{{"e":{{"path":1}}}}}}}}}}}}}}"#,
+        up = "AB".repeat(32),
+        lo512 = "cd".repeat(64),
+    );
+    // `e` has a non-string path: refused; drop it and check the rest.
+    let doc = doc.replace(r#"{"path":1}"#, r#"{"k39":"x"}"#);
+    let p = products(&doc);
+    let real = crate::streams::parse(
+        "real",
+        &std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/fixtures/real/incus-chr-2025/streams/v1/images.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let Document::Products(real) = real else {
+        panic!("products expected")
+    };
+    for p in [&p, &real] {
+        let ats: Vec<ItemAt> = p.item_ats().collect();
+        let flat: Vec<FlatItem<'_>> = p.items().collect();
+        assert_eq!(ats.len(), flat.len());
+        assert!(!ats.is_empty());
+        for (at, fi) in ats.into_iter().zip(&flat) {
+            assert_eq!(fi.at(), at);
+            let f = p.facts(at);
+            assert_eq!(f.path, fi.path, "{}", fi.item);
+            assert_eq!(f.size, fi.size, "{}", fi.item);
+            let strongest = f.strongest.map(|(a, h)| (a, h.to_ascii_lowercase()));
+            let want = fi.checksums.strongest().map(|(a, h)| (a, h.to_owned()));
+            assert_eq!(strongest, want, "{}", fi.item);
+            assert_eq!(p.checksums(at), fi.checksums, "{}", fi.item);
+            assert_eq!(p.flat_path(at), fi.get("path"), "{}", fi.item);
+            assert_eq!(fi.flat_path(), fi.get("path"));
+        }
+    }
+    // The synthetic document's own answers, spelled out.
+    let by_name = |n: &str| {
+        let at = p.items().find(|i| i.item == n).unwrap().at();
+        p.facts(at)
+    };
+    let a = by_name("a");
+    assert_eq!((a.path, a.size), (Some("a/x"), Some(3)));
+    assert_eq!(a.strongest.map(|s| s.0), Some(Algo::Sha512));
+    let b = by_name("b");
+    // `size` "12" (a string) wins over the top-level 7 and is no size.
+    assert_eq!((b.path, b.size), (Some("b/x"), None));
+    assert_eq!(b.strongest, Some((Algo::Sha256, "AB".repeat(32).as_str())));
+    let c = by_name("c");
+    assert_eq!((c.path, c.size), (None, None));
+    assert_eq!(c.strongest, Some((Algo::Sha256, "AB".repeat(32).as_str())));
+    let at_c = p.items().find(|i| i.item == "c").unwrap().at();
+    assert_eq!(p.checksums(at_c).md5.as_deref(), Some("7"));
+    assert_eq!(p.flat_path(at_c), Some("inherited/path"));
+    let e = by_name("e");
+    assert_eq!((e.path, e.size), (None, Some(7)));
+    assert_eq!(e.strongest, Some((Algo::Md5, "TOPMD5")));
+}
