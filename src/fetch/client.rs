@@ -34,7 +34,9 @@ struct Body {
 }
 
 impl Fetcher {
-    /// Build the client. Installs rustls' ring provider as the process default if none is.
+    /// A fetcher with these options. The HTTP client (rustls with ring, installed as the process
+    /// default if none is) is built by the first HTTP request, so a local-only run never loads
+    /// the system's CA certificates.
     pub fn new(options: FetchOptions) -> Result<Self> {
         Ok(Fetcher {
             inner: Arc::new(Transport::new(options)?),

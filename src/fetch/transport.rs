@@ -2,7 +2,9 @@
 //! (rustls with ring, timeouts, proxies from the environment, basic auth from `user:pass@` URLs),
 //! the `--jobs` permits, the shared `--limit-rate` bucket, the run's counters, retries with
 //! exponential back-off and jitter, and the [`Pace`] (stall, speed limit, deadline) of each
-//! request. It knows nothing of documents, items or partial files.
+//! request. It knows nothing of documents, items or partial files. The reqwest client is built
+//! on the first request: a run that only reads `file://` documents (a local dry run) never loads
+//! the system's CA certificates.
 //!
 //! Protects invariant 6 only by what it refuses to call success: a status other than the one
 //! asked for is an error ([`status_error`]), a `Content-Range` is parsed strictly
@@ -22,7 +24,7 @@ use super::{Progress, Validators};
 
 #[derive(Debug)]
 pub(super) struct Transport {
-    client: reqwest::Client,
+    client: std::sync::OnceLock<reqwest::Client>,
     options: FetchOptions,
     limiter: Option<RateLimiter>,
     jobs: Semaphore,
@@ -51,25 +53,35 @@ pub struct Stats {
 }
 
 impl Transport {
-    /// Build the client. Installs rustls' ring provider as the process default if none is.
+    /// The transport; its client is built by the first request ([`Transport::client`]).
     pub(super) fn new(options: FetchOptions) -> Result<Self> {
-        // Err only means another provider is already installed, which is fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(options.connect_timeout)
-            .user_agent(options.user_agent.as_str())
-            .pool_max_idle_per_host(options.jobs.max(1));
-        if !options.env_proxy {
-            builder = builder.no_proxy();
-        }
-        let client = builder.build().map_err(|source| Error::Client { source })?;
         Ok(Transport {
-            client,
+            client: std::sync::OnceLock::new(),
             limiter: options.limit_rate.map(RateLimiter::new),
             jobs: Semaphore::new(options.jobs.max(1)),
             counters: Counters::default(),
             options,
         })
+    }
+
+    /// The client, built on first use. Installs rustls' ring provider as the process default if
+    /// none is. Two first requests at once may both build one; the first stored is used.
+    fn client(&self) -> Result<&reqwest::Client> {
+        if let Some(client) = self.client.get() {
+            return Ok(client);
+        }
+        // Err only means another provider is already installed, which is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let o = &self.options;
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(o.connect_timeout)
+            .user_agent(o.user_agent.as_str())
+            .pool_max_idle_per_host(o.jobs.max(1));
+        if !o.env_proxy {
+            builder = builder.no_proxy();
+        }
+        let client = builder.build().map_err(|source| Error::Client { source })?;
+        Ok(self.client.get_or_init(|| client))
     }
 
     pub(super) fn options(&self) -> &FetchOptions {
@@ -136,7 +148,7 @@ impl Transport {
     ) -> Result<(reqwest::Response, Pace)> {
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let pace = Pace::new(&self.options);
-        let mut request = self.client.get(url);
+        let mut request = self.client()?.get(url);
         if let Some(range) = range {
             request = request.header(reqwest::header::RANGE, range);
         }
