@@ -17,7 +17,7 @@ use super::plan::{Job, Plan};
 use super::select::Selection;
 use crate::checksum;
 use crate::error::{Error, IoResultExt, Result};
-use crate::fetch::{Expect, Fetcher, Location, Progress};
+use crate::fetch::{Expect, Fetcher, Held, Location, Progress};
 use crate::store::BlobHash;
 use crate::vault::Vault;
 
@@ -55,9 +55,13 @@ const PARTIAL_NAMES: usize = 16;
 /// lock sees that the name now points elsewhere (or nowhere) and tries again, so two writers can
 /// never both believe they own a name. The lock goes with the inode when it is renamed into
 /// `blobs/` and ends when this is dropped (nothing else locks blobs).
+///
+/// The fetcher writes through this lock's own open file ([`Held`]: no second `open`, `fstat`
+/// and `close` per download) and never unlinks the name; the lock ends when the last handle
+/// goes, which is [`Self::release`] after the rename (or after removing what is not kept).
 struct PartialLock {
     partial: PathBuf,
-    file: std::fs::File,
+    held: Held,
 }
 
 impl PartialLock {
@@ -108,7 +112,11 @@ impl PartialLock {
             let held = file.metadata().with_path("stat", &partial)?;
             match std::fs::metadata(&partial) {
                 Ok(now) if now.dev() == held.dev() && now.ino() == held.ino() => {
-                    return Ok(Some(PartialLock { partial, file }));
+                    let held = Held {
+                        file: Arc::new(file),
+                        len: held.len(),
+                    };
+                    return Ok(Some(PartialLock { partial, held }));
                 }
                 // placed or removed by its previous holder after this open: open it again
                 _ => continue,
@@ -116,9 +124,19 @@ impl PartialLock {
         }
     }
 
-    /// Give the name up (after the partial was placed, kept or removed): unlock.
+    /// Give the name up (after the partial was placed, kept or removed): unlock (the fetcher
+    /// has dropped its handle by now, so this closes the file).
     fn release(self) {
-        drop(self.file);
+        drop(self.held);
+    }
+
+    /// After a failed download: remove the partial file when it holds nothing to resume from
+    /// (the fetcher only empties a held file), then unlock.
+    fn release_failed(self) {
+        if self.held.file.metadata().is_ok_and(|m| m.len() == 0) {
+            let _ = std::fs::remove_file(&self.partial);
+        }
+        self.release();
     }
 }
 
@@ -280,7 +298,7 @@ async fn download_one(
         checksums: job.checksums,
     };
     let res = fetcher
-        .download(&loc, &job.path, &partial, &expect, progress)
+        .download_held(&loc, &job.path, &partial, &lock.held, &expect, progress)
         .await;
     // chmod + rename happen here, in parallel; the flush (one syncfs) and the rows are
     // batched by the collector (invariant 1 still holds: row after durable file).
@@ -295,10 +313,12 @@ async fn download_one(
             .await
             .unwrap_or_else(|_| Err(Error::Interrupted))
         }
-        Err(e) => {
-            lock.release();
+        Err(e) => tokio::task::spawn_blocking(move || {
+            lock.release_failed();
             Err(Error::from(e))
-        }
+        })
+        .await
+        .unwrap_or_else(|_| Err(Error::Interrupted)),
     };
     (j, placed.map(|d| (d, job.path, job.size.unwrap_or(0))))
 }
