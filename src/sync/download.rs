@@ -7,6 +7,12 @@
 //! on two cores): blobs placed while one flush runs form the next batch, so the batches grow
 //! with the flush's cost instead of one `syncfs` per handful of files. A batch's rows are
 //! inserted only after a `syncfs` that started after every one of its renames.
+//!
+//! Per download, the lock (open, `flock` without waiting, two stats) and the place (chmod,
+//! rename: no flush) run on the runtime thread: each is a few metadata system calls, cheaper
+//! than a hand-off to a blocking thread and back. The fetcher writes through the lock's own
+//! open file (no second open). What goes to blocking threads: the body's hashed writes (one
+//! hand-off per 256 KiB batch), the flush, and a lock that must wait for another process.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -68,20 +74,29 @@ impl PartialLock {
     /// Lock `dir/name`, or the first of `dir/name.1`, `dir/name.2`, … that no other process
     /// holds; when all are held, wait for `dir/name`. Never fails because of another writer.
     fn acquire(dir: &Path, name: &str) -> Result<PartialLock> {
-        for n in 0..PARTIAL_NAMES {
-            let partial = match n {
-                0 => dir.join(name),
-                n => dir.join(format!("{name}.{n}")),
-            };
-            if let Some(lock) = Self::lock(partial, false)? {
-                return Ok(lock);
-            }
+        if let Some(lock) = Self::try_acquire(dir, name)? {
+            return Ok(lock);
         }
         loop {
             if let Some(lock) = Self::lock(dir.join(name), true)? {
                 return Ok(lock);
             }
         }
+    }
+
+    /// Lock the first of `dir/name`, `dir/name.1`, … that no other process holds, without
+    /// waiting (a few metadata system calls: fine on a runtime thread); `None` when all are held.
+    fn try_acquire(dir: &Path, name: &str) -> Result<Option<PartialLock>> {
+        for n in 0..PARTIAL_NAMES {
+            let partial = match n {
+                0 => dir.join(name),
+                n => dir.join(format!("{name}.{n}")),
+            };
+            if let Some(lock) = Self::lock(partial, false)? {
+                return Ok(Some(lock));
+            }
+        }
+        Ok(None)
     }
 
     /// Lock the partial file `partial`, creating it empty when missing (waiting for the lock
@@ -284,13 +299,21 @@ async fn download_one(
     let progress: &dyn Progress = &*events;
     let name = partial_name(&job);
     // One writer per partial file, from its first byte until it is placed (or dropped):
-    // another sync sharing this content writes under another name.
-    let lock = match tokio::task::spawn_blocking(move || PartialLock::acquire(&partial_dir, &name))
-        .await
-    {
-        Ok(Ok(lock)) => lock,
-        Ok(Err(e)) => return (j, Err(e)),
-        Err(_) => return (j, Err(Error::Interrupted)),
+    // another sync sharing this content writes under another name. Taken here, on the runtime
+    // thread (open, flock without waiting, two stats: microseconds, less than a hand-off to a
+    // blocking thread costs); only when all names are held is the wait a blocking task.
+    let lock = match PartialLock::try_acquire(&partial_dir, &name) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => {
+            match tokio::task::spawn_blocking(move || PartialLock::acquire(&partial_dir, &name))
+                .await
+            {
+                Ok(Ok(lock)) => lock,
+                Ok(Err(e)) => return (j, Err(e)),
+                Err(_) => return (j, Err(Error::Interrupted)),
+            }
+        }
+        Err(e) => return (j, Err(e)),
     };
     let partial = lock.partial.clone();
     let expect = Expect {
@@ -300,25 +323,21 @@ async fn download_one(
     let res = fetcher
         .download_held(&loc, &job.path, &partial, &lock.held, &expect, progress)
         .await;
-    // chmod + rename happen here, in parallel; the flush (one syncfs) and the rows are
-    // batched by the collector (invariant 1 still holds: row after durable file).
+    // chmod + rename happen here, on the runtime thread (two metadata system calls without a
+    // flush: cheaper than a hand-off to a blocking thread); the flush (one syncfs, on a blocking
+    // thread) and the rows are batched by the collector (invariant 1 still holds: row after
+    // durable file).
     let placed = match res {
         Ok(d) => {
             let digests = d.digests;
-            tokio::task::spawn_blocking(move || {
-                let placed = blobs.place(&partial, &digests).map(|_| digests);
-                lock.release();
-                placed
-            })
-            .await
-            .unwrap_or_else(|_| Err(Error::Interrupted))
+            let placed = blobs.place(&partial, &digests).map(|_| digests);
+            lock.release();
+            placed
         }
-        Err(e) => tokio::task::spawn_blocking(move || {
+        Err(e) => {
             lock.release_failed();
             Err(Error::from(e))
-        })
-        .await
-        .unwrap_or_else(|_| Err(Error::Interrupted)),
+        }
     };
     (j, placed.map(|d| (d, job.path, job.size.unwrap_or(0))))
 }
