@@ -1,7 +1,8 @@
 //! The partial file of an item and what every way of filling it shares: [`Pipe`] (body bytes
 //! into a file in batches of at least 256 KiB, each hashed and written with one `writev` on a
 //! blocking thread while the next one arrives, without a copy in user space), [`Partial`] (a
-//! pipe into the partial file that hashes: the hash state of exactly its bytes), which
+//! pipe into the partial file that hashes: the hash state of exactly its bytes; through the
+//! caller's open handle when it holds one, [`Held`], which a failure empties, never unlinks), which
 //! algorithms to compute ([`algos`]), the final size and checksum comparison ([`verify`]) and the
 //! read-back hash of a file written out of order ([`hash_file`]). Used by `download`,
 //! `segmented` and `local`; uses nothing of the transport.
