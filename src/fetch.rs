@@ -99,6 +99,17 @@ pub struct Downloaded {
     pub resumed_from: u64,
 }
 
+/// A partial file the caller already opened (read + write) and holds, e.g. under an `flock`:
+/// [`Fetcher::download_held`] writes through this handle instead of opening the path again (one
+/// `open`, `fstat` and `close` less per item) and never unlinks the name (a failure truncates
+/// it), so the caller's lock stays on the file at the name until the caller lets go.
+#[derive(Debug, Clone)]
+pub struct Held {
+    pub file: std::sync::Arc<std::fs::File>,
+    /// Its length when opened (its position is 0): 0 skips the re-hash of earlier bytes.
+    pub len: u64,
+}
+
 /// Receives what happens during fetching; every method defaults to doing nothing.
 pub trait Progress: Send + Sync {
     /// `n` more bytes of an item body were written.

@@ -34,7 +34,8 @@
 //! Modes do not depend on the umask: every directory of the store is created with an explicit
 //! mode ([`create_dir_mode`]: the root 0711 so that a web server can traverse it to a published
 //! tree, `trees/` and tree directories 0755, the others 0700, `keys/` 0700), lock files 0644
-//! (see `lock`), blobs and tree files 0444.
+//! (see `lock`), blobs and tree files 0444. The 256 fan-out directories `blobs/00` … `blobs/ff`
+//! are created with the store (0700), not on a blob's first rename.
 //!
 //! Protects invariant 1: [`BlobStore::commit`] makes a file visible at its address only after
 //! fsync(file), rename, fsync(dir); the caller inserts the catalogue row after it returns.
@@ -320,6 +321,22 @@ impl Layout {
         ] {
             create_dir_mode(&dir, mode).with_path("create directory", &dir)?;
         }
+        self.create_blob_prefixes()
+    }
+
+    /// The 256 fan-out directories `blobs/00` … `blobs/ff` (0700), so that placing a blob is
+    /// one rename, never a failed rename, a `mkdir` and a second rename. Created in order, so an
+    /// existing `blobs/ff` means all exist: one `stat` when the store is opened again. (A prefix
+    /// directory removed by hand is still created by [`BlobStore::place`] when it misses it.)
+    fn create_blob_prefixes(&self) -> Result<()> {
+        let blobs = self.blobs();
+        if blobs.join("ff").is_dir() {
+            return Ok(());
+        }
+        for i in 0..=255u8 {
+            let dir = blobs.join(format!("{i:02x}"));
+            create_dir_mode(&dir, 0o700).with_path("create directory", &dir)?;
+        }
         Ok(())
     }
 }
@@ -361,8 +378,9 @@ impl BlobStore {
     /// content nor the rename is durable until [`Self::make_durable`] returns: no row for the
     /// blob may be inserted before that.
     ///
-    /// Two system calls in the common case (chmod, rename; the prefix directory is created
-    /// only when the rename finds it missing), which matters at thousands of small blobs.
+    /// Two system calls in the common case (chmod, rename: the prefix directories exist from
+    /// [`Layout::create_dirs`]; one is created here only when the rename finds it missing),
+    /// which matters at thousands of small blobs.
     pub fn place(&self, file: &Path, digests: &Digests) -> Result<PathBuf> {
         let dest = self.layout.blob_path(&BlobHash::parse(&digests.blake3)?);
         fs::set_permissions(file, readonly()).with_path("chmod", file)?;
@@ -524,6 +542,36 @@ pub fn refuse_in_store(layout: &Layout, dest: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_256_blob_prefix_directories_come_with_the_store_and_placing_needs_none() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path().join("store"));
+        layout.create_dirs().unwrap();
+        let prefixes: Vec<_> = fs::read_dir(layout.blobs())
+            .unwrap()
+            .map(|e| e.unwrap())
+            .collect();
+        assert_eq!(prefixes.len(), 256);
+        for e in &prefixes {
+            assert_eq!(e.metadata().unwrap().permissions().mode() & 0o777, 0o700);
+        }
+        assert!(layout.blobs().join("00").is_dir() && layout.blobs().join("ff").is_dir());
+        // idempotent; a prefix removed by hand is created again by place
+        layout.create_dirs().unwrap();
+        let store = BlobStore::new(layout.clone());
+        let mut h = checksum::MultiHasher::all();
+        h.update(b"x");
+        let d = h.finish();
+        fs::remove_dir(layout.blobs().join(&d.blake3[..2])).unwrap();
+        let f = layout.tmp().join("f");
+        fs::write(&f, b"x").unwrap();
+        assert_eq!(
+            store.place(&f, &d).unwrap(),
+            layout.blob(&d.blake3).unwrap()
+        );
+    }
 
     #[test]
     fn put_and_read_blob_is_readonly_and_addressed() {

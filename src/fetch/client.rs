@@ -16,7 +16,8 @@ use super::location::{Source, redact};
 use super::options::FetchOptions;
 use super::transport::{Stats, Transport, status_error};
 use super::{
-    DocumentCache, Downloaded, Expect, Fetched, Location, Progress, Validators, download, local,
+    DocumentCache, Downloaded, Expect, Fetched, Held, Location, Progress, Validators, download,
+    local,
 };
 
 /// Fetches documents and items; cheap to clone (shares client, rate limit and counters).
@@ -104,13 +105,44 @@ impl Fetcher {
         expect: &Expect,
         progress: &dyn Progress,
     ) -> Result<Downloaded> {
+        self.download_in(loc, rel, partial, None, expect, progress)
+            .await
+    }
+
+    /// [`Self::download`] through the caller's open handle of `partial` ([`Held`]): the file is
+    /// not opened again, and a failure truncates it instead of removing the name (the caller
+    /// removes what it does not keep, while it still holds the file).
+    pub async fn download_held(
+        &self,
+        loc: &Location,
+        rel: &str,
+        partial: &Path,
+        held: &Held,
+        expect: &Expect,
+        progress: &dyn Progress,
+    ) -> Result<Downloaded> {
+        self.download_in(loc, rel, partial, Some(held), expect, progress)
+            .await
+    }
+
+    async fn download_in(
+        &self,
+        loc: &Location,
+        rel: &str,
+        partial: &Path,
+        held: Option<&Held>,
+        expect: &Expect,
+        progress: &dyn Progress,
+    ) -> Result<Downloaded> {
         let _permit = self.inner.permit().await;
         let mut tried = Vec::new();
         for url in loc.urls(rel)? {
             let result = match Source::of(&url)? {
-                Source::Http => download::http(&self.inner, &url, partial, expect, progress).await,
+                Source::Http => {
+                    download::http(&self.inner, &url, partial, held, expect, progress).await
+                }
                 Source::Local(path) => {
-                    local::download(&self.inner, &path, &url, partial, expect, progress).await
+                    local::download(&self.inner, &path, &url, partial, held, expect, progress).await
                 }
             };
             match result {
@@ -118,10 +150,11 @@ impl Fetcher {
                 other => return other,
             }
         }
-        // leave no empty file behind when nothing was found
-        if tokio::fs::metadata(partial)
-            .await
-            .is_ok_and(|m| m.len() == 0)
+        // leave no empty file behind when nothing was found (a held one is the caller's)
+        if held.is_none()
+            && tokio::fs::metadata(partial)
+                .await
+                .is_ok_and(|m| m.len() == 0)
         {
             tokio::fs::remove_file(partial)
                 .await

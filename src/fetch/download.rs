@@ -22,17 +22,18 @@ use super::error::{Error, Result};
 use super::location::redact;
 use super::partial::{Partial, algos, downloaded, verify};
 use super::transport::{Pace, Transport, parse_content_range, status_error};
-use super::{Downloaded, Expect, Progress};
+use super::{Downloaded, Expect, Held, Progress};
 
 /// Download `url` into `partial` (see [`Fetcher::download`](super::Fetcher::download)).
 pub(super) async fn http(
     f: &Arc<Transport>,
     url: &str,
     partial: &Path,
+    held: Option<&Held>,
     expect: &Expect,
     progress: &dyn Progress,
 ) -> Result<Downloaded> {
-    let mut part = Partial::open(partial, &algos(expect), expect.size).await?;
+    let mut part = Partial::open(partial, &algos(expect), expect.size, held).await?;
 
     // A large item starting from nothing: in parallel segments, if connections are free and the
     // server does ranges (nothing is written before it said so). Not under `--limit-rate`: the
@@ -82,14 +83,15 @@ pub(super) async fn http(
             Ok(digests) => return Ok(downloaded(digests, url, part.body_start)),
             Err(e) if e.is_integrity() => {
                 let resumed = part.body_start > 0;
-                part.remove().await?;
                 if !resumed || fresh_retry_used {
+                    part.remove().await?;
                     return Err(e);
                 }
-                // The bytes kept from before may be what is wrong: once more from zero.
+                // The bytes kept from before may be what is wrong: once more from zero, in the
+                // same file (a held file keeps its name and its lock).
                 fresh_retry_used = true;
                 f.note_restart(url, progress);
-                part = Partial::create(partial, &algos(expect)).await?;
+                part.reset().await?;
             }
             Err(e) => match f.retry_or_fail(url, &mut failures, e, progress) {
                 Ok(delay) => tokio::time::sleep(delay).await,

@@ -15,7 +15,7 @@ use tokio::io::AsyncReadExt;
 use super::error::{Error, Result};
 use super::partial::{Partial, algos, downloaded, verify};
 use super::transport::Transport;
-use super::{Downloaded, Expect, Progress};
+use super::{Downloaded, Expect, Held, Progress};
 
 const BUF: usize = 256 * 1024;
 
@@ -51,11 +51,12 @@ pub(super) async fn download(
     path: &Path,
     url: &str,
     partial: &Path,
+    held: Option<&Held>,
     expect: &Expect,
     progress: &dyn Progress,
 ) -> Result<Downloaded> {
     let mut src = open(path, url).await?;
-    let mut part = Partial::create(partial, &algos(expect)).await?;
+    let mut part = Partial::create(partial, &algos(expect), held).await?;
     let result = async {
         loop {
             // a fresh buffer per read: the bytes go to the writer as they are, not copied

@@ -1,7 +1,8 @@
 //! The partial file of an item and what every way of filling it shares: [`Pipe`] (body bytes
 //! into a file in batches of at least 256 KiB, each hashed and written with one `writev` on a
 //! blocking thread while the next one arrives, without a copy in user space), [`Partial`] (a
-//! pipe into the partial file that hashes: the hash state of exactly its bytes), which
+//! pipe into the partial file that hashes: the hash state of exactly its bytes; through the
+//! caller's open handle when it holds one, [`Held`], which a failure empties, never unlinks), which
 //! algorithms to compute ([`algos`]), the final size and checksum comparison ([`verify`]) and the
 //! read-back hash of a file written out of order ([`hash_file`]). Used by `download`,
 //! `segmented` and `local`; uses nothing of the transport.
@@ -13,12 +14,13 @@
 
 use std::io::{self, IoSlice, Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
 use super::error::{Error, Result};
 use super::location::redact;
-use super::{Downloaded, Expect};
+use super::{Downloaded, Expect, Held};
 use crate::checksum::{Algo, Digests, MultiHasher};
 
 /// A body's bytes are handed to the writer in batches of at least this many (one `writev`).
@@ -70,7 +72,8 @@ pub(super) fn downloaded(digests: Digests, url: &str, resumed_from: u64) -> Down
 /// A file and (for a partial file) the hash state of exactly the bytes written to it; moves to a
 /// blocking thread while it writes a batch.
 struct Sink {
-    file: std::fs::File,
+    /// Shared with the caller when it holds the partial file ([`Held`]).
+    file: Arc<std::fs::File>,
     hasher: Option<MultiHasher>,
     /// Batches written (each one `writev` unless the kernel took less).
     batches: u64,
@@ -88,7 +91,7 @@ impl Sink {
         let mut slices: Vec<IoSlice<'_>> = batch.iter().map(|b| IoSlice::new(b)).collect();
         let mut rest = &mut slices[..];
         while !rest.is_empty() {
-            match self.file.write_vectored(rest) {
+            match (&*self.file).write_vectored(rest) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => IoSlice::advance_slices(&mut rest, n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -139,7 +142,7 @@ impl Pipe {
         Ok(Pipe::new(
             path,
             Sink {
-                file,
+                file: Arc::new(file),
                 hasher: None,
                 batches: 0,
             },
@@ -205,6 +208,8 @@ pub(super) struct Partial {
     pub(super) len: u64,
     /// Offset at which the current response body started.
     pub(super) body_start: u64,
+    /// The file is the caller's ([`Held`]): [`Self::remove`] truncates it instead of unlinking.
+    held: bool,
 }
 
 /// Run `f` on a blocking thread.
@@ -215,7 +220,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 /// Hash the whole of `file` from where it is through `hasher` (std I/O, one buffer).
-fn hash_reader(file: &mut std::fs::File, hasher: &mut MultiHasher) -> io::Result<()> {
+fn hash_reader(mut file: &std::fs::File, hasher: &mut MultiHasher) -> io::Result<()> {
     // most partial files are new and empty: no buffer to allocate and zero for them
     let size = file.metadata()?.len();
     if size == 0 {
@@ -234,11 +239,45 @@ fn hash_reader(file: &mut std::fs::File, hasher: &mut MultiHasher) -> io::Result
 }
 
 impl Partial {
-    /// Open or create `path`, re-hashing what it holds; more than `limit` bytes are discarded.
-    pub(super) async fn open(path: &Path, algos: &[Algo], limit: Option<u64>) -> Result<Self> {
+    /// Open or create `path` (or take the caller's `held` handle of it), re-hashing what it
+    /// holds; more than `limit` bytes are discarded. A held file that was empty needs no
+    /// system call and no blocking thread here.
+    pub(super) async fn open(
+        path: &Path,
+        algos: &[Algo],
+        limit: Option<u64>,
+        held: Option<&Held>,
+    ) -> Result<Self> {
+        if let Some(held) = held {
+            let file = held.file.clone();
+            if held.len == 0 {
+                let mut part = Partial::with(path, algos, file, MultiHasher::new(algos));
+                part.held = true;
+                return Ok(part);
+            }
+            let a = algos.to_vec();
+            let f = file.clone();
+            let hasher = blocking(move || {
+                let mut hasher = MultiHasher::new(&a);
+                (&*f).rewind()?;
+                hash_reader(&f, &mut hasher)?;
+                Ok::<_, io::Error>(hasher)
+            })
+            .await
+            .and_then(|r| r)
+            .map_err(Error::io("read", path))?;
+            let len = hasher.size();
+            let mut part = Partial::with(path, algos, file, hasher);
+            part.held = true;
+            part.len = len;
+            if limit.is_some_and(|l| len > l) {
+                part.reset().await?;
+            }
+            return Ok(part);
+        }
         let (p, a) = (path.to_path_buf(), algos.to_vec());
         let opened = blocking(move || {
-            let mut file = std::fs::OpenOptions::new()
+            let file = std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create(true)
@@ -246,14 +285,14 @@ impl Partial {
                 .open(&p)
                 .map_err(|e| ("open", e))?;
             let mut hasher = MultiHasher::new(&a);
-            hash_reader(&mut file, &mut hasher).map_err(|e| ("read", e))?;
+            hash_reader(&file, &mut hasher).map_err(|e| ("read", e))?;
             Ok::<_, (&'static str, io::Error)>((file, hasher))
         })
         .await
         .map_err(Error::io("open", path))?;
         let (file, hasher) = opened.map_err(|(op, e)| Error::io(op, path)(e))?;
         let len = hasher.size();
-        let mut part = Partial::with(path, algos, file, hasher);
+        let mut part = Partial::with(path, algos, Arc::new(file), hasher);
         part.len = len;
         if limit.is_some_and(|l| len > l) {
             part.reset().await?;
@@ -261,17 +300,30 @@ impl Partial {
         Ok(part)
     }
 
-    /// Create `path` empty (truncating it).
-    pub(super) async fn create(path: &Path, algos: &[Algo]) -> Result<Self> {
+    /// Create `path` empty (truncating it), or empty the caller's `held` handle of it.
+    pub(super) async fn create(path: &Path, algos: &[Algo], held: Option<&Held>) -> Result<Self> {
+        if let Some(held) = held {
+            let mut part = Partial::with(path, algos, held.file.clone(), MultiHasher::new(algos));
+            part.held = true;
+            if held.len > 0 {
+                part.reset().await?;
+            }
+            return Ok(part);
+        }
         let p = path.to_path_buf();
         let file = blocking(move || std::fs::File::create(p))
             .await
             .and_then(|r| r)
             .map_err(Error::io("create", path))?;
-        Ok(Partial::with(path, algos, file, MultiHasher::new(algos)))
+        Ok(Partial::with(
+            path,
+            algos,
+            Arc::new(file),
+            MultiHasher::new(algos),
+        ))
     }
 
-    fn with(path: &Path, algos: &[Algo], file: std::fs::File, hasher: MultiHasher) -> Self {
+    fn with(path: &Path, algos: &[Algo], file: Arc<std::fs::File>, hasher: MultiHasher) -> Self {
         let sink = Sink {
             file,
             hasher: Some(hasher),
@@ -282,6 +334,7 @@ impl Partial {
             algos: algos.to_vec(),
             len: 0,
             body_start: 0,
+            held: false,
         }
     }
 
@@ -299,9 +352,9 @@ impl Partial {
     /// Empty the file and the hash state.
     pub(super) async fn reset(&mut self) -> Result<()> {
         self.pipe.flush().await?;
-        let mut sink = self.pipe.settle().await?;
+        let sink = self.pipe.settle().await?;
         let (mut sink, r) = blocking(move || {
-            let r = sink.file.set_len(0).and_then(|()| sink.file.rewind());
+            let r = sink.file.set_len(0).and_then(|()| (&*sink.file).rewind());
             (sink, r)
         })
         .await
@@ -327,7 +380,11 @@ impl Partial {
         Ok(d)
     }
 
+    /// Remove the file (a held one is emptied instead: the name stays the caller's).
     pub(super) async fn remove(mut self) -> Result<()> {
+        if self.held {
+            return self.reset().await;
+        }
         let _ = self.pipe.flush().await;
         drop(self.pipe.sink.take());
         let path = self.pipe.path;
@@ -351,9 +408,9 @@ impl Partial {
 pub(super) async fn hash_file(path: &Path, algos: &[Algo]) -> Result<Digests> {
     let (p, a) = (path.to_path_buf(), algos.to_vec());
     blocking(move || {
-        let mut file = std::fs::File::open(&p).map_err(|e| ("open", e))?;
+        let file = std::fs::File::open(&p).map_err(|e| ("open", e))?;
         let mut hasher = MultiHasher::new(&a);
-        hash_reader(&mut file, &mut hasher).map_err(|e| ("read", e))?;
+        hash_reader(&file, &mut hasher).map_err(|e| ("read", e))?;
         Ok::<_, (&'static str, io::Error)>(hasher.finish())
     })
     .await
@@ -388,7 +445,7 @@ mod tests {
         let path = dir.path().join("part");
         let algos = [Algo::Sha256];
         let body = data(1024 * 1024 + 123, 7);
-        let mut p = Partial::create(&path, &algos).await.unwrap();
+        let mut p = Partial::create(&path, &algos, None).await.unwrap();
         for c in body.chunks(4096) {
             p.write(Bytes::copy_from_slice(c)).await.unwrap();
         }
@@ -405,7 +462,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("part");
         let algos = [Algo::Sha512];
-        let mut p = Partial::create(&path, &algos).await.unwrap();
+        let mut p = Partial::create(&path, &algos, None).await.unwrap();
         p.write(Bytes::from(data(300 * 1024, 1))).await.unwrap();
         p.write(Bytes::from(data(1000, 2))).await.unwrap();
         p.reset().await.unwrap();
@@ -423,7 +480,7 @@ mod tests {
         let algos = [Algo::Md5];
         let head = data(500_000, 4);
         std::fs::write(&path, &head).unwrap();
-        let mut p = Partial::open(&path, &algos, None).await.unwrap();
+        let mut p = Partial::open(&path, &algos, None, None).await.unwrap();
         assert_eq!(p.len, head.len() as u64);
         let tail = data(10, 5);
         p.write(Bytes::from(tail.clone())).await.unwrap();
@@ -432,7 +489,7 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), all);
         drop(p);
         // more than the limit: discarded
-        let p = Partial::open(&path, &algos, Some(100)).await.unwrap();
+        let p = Partial::open(&path, &algos, Some(100), None).await.unwrap();
         assert_eq!(p.len, 0);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
     }

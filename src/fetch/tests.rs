@@ -1061,3 +1061,62 @@ async fn limit_rate_paces_large_items_instead_of_segmenting_them() {
     assert_eq!(c.on_disk(), data);
     assert_eq!(got.digests, digests_of(&data, &[Algo::Sha256]));
 }
+
+#[tokio::test]
+async fn a_held_partial_is_written_through_its_handle_and_never_unlinked() {
+    let data = content(300_000);
+    let d = data.clone();
+    let srv = Server::start(move |_, _| Reply::ok(&d)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let part = dir.path().join("p");
+    let open = |p: &Path| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(p)
+            .unwrap()
+    };
+    let held = Held {
+        file: std::sync::Arc::new(open(&part)),
+        len: 0,
+    };
+    // the name is gone: a fetcher that opened the path again would create a new file there
+    std::fs::remove_file(&part).unwrap();
+    let f = fetcher();
+    let loc = Location::new(srv.base());
+    let got = f
+        .download_held(
+            &loc,
+            "x",
+            &part,
+            &held,
+            &expect(&data, Algo::Sha256),
+            &NoProgress,
+        )
+        .await
+        .unwrap();
+    assert_eq!(got.digests, digests_of(&data, &[Algo::Sha256]));
+    assert!(!part.exists());
+    let mut back = Vec::new();
+    std::io::Read::read_to_end(&mut &*held.file, &mut Vec::new()).unwrap();
+    std::io::Seek::rewind(&mut &*held.file).unwrap();
+    std::io::Read::read_to_end(&mut &*held.file, &mut back).unwrap();
+    assert_eq!(back, data);
+
+    // a mismatch empties a held file instead of removing its name (the holder's lock stays on it)
+    let held = Held {
+        file: std::sync::Arc::new(open(&part)),
+        len: 0,
+    };
+    let mut bad = expect(&data, Algo::Sha256);
+    bad.checksums.set(Algo::Sha256, "0".repeat(64));
+    let e = f
+        .download_held(&loc, "x", &part, &held, &bad, &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::ChecksumMismatch { .. }), "{e}");
+    assert_eq!(std::fs::metadata(&part).unwrap().len(), 0);
+    assert_eq!(held.file.metadata().unwrap().len(), 0);
+}

@@ -7,6 +7,12 @@
 //! on two cores): blobs placed while one flush runs form the next batch, so the batches grow
 //! with the flush's cost instead of one `syncfs` per handful of files. A batch's rows are
 //! inserted only after a `syncfs` that started after every one of its renames.
+//!
+//! Per download, the lock (open, `flock` without waiting, two stats) and the place (chmod,
+//! rename: no flush) run on the runtime thread: each is a few metadata system calls, cheaper
+//! than a hand-off to a blocking thread and back. The fetcher writes through the lock's own
+//! open file (no second open). What goes to blocking threads: the body's hashed writes (one
+//! hand-off per 256 KiB batch), the flush, and a lock that must wait for another process.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,7 +23,7 @@ use super::plan::{Job, Plan};
 use super::select::Selection;
 use crate::checksum;
 use crate::error::{Error, IoResultExt, Result};
-use crate::fetch::{Expect, Fetcher, Location, Progress};
+use crate::fetch::{Expect, Fetcher, Held, Location, Progress};
 use crate::store::BlobHash;
 use crate::vault::Vault;
 
@@ -55,29 +61,42 @@ const PARTIAL_NAMES: usize = 16;
 /// lock sees that the name now points elsewhere (or nowhere) and tries again, so two writers can
 /// never both believe they own a name. The lock goes with the inode when it is renamed into
 /// `blobs/` and ends when this is dropped (nothing else locks blobs).
+///
+/// The fetcher writes through this lock's own open file ([`Held`]: no second `open`, `fstat`
+/// and `close` per download) and never unlinks the name; the lock ends when the last handle
+/// goes, which is [`Self::release`] after the rename (or after removing what is not kept).
 struct PartialLock {
     partial: PathBuf,
-    file: std::fs::File,
+    held: Held,
 }
 
 impl PartialLock {
     /// Lock `dir/name`, or the first of `dir/name.1`, `dir/name.2`, … that no other process
     /// holds; when all are held, wait for `dir/name`. Never fails because of another writer.
     fn acquire(dir: &Path, name: &str) -> Result<PartialLock> {
-        for n in 0..PARTIAL_NAMES {
-            let partial = match n {
-                0 => dir.join(name),
-                n => dir.join(format!("{name}.{n}")),
-            };
-            if let Some(lock) = Self::lock(partial, false)? {
-                return Ok(lock);
-            }
+        if let Some(lock) = Self::try_acquire(dir, name)? {
+            return Ok(lock);
         }
         loop {
             if let Some(lock) = Self::lock(dir.join(name), true)? {
                 return Ok(lock);
             }
         }
+    }
+
+    /// Lock the first of `dir/name`, `dir/name.1`, … that no other process holds, without
+    /// waiting (a few metadata system calls: fine on a runtime thread); `None` when all are held.
+    fn try_acquire(dir: &Path, name: &str) -> Result<Option<PartialLock>> {
+        for n in 0..PARTIAL_NAMES {
+            let partial = match n {
+                0 => dir.join(name),
+                n => dir.join(format!("{name}.{n}")),
+            };
+            if let Some(lock) = Self::lock(partial, false)? {
+                return Ok(Some(lock));
+            }
+        }
+        Ok(None)
     }
 
     /// Lock the partial file `partial`, creating it empty when missing (waiting for the lock
@@ -108,7 +127,11 @@ impl PartialLock {
             let held = file.metadata().with_path("stat", &partial)?;
             match std::fs::metadata(&partial) {
                 Ok(now) if now.dev() == held.dev() && now.ino() == held.ino() => {
-                    return Ok(Some(PartialLock { partial, file }));
+                    let held = Held {
+                        file: Arc::new(file),
+                        len: held.len(),
+                    };
+                    return Ok(Some(PartialLock { partial, held }));
                 }
                 // placed or removed by its previous holder after this open: open it again
                 _ => continue,
@@ -116,9 +139,19 @@ impl PartialLock {
         }
     }
 
-    /// Give the name up (after the partial was placed, kept or removed): unlock.
+    /// Give the name up (after the partial was placed, kept or removed): unlock (the fetcher
+    /// has dropped its handle by now, so this closes the file).
     fn release(self) {
-        drop(self.file);
+        drop(self.held);
+    }
+
+    /// After a failed download: remove the partial file when it holds nothing to resume from
+    /// (the fetcher only empties a held file), then unlock.
+    fn release_failed(self) {
+        if self.held.file.metadata().is_ok_and(|m| m.len() == 0) {
+            let _ = std::fs::remove_file(&self.partial);
+        }
+        self.release();
     }
 }
 
@@ -266,13 +299,21 @@ async fn download_one(
     let progress: &dyn Progress = &*events;
     let name = partial_name(&job);
     // One writer per partial file, from its first byte until it is placed (or dropped):
-    // another sync sharing this content writes under another name.
-    let lock = match tokio::task::spawn_blocking(move || PartialLock::acquire(&partial_dir, &name))
-        .await
-    {
-        Ok(Ok(lock)) => lock,
-        Ok(Err(e)) => return (j, Err(e)),
-        Err(_) => return (j, Err(Error::Interrupted)),
+    // another sync sharing this content writes under another name. Taken here, on the runtime
+    // thread (open, flock without waiting, two stats: microseconds, less than a hand-off to a
+    // blocking thread costs); only when all names are held is the wait a blocking task.
+    let lock = match PartialLock::try_acquire(&partial_dir, &name) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => {
+            match tokio::task::spawn_blocking(move || PartialLock::acquire(&partial_dir, &name))
+                .await
+            {
+                Ok(Ok(lock)) => lock,
+                Ok(Err(e)) => return (j, Err(e)),
+                Err(_) => return (j, Err(Error::Interrupted)),
+            }
+        }
+        Err(e) => return (j, Err(e)),
     };
     let partial = lock.partial.clone();
     let expect = Expect {
@@ -280,23 +321,21 @@ async fn download_one(
         checksums: job.checksums,
     };
     let res = fetcher
-        .download(&loc, &job.path, &partial, &expect, progress)
+        .download_held(&loc, &job.path, &partial, &lock.held, &expect, progress)
         .await;
-    // chmod + rename happen here, in parallel; the flush (one syncfs) and the rows are
-    // batched by the collector (invariant 1 still holds: row after durable file).
+    // chmod + rename happen here, on the runtime thread (two metadata system calls without a
+    // flush: cheaper than a hand-off to a blocking thread); the flush (one syncfs, on a blocking
+    // thread) and the rows are batched by the collector (invariant 1 still holds: row after
+    // durable file).
     let placed = match res {
         Ok(d) => {
             let digests = d.digests;
-            tokio::task::spawn_blocking(move || {
-                let placed = blobs.place(&partial, &digests).map(|_| digests);
-                lock.release();
-                placed
-            })
-            .await
-            .unwrap_or_else(|_| Err(Error::Interrupted))
+            let placed = blobs.place(&partial, &digests).map(|_| digests);
+            lock.release();
+            placed
         }
         Err(e) => {
-            lock.release();
+            lock.release_failed();
             Err(Error::from(e))
         }
     };
