@@ -2,7 +2,8 @@
 //! plain copy, when a hardlink is impossible), generated documents written, all without a
 //! per-file fsync; then one `syncfs(2)` of the store's filesystem makes the whole tree durable
 //! (files, links, directory entries: [`Builder::sync`], as OSTree does before its flip); and the
-//! staging → `trees/<name>` rename.
+//! staging → `trees/<name>` rename. A large tree's item links are placed on a few threads
+//! ([`link_all`]); nothing is durable or live before the one `syncfs` and the flip that follow.
 //!
 //! Protects invariant 3 (a tree is only renamed into `trees/` once every file is in place and
 //! durable) and invariant 5 (every path is checked with [`check_path`] again right before it is
