@@ -12,6 +12,9 @@
 # build), BENCH_DIR (default: target/bench-publish, kept for the next run; the store, streams and
 # published links go there). Issue 13's target: publish of 100k items in a release build <= 2 s
 # (the last line prints each size's first publish against it, with its CPU time: user + system).
+# BEFORE=path/to/an/older/streamvault: the first publish of the largest size is then also timed
+# RUNS times (default 3) alternating that binary and this build, on the same store; the medians
+# and their ratio are printed last (before/after figures from one run on a loaded machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -85,3 +88,32 @@ for r in "${rows[@]}"; do
     printf 'publish of %s items: %s ms = %.2f x the 2 s target, CPU %s ms (%s build)\n' "$items" \
         "$p1" "$(echo "$p1 / 2000" | bc -l)" "$cpu" "$PROFILE"
 done
+
+# Alternating first publishes of the largest size: BEFORE, then this build, RUNS times.
+if [ -n "${BEFORE:-}" ]; then
+    BEFORE=$(realpath "$BEFORE")
+    RUNS=${RUNS:-3}
+    n=${SIZES##* }
+    root="$BENCH_DIR/store-$n"
+    dest="$BENCH_DIR/www-$n/maas"
+    once() { # BIN -> "wall_ms cpu_ms"
+        rm -f "$dest"
+        local t
+        t=$(date +%s%N)
+        /usr/bin/time -f '%U %S' -o "$BENCH_DIR/time-ab" "$1" --root "$root" publish 1 "$dest" \
+            --rebuild >/dev/null
+        echo "$(ms "$t") $(awk '{ printf "%d", ($1 + $2) * 1000 }' "$BENCH_DIR/time-ab")"
+    }
+    median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+    bw=() bc=() aw=() ac=()
+    for _ in $(seq "$RUNS"); do
+        read -r w c <<<"$(once "$BEFORE")"; bw+=("$w"); bc+=("$c")
+        read -r w c <<<"$(once "$BIN")"; aw+=("$w"); ac+=("$c")
+        echo "  before ${bw[-1]} ms (CPU ${bc[-1]}), after ${aw[-1]} ms (CPU ${ac[-1]})" >&2
+    done
+    mbw=$(printf '%s\n' "${bw[@]}" | median) mbc=$(printf '%s\n' "${bc[@]}" | median)
+    maw=$(printf '%s\n' "${aw[@]}" | median) mac=$(printf '%s\n' "${ac[@]}" | median)
+    printf 'first publish of %s items, median of %s alternating runs: before %s ms (CPU %s ms), after %s ms (CPU %s ms): wall x %.2f, CPU x %.2f (load %s)\n' \
+        "$items" "$RUNS" "$mbw" "$mbc" "$maw" "$mac" "$(echo "$maw / $mbw" | bc -l)" \
+        "$(echo "$mac / $mbc" | bc -l)" "$(cut -d' ' -f1 /proc/loadavg)"
+fi

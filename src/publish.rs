@@ -578,6 +578,9 @@ fn build(
             }
         }
     }
+    // Every item file first (the catalogue read stays on this thread), then placed by
+    // tree::link_all, on several threads for a large tree.
+    let mut files: Vec<tree::BlobFile> = Vec::new();
     let mut last: Option<(String, crate::store::BlobHash)> = None;
     vault.catalog.for_each_item_file(snap.id, None, |f| {
         let Some(blob) = f.blob else {
@@ -597,11 +600,11 @@ fn build(
                 path: f.path,
             });
         }
-        let bp = vault.layout.blob_path(&blob);
-        b.link_blob(&f.path, &bp, f.size)?;
+        files.push((f.path.clone(), vault.layout.blob_path(&blob), f.size));
         last = Some((f.path, blob));
         Ok(())
     })?;
+    tree::link_all(&mut b, &files)?;
     b.sync()?;
     Ok((b.files, b.bytes, written))
 }

@@ -2,7 +2,8 @@
 //! plain copy, when a hardlink is impossible), generated documents written, all without a
 //! per-file fsync; then one `syncfs(2)` of the store's filesystem makes the whole tree durable
 //! (files, links, directory entries: [`Builder::sync`], as OSTree does before its flip); and the
-//! staging → `trees/<name>` rename.
+//! staging → `trees/<name>` rename. A large tree's item links are placed on a few threads
+//! ([`link_all`]); nothing is durable or live before the one `syncfs` and the flip that follow.
 //!
 //! Protects invariant 3 (a tree is only renamed into `trees/` once every file is in place and
 //! durable) and invariant 5 (every path is checked with [`check_path`] again right before it is
@@ -14,6 +15,8 @@ use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, IoResultExt, Result};
 use crate::store::{TREE_DIR_MODE, create_dir_mode, sync_dir, syncfs};
@@ -53,6 +56,8 @@ pub(super) struct Builder {
     pub files: u64,
     pub bytes: u64,
     pub copied: u64,
+    /// Files placed by this builder and every [`Builder::fork`] of it (the failpoint's count).
+    placed: Arc<AtomicU64>,
     fail_after: Option<u64>,
     slow_ms: Option<u64>,
 }
@@ -73,8 +78,39 @@ impl Builder {
             files: 0,
             bytes: 0,
             copied: 0,
+            placed: Arc::new(AtomicU64::new(0)),
             fail_after: failpoint::number("publish-after-", "-files"),
             slow_ms: failpoint::number("publish-slow-file=", ""),
+        }
+    }
+
+    /// A builder for another thread placing files under the same root (its own directory
+    /// cache; the failpoint counts the files of all of them). Its work is added back with
+    /// [`Builder::absorb`] before [`Builder::sync`].
+    pub(super) fn fork(&self) -> Builder {
+        Builder {
+            root: self.root.clone(),
+            snapshot: self.snapshot,
+            on_existing: self.on_existing,
+            dirs: HashSet::new(),
+            touched: Vec::new(),
+            touched_set: HashSet::new(),
+            files: 0,
+            bytes: 0,
+            copied: 0,
+            placed: Arc::clone(&self.placed),
+            fail_after: self.fail_after,
+            slow_ms: self.slow_ms,
+        }
+    }
+
+    /// Add a [`Builder::fork`]'s counts and touched directories to this builder.
+    pub(super) fn absorb(&mut self, other: Builder) {
+        self.files += other.files;
+        self.bytes += other.bytes;
+        self.copied += other.copied;
+        for dir in other.touched {
+            self.touch(dir);
         }
     }
 
@@ -156,7 +192,10 @@ impl Builder {
     }
 
     fn failpoint(&self, path: &Path) -> Result<()> {
-        if self.fail_after.is_some_and(|n| self.files >= n) {
+        if self
+            .fail_after
+            .is_some_and(|n| self.placed.load(Ordering::Relaxed) >= n)
+        {
             return Err(Error::Io {
                 op: "write",
                 path: path.to_path_buf(),
@@ -212,6 +251,7 @@ impl Builder {
             self.copied += 1;
         }
         self.files += 1;
+        self.placed.fetch_add(1, Ordering::Relaxed);
         self.bytes += size;
         self.touch(dir);
         Ok(placed)
@@ -236,6 +276,7 @@ impl Builder {
             .and_then(|()| set_readonly(&f))
             .with_path("write", &path)?;
         self.files += 1;
+        self.placed.fetch_add(1, Ordering::Relaxed);
         self.bytes += bytes.len() as u64;
         self.touch(dir);
         Ok(Placed::Written)
@@ -250,6 +291,68 @@ impl Builder {
         }
         syncfs(&self.root)
     }
+}
+
+/// Below this many files a tree is placed on the calling thread (threads would cost more than
+/// they save).
+const PARALLEL_MIN_FILES: usize = 4096;
+
+/// At most this many threads place one tree's files.
+const MAX_LINK_THREADS: usize = 4;
+
+/// A blob file to place: (relative path, blob path, size).
+pub(super) type BlobFile = (String, PathBuf, u64);
+
+/// Place `files` (in path order) with [`Builder::link_blob`]: on up to [`MAX_LINK_THREADS`]
+/// threads (one per core) for a large tree, each placing a contiguous run of the list (so mostly
+/// its own directories) with a [`Builder::fork`]. Every thread stops at the first error of any;
+/// the error reported is the one of the earliest run, and the stage is left for the caller to
+/// discard as after any failed build. Nothing is durable until [`Builder::sync`].
+pub(super) fn link_all(b: &mut Builder, files: &[BlobFile]) -> Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = cores.min(MAX_LINK_THREADS);
+    if threads < 2 || files.len() < PARALLEL_MIN_FILES {
+        for (rel, blob, size) in files {
+            b.link_blob(rel, blob, *size)?;
+        }
+        return Ok(());
+    }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let results: Vec<Result<Builder>> = std::thread::scope(|s| {
+        let handles: Vec<_> = files
+            .chunks(files.len().div_ceil(threads))
+            .map(|run| {
+                let mut w = b.fork();
+                let stop = &stop;
+                s.spawn(move || {
+                    for (rel, blob, size) in run {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        if let Err(e) = w.link_blob(rel, blob, *size) {
+                            stop.store(true, Ordering::Relaxed);
+                            return Err(e);
+                        }
+                    }
+                    Ok(w)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    let mut first_err = None;
+    for r in results {
+        match r {
+            Ok(w) => b.absorb(w),
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    first_err.map_or(Ok(()), Err)
 }
 
 /// The errors after which a hardlink cannot work but a copy can.
@@ -355,6 +458,38 @@ mod tests {
         assert_eq!(k.write_bytes("a/n", b"x").unwrap(), Placed::Written);
         b.sync().unwrap();
         k.sync().unwrap();
+    }
+
+    #[test]
+    fn a_large_tree_is_placed_on_threads_whole_and_conflicts_still_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let blob = dir.path().join("blob");
+        fs::write(&blob, b"abc").unwrap();
+        let n = PARALLEL_MIN_FILES * 2;
+        let files: Vec<BlobFile> = (0..n)
+            .map(|i| (format!("d{:03}/e/f{i:05}", i / 50), blob.clone(), 3))
+            .collect();
+        let root = dir.path().join("t");
+        fs::create_dir(&root).unwrap();
+        let mut b = Builder::new(&root, crate::catalog::SnapshotId(1), OnExisting::Conflict);
+        link_all(&mut b, &files).unwrap();
+        assert_eq!((b.files, b.bytes), (n as u64, 3 * n as u64));
+        for (rel, _, _) in &files {
+            assert!(root.join(rel).is_file(), "{rel} placed");
+        }
+        b.sync().unwrap();
+
+        // A path that is a file early in the list and a directory near its end (another
+        // thread's run): refused as a conflict, whichever thread meets it.
+        let mut bad = files.clone();
+        bad.push((format!("{}/under", files[10].0), blob.clone(), 3));
+        let root2 = dir.path().join("t2");
+        fs::create_dir(&root2).unwrap();
+        let mut b2 = Builder::new(&root2, crate::catalog::SnapshotId(1), OnExisting::Conflict);
+        assert!(matches!(
+            link_all(&mut b2, &bad),
+            Err(Error::PathConflict { .. })
+        ));
     }
 
     #[test]
