@@ -348,8 +348,16 @@ impl Nginx {
 }
 
 impl Drop for Nginx {
+    /// SIGTERM to the master, which stops its workers (a SIGKILL would leave them running,
+    /// orphaned, still holding the port); SIGKILL only if that cannot be sent.
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let termed = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !termed {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
     }
 }
