@@ -23,6 +23,7 @@ mod products;
 pub use filter::{Filter, FilterError, FilterGroups, Filters, GroupError, ItemFilter, Op};
 pub use index::{Index, IndexEntry};
 pub use path::{PathReason, UnsafePath, check_path};
+pub(crate) use products::JsonKey;
 pub use products::{FlatItem, ItemAt, ItemFacts, Products};
 pub use select::{
     SelectError, SelectedAt, SelectedProduct, SelectedVersion, Work, resolve_work, select,

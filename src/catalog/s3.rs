@@ -370,8 +370,9 @@ mod tests {
     use super::*;
     use crate::catalog::{MetadataMode, PublicationAction};
 
-    fn publish(c: &Catalog, objects: &[&str]) -> S3PublicationId {
-        let row = NewS3Publication {
+    /// A verbatim publication of tree `t` to `s3://b/p`.
+    fn row() -> NewS3Publication<'static> {
+        NewS3Publication {
             dest: "s3://b/p",
             tree_id: None,
             tree: "t",
@@ -382,7 +383,11 @@ mod tests {
             files: 0,
             bytes: 0,
             by: "me",
-        };
+        }
+    }
+
+    fn publish(c: &Catalog, objects: &[&str]) -> S3PublicationId {
+        let row = row();
         let objects: Vec<S3Object> = objects
             .iter()
             .map(|k| S3Object {
@@ -420,18 +425,7 @@ mod tests {
         std::fs::write(&file, &big).unwrap();
         let exact_file = dir.path().join("exact.json");
         std::fs::write(&exact_file, &exact).unwrap();
-        let row = NewS3Publication {
-            dest: "s3://b/p",
-            tree_id: None,
-            tree: "t",
-            snapshot_id: crate::catalog::SnapshotId(1),
-            mode: MetadataMode::Verbatim,
-            signer: None,
-            action: PublicationAction::Publish,
-            files: 0,
-            bytes: 0,
-            by: "me",
-        };
+        let row = row();
         let docs = [
             NewS3Doc {
                 key: "streams/v1/big.json",

@@ -260,7 +260,7 @@ mod compact {
 
     use serde::de::{self, DeserializeSeed, Deserializer as _, IgnoredAny, MapAccess, Visitor};
 
-    use crate::streams::{FORMAT_PRODUCTS, check_path};
+    use crate::streams::{FORMAT_PRODUCTS, JsonKey as Key, check_path};
 
     /// Not the usual shape: stop here, the full parser decides.
     const BAIL: &str = "not the compact shape";
@@ -275,28 +275,6 @@ mod compact {
 
     fn bail<E: de::Error>() -> E {
         E::custom(BAIL)
-    }
-
-    /// A map key, borrowed when it has no escapes.
-    struct Key<'de>(Cow<'de, str>);
-
-    impl<'de> de::Deserialize<'de> for Key<'de> {
-        fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V;
-            impl<'de> Visitor<'de> for V {
-                type Value = Key<'de>;
-                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                    f.write_str("a key")
-                }
-                fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Key<'de>, E> {
-                    Ok(Key(Cow::Borrowed(s)))
-                }
-                fn visit_str<E: de::Error>(self, s: &str) -> Result<Key<'de>, E> {
-                    Ok(Key(Cow::Owned(s.to_owned())))
-                }
-            }
-            d.deserialize_str(V)
-        }
     }
 
     /// A scalar the pass looks at: a string, a non-negative integer, `null`, or anything else.

@@ -419,6 +419,7 @@ impl<'a> FlatItem<'a> {
 }
 
 mod build;
+pub(crate) use build::Key as JsonKey;
 #[cfg(test)]
 use build::py_str;
 pub(super) use build::{Read, read};

@@ -4,26 +4,11 @@
 //! every reference, and the catalogue must enforce foreign keys again afterwards (the rebuild
 //! itself runs with them off).
 
-use std::path::Path;
-
 use rusqlite::Connection;
 use streamvault::catalog::{Catalog, SCHEMA_VERSION};
 use streamvault::store::BlobHash;
 
-/// The migration files in order, as the catalogue applies them.
-fn migrations() -> Vec<String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("schema");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "sql"))
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .map(|p| std::fs::read_to_string(p).unwrap())
-        .collect()
-}
+use crate::common::migrations;
 
 fn hex(i: u8) -> String {
     blake3::hash(&[i]).to_hex().to_string()

@@ -7,23 +7,7 @@ use std::path::Path;
 use rusqlite::Connection;
 use streamvault::catalog::SCHEMA_VERSION;
 
-use crate::common::with_source;
-
-/// The migration files in order, as the catalogue applies them.
-fn migrations() -> Vec<String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("schema");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "sql"))
-        .collect();
-    files.sort();
-    assert_eq!(files.len() as i64, SCHEMA_VERSION, "one file per migration");
-    files
-        .iter()
-        .map(|p| std::fs::read_to_string(p).unwrap())
-        .collect()
-}
+use crate::common::{migrations, with_source};
 
 /// Replace `db` by a catalogue with only the first `version` migrations applied, holding the
 /// sources of the current one.

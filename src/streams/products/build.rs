@@ -296,8 +296,9 @@ fn u64_text(mut v: u64, buf: &mut [u8; 20]) -> &str {
         .unwrap_or_default()
 }
 
-/// A map key, borrowed from the input when it has no escapes.
-struct Key<'de>(Cow<'de, str>);
+/// A map key, borrowed from the input when it has no escapes (also the key of
+/// `publish::check`'s compact pass).
+pub(crate) struct Key<'de>(pub(crate) Cow<'de, str>);
 
 impl<'de> de::Deserialize<'de> for Key<'de> {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -551,3 +551,24 @@ pub fn gpgv(keyring: &Path, file: &Path) -> std::process::Output {
         .output()
         .expect("gpgv is installed (scripts/test.sh)")
 }
+
+/// The migration files (`schema/*.sql`) in name order, which is the order the catalogue applies
+/// them in (one file per schema version).
+pub fn migrations() -> Vec<String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schema");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+        .collect();
+    files.sort();
+    assert_eq!(
+        files.len() as i64,
+        streamvault::catalog::SCHEMA_VERSION,
+        "one file per migration"
+    );
+    files
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect()
+}
