@@ -11,28 +11,11 @@
 //! with a proxy of its own. (`crash.rs` has the local-DEST kills.)
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::common::faultproxy::{FaultProxy, Hold};
-use crate::common::s3tree::{Items, list_keys, read_tree, s3_cmd, s3_run};
-use crate::common::{Moto, Store, Upstream};
-
-/// Relative paths of every file of a tree.
-fn tree_files(root: &Path) -> BTreeSet<String> {
-    walkdir::WalkDir::new(root)
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_file())
-        .map(|e| {
-            e.path()
-                .strip_prefix(root)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect()
-}
+use crate::common::s3tree::{Items, list_keys, moto_with_snapshots, read_tree, s3_cmd, s3_run};
+use crate::common::{Moto, Store, files_under};
 
 /// The trees of the store's publications (name → files).
 fn published_files(store: &Store) -> BTreeSet<String> {
@@ -40,7 +23,7 @@ fn published_files(store: &Store) -> BTreeSet<String> {
     for e in std::fs::read_dir(store.root().join("trees")).unwrap() {
         let p = e.unwrap().path();
         if p.is_dir() && !p.file_name().unwrap().to_string_lossy().starts_with('.') {
-            all.extend(tree_files(&p));
+            all.extend(files_under(&p));
         }
     }
     all
@@ -69,14 +52,9 @@ fn publish_args(mode: &str, snapshot: &str, dest: &str) -> Vec<String> {
 
 #[test]
 fn kill_9_at_every_request_of_an_s3_publish_leaves_a_complete_live_index() {
-    let Some(moto) = Moto::start() else { return };
-    moto.public_bucket("crash");
-    let up = Upstream::new();
-    let store = Store::new();
-    store.add("maas", &up, &[]);
-    store.sync_json("maas");
-    up.flip(2);
-    store.sync_json("maas");
+    let Some((moto, _up, store)) = moto_with_snapshots("crash", 2) else {
+        return;
+    };
     let direct = moto.endpoint();
     let run = |ep: &str, args: &[String]| {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

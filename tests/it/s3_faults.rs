@@ -5,19 +5,13 @@
 //! products → every item present with its sha256).
 
 use crate::common::faultproxy::{Fault, FaultProxy};
-use crate::common::s3tree::{Items, read_tree, s3_run};
-use crate::common::{Moto, Store, Upstream};
+use crate::common::s3tree::{Items, moto_with_snapshots, read_tree, s3_run};
 
 #[test]
 fn publish_and_rollback_converge_through_500s_503s_and_resets() {
-    let Some(moto) = Moto::start() else { return };
-    moto.public_bucket("flaky");
-    let up = Upstream::new();
-    let store = Store::new();
-    store.add("maas", &up, &[]);
-    store.sync_json("maas");
-    up.flip(2);
-    store.sync_json("maas");
+    let Some((moto, _up, store)) = moto_with_snapshots("flaky", 2) else {
+        return;
+    };
     let proxy = FaultProxy::start(moto.port, 100, 0x5eed_0011);
     let ep = proxy.endpoint();
     let base = "/flaky/maas";
@@ -73,14 +67,9 @@ fn publish_and_rollback_converge_through_500s_503s_and_resets() {
 /// new index live, the publish successful and the catalogue agreeing with the bucket.
 #[test]
 fn a_fault_on_the_conditional_index_write_still_converges() {
-    let Some(moto) = Moto::start() else { return };
-    moto.public_bucket("cond");
-    let up = Upstream::new();
-    let store = Store::new();
-    store.add("maas", &up, &[]);
-    store.sync_json("maas");
-    up.flip(2);
-    store.sync_json("maas");
+    let Some((moto, _up, store)) = moto_with_snapshots("cond", 2) else {
+        return;
+    };
     let proxy = FaultProxy::start(moto.port, 0, 7);
     for (i, fault) in [Fault::E500, Fault::E503, Fault::Reset, Fault::Lost]
         .into_iter()

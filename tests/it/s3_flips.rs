@@ -11,8 +11,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::common::s3tree::{Items, read_tree, s3_run};
-use crate::common::{Moto, Store, Upstream};
+use crate::common::s3tree::{Items, moto_with_snapshots, read_tree, s3_run};
 
 /// Flips per mode.
 const FLIPS: usize = 50;
@@ -30,14 +29,9 @@ struct Seen {
 
 #[test]
 fn a_reader_sees_no_error_and_no_404_during_100_flips() {
-    let Some(moto) = Moto::start() else { return };
-    moto.public_bucket("flips");
-    let up = Upstream::new();
-    let store = Store::new();
-    store.add("maas", &up, &[]);
-    store.sync_json("maas");
-    up.flip(2);
-    store.sync_json("maas");
+    let Some((moto, _up, store)) = moto_with_snapshots("flips", 2) else {
+        return;
+    };
     let moto = Arc::new(moto);
     let ep = moto.endpoint();
 

@@ -4,7 +4,8 @@
 
 use std::collections::BTreeSet;
 
-use crate::common::{Moto, Store, Upstream};
+use crate::common::s3tree::moto_with_snapshots;
+use crate::common::{Moto, Store};
 
 /// The streamvault command for a store, configured for moto.
 pub(crate) fn sv(store: &Store, moto: &Moto, args: &[&str]) -> std::process::Output {
@@ -64,12 +65,9 @@ fn live_closure(moto: &Moto, base: &str) -> BTreeSet<String> {
 
 #[test]
 fn filtered_documents_are_named_by_content_hash() {
-    let Some(moto) = Moto::start() else { return };
-    moto.public_bucket("hashed");
-    let up = Upstream::new();
-    let store = Store::new();
-    store.add("maas", &up, &[]);
-    store.sync_json("maas");
+    let Some((moto, _up, store)) = moto_with_snapshots("hashed", 1) else {
+        return;
+    };
     let dest = "s3://hashed/m";
     let r = json(&sv(
         &store,
@@ -164,12 +162,9 @@ fn filtered_documents_are_named_by_content_hash() {
 
 #[test]
 fn gc_keeps_grace_and_live_closure_and_dry_run_equals_gc() {
-    let Some(moto) = Moto::start() else { return };
-    moto.public_bucket("gcb");
-    let up = Upstream::new();
-    let store = Store::new();
-    store.add("maas", &up, &[]);
-    store.sync_json("maas");
+    let Some((moto, up, store)) = moto_with_snapshots("gcb", 1) else {
+        return;
+    };
     let dest = "s3://gcb/maas";
     ok(&sv(
         &store,

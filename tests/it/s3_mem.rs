@@ -4,7 +4,7 @@
 //! same bytes (filtered metadata: content-hashed names). The peak RSS itself is a benchmark
 //! (`scripts/bench-s3.sh`, the `many` row), not a test.
 
-use crate::common::s3tree::{Items, read_tree, s3_run};
+use crate::common::s3tree::{Items, moto_with_snapshots, read_tree, s3_run};
 use crate::common::{Moto, Store, Upstream};
 use streamvault::catalog::DOCUMENT_CHUNK;
 use streamvault::streamgen::{Bulk, StreamSpec};
@@ -79,14 +79,9 @@ fn a_products_document_above_one_chunk_round_trips_through_rollback_and_deep_ver
 
 #[test]
 fn a_filtered_rollback_writes_only_the_index() {
-    let Some(moto) = Moto::start() else { return };
-    moto.public_bucket("memf");
-    let up = Upstream::new();
-    let store = Store::new();
-    store.add("maas", &up, &[]);
-    store.sync_json("maas");
-    up.flip(2);
-    store.sync_json("maas");
+    let Some((moto, _up, store)) = moto_with_snapshots("memf", 2) else {
+        return;
+    };
     let ep = moto.endpoint();
     let dest = "s3://memf/f";
     for snap in ["1", "2"] {

@@ -4,7 +4,8 @@
 
 use std::process::Output;
 
-use crate::common::{Moto, Store, Upstream};
+use crate::common::Store;
+use crate::common::s3tree::moto_with_snapshots;
 
 const SECRET: &str = "profile-secret-4b1e77";
 
@@ -48,12 +49,9 @@ fn write_profile(home: &std::path::Path, endpoint: &str) {
 
 #[test]
 fn a_profile_configures_the_endpoint_and_credentials_and_its_secret_is_never_printed() {
-    let Some(moto) = Moto::start() else { return };
-    moto.public_bucket("prof");
-    let up = Upstream::new();
-    let store = Store::new();
-    store.add("maas", &up, &[]);
-    store.sync_json("maas");
+    let Some((moto, _up, store)) = moto_with_snapshots("prof", 1) else {
+        return;
+    };
     let home = tempfile::tempdir().unwrap();
 
     // The profile alone reaches moto.

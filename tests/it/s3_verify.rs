@@ -2,6 +2,7 @@
 //! size, a same-size corruption only with `--deep`, and `--repair` uploads all three again from
 //! the store; findings use the local verify's JSON shape (`problem.kind`, `repair`, `orphan`).
 
+use crate::common::s3tree::moto_with_snapshots;
 use crate::common::{Moto, Store, Upstream};
 use crate::s3_gc::{json, ok, sv};
 use streamvault::streamgen::{Bulk, StreamSpec};
@@ -57,12 +58,9 @@ fn kinds(r: &serde_json::Value) -> Vec<(String, String)> {
 
 #[test]
 fn verify_finds_deleted_truncated_and_corrupt_objects_and_repair_fixes_them() {
-    let Some(moto) = Moto::start() else { return };
-    moto.public_bucket("ver");
-    let up = Upstream::new();
-    let store = Store::new();
-    store.add("maas", &up, &[]);
-    store.sync_json("maas");
+    let Some((moto, _up, store)) = moto_with_snapshots("ver", 1) else {
+        return;
+    };
     let dest = "s3://ver/p";
     ok(&sv(
         &store,

@@ -312,3 +312,23 @@ pub fn s3_run(store: &super::store::Store, endpoint: &str, args: &[&str]) -> sup
     );
     r
 }
+
+/// A moto with the public bucket `bucket`, and a store whose source `maas` holds `generations`
+/// snapshots (1 or 2) of one upstream, synced in order. `None` when moto is not installed and
+/// this is not CI (the test then skips).
+pub fn moto_with_snapshots(
+    bucket: &str,
+    generations: u32,
+) -> Option<(Moto, super::Upstream, super::store::Store)> {
+    let moto = Moto::start()?;
+    moto.public_bucket(bucket);
+    let up = super::Upstream::new();
+    let store = super::store::Store::new();
+    store.add("maas", &up, &[]);
+    store.sync_json("maas");
+    for generation in 2..=generations {
+        up.flip(generation);
+        store.sync_json("maas");
+    }
+    Some((moto, up, store))
+}
