@@ -230,7 +230,7 @@ pub fn publish(vault: &mut Vault, opts: &PublishOptions) -> Result<PublishReport
     };
 
     let staging = dest::staging_path(&vault.layout, &trees, &dest);
-    let (tree, reused, tree_path, starts, check, inputs) = checked_tree_inputs(
+    let (tree, reused, tree_path, _starts, check, _inputs, warnings) = checked_tree_inputs(
         vault,
         &trees,
         &staging,
@@ -239,35 +239,6 @@ pub fn publish(vault: &mut Vault, opts: &PublishOptions) -> Result<PublishReport
         key.as_ref(),
         signer.as_deref(),
     )?;
-    let mut warnings = Vec::new();
-    if opts.mode == MetadataMode::Filtered
-        && let Some(index) = starts.first()
-    {
-        let f = if inputs.len() > 1 {
-            compose::maas_findings(vault, &inputs, &tree_path, index)?
-        } else {
-            maas_rules::check(vault, &snap, &tree_path, index)?
-        };
-        if !f.broken.is_empty() && !opts.force {
-            return Err(Error::MaasRules {
-                count: f.broken.len(),
-                examples: f
-                    .broken
-                    .iter()
-                    .take(3)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            });
-        }
-        for b in &f.broken {
-            warnings.push(format!("MAAS rule broken by the filters (--force): {b}"));
-        }
-        for u in &f.upstream {
-            warnings.push(format!("MAAS rule already broken upstream: {u}"));
-        }
-    }
-
     let mut grace_files = 0;
     if let Some(live) = &live
         && live.id != tree.id
@@ -408,7 +379,8 @@ pub(super) fn checked_tree(
     key: Option<&SigningKey>,
     signer: Option<&str>,
 ) -> Result<(TreeRow, bool, PathBuf, Vec<String>, check::TreeCheck)> {
-    let (t, r, p, s, c, _) = checked_tree_inputs(vault, trees, staging, snap, opts, key, signer)?;
+    let (t, r, p, s, c, _, _) =
+        checked_tree_inputs(vault, trees, staging, snap, opts, key, signer)?;
     Ok((t, r, p, s, c))
 }
 
@@ -429,6 +401,7 @@ fn checked_tree_inputs(
     Vec<String>,
     check::TreeCheck,
     Vec<Snapshot>,
+    Vec<String>,
 )> {
     let inputs = compose::inputs(vault, snap, opts)?;
     let (tree, reused, starts) = if inputs.len() > 1 {
@@ -455,7 +428,9 @@ fn checked_tree_inputs(
             examples: check.examples.join(", "),
         });
     }
-    Ok((tree, reused, tree_path, starts, check, inputs))
+    // The MAAS client rules, before any flip (local or S3); the warnings go in the report.
+    let warnings = maas_rules::enforce(vault, &inputs, &tree_path, &starts, opts.mode, opts.force)?;
+    Ok((tree, reused, tree_path, starts, check, inputs, warnings))
 }
 
 fn tree_for(

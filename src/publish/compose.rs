@@ -162,13 +162,25 @@ fn new_entry(doc: &Value) -> Map<String, Value> {
     e
 }
 
+/// MAAS 3.8 requires `updated` on every index entry (`IndexContent`): an entry without one gets
+/// its products document's, else now.
+fn entry_updated(e: &mut Map<String, Value>, doc: &Value) {
+    if e.get("updated")
+        .is_none_or(|u| u.as_str().is_none_or(str::is_empty))
+    {
+        let u = doc
+            .get("updated")
+            .and_then(Value::as_str)
+            .filter(|u| !u.is_empty())
+            .map_or_else(metadata::now_updated, str::to_string);
+        e.insert("updated".into(), u.into());
+    }
+}
+
 fn index_doc(entries: Map<String, Value>) -> Value {
     let mut top = Map::new();
     top.insert("format".into(), "index:1.0".into());
-    top.insert(
-        "updated".into(),
-        httpdate::fmt_http_date(std::time::SystemTime::now()).into(),
-    );
+    top.insert("updated".into(), metadata::now_updated().into());
     top.insert("index".into(), Value::Object(entries));
     Value::Object(top)
 }
@@ -266,6 +278,7 @@ fn filtered(vault: &Vault, inputs: &[Snapshot], key: Option<&SigningKey>) -> Res
                 .cloned()
                 .unwrap_or_else(|| new_entry(&m.value));
             e.insert("path".into(), format!("{stem}.{ext}").into());
+            entry_updated(&mut e, &m.value);
             let names: BTreeSet<&String> = m
                 .value
                 .get("products")
@@ -371,6 +384,8 @@ fn verbatim(vault: &Vault, inputs: &[Snapshot], key: Option<&SigningKey>) -> Res
                 );
                 e
             });
+            let mut entry = entry;
+            entry_updated(&mut entry, &value);
             index.insert(cid, Value::Object(entry));
             out.push(OutDoc::Blob {
                 path: d.path.clone(),
@@ -521,29 +536,4 @@ fn build(
     }
     b.sync()?;
     Ok((b.files, b.bytes, written))
-}
-
-/// For a composed tree, the MAAS rule findings: a rule counts as broken by the filters only if
-/// no input's upstream breaks it already ([`super::maas_rules::check`] per input).
-pub(super) fn maas_findings(
-    vault: &Vault,
-    inputs: &[Snapshot],
-    tree: &Path,
-    index: &str,
-) -> Result<super::maas_rules::Findings> {
-    let mut broken: Option<BTreeSet<String>> = None;
-    let mut upstream: BTreeSet<String> = BTreeSet::new();
-    for s in inputs {
-        let f = super::maas_rules::check(vault, s, tree, index)?;
-        let b: BTreeSet<String> = f.broken.into_iter().collect();
-        broken = Some(match broken {
-            None => b,
-            Some(prev) => prev.intersection(&b).cloned().collect(),
-        });
-        upstream.extend(f.upstream);
-    }
-    Ok(super::maas_rules::Findings {
-        broken: broken.unwrap_or_default().into_iter().collect(),
-        upstream: upstream.into_iter().collect(),
-    })
 }

@@ -648,10 +648,21 @@ fn synthesize_index(docs: &[Synth], signed: bool) -> Value {
     top.insert("format".into(), "index:1.0".into());
     top.insert(
         "updated".into(),
-        updated.unwrap_or_else(|| httpdate::fmt_http_date(std::time::SystemTime::now()).into()),
+        updated.unwrap_or_else(|| now_updated().into()),
     );
     top.insert("index".into(), Value::Object(entries));
     Value::Object(top)
+}
+
+/// Now, as an `updated` value: RFC 2822 with a numeric zone (`Sun, 29 Nov 2026 12:54:28 +0000`),
+/// as upstream streams write it. MAAS 3.8 parses `updated` with `%a, %d %b %Y %H:%M:%S %z` (or
+/// ISO 8601), which refuses the HTTP date's `GMT`: an index dated that way is "invalid data".
+pub(super) fn now_updated() -> String {
+    let http = httpdate::fmt_http_date(std::time::SystemTime::now());
+    match http.strip_suffix(" GMT") {
+        Some(t) => format!("{t} +0000"),
+        None => http,
+    }
 }
 
 /// The content id of products document `d`: the one the index gave it, else its own
