@@ -45,7 +45,7 @@
 //! index over every input's products (filtered: merged per content id and re-signed; verbatim:
 //! the upstream products documents, only when no content id is in two inputs); the tree records
 //! its inputs, and everything here (reuse, grace, rollback, status, publications) and in gc and
-//! verify treats it like a tree of one snapshot. The S3 target gets it through [`checked_tree`].
+//! verify treats it like a tree of one snapshot. The S3 target gets it through [`checked_tree_inputs`].
 //!
 //! Rollback flips DEST back to a retained tree (the previous publication's, or one chosen with
 //! `--to`) without rebuilding anything: one rename, recorded as a publication with action
@@ -364,29 +364,14 @@ fn live_tree(
     }
 }
 
-/// An existing tree for `(snapshot, mode, signer)`, or a new one built and recorded.
 /// The tree for `snap` (reused, or built in `staging`) and its check against the metadata it
-/// serves; an incomplete tree is refused unless `--force`. Shared by the local and S3 publishes.
-/// With `opts.compose`, the tree of the composition of `snap` and those ([`compose`]): the S3
-/// target publishes a composed tree through this same function.
+/// serves; an incomplete tree is refused unless `--force`, so is filtered metadata breaking a
+/// MAAS client rule ([`maas_rules::enforce`]). Shared by the local and S3 publishes. With
+/// `opts.compose`, the tree of the composition of `snap` and those ([`compose`]): the S3 target
+/// publishes a composed tree through this same function. Also returns every input (just `snap`
+/// for one snapshot) and the MAAS rule warnings.
 #[allow(clippy::type_complexity)]
-pub(super) fn checked_tree(
-    vault: &Vault,
-    trees: &Path,
-    staging: &Path,
-    snap: &Snapshot,
-    opts: &PublishOptions,
-    key: Option<&SigningKey>,
-    signer: Option<&str>,
-) -> Result<(TreeRow, bool, PathBuf, Vec<String>, check::TreeCheck)> {
-    let (t, r, p, s, c, _, _) =
-        checked_tree_inputs(vault, trees, staging, snap, opts, key, signer)?;
-    Ok((t, r, p, s, c))
-}
-
-/// [`checked_tree`], and every input (just `snap` for one snapshot).
-#[allow(clippy::type_complexity)]
-fn checked_tree_inputs(
+pub(super) fn checked_tree_inputs(
     vault: &Vault,
     trees: &Path,
     staging: &Path,

@@ -46,6 +46,9 @@ pub(super) fn report(r: &publish::s3::S3Report, json: bool) -> Result<ExitStatus
         );
         return Ok(ExitStatus::Success);
     }
+    for w in &r.warnings {
+        eprintln!("streamvault: warning: {w}");
+    }
     if r.key_created
         && let Some(s) = &r.signer
     {

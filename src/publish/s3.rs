@@ -139,6 +139,9 @@ pub struct S3Report {
     pub keyring: Option<PathBuf>,
     /// Whether this publish generated the store's default key.
     pub key_created: bool,
+    /// MAAS client rules already broken upstream, or broken by the filters with `--force`
+    /// (`super::maas_rules`), as for a local DEST.
+    pub warnings: Vec<String>,
 }
 
 /// The live publication of an S3 DEST and whether the bucket agrees.
@@ -605,7 +608,8 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
     // default key, unless `--unsigned`.
     let signing = metadata::signing(
         vault,
-        opts.mode == MetadataMode::Filtered,
+        // A composition's index is always new: signed (by default) in verbatim mode too.
+        opts.mode == MetadataMode::Filtered || !opts.compose.is_empty(),
         opts.sign_key.as_deref(),
         opts.unsigned,
     )?;
@@ -620,15 +624,16 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
     let trees = dest::trees_dir(&vault.layout)?;
     let snap = vault.catalog.resolve_snapshot(&opts.snapshot)?;
     let staging = dest::staging_path(&vault.layout, &trees, &pseudo);
-    let (tree, _reused, tree_path, _starts, _check) = super::checked_tree(
-        vault,
-        &trees,
-        &staging,
-        &snap,
-        opts,
-        key.as_ref(),
-        signer.as_deref(),
-    )?;
+    let (tree, _reused, tree_path, _starts, _check, _inputs, warnings) =
+        super::checked_tree_inputs(
+            vault,
+            &trees,
+            &staging,
+            &snap,
+            opts,
+            key.as_ref(),
+            signer.as_deref(),
+        )?;
 
     // Which files are documents: the tree's recorded documents, else everything under streams/.
     // Products documents stay in the tree (read when hashed and put), items are one list of
@@ -681,6 +686,7 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
         duration_ms: 0,
         keyring,
         key_created,
+        warnings,
     };
 
     // 1. The index as it is now (the condition of the last write), then one listing.

@@ -27,6 +27,7 @@ mod import;
 mod keys;
 mod kit;
 mod lxd;
+mod maas_acceptance;
 mod maas_rules;
 mod mirror;
 mod old_schema;

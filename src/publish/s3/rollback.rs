@@ -128,5 +128,6 @@ pub fn rollback(vault: &mut Vault, d: &S3Dest, to: Option<&str>) -> Result<S3Rep
         duration_ms: started.elapsed().as_millis() as u64,
         keyring: None,
         key_created: false,
+        warnings: Vec::new(),
     })
 }
