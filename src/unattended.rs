@@ -4,14 +4,15 @@
 //! A cron line runs `sync --all`: each source's run is recorded ([`sync_recorded`]: `runs`
 //! table, credentials never recorded), a source with an auto-publish target gets its new
 //! snapshot published ([`auto_publish`]: one flip, grace items as for `publish`; when the target
-//! serves a composition of several sources, the whole composition is rebuilt with each input
-//! source's newest snapshot, never replaced by this source's alone), and then
+//! — a directory or an `s3://` DEST — serves a composition of several sources, the whole
+//! composition is rebuilt with each input source's newest snapshot, never replaced by this
+//! source's alone), and then
 //! retention runs by itself ([`crate::gc::auto_collect`]), and the metrics file is rewritten
 //! ([`crate::metrics`]).
 
 use std::sync::Arc;
 
-use crate::catalog::{Run, RunResult, Source};
+use crate::catalog::{Run, RunResult, SnapshotId, Source, TreeInput};
 use crate::error::Result;
 use crate::gc::{self, GcOptions};
 use crate::publish::{self, PublishOptions, PublishReport};
@@ -147,15 +148,33 @@ fn recompose(
     report: &SyncReport,
     st: &publish::Status,
 ) -> Result<Option<PublishReport>> {
+    let dest = st.dest.to_string_lossy().into_owned();
+    let retired = |v: &Vault, id| v.catalog.composition_retired_from(&dest, id);
+    match recomposed(vault, source, report, &dest, &st.inputs, retired)? {
+        Some(opts) => publish::publish(vault, &opts).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The publish that rebuilds the composition of `inputs` serving `dest` after `source`'s run
+/// ([`recompose`]; the same rules for a local and an S3 DEST); `None`: nothing to do.
+/// `retired_from(vault, snapshot)`: a composition of DEST holding `snapshot` was rolled back from.
+fn recomposed(
+    vault: &Vault,
+    source: &Source,
+    report: &SyncReport,
+    dest: &str,
+    inputs: &[TreeInput],
+    retired_from: impl Fn(&Vault, SnapshotId) -> Result<bool>,
+) -> Result<Option<PublishOptions>> {
     let Some(target) = &source.publish else {
         return Ok(None);
     };
-    if !st.inputs.iter().any(|i| i.source == source.name) {
+    if !inputs.iter().any(|i| i.source == source.name) {
         return Err(publish::compose::ComposeError::NotAnInput {
-            dest: st.dest.display().to_string(),
+            dest: dest.to_string(),
             name: source.name.clone(),
-            inputs: st
-                .inputs
+            inputs: inputs
                 .iter()
                 .map(|i| format!("`{}`", i.source))
                 .collect::<Vec<_>>()
@@ -168,8 +187,8 @@ fn recompose(
         Outcome::Unchanged(id) => (id, true),
         Outcome::DryRun => return Ok(None),
     };
-    let mut next = Vec::with_capacity(st.inputs.len());
-    for i in &st.inputs {
+    let mut next = Vec::with_capacity(inputs.len());
+    for i in inputs {
         let newest = if i.source == source.name {
             Some(id)
         } else {
@@ -177,28 +196,51 @@ fn recompose(
         };
         next.push(newest.unwrap_or(i.snapshot));
     }
-    let current: Vec<crate::catalog::SnapshotId> = st.inputs.iter().map(|i| i.snapshot).collect();
-    if next == current
-        || (unchanged
-            && vault
-                .catalog
-                .composition_retired_from(&st.dest.to_string_lossy(), id)?)
-    {
+    let current: Vec<SnapshotId> = inputs.iter().map(|i| i.snapshot).collect();
+    if next == current || (unchanged && retired_from(vault, id)?) {
         return Ok(None);
     }
     let mut ids = next.iter().map(ToString::to_string);
-    publish::publish(
-        vault,
-        &PublishOptions {
-            snapshot: ids.next().unwrap_or_default(),
-            compose: ids.collect(),
-            dest: target.dest.clone(),
-            mode: target.metadata,
-            sign_key: target.sign_key.clone(),
-            ..PublishOptions::default()
-        },
-    )
-    .map(Some)
+    Ok(Some(PublishOptions {
+        snapshot: ids.next().unwrap_or_default(),
+        compose: ids.collect(),
+        dest: target.dest.clone(),
+        mode: target.metadata,
+        sign_key: target.sign_key.clone(),
+        ..PublishOptions::default()
+    }))
+}
+
+/// The inputs of the composition an S3 DEST's live publication serves (`None`: one snapshot,
+/// or nothing live).
+fn s3_composition(vault: &Vault, url: &str) -> Result<Option<Vec<TreeInput>>> {
+    let Some(live) = vault.catalog.live_s3_publication(url)? else {
+        return Ok(None);
+    };
+    let Some(tree) = vault.catalog.tree_by_name(&live.tree)? else {
+        return Ok(None);
+    };
+    let inputs = vault.catalog.tree_input_sources(&tree)?;
+    Ok((inputs.len() > 1).then_some(inputs))
+}
+
+/// A composition of S3 DEST `url` holding `snapshot` was rolled back from.
+fn s3_composition_retired_from(vault: &Vault, url: &str, snapshot: SnapshotId) -> Result<bool> {
+    for p in vault.catalog.s3_publications(Some(url))? {
+        if p.retired_at.is_none() {
+            continue;
+        }
+        if let Some(tree) = vault.catalog.tree_by_name(&p.tree)?
+            && vault
+                .catalog
+                .tree_input_sources(&tree)?
+                .iter()
+                .any(|i| i.snapshot == snapshot)
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// [`auto_publish`] for an `s3://` target ([`publish::s3::auto_publish`]).
@@ -213,6 +255,15 @@ pub fn auto_publish_s3(
     let Some(d) = publish::s3::S3Dest::parse(&target.dest)? else {
         return Ok(None);
     };
+    // A composition is rebuilt whole, as for a local DEST; never replaced by this snapshot.
+    let url = d.url();
+    if let Some(inputs) = s3_composition(vault, &url)? {
+        let retired = |v: &Vault, id| s3_composition_retired_from(v, &url, id);
+        return match recomposed(vault, source, report, &url, &inputs, retired)? {
+            Some(opts) => publish::s3::publish(vault, &d, &opts).map(Some),
+            None => Ok(None),
+        };
+    }
     match report.outcome {
         Outcome::Snapshot(id) => publish::s3::auto_publish(vault, &d, target, id, true),
         Outcome::Unchanged(id) => publish::s3::auto_publish(vault, &d, target, id, false),

@@ -618,3 +618,70 @@ fn auto_publish_from_a_source_that_is_not_an_input_fails_clearly_and_keeps_the_c
     let st = s.run(&["status", p(&d), "--json"]).ok().json();
     assert_eq!(st["inputs"].as_array().unwrap().len(), 2, "{st}");
 }
+
+/// Auto-publish to an S3 DEST serving a composition rebuilds the whole composition, as for a
+/// local DEST: the bucket's index keeps every input's content id.
+#[test]
+fn auto_publish_to_an_s3_composition_rebuilds_it_whole() {
+    let Some(moto) = Moto::start() else { return };
+    moto.public_bucket("maas");
+    let up = Upstream::new();
+    let s = Store::new();
+    s.add("bootloaders", &up, &BOOTLOADERS);
+    s.add("jammy", &up, &JAMMY);
+    s.add("noble", &up, &["--max", "1", "arch=amd64", "release~noble"]);
+    s.sync_json("bootloaders");
+    s.sync_json("jammy");
+    let dest = "s3://maas/c";
+    let r = s_run(
+        &s,
+        &moto,
+        &[
+            "publish",
+            "bootloaders",
+            "jammy",
+            dest,
+            "--metadata",
+            "filtered",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let cids = || {
+        let (st, body) = moto.http("GET", "/maas/c/streams/v1/index.json");
+        assert_eq!(st, 200);
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        v["index"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect::<BTreeSet<_>>()
+    };
+    let before = cids();
+    assert_eq!(before.len(), 2, "{before:?}");
+    for n in ["jammy", "noble"] {
+        s.run(&[
+            "source",
+            "edit",
+            n,
+            "--publish",
+            dest,
+            "--metadata",
+            "filtered",
+        ])
+        .ok();
+    }
+    up.flip(2);
+    let r = s_run(&s, &moto, &["sync", "jammy", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(cids(), before, "still the composition");
+    let jammy2 = s.snapshots("jammy").last().unwrap()["id"].as_i64().unwrap();
+    let st = s_run(&s, &moto, &["status", dest, "--json"]).json();
+    let tree = st["live"]["tree"].as_str().unwrap().to_string();
+    assert!(tree.contains(&format!("+{jammy2}-")), "{st}");
+    // A source that is not an input fails and leaves the composition.
+    let r = s_run(&s, &moto, &["sync", "noble"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("not one of its inputs"), "{}", r.stderr);
+    assert_eq!(cids(), before);
+}
