@@ -685,3 +685,36 @@ fn auto_publish_to_an_s3_composition_rebuilds_it_whole() {
     assert!(r.stderr.contains("not one of its inputs"), "{}", r.stderr);
     assert_eq!(cids(), before);
 }
+
+/// `--max`/`--keep` work per product with filter groups as without: each product keeps its
+/// newest `--max` versions of what any group took, and `--keep` carries a version that vanished
+/// upstream while it is still among the newest `--max` (as `sstream-mirror --keep`).
+#[test]
+fn max_and_keep_work_per_product_with_filter_groups() {
+    let up = Upstream::new();
+    let s = Store::new();
+    let groups = ["arch=amd64", "release~jammy", "--or", "os~grub"];
+    let mut keep = vec!["--max", "4", "--keep"];
+    keep.extend(groups);
+    let mut plain = vec!["--max", "4"];
+    plain.extend(groups);
+    s.add("keep", &up, &keep);
+    s.add("plain", &up, &plain);
+    s.sync_json("keep");
+    s.sync_json("plain");
+    up.flip(2);
+    s.sync_json("keep");
+    s.sync_json("plain");
+    let jammy = "com.example.maas.stable:v3:boot:22.04:amd64:ga-22.04";
+    let grub = "com.example.maas.stable:1:grub-efi-signed:uefi:amd64";
+    let last = |n: &str| s.snapshots(n).last().unwrap()["id"].to_string();
+    let (k, p) = (last("keep"), last("plain"));
+    assert_eq!(
+        s.versions(&k, jammy),
+        ["20240101", "20240201", "20240301", "20240401"]
+    );
+    assert_eq!(s.versions(&p, jammy), ["20240201", "20240301", "20240401"]);
+    // The other group's product: its own versions, untouched by jammy's.
+    assert_eq!(s.versions(&k, grub), ["20210819.0", "20221029.0"]);
+    assert_eq!(s.versions(&p, grub), ["20210819.0", "20221029.0"]);
+}
