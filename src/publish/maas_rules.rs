@@ -34,7 +34,7 @@
 //!   other names are not read by MAAS and not checked.
 //! - `index-field:updated` and `index-entry-field:<f>` (`SimpleStreamsIndexList`,
 //!   `IndexContent`): the index's `updated`, and on every entry `path`, `updated` and
-//!   `products` (a list).
+//!   `products` (a list), and a `datatype`, if any, `image-ids` or `image-downloads`.
 //!
 //! Only what the filters broke counts: a violation the upstream document of the same content id
 //! (or the upstream index) already has — in any input of a composition — is a warning, never a
@@ -329,6 +329,11 @@ pub fn index_violations(index: &Value) -> BTreeSet<Violation> {
             .is_some_and(maas_date)
         {
             bad("updated");
+        }
+        if e.and_then(|e| e.get("datatype"))
+            .is_some_and(|d| !matches!(d.as_str(), Some("image-ids" | "image-downloads")))
+        {
+            bad("datatype");
         }
         if !e
             .and_then(|e| e.get("products"))
@@ -668,13 +673,14 @@ mod tests {
         let index: Value = serde_json::from_str(
             r#"{"format":"index:1.0","updated":"Sun, 29 Nov 2026 12:54:28 GMT","index":{
               "a":{"path":"streams/v1/a.json","updated":"Sun, 29 Nov 2026 12:54:28 +0000","products":["x"]},
-              "b":{"path":"streams/v1/b.json","products":"x"}}}"#,
+              "b":{"path":"streams/v1/b.json","products":"x","datatype":"images"}}}"#,
         )
         .unwrap();
         assert_eq!(
             index_violations(&index),
             want(&[
                 ("", "", "index-field:updated"),
+                ("b", "", "index-entry-field:datatype"),
                 ("b", "", "index-entry-field:products"),
                 ("b", "", "index-entry-field:updated"),
             ])
