@@ -300,6 +300,9 @@ pub struct DestStatus {
     pub dest: String,
     pub snapshot: crate::catalog::SnapshotId,
     pub published_at: i64,
+    /// The snapshots the live tree was built from, in order (several for a composition; empty
+    /// when DEST cannot be read).
+    pub inputs: Vec<TreeInput>,
 }
 
 /// Gather the overview. `vault` is opened for writing only to let the gc dry run take the
@@ -323,10 +326,16 @@ pub fn overview(vault: &mut Vault) -> Result<Overview> {
         .catalog
         .live_publications()?
         .into_iter()
-        .map(|(dest, snapshot, published_at)| DestStatus {
-            dest,
-            snapshot,
-            published_at,
+        .map(|(dest, snapshot, published_at)| {
+            let inputs = publish::status(Some(&*vault), std::path::Path::new(&dest))
+                .map(|st| st.inputs)
+                .unwrap_or_default();
+            DestStatus {
+                dest,
+                snapshot,
+                published_at,
+                inputs,
+            }
         })
         .collect();
     let (store_blobs, store_bytes) = vault.catalog.blob_totals()?;

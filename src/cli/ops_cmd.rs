@@ -268,10 +268,19 @@ pub fn status_overview(root: &Path, json: bool) -> Result<ExitStatus> {
         );
     }
     for d in &o.dests {
+        let what = if d.inputs.len() > 1 {
+            let each: Vec<String> = d
+                .inputs
+                .iter()
+                .map(|i| format!("snapshot {} ({})", i.snapshot, i.source))
+                .collect();
+            format!("the composition of {}", each.join(", "))
+        } else {
+            format!("snapshot {}", d.snapshot)
+        };
         out!(
-            "dest:    {} serves snapshot {} (published {})",
+            "dest:    {} serves {what} (published {})",
             d.dest,
-            d.snapshot,
             time(d.published_at)
         );
     }

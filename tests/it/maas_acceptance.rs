@@ -239,6 +239,17 @@ fn the_readme_walk_through_runs_as_written_and_prints_what_it_says() {
         }
     }
     assert_maas_dates(&d);
+    // The one-screen status names the composition.
+    let st = s.run(&["status"]).ok();
+    assert!(
+        st.stdout.lines().any(|l| l.starts_with("dest:")
+            && l.contains("serves the composition of snapshot ")
+            && l.contains("(images), snapshot ")
+            && l.contains("(bootloaders), snapshot ")
+            && l.contains("(custom) (published ")),
+        "{}",
+        st.stdout
+    );
 
     // The loop made each source auto-publish the whole composition: a new upstream generation
     // and the cron line `sync --all` rebuild it with every input's newest snapshot.
