@@ -7,7 +7,12 @@
 //! signature covers. [`unwrap_cleartext`] (for `--no-verify`) returns the same bytes for every
 //! document `verify_cleartext` accepts: both go through one strict RFC 4880 §7 framing parser,
 //! and `verify_cleartext` hands sequoia exactly that parser's text to check the signatures
-//! against (as detached signatures: one pass over the document, see `verify`).
+//! against (as detached signatures: one pass over the document, see `verify`; the text itself
+//! is hashed by `fast` in large blocks, with sequoia's own key and signature checks, and only
+//! an acceptance comes from there: every other verdict and every error is the detached
+//! verifier's). [`verify_cleartext_with`] runs the caller's reader (the stream parser) over
+//! the same text while the signature is checked on a second thread, and hands its result back
+//! only with a valid signature: nothing read from a document is used before it verified.
 //!
 //! Decisions:
 //! - A document is clearsigned only when its very first bytes are

@@ -12,6 +12,12 @@
 //! Sequoia's own cleartext reader is not run: it re-read the document line by line and copied
 //! the text several times, three quarters of the time of a verify. Tests keep it as the
 //! reference: on every document they verify, both paths must agree ([`verify_csf`]).
+//! The detached verifier in turn hashes a text signature line by line (two hash updates per
+//! line after a byte-by-byte scan), a third of the remaining time: `fast` hashes the text in
+//! 64 KiB blocks and runs the verifier's checks itself; when it does not accept, the detached
+//! verifier decides ([`full_check`]), so verdicts and errors are the verifier's. What is left
+//! is SHA-512 itself (~5 ms of CPU for the 2.5 MB real products document here), which
+//! [`verify_with`] overlaps with the parse on a second thread.
 
 use sequoia_openpgp as openpgp;
 
