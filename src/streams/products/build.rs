@@ -38,6 +38,8 @@ struct Builder<'d> {
     stack: Vec<Field>,
     /// Where each open object's fields start in `stack`, innermost last.
     open: Vec<usize>,
+    /// The id [`Builder::key`] tries first: the one after the last key found.
+    next_key: usize,
 }
 
 impl Builder<'_> {
@@ -70,6 +72,20 @@ impl Builder<'_> {
     }
 
     fn key(&mut self, k: &str) -> u32 {
+        // Sibling objects list their keys in the same order: the key after the last one found
+        // is tried first (one comparison for most keys of a document).
+        if let Some(guess) = self.p.keys.get(self.next_key)
+            && **guess == *k
+        {
+            self.next_key += 1;
+            return n32(self.next_key - 1);
+        }
+        let id = self.find_key(k);
+        self.next_key = id as usize + 1;
+        id
+    }
+
+    fn find_key(&mut self, k: &str) -> u32 {
         // A document has a few dozen distinct keys: a scan of them beats hashing every key read
         // (millions in a large document).
         if self.p.keys.len() <= SCAN_KEYS {
@@ -545,6 +561,7 @@ fn builder(doc: &str, len: usize) -> Builder<'_> {
         err: None,
         stack: Vec::with_capacity(256),
         open: Vec::with_capacity(8),
+        next_key: 0,
     }
 }
 
