@@ -991,3 +991,44 @@ fn text_mode_hashing_matches_sequoia_on_every_line_break() {
         }
     }
 }
+
+/// `verify_cleartext_with` runs the reader beside the check only for a well-framed document
+/// with a signature by a usable key of the keyring: a stranger's document, a broken frame or
+/// no signature at all are refused without reading their text; a bad signature by a keyring
+/// key may be read, but its result is dropped and the error is `verify_cleartext`'s.
+#[test]
+fn the_reader_never_sees_a_strangers_document_and_its_result_needs_a_valid_signature() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let key = SigningKey::generate("reader").unwrap();
+    let stranger = SigningKey::generate("stranger").unwrap();
+    let keyring = key.keyring();
+    let reads = AtomicUsize::new(0);
+    let read = |text: &[u8]| {
+        reads.fetch_add(1, Ordering::SeqCst);
+        text.len()
+    };
+    let good = key.clearsign(b"{\"a\": 1}\n").unwrap();
+    let v = verify_cleartext_with(&keyring, &good, read).unwrap();
+    let whole = verify_cleartext(&keyring, &good).unwrap();
+    assert_eq!((v.value, &v.signer), (whole.payload.len(), &whole.signer));
+    assert_eq!(v.signer, key.fingerprint());
+    assert_eq!(reads.swap(0, Ordering::SeqCst), 1);
+
+    let strangers = stranger.clearsign(b"{\"a\": 1}\n").unwrap();
+    let unframed = b"{\"a\": 1}\n".to_vec();
+    let unsigned = b"-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA512\n\nx\n\
+                    -----BEGIN PGP SIGNATURE-----\n\n-----END PGP SIGNATURE-----\n"
+        .to_vec();
+    for doc in [strangers, unframed, unsigned] {
+        let err = verify_cleartext_with(&keyring, &doc, read).unwrap_err();
+        assert_eq!(
+            chain(&err),
+            chain(&verify_cleartext(&keyring, &doc).unwrap_err())
+        );
+        assert_eq!(reads.load(Ordering::SeqCst), 0, "{err}");
+    }
+
+    let tampered = String::from_utf8(good).unwrap().replacen("1}", "2}", 1);
+    let err = verify_cleartext_with(&keyring, tampered.as_bytes(), read).unwrap_err();
+    assert!(matches!(err, Error::BadSignature { .. }), "{err:?}");
+}
