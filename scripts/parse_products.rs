@@ -2,7 +2,8 @@
 //! counts and the milliseconds. Used by scripts/mem-products.sh for peak RSS and speed figures
 //! (run it under `/usr/bin/time -v`) and by scripts/bench-metadata.sh (`--repeat N`: the
 //! verify + parse pass N times in one process, the minimum and median of each step printed:
-//! on a loaded machine the minimum is the figure closest to a quiet one); never a timed test.
+//! on a loaded machine the minimum is the figure closest to a quiet one; see `repeated`);
+//! never a timed test.
 //!
 //! Usage: parse_products FILE [--keyring KEYRING] [--repeat N] [FILTER…]
 
@@ -71,10 +72,22 @@ fn main() -> R<()> {
 }
 
 /// `repeat` passes of verify (when a keyring is given) + parse; prints
-/// `verify+parse min X ms median Y ms; verify min … median …; parse min … median …`.
+/// `verify+parse min X ms median Y ms; verify min … median …; parse min … median …; one after
+/// the other min … median …`. The first figure is `openpgp::verify_cleartext_with` (the
+/// signature checked on a second thread while this one parses); then, in the same pass, verify
+/// alone (`verify_cleartext`), parse alone, and their sum (verify, then parse).
 fn repeated(file: &str, bytes: &[u8], ring: Option<&Keyring>, repeat: usize) -> R<()> {
-    let (mut verify, mut parse, mut both) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut verify, mut parse, mut both, mut serial) = (vec![], vec![], vec![], vec![]);
     for _ in 0..repeat {
+        let t0 = Instant::now();
+        let doc = match ring {
+            Some(ring) => {
+                openpgp::verify_cleartext_with(ring, bytes, |p| streams::parse(file, p))?.value?
+            }
+            None => streams::parse(file, bytes)?,
+        };
+        both.push(t0.elapsed());
+        drop(doc);
         let t0 = Instant::now();
         let verified;
         let payload = match ring {
@@ -90,7 +103,7 @@ fn repeated(file: &str, bytes: &[u8], ring: Option<&Keyring>, repeat: usize) -> 
         drop(doc);
         verify.push(t1 - t0);
         parse.push(t2 - t1);
-        both.push(t2 - t0);
+        serial.push(t2 - t0);
     }
     let stats = |v: &mut Vec<Duration>| {
         v.sort();
@@ -98,9 +111,10 @@ fn repeated(file: &str, bytes: &[u8], ring: Option<&Keyring>, repeat: usize) -> 
         (ms(v[0]), ms(v[v.len() / 2]))
     };
     let (b, v, p) = (stats(&mut both), stats(&mut verify), stats(&mut parse));
+    let s = stats(&mut serial);
     println!(
-        "verify+parse min {:.1} ms median {:.1} ms; verify min {:.1} median {:.1}; parse min {:.1} median {:.1} ({repeat} runs)",
-        b.0, b.1, v.0, v.1, p.0, p.1
+        "verify+parse min {:.1} ms median {:.1} ms; verify min {:.1} median {:.1}; parse min {:.1} median {:.1}; one after the other min {:.1} median {:.1} ({repeat} runs)",
+        b.0, b.1, v.0, v.1, p.0, p.1, s.0, s.1
     );
     Ok(())
 }

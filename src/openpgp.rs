@@ -7,7 +7,12 @@
 //! signature covers. [`unwrap_cleartext`] (for `--no-verify`) returns the same bytes for every
 //! document `verify_cleartext` accepts: both go through one strict RFC 4880 §7 framing parser,
 //! and `verify_cleartext` hands sequoia exactly that parser's text to check the signatures
-//! against (as detached signatures: one pass over the document, see `verify`).
+//! against (as detached signatures: one pass over the document, see `verify`; the text itself
+//! is hashed by `fast` in large blocks, with sequoia's own key and signature checks, and only
+//! an acceptance comes from there: every other verdict and every error is the detached
+//! verifier's). [`verify_cleartext_with`] runs the caller's reader (the stream parser) over
+//! the same text while the signature is checked on a second thread, and hands its result back
+//! only with a valid signature: nothing read from a document is used before it verified.
 //!
 //! Decisions:
 //! - A document is clearsigned only when its very first bytes are
@@ -28,6 +33,7 @@
 //! are the fuzz entry points of this module.
 
 mod cleartext;
+mod fast;
 mod policy;
 mod sign;
 mod verify;
@@ -179,7 +185,7 @@ pub fn is_clearsigned(bytes: &[u8]) -> bool {
 /// `-----BEGIN PGP SIGNATURE-----`, which is not signed. The signature block is only checked
 /// for its `BEGIN`/`END` lines, not decoded.
 pub fn unwrap_cleartext(doc: &[u8]) -> Result<Vec<u8>, Error> {
-    cleartext::parse(doc).map(|framed| framed.payload)
+    cleartext::parse(doc).map(|framed| framed.payload.into_owned())
 }
 
 /// Checks a cleartext-signed document against `keyring` (at the current time) and returns the
@@ -187,6 +193,33 @@ pub fn unwrap_cleartext(doc: &[u8]) -> Result<Vec<u8>, Error> {
 /// by other keys are ignored as long as one is valid.
 pub fn verify_cleartext(keyring: &Keyring, doc: &[u8]) -> Result<Verified, Error> {
     verify::verify(keyring, doc, &policy::StreamPolicy::new())
+}
+
+/// [`verify_cleartext`] and `read` over the signed text at the same time (the signature is
+/// checked on a second thread while `read` runs on this one): `read`'s result comes back only
+/// with the signer of a valid signature, and is dropped when the document does not verify,
+/// whose error is then exactly [`verify_cleartext`]'s. `read` gets the bytes
+/// [`Verified::payload`] would hold (without their copy when no line needed a change), and
+/// starts only for a well-framed document with a signature by a usable key of `keyring`
+/// (otherwise only once the check passed), so it must be fit for untrusted input: it is meant
+/// for the stream parser, which is.
+pub fn verify_cleartext_with<T>(
+    keyring: &Keyring,
+    doc: &[u8],
+    read: impl FnOnce(&[u8]) -> T,
+) -> Result<VerifiedWith<T>, Error> {
+    let (signer, value) = verify::verify_with(keyring, doc, &policy::StreamPolicy::new(), read)?;
+    Ok(VerifiedWith { value, signer })
+}
+
+/// What [`verify_cleartext_with`] returns: `read`'s result over a document whose signature
+/// checked out.
+#[derive(Debug)]
+pub struct VerifiedWith<T> {
+    /// What `read` returned for the signed text.
+    pub value: T,
+    /// As [`Verified::signer`].
+    pub signer: String,
 }
 
 impl Keyring {

@@ -48,7 +48,40 @@ fn verify_both(keyring: &Keyring, doc: &[u8]) -> Result<Verified, Error> {
         (Err(_), Err(_)) => {}
         (v, r) => panic!("verify: {v:?}, sequoia's cleartext verifier: {r:?}"),
     }
+    // The fast path accepts only what sequoia's detached verifier accepts, with its signer.
+    if let Ok((Some(fast), full)) =
+        verify::fast_and_full(keyring, doc, &policy::StreamPolicy::new())
+    {
+        assert_eq!(full.ok().as_ref(), Some(&fast), "fast path accepted alone");
+    }
+    // Verify-and-read gives the same verdict, signer, text and error.
+    let with = verify_cleartext_with(keyring, doc, <[u8]>::to_vec);
+    match (&verified, &with) {
+        (Ok(v), Ok(w)) => assert_eq!((&v.payload, &v.signer), (&w.value, &w.signer)),
+        (Err(v), Err(w)) => assert_eq!(chain(v), chain(w)),
+        (v, w) => panic!("verify: {v:?}, verify_cleartext_with: {w:?}"),
+    }
     verified
+}
+
+/// An error and its causes, one line (no backtrace).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    out
+}
+
+/// Whether the fast path alone accepts `doc` (the real documents must not fall back to the
+/// slow line-by-line hashing).
+fn fast_accepts(keyring: &Keyring, doc: &[u8]) -> bool {
+    matches!(
+        verify::fast_and_full(keyring, doc, &policy::StreamPolicy::new()),
+        Ok((Some(_), Ok(_)))
+    )
 }
 
 /// The text a sequoia clearsignature covers: `text` with trailing blanks cut from each line.
@@ -85,6 +118,7 @@ fn real_documents_verify_with_binary_and_armored_keyring() {
         let v = verify_both(keyring, &index).unwrap();
         assert_eq!(v.signer, UBUNTU_FPR);
         assert_eq!(v.payload.len(), 16_076);
+        assert!(fast_accepts(keyring, &index) && fast_accepts(keyring, &products));
         let json: serde_json::Value = serde_json::from_slice(&v.payload).unwrap();
         assert!(json["index"]["com.ubuntu.cloud:released:download"].is_object());
 
@@ -805,6 +839,10 @@ fn gpg_canonicalisation_fixtures() {
     let keyring = Keyring::from_bytes(key).unwrap();
     for (name, doc, input) in CANON {
         let v = verify_both(&keyring, doc).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(
+            fast_accepts(&keyring, doc),
+            "{name}: not accepted by the fast path"
+        );
         assert_eq!(
             String::from_utf8_lossy(&v.payload),
             String::from_utf8_lossy(&canonical_payload(input)),
@@ -845,6 +883,10 @@ fn gpg_canonicalisation_fixtures() {
         for (i, d) in same.iter().enumerate() {
             let v = verify_both(&keyring, d.as_bytes())
                 .unwrap_or_else(|e| panic!("{name}: same text {i}: {e}"));
+            assert!(
+                fast_accepts(&keyring, d.as_bytes()),
+                "{name}: same text {i}"
+            );
             let lf = |p: &[u8]| String::from_utf8_lossy(p).replace("\r\n", "\n");
             assert_eq!(lf(&v.payload), lf(&canonical_payload(input)), "{name} {i}");
             if let Some((ok, stderr)) = gpgv(key, d.as_bytes()) {
@@ -879,4 +921,114 @@ fn gpg_canonicalisation_fixtures() {
             }
         }
     }
+}
+
+/// The fast path's text-mode hashing (64 KiB blocks, every `\r\n`, lone `\r` and lone `\n`
+/// hashed as `\r\n`) against sequoia's: detached text signatures over texts with every kind of
+/// line break, lines longer than a block and breaks across block boundaries; the fast path must
+/// reach sequoia's verdict on the text and on texts that differ by one byte or one break.
+#[test]
+fn text_mode_hashing_matches_sequoia_on_every_line_break() {
+    use openpgp::packet::signature::SignatureBuilder;
+    use openpgp::serialize::stream::{Message, Signer};
+    use openpgp::types::SignatureType;
+    use std::io::Write as _;
+    let key = SigningKey::generate("text").unwrap();
+    let keyring = key.keyring();
+    let policy = policy::StreamPolicy::new();
+    let long = "x".repeat(70_000);
+    let blocks = "ab\r\n\r\rc\n\n\r".repeat(30_000);
+    let texts = [
+        String::new(),
+        "a".to_owned(),
+        "\r".to_owned(),
+        "\n".to_owned(),
+        "\r\n".to_owned(),
+        "\n\r".to_owned(),
+        "a\rb".to_owned(),
+        "a\r\r\nb\n".to_owned(),
+        "a\n\r\nb\r".to_owned(),
+        format!("{long}\r\n{long}\r"),
+        blocks,
+    ];
+    for (kind, typ) in [
+        ("text", SignatureType::Text),
+        ("binary", SignatureType::Binary),
+    ] {
+        for text in &texts {
+            let mut sig = Vec::new();
+            let mut signer = Signer::with_template(
+                Message::new(&mut sig),
+                key.keypair().unwrap(),
+                SignatureBuilder::new(typ),
+            )
+            .unwrap()
+            .detached()
+            .build()
+            .unwrap();
+            signer.write_all(text.as_bytes()).unwrap();
+            signer.finalize().unwrap();
+            let short = &text[..text.len().min(12)];
+            let verdicts = verify::detached_verdicts(&keyring, &sig, text.as_bytes(), &policy);
+            assert_eq!(verdicts, (true, true), "{kind} {short:?}");
+            let changed = [
+                format!("{text}x"),
+                format!("x{text}"),
+                text.replace("\r\n", "\n"),
+                text.replacen('\r', "\n", 1),
+                text.replacen('\n', "\r", 1),
+                text.replacen('\n', "", 1),
+                text.replacen('\r', "\r\r", 1),
+            ];
+            for (i, other) in changed.iter().enumerate() {
+                let (sequoia, fast) =
+                    verify::detached_verdicts(&keyring, &sig, other.as_bytes(), &policy);
+                assert_eq!(sequoia, fast, "{kind} {short:?}: change {i}");
+                if typ == SignatureType::Binary && other != text {
+                    assert!(!fast, "{kind} {short:?}: change {i}");
+                }
+            }
+        }
+    }
+}
+
+/// `verify_cleartext_with` runs the reader beside the check only for a well-framed document
+/// with a signature by a usable key of the keyring: a stranger's document, a broken frame or
+/// no signature at all are refused without reading their text; a bad signature by a keyring
+/// key may be read, but its result is dropped and the error is `verify_cleartext`'s.
+#[test]
+fn the_reader_never_sees_a_strangers_document_and_its_result_needs_a_valid_signature() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let key = SigningKey::generate("reader").unwrap();
+    let stranger = SigningKey::generate("stranger").unwrap();
+    let keyring = key.keyring();
+    let reads = AtomicUsize::new(0);
+    let read = |text: &[u8]| {
+        reads.fetch_add(1, Ordering::SeqCst);
+        text.len()
+    };
+    let good = key.clearsign(b"{\"a\": 1}\n").unwrap();
+    let v = verify_cleartext_with(&keyring, &good, read).unwrap();
+    let whole = verify_cleartext(&keyring, &good).unwrap();
+    assert_eq!((v.value, &v.signer), (whole.payload.len(), &whole.signer));
+    assert_eq!(v.signer, key.fingerprint());
+    assert_eq!(reads.swap(0, Ordering::SeqCst), 1);
+
+    let strangers = stranger.clearsign(b"{\"a\": 1}\n").unwrap();
+    let unframed = b"{\"a\": 1}\n".to_vec();
+    let unsigned = b"-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA512\n\nx\n\
+                    -----BEGIN PGP SIGNATURE-----\n\n-----END PGP SIGNATURE-----\n"
+        .to_vec();
+    for doc in [strangers, unframed, unsigned] {
+        let err = verify_cleartext_with(&keyring, &doc, read).unwrap_err();
+        assert_eq!(
+            chain(&err),
+            chain(&verify_cleartext(&keyring, &doc).unwrap_err())
+        );
+        assert_eq!(reads.load(Ordering::SeqCst), 0, "{err}");
+    }
+
+    let tampered = String::from_utf8(good).unwrap().replacen("1}", "2}", 1);
+    let err = verify_cleartext_with(&keyring, tampered.as_bytes(), read).unwrap_err();
+    assert!(matches!(err, Error::BadSignature { .. }), "{err:?}");
 }

@@ -75,7 +75,7 @@ pub fn check_path(p: &str) -> Result<(), UnsafePath> {
     if let Some(reason) = raw_reason(p) {
         return refuse(reason);
     }
-    if p.contains('%') && raw_reason(&percent_decode(p)).is_some() {
+    if memchr::memchr(b'%', p.as_bytes()).is_some() && raw_reason(&percent_decode(p)).is_some() {
         return refuse(PathReason::Encoded);
     }
     Ok(())
@@ -103,26 +103,30 @@ fn percent_decode(p: &str) -> String {
 }
 
 fn raw_reason(p: &str) -> Option<PathReason> {
-    let refuse = Some;
-    if p.contains('\0') {
-        return refuse(PathReason::Nul);
+    // Every item of a document has a path: SIMD searches (the `memchr` crate), the reasons in
+    // their order: NUL, backslash, empty, absolute, then the first bad component.
+    let bytes = p.as_bytes();
+    if memchr::memchr2(0, b'\\', bytes).is_some() {
+        return Some(match memchr::memchr(0, bytes) {
+            Some(_) => PathReason::Nul,
+            None => PathReason::Backslash,
+        });
     }
-    if p.contains('\\') {
-        return refuse(PathReason::Backslash);
+    match bytes.first() {
+        None => return Some(PathReason::Empty),
+        Some(b'/') => return Some(PathReason::Absolute),
+        Some(_) => {}
     }
-    if p.is_empty() {
-        return refuse(PathReason::Empty);
-    }
-    if p.starts_with('/') {
-        return refuse(PathReason::Absolute);
-    }
-    for component in p.split('/') {
-        match component {
-            ".." => return refuse(PathReason::DotDot),
-            "." => return refuse(PathReason::Dot),
-            "" => return refuse(PathReason::EmptyComponent),
+    let mut start = 0;
+    let ends = memchr::memchr_iter(b'/', bytes).chain(std::iter::once(bytes.len()));
+    for end in ends {
+        match bytes.get(start..end).unwrap_or_default() {
+            b".." => return Some(PathReason::DotDot),
+            b"." => return Some(PathReason::Dot),
+            b"" => return Some(PathReason::EmptyComponent),
             _ => {}
         }
+        start = end + 1;
     }
     None
 }
@@ -206,6 +210,40 @@ mod tests {
         }
         // a raw rule is reported before the decoded one
         assert_eq!(reason("../%2e%2e"), Some(PathReason::DotDot));
+    }
+
+    /// The rules as written before the SIMD scan (issue 13): three searches and a split.
+    fn reference(p: &str) -> Option<PathReason> {
+        if p.contains('\0') {
+            return Some(PathReason::Nul);
+        }
+        if p.contains('\\') {
+            return Some(PathReason::Backslash);
+        }
+        if p.is_empty() {
+            return Some(PathReason::Empty);
+        }
+        if p.starts_with('/') {
+            return Some(PathReason::Absolute);
+        }
+        p.split('/').find_map(|c| match c {
+            ".." => Some(PathReason::DotDot),
+            "." => Some(PathReason::Dot),
+            "" => Some(PathReason::EmptyComponent),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn simd_scan_gives_the_reference_reason() {
+        let mut rng = fastrand::Rng::with_seed(13);
+        let alphabet = ['a', '.', '/', '\\', '\0', 'é'];
+        for _ in 0..200_000 {
+            let p: String = (0..rng.usize(0..9))
+                .map(|_| *rng.choice(&alphabet).unwrap())
+                .collect();
+            assert_eq!(raw_reason(&p), reference(&p), "{p:?}");
+        }
     }
 
     #[test]

@@ -67,12 +67,7 @@ pub(super) async fn fetch_metadata(
     // Work list of (path, bytes already fetched, depth); documents keep their discovery order.
     let mut queue: Vec<(String, fetch::Fetched, usize)> = vec![(start_path.to_string(), start, 0)];
     while let Some((path, mut fetched, depth)) = queue.pop() {
-        let verified = unwrap_payload(&fetched, signed, keyring, no_verify, &mut meta.signers)?;
-        let doc = match &verified {
-            Some(payload) => streams::parse(&fetched.url, payload)?,
-            None => streams::parse(&fetched.url, &fetched.bytes)?,
-        };
-        drop(verified);
+        let doc = read_document(&fetched, signed, keyring, no_verify, &mut meta.signers)?;
         let blob = keep(store, std::mem::take(&mut fetched.bytes))?;
         match doc {
             streams::Document::Products(p) => {
@@ -167,17 +162,19 @@ impl Staged {
     }
 }
 
-/// The bytes handed to the JSON parser: exactly the verified text under a signed start;
-/// `None` when that is the fetched bytes themselves (an unsigned start).
-fn unwrap_payload(
+/// The document parsed from exactly the verified text under a signed start (the signature is
+/// checked on a second thread while the text is parsed, `openpgp::verify_cleartext_with`: the
+/// parse is dropped unless the signature verifies, and a bad signature is reported before any
+/// parse error), from the fetched bytes themselves under an unsigned one.
+fn read_document(
     fetched: &fetch::Fetched,
     signed: bool,
     keyring: Option<&Keyring>,
     no_verify: bool,
     signers: &mut BTreeSet<String>,
-) -> Result<Option<Vec<u8>>> {
+) -> Result<streams::Document> {
     if !signed {
-        return Ok(None);
+        return Ok(streams::parse(&fetched.url, &fetched.bytes)?);
     }
     if !openpgp::is_clearsigned(&fetched.bytes) {
         return Err(Error::Unsigned {
@@ -185,24 +182,26 @@ fn unwrap_payload(
         });
     }
     if no_verify {
-        return openpgp::unwrap_cleartext(&fetched.bytes)
-            .map(Some)
-            .map_err(|e| Error::Signature {
-                url: fetched.url.clone(),
-                source: e,
-            });
+        let payload = openpgp::unwrap_cleartext(&fetched.bytes).map_err(|e| Error::Signature {
+            url: fetched.url.clone(),
+            source: e,
+        })?;
+        return Ok(streams::parse(&fetched.url, &payload)?);
     }
     let Some(keyring) = keyring else {
         return Err(Error::NoKeyring {
             url: fetched.url.clone(),
         });
     };
-    let v = openpgp::verify_cleartext(keyring, &fetched.bytes).map_err(|e| Error::Signature {
+    let v = openpgp::verify_cleartext_with(keyring, &fetched.bytes, |payload| {
+        streams::parse(&fetched.url, payload)
+    })
+    .map_err(|e| Error::Signature {
         url: fetched.url.clone(),
         source: e,
     })?;
     signers.insert(v.signer);
-    Ok(Some(v.payload))
+    Ok(v.value?)
 }
 
 /// An index entry's own size/checksum, when it carries one, must match the document.

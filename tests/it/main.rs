@@ -58,4 +58,5 @@ mod sync;
 mod transport;
 mod unattended;
 mod verify;
+mod verify_parse;
 mod webserver;

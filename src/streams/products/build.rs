@@ -33,8 +33,13 @@ struct Builder<'d> {
     p: Products,
     key_ids: HashMap<Box<str>, u32>,
     err: Option<ParseError>,
-    /// Fields of the objects being read, innermost last (appended when an object ends).
-    stack: Vec<Vec<Field>>,
+    /// Fields of the objects being read, innermost last (moved to `p.fields` when an object
+    /// ends): one vector for all levels, so reading an object allocates nothing.
+    stack: Vec<Field>,
+    /// Where each open object's fields start in `stack`, innermost last.
+    open: Vec<usize>,
+    /// The id [`Builder::key`] tries first: the one after the last key found.
+    next_key: usize,
 }
 
 impl Builder<'_> {
@@ -67,6 +72,20 @@ impl Builder<'_> {
     }
 
     fn key(&mut self, k: &str) -> u32 {
+        // Sibling objects list their keys in the same order: the key after the last one found
+        // is tried first (one comparison for most keys of a document).
+        if let Some(guess) = self.p.keys.get(self.next_key)
+            && **guess == *k
+        {
+            self.next_key += 1;
+            return n32(self.next_key - 1);
+        }
+        let id = self.find_key(k);
+        self.next_key = id as usize + 1;
+        id
+    }
+
+    fn find_key(&mut self, k: &str) -> u32 {
         // A document has a few dozen distinct keys: a scan of them beats hashing every key read
         // (millions in a large document).
         if self.p.keys.len() <= SCAN_KEYS {
@@ -88,16 +107,18 @@ impl Builder<'_> {
             kind,
             value: self.span(text),
         };
-        if let Some(level) = self.stack.last_mut() {
-            level.push(f);
+        if !self.open.is_empty() {
+            self.stack.push(f);
         }
     }
 
     /// Close the innermost object: its fields become one contiguous range.
     fn close(&mut self) -> Range {
-        let level = self.stack.pop().unwrap_or_default();
+        let level = self.open.pop().unwrap_or(self.stack.len());
         let start = n32(self.p.fields.len());
-        self.p.fields.extend(level);
+        self.p
+            .fields
+            .extend(self.stack.drain(level.min(self.stack.len())..));
         (start, n32(self.p.fields.len()))
     }
 }
@@ -214,7 +235,7 @@ impl<'de> Visitor<'de> for Seed<'_, '_, '_> {
             }
             return Ok((start, list(b)));
         }
-        b.stack.push(Vec::new());
+        b.open.push(b.stack.len());
         let mut children = (0, 0);
         let inner = match level {
             Level::Product => Some(("versions", Level::Versions)),
@@ -538,7 +559,9 @@ fn builder(doc: &str, len: usize) -> Builder<'_> {
         p,
         key_ids: HashMap::new(),
         err: None,
-        stack: Vec::new(),
+        stack: Vec::with_capacity(256),
+        open: Vec::with_capacity(8),
+        next_key: 0,
     }
 }
 
@@ -568,7 +591,7 @@ fn finish(
             field: "products",
         });
     }
-    b.stack.push(Vec::new());
+    b.open.push(b.stack.len());
     for (k, v) in rest {
         if let Some(s) = py_str(v) {
             let kind = if v.is_u64() {
