@@ -80,11 +80,11 @@ pub use remove::gc;
 
 /// Snapshots kept per source when not told otherwise: the newest (the base of the next sync)
 /// plus two to roll back to.
-pub const DEFAULT_KEEP_LAST: u32 = 3;
+pub(crate) const DEFAULT_KEEP_LAST: u32 = 3;
 
 /// How long a retired tree, an unpublished new tree, an unreferenced new blob and a partial
 /// download are kept when not told otherwise (Pulp's orphan protection time).
-pub const DEFAULT_GRACE: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const DEFAULT_GRACE: Duration = Duration::from_secs(24 * 3600);
 
 /// What `gc` keeps and how it takes the lock.
 #[derive(Debug, Clone)]
@@ -155,7 +155,7 @@ pub fn auto_collect(vault: &mut Vault, settings: &StoreSettings) -> AutoGc {
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct GcReport {
     pub dry_run: bool,
-    pub keep_last: u32,
+    pub(crate) keep_last: u32,
     pub grace_secs: u64,
     pub snapshots_kept: u64,
     pub snapshots_dropped: Vec<DroppedSnapshot>,
@@ -164,7 +164,7 @@ pub struct GcReport {
     pub publications_dropped: u64,
     /// Grace items removed from kept trees: links to items of a snapshot that no kept tree
     /// serves any more, so no reader can still be working from its metadata.
-    pub grace_files_dropped: u64,
+    pub(crate) grace_files_dropped: u64,
     pub blobs_kept: u64,
     /// Unreferenced blobs kept because they are younger than the grace period.
     pub blobs_within_grace: u64,

@@ -39,12 +39,12 @@ pub struct Adopted {
 }
 
 /// The pseudo-source name of an adopted directory.
-pub fn source_name(dest: &Path) -> String {
+pub(crate) fn source_name(dest: &Path) -> String {
     format!("adopted:{}", dest.display())
 }
 
 /// Import every regular file under `dir` and record the snapshot.
-pub fn import(vault: &mut Vault, dir: &Path) -> Result<Adopted> {
+pub(crate) fn import(vault: &mut Vault, dir: &Path) -> Result<Adopted> {
     let started = Instant::now();
     crate::store::refuse_in_store(&vault.layout, &crate::store::resolve_outside(dir)?)?;
     let mut files: Vec<(String, Digests)> = Vec::new();

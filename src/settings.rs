@@ -31,7 +31,7 @@ pub struct StoreSettings {
     pub keep_last: u32,
     pub auto_gc: bool,
     /// `None`: the default, min(1 GiB, 2 % of the filesystem).
-    pub reserve: Option<u64>,
+    pub(crate) reserve: Option<u64>,
     pub metrics_file: Option<PathBuf>,
 }
 
@@ -125,7 +125,7 @@ fn parse_bool(v: &str) -> Result<bool> {
 }
 
 /// `512M`, `1G`, `100k`, `1048576` (bytes; binary multiples).
-pub fn parse_size(v: &str) -> Result<u64> {
+pub(crate) fn parse_size(v: &str) -> Result<u64> {
     let t = v.trim();
     let digits = t.bytes().take_while(u8::is_ascii_digit).count();
     let (num, unit) = t.split_at(digits);

@@ -98,24 +98,24 @@ pub struct SyncReport {
 /// What the selection did to one product (sstream-mirror's `to_add` / `to_remove`).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ProductChange {
-    pub content_id: String,
-    pub product: String,
+    pub(crate) content_id: String,
+    pub(crate) product: String,
     /// Newest first.
-    pub add: Vec<String>,
+    pub(crate) add: Vec<String>,
     /// Oldest first.
-    pub remove: Vec<String>,
+    pub(crate) remove: Vec<String>,
     /// Items of the added versions that have a path and a size, in document order.
-    pub added_items: Vec<ItemLine>,
+    pub(crate) added_items: Vec<ItemLine>,
     /// Items of removed versions still present in the source.
-    pub removed_items: Vec<ItemLine>,
+    pub(crate) removed_items: Vec<ItemLine>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct ItemLine {
-    pub version: String,
-    pub item: String,
-    pub path: String,
-    pub size: u64,
+pub(crate) struct ItemLine {
+    pub(crate) version: String,
+    pub(crate) item: String,
+    pub(crate) path: String,
+    pub(crate) size: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -131,7 +131,7 @@ pub enum Outcome {
 pub struct PlannedFetch {
     pub path: String,
     pub size: u64,
-    pub items: Vec<String>,
+    pub(crate) items: Vec<String>,
 }
 
 /// Events for a progress display; the library never prints.
@@ -148,7 +148,7 @@ impl Progress for Quiet {}
 impl SyncEvents for Quiet {}
 
 /// Sync one source. Takes the source's lock (and the store lock, shared) unless `dry_run`.
-pub async fn sync(
+pub(crate) async fn sync(
     vault: &mut Vault,
     source: &Source,
     opts: &SyncOptions,

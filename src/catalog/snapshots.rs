@@ -27,7 +27,7 @@ pub struct Snapshot {
     pub max: Option<i64>,
     pub keep: bool,
     pub signed: bool,
-    pub verified: bool,
+    pub(crate) verified: bool,
     pub signer: Option<String>,
     pub products: i64,
     pub versions: i64,
@@ -35,17 +35,17 @@ pub struct Snapshot {
     pub bytes: i64,
     pub fetched_bytes: i64,
     pub duration_ms: i64,
-    pub digest: String,
+    pub(crate) digest: String,
 }
 
 /// A metadata document kept verbatim in a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Document {
-    pub ord: i64,
+    pub(crate) ord: i64,
     pub path: String,
     pub kind: String,
-    pub content_id: Option<String>,
-    pub blob: BlobHash,
+    pub(crate) content_id: Option<String>,
+    pub(crate) blob: BlobHash,
 }
 
 /// One item of a snapshot.
@@ -64,7 +64,7 @@ pub struct Item {
 
 impl Item {
     /// The identity of an item: `(content_id, product, version, item)`.
-    pub fn key(&self) -> (&str, &str, &str, &str) {
+    pub(crate) fn key(&self) -> (&str, &str, &str, &str) {
         (&self.content_id, &self.product, &self.version, &self.item)
     }
 }
@@ -120,7 +120,7 @@ impl Catalog {
         )
     }
 
-    pub fn snapshot(&self, id: SnapshotId) -> Result<Snapshot> {
+    pub(crate) fn snapshot(&self, id: SnapshotId) -> Result<Snapshot> {
         self.row(
             &format!("{SNAPSHOT_COLUMNS} WHERE id = ?1"),
             [id],
@@ -190,7 +190,7 @@ impl Catalog {
     }
 
     /// The versions of each `(content_id, product)` in a snapshot.
-    pub fn snapshot_versions(
+    pub(crate) fn snapshot_versions(
         &self,
         snapshot: SnapshotId,
     ) -> Result<BTreeMap<(String, String), Vec<String>>> {
@@ -209,7 +209,7 @@ impl Catalog {
     }
 
     /// The items of one version of a snapshot.
-    pub fn version_items(
+    pub(crate) fn version_items(
         &self,
         snapshot: SnapshotId,
         content_id: &str,
@@ -229,7 +229,7 @@ impl Catalog {
     /// The items of `snapshot` that have a path, in path order, streamed to `f`; with `except`,
     /// only the paths snapshot `except` does not list. What a publish links into a tree, and
     /// what grace adds to another snapshot's tree.
-    pub fn for_each_item_file(
+    pub(crate) fn for_each_item_file(
         &self,
         snapshot: SnapshotId,
         except: Option<SnapshotId>,
@@ -256,7 +256,7 @@ impl Catalog {
     }
 
     /// The key `(content_id, product, version, item)` of every item of `snapshot`.
-    pub fn item_keys(&self, snapshot: SnapshotId) -> Result<Vec<[String; 4]>> {
+    pub(crate) fn item_keys(&self, snapshot: SnapshotId) -> Result<Vec<[String; 4]>> {
         self.rows(
             "SELECT content_id, product, version, item FROM snapshot_items WHERE snapshot_id = ?1",
             [snapshot],
@@ -268,13 +268,13 @@ impl Catalog {
 /// An item with a path, as a tree holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ItemFile {
-    pub path: String,
+    pub(crate) path: String,
     /// `None`: the item was never downloaded (a damaged snapshot). A column that is not a
     /// blob address is an error when the row is read.
-    pub blob: Option<crate::store::BlobHash>,
-    pub size: u64,
+    pub(crate) blob: Option<crate::store::BlobHash>,
+    pub(crate) size: u64,
     /// `(content_id, product, version, item)`.
-    pub key: [String; 4],
+    pub(crate) key: [String; 4],
 }
 
 /// BLAKE3 over what a snapshot holds: documents (path → blob) and items (key → path, blob).

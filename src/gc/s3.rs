@@ -44,8 +44,8 @@ pub struct S3Doomed {
 pub struct S3GcReport {
     pub dry_run: bool,
     pub dest: String,
-    pub keep_last: u32,
-    pub grace_secs: u64,
+    pub(crate) keep_last: u32,
+    pub(crate) grace_secs: u64,
     /// The kept publications' ids, newest first.
     pub publications_kept: Vec<crate::catalog::S3PublicationId>,
     /// Objects under the prefix.

@@ -77,7 +77,7 @@ use object_store::{
 };
 use tokio::io::AsyncReadExt;
 
-pub use crate::catalog::{S3Document, S3Publication};
+pub(crate) use crate::catalog::{S3Document, S3Publication};
 
 use super::{INDEX_NAMES, MetadataMode, PublishOptions, dest, failpoint, metadata};
 mod bucket;
@@ -92,10 +92,10 @@ pub use error::S3Error;
 pub use rollback::rollback;
 pub use status::{publications, status};
 
-pub use bucket::{Bucket, Listed, lock};
+pub(crate) use bucket::{Bucket, lock};
 pub use location::{S3Dest, is_url};
 
-pub use crate::catalog::S3Object;
+pub(crate) use crate::catalog::S3Object;
 use crate::catalog::{
     Catalog, DocBody, ListedItem, NewS3Doc, NewS3Publication, PublicationAction, S3PublicationId,
     SnapshotId,
@@ -105,9 +105,9 @@ use crate::openpgp::SigningKey;
 use crate::vault::Vault;
 
 /// Files above this size are uploaded in parts of this size.
-pub const PART_SIZE: usize = 64 << 20;
+pub(crate) const PART_SIZE: usize = 64 << 20;
 /// Uploads in flight at once.
-pub const UPLOADS: usize = 8;
+pub(crate) const UPLOADS: usize = 8;
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const NO_CACHE: &str = "no-cache";
 /// User metadata naming one conditional write (see `put_doc`).
@@ -120,11 +120,11 @@ pub struct S3Report {
     pub action: String,
     pub dest: String,
     pub snapshot: SnapshotId,
-    pub tree: String,
+    pub(crate) tree: String,
     pub mode: String,
     pub signer: Option<String>,
-    pub files: i64,
-    pub bytes: i64,
+    pub(crate) files: i64,
+    pub(crate) bytes: i64,
     /// Items uploaded / already present.
     pub uploaded: u64,
     pub uploaded_bytes: u64,
@@ -133,8 +133,8 @@ pub struct S3Report {
     pub documents_written: u64,
     /// Whether the index changed (false: it already was this publication's).
     pub changed: bool,
-    pub previous: Option<S3PublicationId>,
-    pub duration_ms: u64,
+    pub(crate) previous: Option<S3PublicationId>,
+    pub(crate) duration_ms: u64,
     /// The signing key's binary public keyring (for MAAS `keyring_filename`), when signed.
     pub keyring: Option<PathBuf>,
     /// Whether this publish generated the store's default key.
@@ -866,7 +866,7 @@ async fn upload_all<'a>(
 /// `snapshot` (`new`: the sync made it). An unchanged sync publishes only what DEST lacks: not
 /// when DEST's live publication already serves the snapshot, nor when DEST served it and was
 /// moved away from it (a rollback stays rolled back). `None`: nothing to do.
-pub fn auto_publish(
+pub(crate) fn auto_publish(
     vault: &mut Vault,
     d: &S3Dest,
     target: &crate::catalog::AutoPublish,

@@ -24,7 +24,9 @@ use super::Repair;
 /// One thing wrong with an object of an S3 DEST.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum S3Problem {
+// The variant names are `verify --json`'s finding kinds (`s3_object_missing`, …): keep them.
+#[allow(clippy::enum_variant_names)]
+pub(crate) enum S3Problem {
     /// An object a kept publication lists is not in the bucket.
     S3ObjectMissing {
         key: String,
@@ -78,10 +80,10 @@ impl std::fmt::Display for S3Problem {
 /// A problem and, after a repair, what was done about it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct S3Finding {
-    pub problem: S3Problem,
-    pub repair: Option<Repair>,
+    pub(crate) problem: S3Problem,
+    pub(crate) repair: Option<Repair>,
     /// Always false (kept for the local verify's shape).
-    pub orphan: bool,
+    pub(crate) orphan: bool,
 }
 
 impl std::fmt::Display for S3Finding {
@@ -99,7 +101,7 @@ impl std::fmt::Display for S3Finding {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct S3VerifyReport {
     pub dest: String,
-    pub repair: bool,
+    pub(crate) repair: bool,
     pub deep: bool,
     /// The publications checked, newest first.
     pub publications: Vec<crate::catalog::S3PublicationId>,
