@@ -108,7 +108,9 @@ pub use publications::{
 };
 pub use s3::{DOCUMENT_CHUNK, DocBody, ListedItem, NewS3Doc, S3Object};
 pub(crate) use snapshots::digest_sorted;
-pub use snapshots::{Document, Item, ItemFile, NewSnapshot, Snapshot, snapshot_digest};
+pub use snapshots::{
+    DocumentKind, Item, ItemFile, NewSnapshot, Snapshot, StoredDocument, snapshot_digest,
+};
 pub use sources::{NewSource, Source, check_source_name};
 pub use trees::{MetadataMode, TreeDocument, TreeRow};
 pub(crate) use validators::StoredValidators;

@@ -136,7 +136,7 @@ pub struct PublishReport {
     /// The publication row (the live one if nothing changed).
     pub publication: PublicationId,
     /// `publish`, `adopt` or `rollback`.
-    pub action: String,
+    pub action: PublicationAction,
     pub dest: PathBuf,
     pub snapshot: SnapshotId,
     pub source: String,
@@ -146,7 +146,7 @@ pub struct PublishReport {
     pub(crate) tree_path: PathBuf,
     /// An existing tree was used (nothing was built).
     pub tree_reused: bool,
-    pub mode: String,
+    pub mode: MetadataMode,
     pub signer: Option<String>,
     /// The binary public keyring of the signing key (`keyrings/<name>.gpg`): MAAS's
     /// `keyring_filename`.
@@ -294,7 +294,7 @@ pub fn publish(vault: &mut Vault, opts: &PublishOptions) -> Result<PublishReport
     })?;
     Ok(PublishReport {
         publication: id,
-        action: action.to_string(),
+        action,
         dest,
         snapshot: snap.id,
         source: snap.source.clone(),
@@ -302,7 +302,7 @@ pub fn publish(vault: &mut Vault, opts: &PublishOptions) -> Result<PublishReport
         tree: tree.name.clone(),
         tree_path,
         tree_reused: reused,
-        mode: tree.mode.to_string(),
+        mode: tree.mode,
         signer: tree.signer.clone(),
         keyring,
         key_created,

@@ -43,7 +43,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::catalog::{Document, NewSnapshot, SnapshotId, SnapshotTotals, Source};
+use crate::catalog::{NewSnapshot, SnapshotId, SnapshotTotals, Source, StoredDocument};
 use crate::error::{Error, Result};
 use crate::fetch::{self, FetchOptions, Fetcher, Location, Progress};
 use crate::openpgp::Keyring;
@@ -278,10 +278,10 @@ pub(crate) async fn sync(
                 },
             ));
         }
-        documents.push(Document {
+        documents.push(StoredDocument {
             ord: ord as i64,
             path: d.path.clone(),
-            kind: d.kind.to_string(),
+            kind: d.kind,
             content_id: d.content_id.clone(),
             blob,
         });

@@ -13,8 +13,8 @@
 
 use rusqlite::params;
 
-use super::Catalog;
 use super::ids::{SnapshotId, TreeId};
+use super::{Catalog, MetadataMode};
 use crate::checksum::Checksums;
 use crate::error::Result;
 use crate::store::BlobHash;
@@ -33,7 +33,7 @@ pub(crate) struct TreeRecord {
     pub(crate) id: TreeId,
     pub(crate) name: String,
     pub(crate) snapshot: SnapshotId,
-    pub(crate) mode: String,
+    pub(crate) mode: MetadataMode,
 }
 
 /// A place a blob was fetched from: the snapshot's base URL and the item's or document's path,
@@ -162,7 +162,7 @@ impl Catalog {
         id: TreeId,
         name: &str,
         snapshot: SnapshotId,
-        mode: &str,
+        mode: MetadataMode,
         valid: impl Fn(&str) -> bool,
     ) -> Result<bool> {
         let e = |err| self.err(err);
@@ -197,7 +197,7 @@ impl Catalog {
             id.0,
         )?;
         if recorded == 0 {
-            if mode == "verbatim" {
+            if mode == MetadataMode::Verbatim {
                 add_own(
                     "SELECT path, blob FROM snapshot_documents WHERE snapshot_id = ?1
                      ORDER BY path",

@@ -38,14 +38,42 @@ pub struct Snapshot {
     pub(crate) digest: String,
 }
 
-/// A metadata document kept verbatim in a snapshot.
+/// A metadata document kept verbatim in a snapshot (a row of `snapshot_documents`; the parsed
+/// document is [`crate::streams::Document`]).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Document {
+pub struct StoredDocument {
     pub(crate) ord: i64,
     pub path: String,
-    pub kind: String,
+    pub kind: DocumentKind,
     pub(crate) content_id: Option<String>,
     pub(crate) blob: BlobHash,
+}
+
+/// What a stored document is (`snapshot_documents.kind`); printed and serialized as the stored
+/// text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DocumentKind {
+    /// A SimpleStreams index (`index:1.0`).
+    Index,
+    /// A products document (`products:1.0`).
+    Products,
+    /// Anything else under `streams/` (kept byte for byte, never parsed again).
+    Other,
+}
+
+stored_enum!(DocumentKind, "document kind", {
+    Index => "index",
+    Products => "products",
+    Other => "other",
+});
+
+/// Comparisons with the stored text (`d.kind == "index"`), as the metadata builders still
+/// write them.
+impl PartialEq<&str> for DocumentKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
 }
 
 /// One item of a snapshot.
@@ -85,7 +113,7 @@ pub struct NewSnapshot {
     pub fetched_bytes: u64,
     pub duration_ms: u64,
     pub digest: String,
-    pub documents: Vec<Document>,
+    pub documents: Vec<StoredDocument>,
     pub items: Vec<Item>,
 }
 
@@ -147,13 +175,13 @@ impl Catalog {
             .ok_or_else(|| Error::UnknownSnapshot(spec.to_string()))
     }
 
-    pub fn documents(&self, snapshot: SnapshotId) -> Result<Vec<Document>> {
+    pub fn documents(&self, snapshot: SnapshotId) -> Result<Vec<StoredDocument>> {
         self.rows(
             "SELECT ord, path, kind, content_id, blob FROM snapshot_documents
              WHERE snapshot_id = ?1 ORDER BY ord",
             [snapshot],
             |r| {
-                Ok(Document {
+                Ok(StoredDocument {
                     ord: r.get(0)?,
                     path: r.get(1)?,
                     kind: r.get(2)?,
@@ -279,7 +307,7 @@ pub struct ItemFile {
 
 /// BLAKE3 over what a snapshot holds: documents (path → blob) and items (key → path, blob).
 /// Equal digests mean "unchanged".
-pub fn snapshot_digest(documents: &[Document], items: &[Item]) -> String {
+pub fn snapshot_digest(documents: &[StoredDocument], items: &[Item]) -> String {
     let mut keys: Vec<&Item> = items.iter().collect();
     keys.sort_by(|a, b| a.key().cmp(&b.key()));
     digest_sorted(
@@ -300,7 +328,7 @@ pub fn snapshot_digest(documents: &[Document], items: &[Item]) -> String {
 /// [`snapshot_digest`] of items already sorted by key, each given as `[content_id, product,
 /// version, item, path, blob]`.
 pub(crate) fn digest_sorted<'a>(
-    documents: &[Document],
+    documents: &[StoredDocument],
     items: impl Iterator<Item = [&'a str; 6]>,
 ) -> String {
     let mut h = blake3::Hasher::new();

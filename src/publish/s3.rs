@@ -120,11 +120,11 @@ pub(crate) const UPLOADS: usize = 8;
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct S3Report {
     pub publication: S3PublicationId,
-    pub action: String,
+    pub action: PublicationAction,
     pub dest: String,
     pub snapshot: SnapshotId,
     pub(crate) tree: String,
-    pub mode: String,
+    pub mode: MetadataMode,
     pub signer: Option<String>,
     pub(crate) files: i64,
     pub(crate) bytes: i64,
@@ -239,11 +239,11 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
     let s = connect(d)?;
     let mut report = S3Report {
         publication: S3PublicationId(0),
-        action: "publish".into(),
+        action: PublicationAction::Publish,
         dest: url.clone(),
         snapshot: snap.id,
         tree: tree.name.clone(),
-        mode: tree.mode.to_string(),
+        mode: tree.mode,
         signer: tree.signer.clone(),
         files: tree.files,
         bytes: tree.bytes,

@@ -139,7 +139,14 @@ pub(super) fn tree_entries(
             .unwrap_or(e.path())
             .to_string_lossy()
             .replace('\\', "/");
-        let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+        let size = e
+            .metadata()
+            .map_err(|err| Error::Io {
+                op: "read",
+                path: e.path().to_path_buf(),
+                source: err.into(),
+            })?
+            .len();
         if !is_doc(&rel) {
             items.push(Item {
                 key: rel,
