@@ -150,7 +150,7 @@ fn store_report(
             })
         })
         .collect();
-    let grace = i64::try_from(crate::gc::DEFAULT_GRACE.as_secs()).unwrap_or(86_400);
+    let grace = i64::try_from(crate::settings::DEFAULT_GRACE.as_secs()).unwrap_or(86_400);
     let pubs = cat.status_publications(now - grace)?;
     // what each mount serves, and since when (the catalogue's live publication of that tree)
     if let Some(mounts) = report["mounts"].as_array_mut() {
