@@ -149,40 +149,6 @@ pub(crate) fn parse_size(v: &str) -> Result<u64> {
         .ok_or_else(|| Error::BadDuration(v.into()))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        let d = |s| parse_duration(s).map(|d| d.as_secs()).ok();
-        assert_eq!(d("0"), Some(0));
-        assert_eq!(d("24h"), Some(86_400));
-        assert_eq!(d("30m"), Some(1800));
-        assert_eq!(d("7d"), Some(7 * 86_400));
-        assert_eq!(d("1w"), Some(7 * 86_400));
-        assert_eq!(d("90s"), Some(90));
-        assert_eq!(d("1h30m"), Some(5400));
-        for bad in ["", "h", "10", "5x", "-1h", "1.5h", "99999999999999999999w"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn values_are_checked() {
-        assert_eq!(check("grace", "6h").unwrap(), "6h");
-        assert_eq!(check("auto-gc", "false").unwrap(), "off");
-        assert_eq!(check("keep-last", "2").unwrap(), "2");
-        assert!(check("keep-last", "0").is_err());
-        assert!(check("grace", "6 hours").is_err());
-        assert!(check("reserve", "1X").is_err());
-        assert!(check("metrics-file", "rel/path").is_err());
-        assert!(matches!(check("bogus", "1"), Err(Error::UnknownSetting(_))));
-        assert_eq!(parse_size("1G").unwrap(), 1 << 30);
-        assert_eq!(parse_size("24M").unwrap(), 24 << 20);
-    }
-}
-
 /// Parse `24h`, `30m`, `7d`, `1w`, `90s`, `1h30m` or `0`.
 pub fn parse_duration(s: &str) -> Result<Duration> {
     let bad = || Error::BadDuration(s.to_string());
@@ -216,4 +182,38 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
         rest = tail;
     }
     Ok(Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let d = |s| parse_duration(s).map(|d| d.as_secs()).ok();
+        assert_eq!(d("0"), Some(0));
+        assert_eq!(d("24h"), Some(86_400));
+        assert_eq!(d("30m"), Some(1800));
+        assert_eq!(d("7d"), Some(7 * 86_400));
+        assert_eq!(d("1w"), Some(7 * 86_400));
+        assert_eq!(d("90s"), Some(90));
+        assert_eq!(d("1h30m"), Some(5400));
+        for bad in ["", "h", "10", "5x", "-1h", "1.5h", "99999999999999999999w"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn values_are_checked() {
+        assert_eq!(check("grace", "6h").unwrap(), "6h");
+        assert_eq!(check("auto-gc", "false").unwrap(), "off");
+        assert_eq!(check("keep-last", "2").unwrap(), "2");
+        assert!(check("keep-last", "0").is_err());
+        assert!(check("grace", "6 hours").is_err());
+        assert!(check("reserve", "1X").is_err());
+        assert!(check("metrics-file", "rel/path").is_err());
+        assert!(matches!(check("bogus", "1"), Err(Error::UnknownSetting(_))));
+        assert_eq!(parse_size("1G").unwrap(), 1 << 30);
+        assert_eq!(parse_size("24M").unwrap(), 24 << 20);
+    }
 }

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use crate::error::Result;
 use crate::gc::GcOptions;
 use crate::publish::INDEX_NAMES;
-use crate::publish::s3::{self, Bucket, S3Dest, S3Error};
+use crate::publish::s3::{self, Bucket, S3Dest};
 use crate::vault::Vault;
 
 use super::Repair;
@@ -152,21 +152,11 @@ pub fn verify_s3(vault: &Vault, d: &S3Dest, opts: &S3VerifyOptions) -> Result<S3
         None
     };
     let url = d.url();
-    let kept =
-        vault
-            .catalog
-            .s3_kept_publications(&url, opts.keep.keep_last, opts.keep.grace.as_secs())?;
+    let kept = crate::gc::s3::kept_publications(vault, &url, &opts.keep)?;
     let live = vault.catalog.live_s3_publication(&url)?.map(|p| p.id);
     let mut expect: HashMap<String, Expect> = HashMap::new();
     let mut bodies: HashMap<(crate::catalog::S3PublicationId, String), Vec<u8>> = HashMap::new();
     for p in &kept {
-        if !vault.catalog.s3_listing_recorded(p.id)? {
-            return Err(S3Error::NoListing {
-                dest: url,
-                publication: p.id,
-            }
-            .into());
-        }
         for doc in vault.catalog.s3_documents(p.id)? {
             bodies.insert((p.id, doc.key), doc.body);
         }
