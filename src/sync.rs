@@ -3,7 +3,9 @@
 //!
 //! The steps live in `sync/`: `metadata` (fetch, verify, parse), `select` (filters,
 //! `--max`/`--keep`), `plan` (against the store), `download` (into the store); this file runs
-//! them in that order and commits the snapshot.
+//! them in that order and commits the snapshot. Beside them: `conditional` (earlier runs'
+//! documents for conditional requests), `downgrade` (an older `updated` is refused) and `report`
+//! (a dry run's plan).
 //!
 //! Order of writes (restic's "packs, then index, then snapshot"):
 //! 1. each blob: downloaded into `partial/`, verified (size + strongest upstream checksum),
