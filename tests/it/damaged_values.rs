@@ -2,7 +2,11 @@
 //! writes a value outside its closed set, and the command that reads it fails in one line
 //! naming it, instead of carrying on with a guess.
 
-use crate::common::{db, synced_source, www};
+use std::time::Duration;
+
+use crate::common::{Served, db, get, p, synced_source, www};
+
+const T: Duration = Duration::from_secs(20);
 
 /// `snapshot_documents.kind` is `index | products | other`: anything else used to be read as a
 /// string that matched none of them (a damaged index silently became an "other" document).
@@ -59,4 +63,41 @@ fn a_damaged_tree_mode_is_a_one_line_error_in_verify() {
         "{}",
         r.stderr
     );
+}
+
+/// The status page's history diffs each snapshot against the previous one: a catalogue error
+/// there used to become "no changes" (`.ok()`); now the page says the catalogue is unreadable.
+#[test]
+fn a_damaged_item_row_makes_the_status_page_say_unreadable() {
+    let (up, store) = synced_source("maas", &[]);
+    up.flip(2);
+    store.sync_json("maas");
+    let json = |server: &Served| -> serde_json::Value {
+        let r = get(server.addr, "/-/status?json", T).unwrap();
+        assert_eq!(r.status, 200);
+        serde_json::from_slice(&r.body).unwrap()
+    };
+    let dest = store.dir.path().join("www/maas");
+    std::fs::create_dir_all(&dest).unwrap();
+    {
+        let server = Served::start(&[], &store.root(), &[p(&dest)]);
+        let v = json(&server);
+        assert_eq!(v["store"]["state"], "ok", "{v}");
+        let history = v["store"]["snapshots"].as_array().expect("snapshots");
+        assert!(history.iter().any(|s| s["changes"].is_object()), "{v}");
+    }
+
+    let c = db(&store);
+    c.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
+    let n = c
+        .execute(
+            "UPDATE snapshot_items SET blob = 'not-a-blake3' WHERE snapshot_id = 2 AND blob IS NOT NULL",
+            [],
+        )
+        .unwrap();
+    drop(c);
+    assert!(n >= 1);
+    let server = Served::start(&[], &store.root(), &[p(&dest)]);
+    let v = json(&server);
+    assert_eq!(v["store"]["state"], "unreadable", "{v}");
 }
