@@ -49,7 +49,7 @@ macro_rules! stored_enum {
             }
 
             /// The value a stored string names; `None` for anything else (a damaged value).
-            pub fn parse(s: &str) -> Option<$name> {
+            pub(crate) fn parse(s: &str) -> Option<$name> {
                 match s {
                     $($text => Some($name::$variant),)+
                     _ => None,
@@ -88,7 +88,7 @@ mod blobs;
 mod compose;
 mod ids;
 pub use ids::{PublicationId, RunId, S3PublicationId, SnapshotId, SourceId, TreeId};
-pub mod maintenance;
+pub(crate) mod maintenance;
 mod ops;
 mod publications;
 mod reading;
@@ -97,9 +97,9 @@ mod snapshot_rows;
 mod snapshots;
 mod sources;
 mod trees;
-pub use snapshot_rows::SnapshotTotals;
+pub(crate) use snapshot_rows::SnapshotTotals;
 mod validators;
-pub use compose::TreeInput;
+pub(crate) use compose::TreeInput;
 pub use ops::{
     AutoPublish, Run, RunResult, join_credentials, split_credentials, strip_credentials,
 };
@@ -108,10 +108,12 @@ pub use publications::{
 };
 pub use s3::{DOCUMENT_CHUNK, DocBody, ListedItem, NewS3Doc, S3Object};
 pub(crate) use snapshots::digest_sorted;
-pub use snapshots::{Document, Item, ItemFile, NewSnapshot, Snapshot, snapshot_digest};
+pub use snapshots::{
+    DocumentKind, Item, ItemFile, NewSnapshot, Snapshot, StoredDocument, snapshot_digest,
+};
 pub use sources::{NewSource, Source, check_source_name};
 pub use trees::{MetadataMode, TreeDocument, TreeRow};
-pub use validators::StoredValidators;
+pub(crate) use validators::StoredValidators;
 
 /// Migrations, in order; the position + 1 is the schema version they bring the catalogue to.
 const MIGRATIONS: &[&str] = &[
@@ -174,7 +176,7 @@ impl Catalog {
 
     /// An empty, migrated catalogue in memory: no file, no fsync (a `mirror --dry-run` on a
     /// root without a store plans against it).
-    pub fn open_in_memory() -> Result<Catalog> {
+    pub(crate) fn open_in_memory() -> Result<Catalog> {
         let path = PathBuf::from(":memory:");
         let conn = Connection::open_in_memory().map_err(|e| db(&path, e))?;
         let mut cat = Catalog { conn, path };
@@ -186,7 +188,7 @@ impl Catalog {
     /// another schema version is an error: a newer one ([`Error::SchemaTooNew`]) and an older
     /// one ([`Error::SchemaTooOld`]; it cannot be migrated read-only, and every query expects
     /// the current schema, so it is refused once here rather than failing on a missing column).
-    pub fn open_read_only(path: &Path) -> Result<Option<Catalog>> {
+    pub(crate) fn open_read_only(path: &Path) -> Result<Option<Catalog>> {
         if !path.exists() {
             return Ok(None);
         }
@@ -245,7 +247,7 @@ impl Catalog {
         })
     }
 
-    pub fn err(&self, e: rusqlite::Error) -> Error {
+    pub(crate) fn err(&self, e: rusqlite::Error) -> Error {
         db(&self.path, e)
     }
 
@@ -327,7 +329,7 @@ impl Catalog {
         })
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 

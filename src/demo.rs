@@ -18,15 +18,15 @@ use crate::sync::{self, Outcome, Quiet, SyncOptions};
 use crate::vault::Vault;
 
 /// Where the demo keeps its files.
-pub struct DemoDirs {
-    pub base: PathBuf,
-    pub upstream: PathBuf,
-    pub store: PathBuf,
-    pub keyring: PathBuf,
+pub(crate) struct DemoDirs {
+    pub(crate) base: PathBuf,
+    pub(crate) upstream: PathBuf,
+    pub(crate) store: PathBuf,
+    pub(crate) keyring: PathBuf,
 }
 
 impl DemoDirs {
-    pub fn new(base: &Path) -> DemoDirs {
+    pub(crate) fn new(base: &Path) -> DemoDirs {
         DemoDirs {
             base: base.to_path_buf(),
             upstream: base.join("upstream"),

@@ -24,18 +24,6 @@ pub struct Diff {
     pub items_changed: Vec<String>,
 }
 
-impl Diff {
-    pub fn is_empty(&self) -> bool {
-        self.products_added.is_empty()
-            && self.products_removed.is_empty()
-            && self.versions_added.is_empty()
-            && self.versions_removed.is_empty()
-            && self.items_added.is_empty()
-            && self.items_removed.is_empty()
-            && self.items_changed.is_empty()
-    }
-}
-
 fn load(cat: &Catalog, id: SnapshotId) -> Result<BTreeMap<ItemKey, Option<String>>> {
     let mut m = BTreeMap::new();
     cat.for_each_item(id, |it: Item| {

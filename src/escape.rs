@@ -15,7 +15,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 /// Whether `c` must not reach a terminal raw.
-pub fn is_unsafe(c: char) -> bool {
+pub(crate) fn is_unsafe(c: char) -> bool {
     c.is_control()
         || matches!(
             c,

@@ -63,9 +63,9 @@
 use std::time::Duration;
 
 use crate::catalog::SnapshotId;
-use crate::error::{Error, Result};
+use crate::error::Error;
 use crate::lock::LockGuard;
-use crate::settings::StoreSettings;
+use crate::settings::{DEFAULT_GRACE, DEFAULT_KEEP_LAST, StoreSettings};
 use crate::vault::Vault;
 
 mod plan;
@@ -77,14 +77,6 @@ mod tests;
 
 pub use plan::gc_plan;
 pub use remove::gc;
-
-/// Snapshots kept per source when not told otherwise: the newest (the base of the next sync)
-/// plus two to roll back to.
-pub const DEFAULT_KEEP_LAST: u32 = 3;
-
-/// How long a retired tree, an unpublished new tree, an unreferenced new blob and a partial
-/// download are kept when not told otherwise (Pulp's orphan protection time).
-pub const DEFAULT_GRACE: Duration = Duration::from_secs(24 * 3600);
 
 /// What `gc` keeps and how it takes the lock.
 #[derive(Debug, Clone)]
@@ -155,7 +147,7 @@ pub fn auto_collect(vault: &mut Vault, settings: &StoreSettings) -> AutoGc {
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct GcReport {
     pub dry_run: bool,
-    pub keep_last: u32,
+    pub(crate) keep_last: u32,
     pub grace_secs: u64,
     pub snapshots_kept: u64,
     pub snapshots_dropped: Vec<DroppedSnapshot>,
@@ -164,7 +156,7 @@ pub struct GcReport {
     pub publications_dropped: u64,
     /// Grace items removed from kept trees: links to items of a snapshot that no kept tree
     /// serves any more, so no reader can still be working from its metadata.
-    pub grace_files_dropped: u64,
+    pub(crate) grace_files_dropped: u64,
     pub blobs_kept: u64,
     /// Unreferenced blobs kept because they are younger than the grace period.
     pub blobs_within_grace: u64,
@@ -241,39 +233,4 @@ impl GcPlan<'_> {
     pub fn report(&self) -> &GcReport {
         &self.report
     }
-}
-
-/// Parse `24h`, `30m`, `7d`, `1w`, `90s`, `1h30m` or `0`.
-pub fn parse_duration(s: &str) -> Result<Duration> {
-    let bad = || Error::BadDuration(s.to_string());
-    let t = s.trim();
-    if t == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let mut secs: u64 = 0;
-    let mut rest = t;
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        let (num, tail) = rest.split_at(digits);
-        let unit_len = tail.bytes().take_while(|b| !b.is_ascii_digit()).count();
-        let (unit, tail) = tail.split_at(unit_len);
-        let n: u64 = num.parse().map_err(|_| bad())?;
-        let mult = match unit {
-            "s" => 1,
-            "m" => 60,
-            "h" => 3600,
-            "d" => 86_400,
-            "w" => 7 * 86_400,
-            _ => return Err(bad()),
-        };
-        secs = n
-            .checked_mul(mult)
-            .and_then(|v| secs.checked_add(v))
-            .ok_or_else(bad)?;
-        rest = tail;
-    }
-    Ok(Duration::from_secs(secs))
 }

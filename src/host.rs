@@ -8,7 +8,7 @@
 use std::fs;
 
 /// Now, in unix seconds (0 when the clock is before 1970).
-pub fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -30,7 +30,7 @@ pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
 }
 
 /// `user@host pid N`, recorded with each publication.
-pub fn who() -> String {
+pub(crate) fn who() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "unknown".to_string());
@@ -38,7 +38,7 @@ pub fn who() -> String {
 }
 
 /// The host name (from the kernel, else `/etc/hostname`, else `localhost`).
-pub fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()
         .find_map(|p| {

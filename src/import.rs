@@ -16,7 +16,7 @@ use std::io::{Read as _, Write as _};
 use std::path::Path;
 use std::time::Instant;
 
-use crate::catalog::{Document, Item, NewSnapshot};
+use crate::catalog::{DocumentKind, Item, NewSnapshot, StoredDocument};
 use crate::checksum::{Checksums, Digests, MultiHasher};
 use crate::error::{Error, IoResultExt, Result};
 use crate::openpgp;
@@ -39,12 +39,12 @@ pub struct Adopted {
 }
 
 /// The pseudo-source name of an adopted directory.
-pub fn source_name(dest: &Path) -> String {
+pub(crate) fn source_name(dest: &Path) -> String {
     format!("adopted:{}", dest.display())
 }
 
 /// Import every regular file under `dir` and record the snapshot.
-pub fn import(vault: &mut Vault, dir: &Path) -> Result<Adopted> {
+pub(crate) fn import(vault: &mut Vault, dir: &Path) -> Result<Adopted> {
     let started = Instant::now();
     crate::store::refuse_in_store(&vault.layout, &crate::store::resolve_outside(dir)?)?;
     let mut files: Vec<(String, Digests)> = Vec::new();
@@ -91,10 +91,10 @@ pub fn import(vault: &mut Vault, dir: &Path) -> Result<Adopted> {
     for (rel, d) in files.iter().filter(|(r, _)| r.starts_with("streams/")) {
         let raw = vault.blobs.read(&d.blake3)?;
         let (kind, content_id) = classify(rel, &raw, &mut signed, &mut listed);
-        documents.push(Document {
+        documents.push(StoredDocument {
             ord: documents.len() as i64,
             path: rel.clone(),
-            kind: kind.to_string(),
+            kind,
             content_id,
             blob: BlobHash::parse(&d.blake3)?,
         });
@@ -236,20 +236,20 @@ fn classify(
     raw: &[u8],
     signed: &mut bool,
     listed: &mut HashMap<String, Vec<(String, Listed)>>,
-) -> (&'static str, Option<String>) {
+) -> (DocumentKind, Option<String>) {
     let payload = if openpgp::is_clearsigned(raw) {
         match openpgp::unwrap_cleartext(raw) {
             Ok(p) => {
                 *signed = true;
                 p
             }
-            Err(_) => return ("other", None),
+            Err(_) => return (DocumentKind::Other, None),
         }
     } else {
         raw.to_vec()
     };
     match streams::parse(rel, &payload) {
-        Ok(streams::Document::Index(_)) => ("index", None),
+        Ok(streams::Document::Index(_)) => (DocumentKind::Index, None),
         Ok(streams::Document::Products(p)) => {
             let cid = p.content_id().to_string();
             for it in p.items() {
@@ -260,9 +260,9 @@ fn classify(
                         .push((cid.clone(), Listed::of(&it)));
                 }
             }
-            ("products", Some(cid))
+            (DocumentKind::Products, Some(cid))
         }
-        Err(_) => ("other", None),
+        Err(_) => (DocumentKind::Other, None),
     }
 }
 

@@ -26,7 +26,7 @@ pub const DEFAULT_KEY: &str = "default";
 
 /// The key `name`, or for [`DEFAULT_KEY`] the default key, generated when it does not exist yet
 /// (`true`: it was generated now). Two concurrent first uses end with the same key.
-pub fn ensure_default(layout: &Layout, name: &str) -> Result<(SigningKey, bool)> {
+pub(crate) fn ensure_default(layout: &Layout, name: &str) -> Result<(SigningKey, bool)> {
     match load(layout, name) {
         Err(Error::UnknownKey(_)) if name == DEFAULT_KEY => match generate(layout, name, None) {
             Ok(_) => Ok((load(layout, name)?, true)),
@@ -39,7 +39,11 @@ pub fn ensure_default(layout: &Layout, name: &str) -> Result<(SigningKey, bool)>
 
 /// Write the binary public keyring of `key` (named `name`) to `keyrings/<name>.gpg` unless it is
 /// already there with the same bytes (temp file, fsync, rename); returns its path.
-pub fn write_public_keyring(layout: &Layout, name: &str, key: &SigningKey) -> Result<PathBuf> {
+pub(crate) fn write_public_keyring(
+    layout: &Layout,
+    name: &str,
+    key: &SigningKey,
+) -> Result<PathBuf> {
     check_key_name(name)?;
     let bytes = key
         .public_keyring_binary()

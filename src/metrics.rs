@@ -23,7 +23,7 @@ const GC_FREED: &str = "state.gc-freed-bytes";
 const GC_AT: &str = "state.gc-at";
 
 /// Remember what a collection freed, for the next metrics file.
-pub fn record_gc(cat: &Catalog, freed_bytes: u64) -> Result<()> {
+pub(crate) fn record_gc(cat: &Catalog, freed_bytes: u64) -> Result<()> {
     cat.set_setting(GC_FREED, &freed_bytes.to_string())?;
     cat.set_setting(GC_AT, &crate::host::now().to_string())
 }
@@ -36,7 +36,7 @@ fn label(v: &str) -> String {
 }
 
 /// The text of the metrics file.
-pub fn render(cat: &Catalog) -> Result<String> {
+pub(crate) fn render(cat: &Catalog) -> Result<String> {
     let mut o = String::new();
     let family = |o: &mut String, name: &str, help: &str| {
         let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge");

@@ -35,14 +35,14 @@ pub use args::{MirrorArgs, Parsed, UsageError};
 pub use flow::{Report, output_dir, run};
 
 /// The implicit source of an output directory.
-pub fn source_name(output_d: &Path) -> String {
+pub(crate) fn source_name(output_d: &Path) -> String {
     let h = blake3::hash(output_d.as_os_str().as_encoded_bytes());
     let hex = h.to_hex();
     format!("mirror-{}", hex.get(..16).unwrap_or("0"))
 }
 
 /// The source row a mirror run uses: the command line of this run.
-pub fn new_source(a: &MirrorArgs, output_d: &Path) -> Result<NewSource> {
+pub(crate) fn new_source(a: &MirrorArgs, output_d: &Path) -> Result<NewSource> {
     let keyring = match &a.keyring {
         Some(k) => Some(std::path::absolute(k).with_path("resolve", k)?),
         None => None,
@@ -86,7 +86,7 @@ pub fn check(a: &MirrorArgs) -> Result<()> {
 }
 
 /// Python's `repr()` of a list of strings: `['a', 'b']`.
-pub fn py_list(v: &[String]) -> String {
+pub(crate) fn py_list(v: &[String]) -> String {
     let items: Vec<String> = v
         .iter()
         .map(|s| {
@@ -145,7 +145,7 @@ pub fn plan_lines(changes: &[ProductChange]) -> Vec<String> {
 }
 
 /// Options for the sync half of a mirror run.
-pub fn sync_options(a: &MirrorArgs) -> SyncOptions {
+pub(crate) fn sync_options(a: &MirrorArgs) -> SyncOptions {
     let mut o = SyncOptions {
         dry_run: a.dry_run,
         keep_unmatched_products: true,
@@ -170,7 +170,7 @@ pub fn sync_options(a: &MirrorArgs) -> SyncOptions {
 }
 
 /// Sync the implicit source of `a.output_d` in `vault` (creating or updating its row).
-pub async fn sync(
+pub(crate) async fn sync(
     vault: &mut Vault,
     a: &MirrorArgs,
     output_d: &Path,
@@ -189,7 +189,7 @@ pub async fn sync(
 /// computes the same `to_add`/`to_remove` as the python tool would. Only items whose content
 /// is in the store (imported from the directory by content) are recorded; an unreadable state
 /// file is skipped (it only ever refines the selection). Returns the seeded snapshot, if any.
-pub fn seed_from_data(
+pub(crate) fn seed_from_data(
     vault: &mut Vault,
     a: &MirrorArgs,
     output_d: &Path,

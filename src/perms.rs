@@ -17,7 +17,7 @@ use crate::error::{IoResultExt, Result};
 use crate::store::Layout;
 
 /// Apply the modes above to the directories of `layout` (those that exist).
-pub fn secure_dirs(layout: &Layout) -> Result<()> {
+pub(crate) fn secure_dirs(layout: &Layout) -> Result<()> {
     set(layout.root(), 0o711)?;
     set(&layout.trees(), 0o755)?;
     for d in [

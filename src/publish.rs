@@ -59,12 +59,12 @@
 //! the link points at its tree).
 
 mod check;
-pub mod compose;
+pub(crate) mod compose;
 mod dest;
 mod detach;
 mod failpoint;
 mod grace;
-pub mod maas_rules;
+pub(crate) mod maas_rules;
 mod metadata;
 mod rollback;
 pub mod s3;
@@ -79,7 +79,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 pub use crate::catalog::MetadataMode;
-pub use crate::catalog::{Publication, TreeDocument, TreeInput, TreeRow};
+pub(crate) use crate::catalog::{Publication, TreeDocument, TreeInput, TreeRow};
 use crate::import::Adopted;
 pub use check::{INDEX_NAMES, TreeCheck, check_published, check_tree};
 pub use detach::{DetachReport, detach, detach_plan};
@@ -136,17 +136,17 @@ pub struct PublishReport {
     /// The publication row (the live one if nothing changed).
     pub publication: PublicationId,
     /// `publish`, `adopt` or `rollback`.
-    pub action: String,
+    pub action: PublicationAction,
     pub dest: PathBuf,
     pub snapshot: SnapshotId,
     pub source: String,
     /// Every snapshot the tree was built from (one, or the inputs of a composition in order).
     pub inputs: Vec<TreeInput>,
     pub tree: String,
-    pub tree_path: PathBuf,
+    pub(crate) tree_path: PathBuf,
     /// An existing tree was used (nothing was built).
     pub tree_reused: bool,
-    pub mode: String,
+    pub mode: MetadataMode,
     pub signer: Option<String>,
     /// The binary public keyring of the signing key (`keyrings/<name>.gpg`): MAAS's
     /// `keyring_filename`.
@@ -167,7 +167,7 @@ pub struct PublishReport {
     /// Whether DEST changed (a rollback to the live tree changes nothing).
     pub changed: bool,
     pub adopted: Option<Adopted>,
-    pub duration_ms: u64,
+    pub(crate) duration_ms: u64,
 }
 
 /// What DEST points at, and whether the catalogue agrees.
@@ -182,7 +182,7 @@ pub struct Status {
     /// The publication that made the link what it is.
     pub live: Option<Publication>,
     /// The newest publication of DEST in the catalogue.
-    pub latest: Option<Publication>,
+    pub(crate) latest: Option<Publication>,
     /// Disagreements between the link and the catalogue.
     pub problems: Vec<String>,
 }
@@ -265,7 +265,7 @@ pub fn publish(vault: &mut Vault, opts: &PublishOptions) -> Result<PublishReport
     })?;
     Ok(PublishReport {
         publication: id,
-        action: action.to_string(),
+        action,
         dest,
         snapshot: snap.id,
         source: snap.source.clone(),
@@ -273,7 +273,7 @@ pub fn publish(vault: &mut Vault, opts: &PublishOptions) -> Result<PublishReport
         tree: tree.name.clone(),
         tree_path,
         tree_reused: reused,
-        mode: tree.mode.to_string(),
+        mode: tree.mode,
         signer: tree.signer.clone(),
         keyring,
         key_created,

@@ -303,7 +303,7 @@ pub async fn run(opts: ServeOptions, shutdown: impl Future<Output = ()>) -> Resu
 /// [`run`] on a listener the caller bound (e.g. to print the port it got); `opts.listen` is unused.
 ///
 /// Keeps no request log (nothing could read it, and a long-running server must not grow).
-pub async fn run_on(
+pub(crate) async fn run_on(
     listener: TcpListener,
     opts: ServeOptions,
     shutdown: impl Future<Output = ()>,

@@ -17,7 +17,14 @@ use std::time::Duration;
 
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
-use crate::gc::{DEFAULT_GRACE, DEFAULT_KEEP_LAST, parse_duration};
+
+/// Snapshots kept per source when not told otherwise: the newest (the base of the next sync)
+/// plus two to roll back to.
+pub const DEFAULT_KEEP_LAST: u32 = 3;
+
+/// How long a retired tree, an unpublished new tree, an unreferenced new blob and a partial
+/// download are kept when not told otherwise (Pulp's orphan protection time).
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(24 * 3600);
 
 /// The keys `config` accepts.
 pub const KEYS: &[&str] = &["grace", "keep-last", "auto-gc", "reserve", "metrics-file"];
@@ -31,7 +38,7 @@ pub struct StoreSettings {
     pub keep_last: u32,
     pub auto_gc: bool,
     /// `None`: the default, min(1 GiB, 2 % of the filesystem).
-    pub reserve: Option<u64>,
+    pub(crate) reserve: Option<u64>,
     pub metrics_file: Option<PathBuf>,
 }
 
@@ -125,7 +132,7 @@ fn parse_bool(v: &str) -> Result<bool> {
 }
 
 /// `512M`, `1G`, `100k`, `1048576` (bytes; binary multiples).
-pub fn parse_size(v: &str) -> Result<u64> {
+pub(crate) fn parse_size(v: &str) -> Result<u64> {
     let t = v.trim();
     let digits = t.bytes().take_while(u8::is_ascii_digit).count();
     let (num, unit) = t.split_at(digits);
@@ -142,9 +149,59 @@ pub fn parse_size(v: &str) -> Result<u64> {
         .ok_or_else(|| Error::BadDuration(v.into()))
 }
 
+/// Parse `24h`, `30m`, `7d`, `1w`, `90s`, `1h30m` or `0`.
+pub fn parse_duration(s: &str) -> Result<Duration> {
+    let bad = || Error::BadDuration(s.to_string());
+    let t = s.trim();
+    if t == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut secs: u64 = 0;
+    let mut rest = t;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let (num, tail) = rest.split_at(digits);
+        let unit_len = tail.bytes().take_while(|b| !b.is_ascii_digit()).count();
+        let (unit, tail) = tail.split_at(unit_len);
+        let n: u64 = num.parse().map_err(|_| bad())?;
+        let mult = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            "w" => 7 * 86_400,
+            _ => return Err(bad()),
+        };
+        secs = n
+            .checked_mul(mult)
+            .and_then(|v| secs.checked_add(v))
+            .ok_or_else(bad)?;
+        rest = tail;
+    }
+    Ok(Duration::from_secs(secs))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations() {
+        let d = |s| parse_duration(s).map(|d| d.as_secs()).ok();
+        assert_eq!(d("0"), Some(0));
+        assert_eq!(d("24h"), Some(86_400));
+        assert_eq!(d("30m"), Some(1800));
+        assert_eq!(d("7d"), Some(7 * 86_400));
+        assert_eq!(d("1w"), Some(7 * 86_400));
+        assert_eq!(d("90s"), Some(90));
+        assert_eq!(d("1h30m"), Some(5400));
+        for bad in ["", "h", "10", "5x", "-1h", "1.5h", "99999999999999999999w"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn values_are_checked() {

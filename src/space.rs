@@ -11,12 +11,12 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 
 /// The default reserve: min(1 GiB, 2 % of the filesystem's size).
-pub fn default_reserve(total: u64) -> u64 {
+pub(crate) fn default_reserve(total: u64) -> u64 {
     (total / 50).min(1 << 30)
 }
 
 /// Free space on the filesystem of `path`: (bytes available to us, filesystem size).
-pub fn free_space(path: &Path) -> Result<(u64, u64)> {
+pub(crate) fn free_space(path: &Path) -> Result<(u64, u64)> {
     let st = rustix::fs::statvfs(path).map_err(|e| Error::Io {
         op: "statvfs",
         path: path.to_path_buf(),
@@ -31,7 +31,7 @@ pub fn free_space(path: &Path) -> Result<(u64, u64)> {
 
 /// The check a sync makes after planning: `need` bytes into the store, with the store's
 /// `reserve` setting.
-pub fn check_store(vault: &crate::vault::Vault, need: u64) -> Result<()> {
+pub(crate) fn check_store(vault: &crate::vault::Vault, need: u64) -> Result<()> {
     let settings = crate::settings::StoreSettings::load(Some(&vault.catalog))?;
     ensure(vault.root(), need, settings.reserve)
 }
@@ -39,14 +39,14 @@ pub fn check_store(vault: &crate::vault::Vault, need: u64) -> Result<()> {
 /// The check a publish makes before it copies a tree (its stage on another filesystem than
 /// `blobs/`, so no hardlinks): `need` bytes on the filesystem of `path`, with the store's
 /// `reserve` setting.
-pub fn check_copy(vault: &crate::vault::Vault, path: &Path, need: u64) -> Result<()> {
+pub(crate) fn check_copy(vault: &crate::vault::Vault, path: &Path, need: u64) -> Result<()> {
     let settings = crate::settings::StoreSettings::load(Some(&vault.catalog))?;
     ensure(path, need, settings.reserve)
 }
 
 /// Fail unless `need` bytes fit on the filesystem of `path`, leaving `reserve` (or the default
 /// reserve) free.
-pub fn ensure(path: &Path, need: u64, reserve: Option<u64>) -> Result<()> {
+pub(crate) fn ensure(path: &Path, need: u64, reserve: Option<u64>) -> Result<()> {
     if need == 0 {
         return Ok(());
     }
@@ -64,7 +64,7 @@ pub fn ensure(path: &Path, need: u64, reserve: Option<u64>) -> Result<()> {
 }
 
 /// The top directory of the filesystem that holds `path` (where the device number changes).
-pub fn mount_point(path: &Path) -> PathBuf {
+pub(crate) fn mount_point(path: &Path) -> PathBuf {
     let Ok(abs) = std::fs::canonicalize(path) else {
         return path.to_path_buf();
     };

@@ -26,9 +26,10 @@ pub const V3_CONTENT_ID: &str = "com.example.maas:stable:v3:download";
 /// Content id of the bootloaders products file.
 pub const BOOTLOADER_CONTENT_ID: &str = "com.example.maas:stable:1:bootloader-download";
 /// Product name of the jammy/amd64 boot images, the product whose versions move with the generation.
-pub const JAMMY_AMD64_PRODUCT: &str = "com.example.maas.stable:v3:boot:22.04:amd64:ga-22.04";
+#[cfg(test)]
+pub(crate) const JAMMY_AMD64_PRODUCT: &str = "com.example.maas.stable:v3:boot:22.04:amd64:ga-22.04";
 /// Prefix of the bulk product names (`<prefix>NNNN`), all listed in the v3 products file.
-pub const BULK_PRODUCT_PREFIX: &str = "com.example.maas.stable:v3:bulk:";
+pub(crate) const BULK_PRODUCT_PREFIX: &str = "com.example.maas.stable:v3:bulk:";
 
 /// What to generate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,15 +75,15 @@ pub struct Bulk {
 }
 
 /// Signs a document: gets the exact payload, returns the clearsigned text.
-pub type SignFn<'a> = &'a dyn Fn(&[u8]) -> Result<Vec<u8>, String>;
+pub(crate) type SignFn<'a> = &'a dyn Fn(&[u8]) -> Result<Vec<u8>, String>;
 
 /// One generated item file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GenItem {
-    pub content_id: String,
-    pub product: String,
-    pub version: String,
-    pub item: String,
+    pub(crate) content_id: String,
+    pub(crate) product: String,
+    pub(crate) version: String,
+    pub(crate) item: String,
     /// Relative to the tree root, `/`-separated.
     pub path: String,
     pub size: u64,
@@ -100,7 +101,7 @@ pub struct Summary {
     /// Every item, in document order.
     pub items: Vec<GenItem>,
     /// The metadata files written, relative to the tree root (`streams/v1/...`).
-    pub metadata: Vec<String>,
+    pub(crate) metadata: Vec<String>,
 }
 
 /// Why generation failed.
@@ -163,7 +164,7 @@ struct TreeSpec {
 }
 
 /// The jammy/amd64 version names of generation `generation` (three months, oldest first).
-pub fn jammy_amd64_versions(generation: u32) -> Vec<String> {
+pub(crate) fn jammy_amd64_versions(generation: u32) -> Vec<String> {
     (0..3u64)
         .map(|k| {
             let (y, m) = dates::month_from_2024(u64::from(generation.saturating_sub(1)) + k);

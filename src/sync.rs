@@ -3,7 +3,9 @@
 //!
 //! The steps live in `sync/`: `metadata` (fetch, verify, parse), `select` (filters,
 //! `--max`/`--keep`), `plan` (against the store), `download` (into the store); this file runs
-//! them in that order and commits the snapshot.
+//! them in that order and commits the snapshot. Beside them: `conditional` (earlier runs'
+//! documents for conditional requests), `downgrade` (an older `updated` is refused) and `report`
+//! (a dry run's plan).
 //!
 //! Order of writes (restic's "packs, then index, then snapshot"):
 //! 1. each blob: downloaded into `partial/`, verified (size + strongest upstream checksum),
@@ -43,7 +45,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::catalog::{Document, NewSnapshot, SnapshotId, SnapshotTotals, Source};
+use crate::catalog::{NewSnapshot, SnapshotId, SnapshotTotals, Source, StoredDocument};
 use crate::error::{Error, Result};
 use crate::fetch::{self, FetchOptions, Fetcher, Location, Progress};
 use crate::openpgp::Keyring;
@@ -98,24 +100,24 @@ pub struct SyncReport {
 /// What the selection did to one product (sstream-mirror's `to_add` / `to_remove`).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ProductChange {
-    pub content_id: String,
-    pub product: String,
+    pub(crate) content_id: String,
+    pub(crate) product: String,
     /// Newest first.
-    pub add: Vec<String>,
+    pub(crate) add: Vec<String>,
     /// Oldest first.
-    pub remove: Vec<String>,
+    pub(crate) remove: Vec<String>,
     /// Items of the added versions that have a path and a size, in document order.
-    pub added_items: Vec<ItemLine>,
+    pub(crate) added_items: Vec<ItemLine>,
     /// Items of removed versions still present in the source.
-    pub removed_items: Vec<ItemLine>,
+    pub(crate) removed_items: Vec<ItemLine>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct ItemLine {
-    pub version: String,
-    pub item: String,
-    pub path: String,
-    pub size: u64,
+pub(crate) struct ItemLine {
+    pub(crate) version: String,
+    pub(crate) item: String,
+    pub(crate) path: String,
+    pub(crate) size: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -131,7 +133,7 @@ pub enum Outcome {
 pub struct PlannedFetch {
     pub path: String,
     pub size: u64,
-    pub items: Vec<String>,
+    pub(crate) items: Vec<String>,
 }
 
 /// Events for a progress display; the library never prints.
@@ -148,7 +150,7 @@ impl Progress for Quiet {}
 impl SyncEvents for Quiet {}
 
 /// Sync one source. Takes the source's lock (and the store lock, shared) unless `dry_run`.
-pub async fn sync(
+pub(crate) async fn sync(
     vault: &mut Vault,
     source: &Source,
     opts: &SyncOptions,
@@ -278,10 +280,10 @@ pub async fn sync(
                 },
             ));
         }
-        documents.push(Document {
+        documents.push(StoredDocument {
             ord: ord as i64,
             path: d.path.clone(),
-            kind: d.kind.to_string(),
+            kind: d.kind,
             content_id: d.content_id.clone(),
             blob,
         });

@@ -13,7 +13,7 @@ use crate::store::{BlobStore, Layout};
 pub struct Vault {
     pub layout: Layout,
     pub catalog: Catalog,
-    pub blobs: BlobStore,
+    pub(crate) blobs: BlobStore,
 }
 
 impl Vault {
@@ -42,23 +42,27 @@ impl Vault {
         )
     }
 
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         self.layout.root()
     }
 
     /// The store-wide lock, shared: every writer holds it; `gc` takes it exclusively.
-    pub fn lock_store_shared(&self, wait: bool, what: &str) -> Result<LockGuard> {
+    pub(crate) fn lock_store_shared(&self, wait: bool, what: &str) -> Result<LockGuard> {
         lock::acquire(&self.layout.store_lock(), Mode::Shared, wait, what)
     }
 
     /// The store-wide lock, shared, for a command that only reads: works on a read-only root
     /// (see [`lock::acquire_for_reading`]).
-    pub fn lock_store_for_reading(&self, wait: bool, what: &str) -> Result<Option<LockGuard>> {
+    pub(crate) fn lock_store_for_reading(
+        &self,
+        wait: bool,
+        what: &str,
+    ) -> Result<Option<LockGuard>> {
         lock::acquire_for_reading(&self.layout.store_lock(), wait, what)
     }
 
     /// The store-wide lock, exclusive (`gc`).
-    pub fn lock_store_exclusive(&self, wait: bool, what: &str) -> Result<LockGuard> {
+    pub(crate) fn lock_store_exclusive(&self, wait: bool, what: &str) -> Result<LockGuard> {
         lock::acquire(&self.layout.store_lock(), Mode::Exclusive, wait, what)
     }
 

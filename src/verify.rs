@@ -82,7 +82,7 @@ impl Default for VerifyOptions {
 /// One inconsistency between the catalogue, `blobs/` and `trees/`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Problem {
+pub(crate) enum Problem {
     /// A blob row whose file is gone.
     BlobMissing { blob: String },
     /// A blob file whose size, content or upstream checksum does not match its row.
@@ -131,7 +131,7 @@ impl Problem {
     /// Left behind by a killed run and removed by the next `gc` (a file in `blobs/` without a
     /// row, a tree directory without a row that no DEST links to): reported, but not damage —
     /// `verify` exits 0 when these are all it finds.
-    pub fn is_orphan(&self) -> bool {
+    pub(crate) fn is_orphan(&self) -> bool {
         match self {
             Problem::OrphanFile { .. }
             | Problem::TreeEmptyDirectory { .. }
@@ -195,7 +195,7 @@ impl std::fmt::Display for Problem {
 /// What a repair did about one problem.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum Repair {
+pub(crate) enum Repair {
     Repaired { how: String },
     NotRepaired { why: String },
 }
@@ -203,14 +203,14 @@ pub enum Repair {
 /// A problem and, after a repair, what was done about it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Finding {
-    pub problem: Problem,
-    pub repair: Option<Repair>,
+    pub(crate) problem: Problem,
+    pub(crate) repair: Option<Repair>,
     /// [`Problem::is_orphan`]: harmless, the next gc removes it.
-    pub orphan: bool,
+    pub(crate) orphan: bool,
 }
 
 impl Finding {
-    pub fn is_fixed(&self) -> bool {
+    pub(crate) fn is_fixed(&self) -> bool {
         matches!(self.repair, Some(Repair::Repaired { .. }))
     }
 }
@@ -281,13 +281,6 @@ pub struct RepairPlan<'a> {
     lock: LockGuard,
     report: VerifyReport,
     fetch: FetchOptions,
-}
-
-impl RepairPlan<'_> {
-    /// The problems found (none has a repair outcome yet).
-    pub fn report(&self) -> &VerifyReport {
-        &self.report
-    }
 }
 
 /// Take the store lock exclusively and check the store.

@@ -11,7 +11,11 @@ use crate::error::Result;
 
 impl Catalog {
     /// A stored blob whose upstream checksum (strongest given) and size match, if any.
-    pub fn find_blob(&self, sums: &Checksums, size: u64) -> Result<Option<crate::store::BlobHash>> {
+    pub(crate) fn find_blob(
+        &self,
+        sums: &Checksums,
+        size: u64,
+    ) -> Result<Option<crate::store::BlobHash>> {
         let (sql, val) = if let Some(v) = &sums.sha512 {
             (
                 "SELECT blake3 FROM blobs WHERE sha512 = ?1 AND size = ?2",
@@ -34,7 +38,7 @@ impl Catalog {
 
     /// Record a blob whose file is already durable (invariant 1); fills in checksums that an
     /// earlier row lacked.
-    pub fn insert_blob(&self, d: &Digests) -> Result<()> {
+    pub(crate) fn insert_blob(&self, d: &Digests) -> Result<()> {
         self.exec(INSERT_BLOB, blob_params(d, now()))?;
         Ok(())
     }
@@ -51,7 +55,7 @@ impl Catalog {
         })
     }
 
-    pub fn has_blob(&self, blake3: &str) -> Result<bool> {
+    pub(crate) fn has_blob(&self, blake3: &str) -> Result<bool> {
         Ok(self
             .row(
                 "SELECT 1 FROM blobs WHERE blake3 = ?1",
@@ -62,7 +66,7 @@ impl Catalog {
     }
 
     /// Store totals: (blob count, sum of blob sizes).
-    pub fn blob_totals(&self) -> Result<(u64, u64)> {
+    pub(crate) fn blob_totals(&self) -> Result<(u64, u64)> {
         let (n, b) = self.sql(|c| {
             c.query_row(
                 "SELECT count(*), coalesce(sum(size), 0) FROM blobs",

@@ -24,7 +24,7 @@ impl Catalog {
     /// `trees` row (snapshot = the first input), its documents, its inputs and the inputs after
     /// the first as complete grace rows, in one transaction.
     #[allow(clippy::too_many_arguments)]
-    pub fn insert_composed_tree(
+    pub(crate) fn insert_composed_tree(
         &self,
         name: &str,
         inputs: &[SnapshotId],
@@ -75,7 +75,7 @@ impl Catalog {
     }
 
     /// The input snapshots of tree `tree`, in order; empty for a tree of one snapshot.
-    pub fn tree_inputs(&self, tree: TreeId) -> Result<Vec<SnapshotId>> {
+    pub(crate) fn tree_inputs(&self, tree: TreeId) -> Result<Vec<SnapshotId>> {
         self.rows(
             "SELECT snapshot_id FROM tree_inputs WHERE tree_id = ?1 ORDER BY position",
             [tree],
@@ -84,7 +84,7 @@ impl Catalog {
     }
 
     /// The inputs of tree `tree` with their sources; for a tree of one snapshot, that snapshot.
-    pub fn tree_input_sources(&self, tree: &TreeRow) -> Result<Vec<TreeInput>> {
+    pub(crate) fn tree_input_sources(&self, tree: &TreeRow) -> Result<Vec<TreeInput>> {
         let rows: Vec<TreeInput> = self.rows(
             "SELECT i.snapshot_id, coalesce(s.source_name, '') FROM tree_inputs i
              LEFT JOIN snapshots s ON s.id = i.snapshot_id
@@ -114,7 +114,7 @@ impl Catalog {
     }
 
     /// Trees built from exactly `inputs` (in this order) with `mode` and `signer`, newest first.
-    pub fn composed_trees_for(
+    pub(crate) fn composed_trees_for(
         &self,
         inputs: &[SnapshotId],
         mode: MetadataMode,
@@ -134,7 +134,11 @@ impl Catalog {
 
     /// Was a composed tree holding `snapshot` published to `dest` and retired since (an admin
     /// rolled back from it)?
-    pub fn composition_retired_from(&self, dest: &str, snapshot: SnapshotId) -> Result<bool> {
+    pub(crate) fn composition_retired_from(
+        &self,
+        dest: &str,
+        snapshot: SnapshotId,
+    ) -> Result<bool> {
         Ok(self
             .row(
                 "SELECT 1 FROM publications p JOIN tree_inputs i ON i.tree_id = p.tree_id

@@ -13,47 +13,47 @@
 
 use rusqlite::params;
 
-use super::Catalog;
 use super::ids::{SnapshotId, TreeId};
+use super::{Catalog, MetadataMode};
 use crate::checksum::Checksums;
 use crate::error::Result;
 use crate::store::BlobHash;
 
 /// One row of `blobs`, as `verify` re-checks it (`blake3` unchecked: a damaged one is a finding).
 #[derive(Debug, Clone)]
-pub struct BlobRecord {
-    pub blake3: String,
-    pub size: i64,
-    pub sums: Checksums,
+pub(crate) struct BlobRecord {
+    pub(crate) blake3: String,
+    pub(crate) size: i64,
+    pub(crate) sums: Checksums,
 }
 
 /// One row of `trees`.
 #[derive(Debug, Clone)]
-pub struct TreeRecord {
-    pub id: TreeId,
-    pub name: String,
-    pub snapshot: SnapshotId,
-    pub mode: String,
+pub(crate) struct TreeRecord {
+    pub(crate) id: TreeId,
+    pub(crate) name: String,
+    pub(crate) snapshot: SnapshotId,
+    pub(crate) mode: MetadataMode,
 }
 
 /// A place a blob was fetched from: the snapshot's base URL and the item's or document's path,
 /// and the source whose mirrors may also serve it.
 #[derive(Debug, Clone)]
-pub struct BlobPlace {
-    pub url: String,
-    pub path: String,
-    pub source: String,
+pub(crate) struct BlobPlace {
+    pub(crate) url: String,
+    pub(crate) path: String,
+    pub(crate) source: String,
 }
 
 /// One path a tree may hold ([`Catalog::each_expected_file`]).
 #[derive(Debug, Clone)]
-pub struct ExpectedFile {
-    pub path: String,
+pub(crate) struct ExpectedFile {
+    pub(crate) path: String,
     /// The blobs whose content is right at this path, in the order they were added (several
     /// only for grace items listed differently by two snapshots).
-    pub blobs: Vec<String>,
+    pub(crate) blobs: Vec<String>,
     /// Missing is a problem (not for grace items whose adding never completed).
-    pub required: bool,
+    pub(crate) required: bool,
 }
 
 /// verify's scratch tables for the tree being checked: every path it may hold with the blobs
@@ -85,7 +85,7 @@ const EXPECT_GRACE: &str = "
 
 impl Catalog {
     /// Every blob row, streamed to `f` until it returns `false`.
-    pub fn each_blob_record(&self, mut f: impl FnMut(BlobRecord) -> bool) -> Result<()> {
+    pub(crate) fn each_blob_record(&self, mut f: impl FnMut(BlobRecord) -> bool) -> Result<()> {
         let e = |err| self.err(err);
         let mut st = self
             .conn
@@ -110,7 +110,7 @@ impl Catalog {
     }
 
     /// The size and upstream checksums recorded for a blob.
-    pub fn blob_record(&self, hash: &BlobHash) -> Result<BlobRecord> {
+    pub(crate) fn blob_record(&self, hash: &BlobHash) -> Result<BlobRecord> {
         self.sql(|c| {
             c.query_row(
                 "SELECT blake3, size, md5, sha256, sha512 FROM blobs WHERE blake3 = ?1",
@@ -131,7 +131,7 @@ impl Catalog {
     }
 
     /// Every tree row, by name.
-    pub fn tree_records(&self) -> Result<Vec<TreeRecord>> {
+    pub(crate) fn tree_records(&self) -> Result<Vec<TreeRecord>> {
         let e = |err| self.err(err);
         let mut st = self
             .conn
@@ -150,25 +150,6 @@ impl Catalog {
         .map_err(e)
     }
 
-    /// The grace items of a tree (`tree_grace`): `(path, blob, complete)`.
-    pub fn tree_grace_files(&self, tree_id: TreeId) -> Result<Vec<(String, String, bool)>> {
-        let e = |err| self.err(err);
-        let mut st = self
-            .conn
-            .prepare(
-                "SELECT i.path, i.blob, g.complete FROM tree_grace g
-                 JOIN snapshot_items i ON i.snapshot_id = g.snapshot_id
-                 WHERE g.tree_id = ?1 AND i.path IS NOT NULL AND i.blob IS NOT NULL",
-            )
-            .map_err(e)?;
-        st.query_map([tree_id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? != 0))
-        })
-        .map_err(e)?
-        .collect::<rusqlite::Result<_>>()
-        .map_err(e)
-    }
-
     /// Fill verify's scratch tables with the files of tree `id` (named `name`, of `snapshot`,
     /// built in `mode`): its snapshot's items, its documents (recorded at build; for older
     /// verbatim trees the snapshot's), its grace items (what `tree_grace` says it bridges; a
@@ -176,12 +157,12 @@ impl Catalog {
     /// journalled for removal (`gc_pending_unlink`). Paths `valid` refuses are left out.
     /// Returns whether the tree's documents are unknown (a filtered tree built before they
     /// were recorded). Each query is streamed in path order into an on-disk table.
-    pub fn expect_tree_files(
+    pub(crate) fn expect_tree_files(
         &self,
         id: TreeId,
         name: &str,
         snapshot: SnapshotId,
-        mode: &str,
+        mode: MetadataMode,
         valid: impl Fn(&str) -> bool,
     ) -> Result<bool> {
         let e = |err| self.err(err);
@@ -216,7 +197,7 @@ impl Catalog {
             id.0,
         )?;
         if recorded == 0 {
-            if mode == "verbatim" {
+            if mode == MetadataMode::Verbatim {
                 add_own(
                     "SELECT path, blob FROM snapshot_documents WHERE snapshot_id = ?1
                      ORDER BY path",
@@ -268,7 +249,7 @@ impl Catalog {
     }
 
     /// Does the tree being checked list `path` as a file ([`Self::expect_tree_files`])?
-    pub fn expects_file(&self, path: &str) -> Result<bool> {
+    pub(crate) fn expects_file(&self, path: &str) -> Result<bool> {
         self.expects(
             "SELECT EXISTS (SELECT 1 FROM temp.verify_expected WHERE path = ?1)",
             path,
@@ -276,7 +257,7 @@ impl Catalog {
     }
 
     /// Is `path` a grace link gc journalled for removal from the tree being checked?
-    pub fn expects_pending(&self, path: &str) -> Result<bool> {
+    pub(crate) fn expects_pending(&self, path: &str) -> Result<bool> {
         self.expects(
             "SELECT EXISTS (SELECT 1 FROM temp.verify_pending WHERE path = ?1)",
             path,
@@ -285,7 +266,7 @@ impl Catalog {
 
     /// Does anything the tree being checked lists (or gc journalled) lie under directory
     /// `dir`? A range of the path index: `dir/` up to `dir0` (`'0'` follows `'/'`).
-    pub fn expects_dir(&self, dir: &str) -> Result<bool> {
+    pub(crate) fn expects_dir(&self, dir: &str) -> Result<bool> {
         self.expects(
             "SELECT EXISTS (SELECT 1 FROM temp.verify_expected
                             WHERE path >= ?1 || '/' AND path < ?1 || '0')
@@ -301,7 +282,7 @@ impl Catalog {
 
     /// Every file the tree being checked lists, in path order, streamed to `f` until it
     /// returns `false`.
-    pub fn each_expected_file(&self, mut f: impl FnMut(ExpectedFile) -> bool) -> Result<()> {
+    pub(crate) fn each_expected_file(&self, mut f: impl FnMut(ExpectedFile) -> bool) -> Result<()> {
         let e = |err| self.err(err);
         let mut st = self
             .conn
@@ -339,7 +320,7 @@ impl Catalog {
     }
 
     /// Drop verify's scratch tables.
-    pub fn expect_done(&self) -> Result<()> {
+    pub(crate) fn expect_done(&self) -> Result<()> {
         self.sql(|c| {
             c.execute_batch(
                 "DROP TABLE IF EXISTS temp.verify_expected;
@@ -349,7 +330,7 @@ impl Catalog {
     }
 
     /// Is `path` a recorded metadata document of tree `tree`?
-    pub fn is_tree_document(&self, tree: &str, path: &str) -> Result<bool> {
+    pub(crate) fn is_tree_document(&self, tree: &str, path: &str) -> Result<bool> {
         self.sql(|c| {
             c.query_row(
                 "SELECT EXISTS (SELECT 1 FROM tree_documents d JOIN trees t ON t.id = d.tree_id
@@ -367,7 +348,7 @@ impl Catalog {
     }
 
     /// Does any snapshot item or document name this blob?
-    pub fn blob_referenced(&self, hash: &BlobHash) -> Result<bool> {
+    pub(crate) fn blob_referenced(&self, hash: &BlobHash) -> Result<bool> {
         self.sql(|c| {
             c.query_row(
                 "SELECT EXISTS (SELECT 1 FROM snapshot_items WHERE blob = ?1)
@@ -380,7 +361,7 @@ impl Catalog {
 
     /// Where a blob was fetched from: each snapshot's URL with the path of an item or document
     /// that names it, newest snapshot first, at most `limit`.
-    pub fn blob_places(&self, hash: &BlobHash, limit: u32) -> Result<Vec<BlobPlace>> {
+    pub(crate) fn blob_places(&self, hash: &BlobHash, limit: u32) -> Result<Vec<BlobPlace>> {
         let e = |err| self.err(err);
         let mut st = self
             .conn
@@ -409,7 +390,7 @@ impl Catalog {
     /// The fallback mirrors of source `name` as recorded (without credentials); none when the
     /// source has been removed. A read error or a damaged `mirrors` column is an error, never
     /// "no mirrors".
-    pub fn source_mirrors(&self, name: &str) -> Result<Vec<String>> {
+    pub(crate) fn source_mirrors(&self, name: &str) -> Result<Vec<String>> {
         let raw: Option<String> =
             self.row("SELECT mirrors FROM sources WHERE name = ?1", [name], |r| {
                 r.get(0)
@@ -427,7 +408,7 @@ impl Catalog {
     }
 
     /// Every dest a publication row names.
-    pub fn publication_dests(&self) -> Result<Vec<String>> {
+    pub(crate) fn publication_dests(&self) -> Result<Vec<String>> {
         let e = |err| self.err(err);
         let mut st = self
             .conn

@@ -30,15 +30,15 @@ pub struct AutoPublish {
 /// One sync or mirror attempt.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Run {
-    pub id: RunId,
-    pub source: String,
+    pub(crate) id: RunId,
+    pub(crate) source: String,
     pub started_at: i64,
-    pub finished_at: Option<i64>,
+    pub(crate) finished_at: Option<i64>,
     pub result: RunResult,
     pub error: Option<String>,
-    pub fetched_bytes: i64,
-    pub items: i64,
-    pub snapshot: Option<SnapshotId>,
+    pub(crate) fetched_bytes: i64,
+    pub(crate) items: i64,
+    pub(crate) snapshot: Option<SnapshotId>,
 }
 
 /// How a run ended (`runs.result`).
@@ -56,7 +56,7 @@ pub enum RunResult {
 
 impl RunResult {
     /// Every result, in the order the metrics list them.
-    pub const ALL: [RunResult; 4] = [
+    pub(crate) const ALL: [RunResult; 4] = [
         RunResult::Snapshot,
         RunResult::Unchanged,
         RunResult::Failed,
@@ -102,7 +102,7 @@ pub fn strip_credentials(url: &str) -> String {
 
 impl Source {
     /// The URL the fetcher uses: `url` with its credentials.
-    pub fn fetch_url(&self) -> String {
+    pub(crate) fn fetch_url(&self) -> String {
         join_credentials(
             &self.url,
             self.credentials.get(&self.url).map(String::as_str),
@@ -110,7 +110,7 @@ impl Source {
     }
 
     /// The fallback mirrors with their credentials.
-    pub fn fetch_mirrors(&self) -> Vec<String> {
+    pub(crate) fn fetch_mirrors(&self) -> Vec<String> {
         self.mirrors
             .iter()
             .map(|m| join_credentials(m, self.credentials.get(m).map(String::as_str)))
@@ -151,7 +151,7 @@ impl Catalog {
     // ------------------------------------------------------------------ sources
 
     /// Mark a source as the implicit source of a `mirror` OUTPUT_DIR.
-    pub fn mark_implicit(&self, name: &str) -> Result<()> {
+    pub(crate) fn mark_implicit(&self, name: &str) -> Result<()> {
         self.exec("UPDATE sources SET implicit = 1 WHERE name = ?1", [name])?;
         Ok(())
     }
@@ -280,7 +280,7 @@ impl Catalog {
     // ------------------------------------------------------------------ runs
 
     /// Record the start of a sync or mirror run.
-    pub fn start_run(&self, source: &str) -> Result<RunId> {
+    pub(crate) fn start_run(&self, source: &str) -> Result<RunId> {
         self.sql(|c| {
             c.execute(
                 "INSERT INTO runs (source_name, started_at, result) VALUES (?1, ?2, ?3)",
@@ -291,7 +291,7 @@ impl Catalog {
     }
 
     /// Record how a run ended. `error` must already be free of credentials.
-    pub fn finish_run(
+    pub(crate) fn finish_run(
         &self,
         id: RunId,
         result: RunResult,
@@ -325,7 +325,7 @@ impl Catalog {
     }
 
     /// The newest run of each source (sorted by source name).
-    pub fn last_runs(&self) -> Result<Vec<Run>> {
+    pub(crate) fn last_runs(&self) -> Result<Vec<Run>> {
         self.rows(
             "SELECT id, source_name, started_at, finished_at, result, error, fetched_bytes,
                     items, snapshot_id FROM runs r
@@ -349,7 +349,7 @@ impl Catalog {
     }
 
     /// When a source last finished a run successfully.
-    pub fn last_success(&self, source: &str) -> Result<Option<i64>> {
+    pub(crate) fn last_success(&self, source: &str) -> Result<Option<i64>> {
         self.sql(|c| {
             c.query_row(
                 "SELECT max(finished_at) FROM runs WHERE source_name = ?1

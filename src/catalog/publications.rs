@@ -36,12 +36,12 @@ stored_enum!(PublicationAction, "publication action", {
 pub struct Publication {
     pub id: PublicationId,
     pub dest: String,
-    pub tree_id: TreeId,
-    pub tree: String,
+    pub(crate) tree_id: TreeId,
+    pub(crate) tree: String,
     pub snapshot_id: SnapshotId,
     pub source: String,
     pub mode: MetadataMode,
-    pub signer: Option<String>,
+    pub(crate) signer: Option<String>,
     pub action: PublicationAction,
     pub published_at: i64,
     pub published_by: String,
@@ -95,14 +95,14 @@ impl Catalog {
     }
 
     /// Remove the row of a flip that did not happen.
-    pub fn delete_publication(&self, id: PublicationId) -> Result<()> {
+    pub(crate) fn delete_publication(&self, id: PublicationId) -> Result<()> {
         self.exec("DELETE FROM publications WHERE id = ?1", [id])?;
         Ok(())
     }
 
     /// After the flip: every other publication of `dest` still open is retired now (all of them
     /// when `live` is 0).
-    pub fn retire_other_publications(&self, dest: &str, live: PublicationId) -> Result<()> {
+    pub(crate) fn retire_other_publications(&self, dest: &str, live: PublicationId) -> Result<()> {
         self.exec(
             "UPDATE publications SET retired_at = ?1
              WHERE dest = ?2 AND id != ?3 AND retired_at IS NULL",
@@ -120,7 +120,7 @@ impl Catalog {
         )
     }
 
-    pub fn publication(&self, id: PublicationId) -> Result<Option<Publication>> {
+    pub(crate) fn publication(&self, id: PublicationId) -> Result<Option<Publication>> {
         self.row(
             &format!("{PUB_COLUMNS} WHERE p.id = ?1"),
             [id],
@@ -129,7 +129,7 @@ impl Catalog {
     }
 
     /// The newest publication of `dest`, whatever its tree.
-    pub fn latest_publication(&self, dest: &str) -> Result<Option<Publication>> {
+    pub(crate) fn latest_publication(&self, dest: &str) -> Result<Option<Publication>> {
         self.row(
             &format!("{PUB_COLUMNS} WHERE p.dest = ?1 ORDER BY p.id DESC LIMIT 1"),
             [dest],
@@ -139,7 +139,7 @@ impl Catalog {
 
     /// The newest publication of `dest` with tree `tree` (the live one when `tree` is the
     /// link's).
-    pub fn latest_publication_with_tree(
+    pub(crate) fn latest_publication_with_tree(
         &self,
         dest: &str,
         tree: TreeId,
@@ -154,7 +154,7 @@ impl Catalog {
     }
 
     /// The newest publication of `dest` before `before` whose tree is not `not_tree`.
-    pub fn previous_publication(
+    pub(crate) fn previous_publication(
         &self,
         dest: &str,
         before: PublicationId,
@@ -171,7 +171,7 @@ impl Catalog {
     }
 
     /// The newest publication of `dest` of snapshot `snapshot`.
-    pub fn latest_publication_of_snapshot(
+    pub(crate) fn latest_publication_of_snapshot(
         &self,
         dest: &str,
         snapshot: SnapshotId,
@@ -187,7 +187,7 @@ impl Catalog {
 
     /// Whether `snapshot` was published on `dest` and later replaced there (a rollback or a
     /// newer publish), as opposed to never having been flipped to.
-    pub fn was_retired_from(&self, dest: &str, snapshot: SnapshotId) -> Result<bool> {
+    pub(crate) fn was_retired_from(&self, dest: &str, snapshot: SnapshotId) -> Result<bool> {
         self.sql(|c| {
             c.query_row(
                 "SELECT EXISTS (SELECT 1 FROM publications WHERE dest = ?1 AND snapshot_id = ?2
@@ -199,7 +199,7 @@ impl Catalog {
     }
 
     /// The live (not retired) publication of every dest: (dest, snapshot, published_at).
-    pub fn live_publications(&self) -> Result<Vec<(String, SnapshotId, i64)>> {
+    pub(crate) fn live_publications(&self) -> Result<Vec<(String, SnapshotId, i64)>> {
         self.rows(
             "SELECT dest, snapshot_id, published_at FROM publications p
              WHERE retired_at IS NULL
@@ -218,11 +218,11 @@ impl Catalog {
 pub struct S3Publication {
     pub id: S3PublicationId,
     pub dest: String,
-    pub tree_id: Option<TreeId>,
-    pub tree: String,
+    pub(crate) tree_id: Option<TreeId>,
+    pub(crate) tree: String,
     pub snapshot_id: SnapshotId,
     pub mode: MetadataMode,
-    pub signer: Option<String>,
+    pub(crate) signer: Option<String>,
     pub action: PublicationAction,
     pub files: i64,
     pub bytes: i64,
@@ -235,23 +235,23 @@ pub struct S3Publication {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct S3Document {
     /// Relative to the DEST prefix.
-    pub key: String,
-    pub is_index: bool,
-    pub body: Vec<u8>,
+    pub(crate) key: String,
+    pub(crate) is_index: bool,
+    pub(crate) body: Vec<u8>,
 }
 
 /// What a new `s3_publications` row records.
 pub struct NewS3Publication<'a> {
-    pub dest: &'a str,
-    pub tree_id: Option<TreeId>,
-    pub tree: &'a str,
-    pub snapshot_id: SnapshotId,
-    pub mode: MetadataMode,
-    pub signer: Option<&'a str>,
-    pub action: PublicationAction,
-    pub files: i64,
-    pub bytes: i64,
-    pub by: &'a str,
+    pub(crate) dest: &'a str,
+    pub(crate) tree_id: Option<TreeId>,
+    pub(crate) tree: &'a str,
+    pub(crate) snapshot_id: SnapshotId,
+    pub(crate) mode: MetadataMode,
+    pub(crate) signer: Option<&'a str>,
+    pub(crate) action: PublicationAction,
+    pub(crate) files: i64,
+    pub(crate) bytes: i64,
+    pub(crate) by: &'a str,
 }
 
 const S3_COLUMNS: &str = "SELECT id, dest, tree_id, tree_name, snapshot_id, mode, signer, action,
@@ -277,14 +277,18 @@ fn s3_from_row(r: &Row<'_>) -> rusqlite::Result<S3Publication> {
 
 impl Catalog {
     /// Remove an S3 publication whose index write failed.
-    pub fn delete_s3_publication(&self, id: S3PublicationId) -> Result<()> {
+    pub(crate) fn delete_s3_publication(&self, id: S3PublicationId) -> Result<()> {
         self.exec("DELETE FROM s3_documents WHERE publication_id = ?1", [id])?;
         self.exec("DELETE FROM s3_publications WHERE id = ?1", [id])?;
         Ok(())
     }
 
     /// Mark every other S3 publication of `dest` retired.
-    pub fn retire_other_s3_publications(&self, dest: &str, id: S3PublicationId) -> Result<()> {
+    pub(crate) fn retire_other_s3_publications(
+        &self,
+        dest: &str,
+        id: S3PublicationId,
+    ) -> Result<()> {
         self.exec(
             "UPDATE s3_publications SET retired_at = ?3
              WHERE dest = ?1 AND id != ?2 AND retired_at IS NULL",
@@ -294,7 +298,7 @@ impl Catalog {
     }
 
     /// Every S3 publication of `dest` (every DEST when `None`), newest first.
-    pub fn s3_publications(&self, dest: Option<&str>) -> Result<Vec<S3Publication>> {
+    pub(crate) fn s3_publications(&self, dest: Option<&str>) -> Result<Vec<S3Publication>> {
         self.rows(
             &format!("{S3_COLUMNS} WHERE (?1 IS NULL OR dest = ?1) ORDER BY id DESC"),
             [dest],
@@ -303,7 +307,7 @@ impl Catalog {
     }
 
     /// The live S3 publication of `dest`: the newest one not retired.
-    pub fn live_s3_publication(&self, dest: &str) -> Result<Option<S3Publication>> {
+    pub(crate) fn live_s3_publication(&self, dest: &str) -> Result<Option<S3Publication>> {
         self.row(
             &format!(
                 "{S3_COLUMNS} WHERE dest = ?1 AND retired_at IS NULL ORDER BY id DESC LIMIT 1"
@@ -314,12 +318,12 @@ impl Catalog {
     }
 
     /// One S3 publication by id.
-    pub fn s3_publication(&self, id: S3PublicationId) -> Result<Option<S3Publication>> {
+    pub(crate) fn s3_publication(&self, id: S3PublicationId) -> Result<Option<S3Publication>> {
         self.row(&format!("{S3_COLUMNS} WHERE id = ?1"), [id], s3_from_row)
     }
 
     /// The documents an S3 publication wrote (products first, the index documents last).
-    pub fn s3_documents(&self, id: S3PublicationId) -> Result<Vec<S3Document>> {
+    pub(crate) fn s3_documents(&self, id: S3PublicationId) -> Result<Vec<S3Document>> {
         // Big documents keep their bytes in chunks (schema 0017, catalog/s3.rs).
         let mut docs = self.s3_documents_rows(id)?;
         for d in docs.iter_mut().filter(|d| d.body.is_empty()) {

@@ -11,7 +11,7 @@ use crate::error::Result;
 impl Catalog {
     /// Run `f` inside one read transaction (or inside the transaction already open); the
     /// transaction ends when `f` returns, committed or rolled back (it writes nothing).
-    pub fn reading<T>(&self, f: impl FnOnce(&Catalog) -> Result<T>) -> Result<T> {
+    pub(crate) fn reading<T>(&self, f: impl FnOnce(&Catalog) -> Result<T>) -> Result<T> {
         if !self.conn().is_autocommit() {
             return f(self);
         }
@@ -25,7 +25,7 @@ impl Catalog {
     }
 
     /// Whether the catalogue records any blob (a plan against an empty store needs no lookup).
-    pub fn has_blobs(&self) -> Result<bool> {
+    pub(crate) fn has_blobs(&self) -> Result<bool> {
         Ok(self
             .row("SELECT 1 FROM blobs LIMIT 1", [], |r| r.get::<_, i64>(0))?
             .is_some())

@@ -30,9 +30,9 @@ pub enum DocBody<'a> {
 /// A document an S3 publication writes, to record (see [`Catalog::insert_s3_publication_streamed`]).
 #[derive(Debug, Clone, Copy)]
 pub struct NewS3Doc<'a> {
-    pub key: &'a str,
-    pub is_index: bool,
-    pub body: DocBody<'a>,
+    pub(crate) key: &'a str,
+    pub(crate) is_index: bool,
+    pub(crate) body: DocBody<'a>,
 }
 
 /// An item an S3 publication lists: its key and size (its blob is looked up in SQL).
@@ -105,11 +105,11 @@ fn insert_doc(
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct S3Object {
     /// Relative to the DEST's prefix.
-    pub key: String,
-    pub size: u64,
+    pub(crate) key: String,
+    pub(crate) size: u64,
     /// The BLAKE3 of an item's blob; `None` for a metadata document (its bytes are in
     /// `s3_documents`).
-    pub blob: Option<String>,
+    pub(crate) blob: Option<String>,
 }
 
 fn doc_len(d: &NewS3Doc<'_>) -> u64 {
@@ -145,7 +145,7 @@ fn insert_row(tx: &Transaction<'_>, p: &NewS3Publication<'_>) -> rusqlite::Resul
 impl Catalog {
     /// Insert an S3 publication with its documents and every object it lists (one
     /// transaction).
-    pub fn insert_s3_publication_listing(
+    pub(crate) fn insert_s3_publication_listing(
         &self,
         p: &NewS3Publication<'_>,
         docs: &[S3Document],
@@ -181,7 +181,7 @@ impl Catalog {
     /// their files) and every object it lists (one transaction): `items`, each with the BLAKE3
     /// of its blob looked up in SQL (the snapshot's items, then the tree's grace items, then
     /// its recorded documents), and the documents. Nothing is collected in memory.
-    pub fn insert_s3_publication_streamed<I: ListedItem>(
+    pub(crate) fn insert_s3_publication_streamed<I: ListedItem>(
         &self,
         p: &NewS3Publication<'_>,
         docs: &[NewS3Doc<'_>],
@@ -250,7 +250,8 @@ impl Catalog {
     }
 
     /// The documents publication `id` wrote: (key, is_index, size), index documents last.
-    pub fn s3_document_keys(&self, id: S3PublicationId) -> Result<Vec<(String, bool, u64)>> {
+    #[cfg(test)]
+    pub(crate) fn s3_document_keys(&self, id: S3PublicationId) -> Result<Vec<(String, bool, u64)>> {
         self.rows(
             "SELECT d.key, d.is_index, CASE WHEN length(d.body) > 0 THEN length(d.body)
                 ELSE (SELECT coalesce(sum(length(c.bytes)), 0) FROM s3_document_chunks c
@@ -262,7 +263,11 @@ impl Catalog {
     }
 
     /// The bytes of one document publication `id` wrote (reassembled from its chunks).
-    pub fn s3_document_body(&self, id: S3PublicationId, key: &str) -> Result<Option<Vec<u8>>> {
+    pub(crate) fn s3_document_body(
+        &self,
+        id: S3PublicationId,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>> {
         let Some(body) = self.row(
             "SELECT body FROM s3_documents WHERE publication_id = ?1 AND key = ?2",
             params![id, key],
@@ -289,7 +294,7 @@ impl Catalog {
     }
 
     /// Every object publication `id` lists, by key.
-    pub fn s3_objects(&self, id: S3PublicationId) -> Result<Vec<S3Object>> {
+    pub(crate) fn s3_objects(&self, id: S3PublicationId) -> Result<Vec<S3Object>> {
         self.rows(
             "SELECT key, size, blob FROM s3_objects WHERE publication_id = ?1 ORDER BY key",
             [id],
@@ -304,7 +309,7 @@ impl Catalog {
     }
 
     /// The publications of `dest` whose objects gc collected.
-    pub fn s3_collected(&self, dest: &str) -> Result<Vec<S3PublicationId>> {
+    pub(crate) fn s3_collected(&self, dest: &str) -> Result<Vec<S3PublicationId>> {
         self.rows(
             "SELECT c.publication_id FROM s3_collected c
              JOIN s3_publications p ON p.id = c.publication_id WHERE p.dest = ?1",
@@ -315,7 +320,7 @@ impl Catalog {
 
     /// Record, before `gc s3://…` deletes objects, that every publication of `dest` but `kept`
     /// is collected (one transaction).
-    pub fn mark_s3_collected(&self, dest: &str, kept: &[S3PublicationId]) -> Result<()> {
+    pub(crate) fn mark_s3_collected(&self, dest: &str, kept: &[S3PublicationId]) -> Result<()> {
         let all = self.s3_publications(Some(dest))?;
         let at = now();
         self.write(|tx| {
@@ -331,7 +336,7 @@ impl Catalog {
 
     /// Whether publication `id` has its listing recorded (publications written before schema
     /// 0012 have none).
-    pub fn s3_listing_recorded(&self, id: S3PublicationId) -> Result<bool> {
+    pub(crate) fn s3_listing_recorded(&self, id: S3PublicationId) -> Result<bool> {
         Ok(self
             .row(
                 "SELECT 1 FROM s3_objects WHERE publication_id = ?1 LIMIT 1",
@@ -344,7 +349,7 @@ impl Catalog {
     /// The publications of `dest` whose objects stay, newest first: every one not retired, every
     /// one retired less than `grace_secs` ago, and the newest `keep_last` (what a rollback goes
     /// back to); never one whose objects gc collected ([`Catalog::mark_s3_collected`]).
-    pub fn s3_kept_publications(
+    pub(crate) fn s3_kept_publications(
         &self,
         dest: &str,
         keep_last: u32,

@@ -9,21 +9,21 @@ use crate::error::Result;
 
 /// What the `snapshots` row counts, computed by the caller who streams the items.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct SnapshotTotals {
+pub(crate) struct SnapshotTotals {
     /// Distinct `(content_id, product)`.
-    pub products: u64,
+    pub(crate) products: u64,
     /// Distinct `(content_id, product, version)`.
-    pub versions: u64,
-    pub items: u64,
+    pub(crate) versions: u64,
+    pub(crate) items: u64,
     /// Sum of the item sizes.
-    pub bytes: u64,
+    pub(crate) bytes: u64,
 }
 
 impl Catalog {
     /// [`Catalog::insert_snapshot`] with the items (`s.items` is ignored) handed over one at a
     /// time by `next_item` until it returns `Ok(None)`; `totals` fills the snapshot's counts.
     /// An error from `next_item` rolls everything back.
-    pub fn insert_snapshot_rows(
+    pub(crate) fn insert_snapshot_rows(
         &mut self,
         s: &NewSnapshot,
         totals: SnapshotTotals,

@@ -27,7 +27,7 @@ pub struct Snapshot {
     pub max: Option<i64>,
     pub keep: bool,
     pub signed: bool,
-    pub verified: bool,
+    pub(crate) verified: bool,
     pub signer: Option<String>,
     pub products: i64,
     pub versions: i64,
@@ -35,17 +35,45 @@ pub struct Snapshot {
     pub bytes: i64,
     pub fetched_bytes: i64,
     pub duration_ms: i64,
-    pub digest: String,
+    pub(crate) digest: String,
 }
 
-/// A metadata document kept verbatim in a snapshot.
+/// A metadata document kept verbatim in a snapshot (a row of `snapshot_documents`; the parsed
+/// document is [`crate::streams::Document`]).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Document {
-    pub ord: i64,
+pub struct StoredDocument {
+    pub(crate) ord: i64,
     pub path: String,
-    pub kind: String,
-    pub content_id: Option<String>,
-    pub blob: BlobHash,
+    pub kind: DocumentKind,
+    pub(crate) content_id: Option<String>,
+    pub(crate) blob: BlobHash,
+}
+
+/// What a stored document is (`snapshot_documents.kind`); printed and serialized as the stored
+/// text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DocumentKind {
+    /// A SimpleStreams index (`index:1.0`).
+    Index,
+    /// A products document (`products:1.0`).
+    Products,
+    /// Anything else under `streams/` (kept byte for byte, never parsed again).
+    Other,
+}
+
+stored_enum!(DocumentKind, "document kind", {
+    Index => "index",
+    Products => "products",
+    Other => "other",
+});
+
+/// Comparisons with the stored text (`d.kind == "index"`), as the metadata builders still
+/// write them.
+impl PartialEq<&str> for DocumentKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
 }
 
 /// One item of a snapshot.
@@ -64,7 +92,7 @@ pub struct Item {
 
 impl Item {
     /// The identity of an item: `(content_id, product, version, item)`.
-    pub fn key(&self) -> (&str, &str, &str, &str) {
+    pub(crate) fn key(&self) -> (&str, &str, &str, &str) {
         (&self.content_id, &self.product, &self.version, &self.item)
     }
 }
@@ -85,7 +113,7 @@ pub struct NewSnapshot {
     pub fetched_bytes: u64,
     pub duration_ms: u64,
     pub digest: String,
-    pub documents: Vec<Document>,
+    pub documents: Vec<StoredDocument>,
     pub items: Vec<Item>,
 }
 
@@ -120,7 +148,7 @@ impl Catalog {
         )
     }
 
-    pub fn snapshot(&self, id: SnapshotId) -> Result<Snapshot> {
+    pub(crate) fn snapshot(&self, id: SnapshotId) -> Result<Snapshot> {
         self.row(
             &format!("{SNAPSHOT_COLUMNS} WHERE id = ?1"),
             [id],
@@ -147,13 +175,13 @@ impl Catalog {
             .ok_or_else(|| Error::UnknownSnapshot(spec.to_string()))
     }
 
-    pub fn documents(&self, snapshot: SnapshotId) -> Result<Vec<Document>> {
+    pub fn documents(&self, snapshot: SnapshotId) -> Result<Vec<StoredDocument>> {
         self.rows(
             "SELECT ord, path, kind, content_id, blob FROM snapshot_documents
              WHERE snapshot_id = ?1 ORDER BY ord",
             [snapshot],
             |r| {
-                Ok(Document {
+                Ok(StoredDocument {
                     ord: r.get(0)?,
                     path: r.get(1)?,
                     kind: r.get(2)?,
@@ -190,7 +218,7 @@ impl Catalog {
     }
 
     /// The versions of each `(content_id, product)` in a snapshot.
-    pub fn snapshot_versions(
+    pub(crate) fn snapshot_versions(
         &self,
         snapshot: SnapshotId,
     ) -> Result<BTreeMap<(String, String), Vec<String>>> {
@@ -209,7 +237,7 @@ impl Catalog {
     }
 
     /// The items of one version of a snapshot.
-    pub fn version_items(
+    pub(crate) fn version_items(
         &self,
         snapshot: SnapshotId,
         content_id: &str,
@@ -229,7 +257,7 @@ impl Catalog {
     /// The items of `snapshot` that have a path, in path order, streamed to `f`; with `except`,
     /// only the paths snapshot `except` does not list. What a publish links into a tree, and
     /// what grace adds to another snapshot's tree.
-    pub fn for_each_item_file(
+    pub(crate) fn for_each_item_file(
         &self,
         snapshot: SnapshotId,
         except: Option<SnapshotId>,
@@ -256,7 +284,7 @@ impl Catalog {
     }
 
     /// The key `(content_id, product, version, item)` of every item of `snapshot`.
-    pub fn item_keys(&self, snapshot: SnapshotId) -> Result<Vec<[String; 4]>> {
+    pub(crate) fn item_keys(&self, snapshot: SnapshotId) -> Result<Vec<[String; 4]>> {
         self.rows(
             "SELECT content_id, product, version, item FROM snapshot_items WHERE snapshot_id = ?1",
             [snapshot],
@@ -268,18 +296,18 @@ impl Catalog {
 /// An item with a path, as a tree holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ItemFile {
-    pub path: String,
+    pub(crate) path: String,
     /// `None`: the item was never downloaded (a damaged snapshot). A column that is not a
     /// blob address is an error when the row is read.
-    pub blob: Option<crate::store::BlobHash>,
-    pub size: u64,
+    pub(crate) blob: Option<crate::store::BlobHash>,
+    pub(crate) size: u64,
     /// `(content_id, product, version, item)`.
-    pub key: [String; 4],
+    pub(crate) key: [String; 4],
 }
 
 /// BLAKE3 over what a snapshot holds: documents (path → blob) and items (key → path, blob).
 /// Equal digests mean "unchanged".
-pub fn snapshot_digest(documents: &[Document], items: &[Item]) -> String {
+pub fn snapshot_digest(documents: &[StoredDocument], items: &[Item]) -> String {
     let mut keys: Vec<&Item> = items.iter().collect();
     keys.sort_by(|a, b| a.key().cmp(&b.key()));
     digest_sorted(
@@ -300,7 +328,7 @@ pub fn snapshot_digest(documents: &[Document], items: &[Item]) -> String {
 /// [`snapshot_digest`] of items already sorted by key, each given as `[content_id, product,
 /// version, item, path, blob]`.
 pub(crate) fn digest_sorted<'a>(
-    documents: &[Document],
+    documents: &[StoredDocument],
     items: impl Iterator<Item = [&'a str; 6]>,
 ) -> String {
     let mut h = blake3::Hasher::new();

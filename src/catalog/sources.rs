@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 /// A configured upstream.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Source {
-    pub id: SourceId,
+    pub(crate) id: SourceId,
     pub name: String,
     pub url: String,
     pub path: Option<String>,
@@ -36,7 +36,7 @@ pub struct Source {
     pub publish: Option<AutoPublish>,
     /// User info per URL (`url`, a mirror), from the credentials file; never printed.
     #[serde(skip)]
-    pub credentials: BTreeMap<String, String>,
+    pub(crate) credentials: BTreeMap<String, String>,
 }
 
 /// What `source add` records.
@@ -86,7 +86,7 @@ impl Catalog {
 
     /// Create a source or update its settings in place (the implicit sources of `mirror`, whose
     /// command line may change between runs); snapshots keep what each run used.
-    pub fn upsert_source(&self, s: &NewSource) -> Result<Source> {
+    pub(crate) fn upsert_source(&self, s: &NewSource) -> Result<Source> {
         check_source_name(&s.name)?;
         // Credentials go to the credentials file, never into the catalogue.
         let mut creds = BTreeMap::new();

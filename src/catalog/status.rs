@@ -12,43 +12,43 @@ use crate::error::Result;
 
 /// One source and its newest snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceStatus {
-    pub name: String,
+pub(crate) struct SourceStatus {
+    pub(crate) name: String,
     /// As stored: may carry credentials; redact before showing.
-    pub url: String,
-    pub snapshots: i64,
+    pub(crate) url: String,
+    pub(crate) snapshots: i64,
     /// `(id, created_at, items, bytes, duration_ms)` of the newest snapshot.
-    pub last: Option<(SnapshotId, i64, i64, i64, i64)>,
+    pub(crate) last: Option<(SnapshotId, i64, i64, i64, i64)>,
 }
 
 /// One snapshot row.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SnapshotStatus {
-    pub id: SnapshotId,
-    pub source: String,
-    pub created_at: i64,
-    pub products: i64,
-    pub versions: i64,
-    pub items: i64,
-    pub bytes: i64,
-    pub fetched_bytes: i64,
+pub(crate) struct SnapshotStatus {
+    pub(crate) id: SnapshotId,
+    pub(crate) source: String,
+    pub(crate) created_at: i64,
+    pub(crate) products: i64,
+    pub(crate) versions: i64,
+    pub(crate) items: i64,
+    pub(crate) bytes: i64,
+    pub(crate) fetched_bytes: i64,
     /// The same source's previous snapshot still in the catalogue, if any.
-    pub previous: Option<SnapshotId>,
+    pub(crate) previous: Option<SnapshotId>,
 }
 
 /// A publication (a tree published on a DEST).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PublicationStatus {
-    pub dest: String,
-    pub tree: String,
-    pub snapshot_id: SnapshotId,
-    pub action: PublicationAction,
-    pub published_at: i64,
-    pub retired_at: Option<i64>,
+pub(crate) struct PublicationStatus {
+    pub(crate) dest: String,
+    pub(crate) tree: String,
+    pub(crate) snapshot_id: SnapshotId,
+    pub(crate) action: PublicationAction,
+    pub(crate) published_at: i64,
+    pub(crate) retired_at: Option<i64>,
 }
 
 impl Catalog {
-    pub fn status_sources(&self) -> Result<Vec<SourceStatus>> {
+    pub(crate) fn status_sources(&self) -> Result<Vec<SourceStatus>> {
         self.rows(
             "SELECT s.name, s.url,
                         (SELECT COUNT(*) FROM snapshots n WHERE n.source_name = s.name),
@@ -74,7 +74,7 @@ impl Catalog {
     }
 
     /// The newest `limit` snapshots, newest first.
-    pub fn status_snapshots(&self, limit: i64) -> Result<Vec<SnapshotStatus>> {
+    pub(crate) fn status_snapshots(&self, limit: i64) -> Result<Vec<SnapshotStatus>> {
         self.rows(
             "SELECT id, source_name, created_at, products, versions, items, bytes,
                         fetched_bytes,
@@ -100,7 +100,7 @@ impl Catalog {
 
     /// Publications still live (not retired), and those retired at or after `since`
     /// (unix seconds), newest first.
-    pub fn status_publications(&self, since: i64) -> Result<Vec<PublicationStatus>> {
+    pub(crate) fn status_publications(&self, since: i64) -> Result<Vec<PublicationStatus>> {
         self.rows(
             "SELECT p.dest, t.name, p.snapshot_id, p.action, p.published_at, p.retired_at
                  FROM publications p JOIN trees t ON t.id = p.tree_id
@@ -121,7 +121,7 @@ impl Catalog {
     }
 
     /// `(blob count, their total size)` ([`Catalog::blob_totals`] as the page prints it).
-    pub fn status_blob_total(&self) -> Result<(i64, i64)> {
+    pub(crate) fn status_blob_total(&self) -> Result<(i64, i64)> {
         let (n, bytes) = self.blob_totals()?;
         Ok((
             i64::try_from(n).unwrap_or(i64::MAX),

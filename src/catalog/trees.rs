@@ -32,22 +32,22 @@ stored_enum!(MetadataMode, "metadata mode", {
 /// A materialised tree.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct TreeRow {
-    pub id: TreeId,
+    pub(crate) id: TreeId,
     pub name: String,
-    pub snapshot_id: SnapshotId,
+    pub(crate) snapshot_id: SnapshotId,
     pub mode: MetadataMode,
     pub signer: Option<String>,
     pub files: i64,
     pub bytes: i64,
-    pub created_at: i64,
+    pub(crate) created_at: i64,
 }
 
 /// A metadata document as written into a tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TreeDocument {
-    pub path: String,
-    pub blake3: BlobHash,
-    pub size: u64,
+    pub(crate) path: String,
+    pub(crate) blake3: BlobHash,
+    pub(crate) size: u64,
 }
 
 const TREE_COLUMNS: &str =
@@ -68,7 +68,7 @@ fn tree_from_row(r: &Row<'_>) -> rusqlite::Result<TreeRow> {
 
 impl Catalog {
     /// Trees of `(snapshot, mode, signer)`, newest first.
-    pub fn trees_for(
+    pub(crate) fn trees_for(
         &self,
         snapshot: SnapshotId,
         mode: MetadataMode,
@@ -84,7 +84,7 @@ impl Catalog {
         )
     }
 
-    pub fn tree_by_name(&self, name: &str) -> Result<Option<TreeRow>> {
+    pub(crate) fn tree_by_name(&self, name: &str) -> Result<Option<TreeRow>> {
         self.row(
             &format!("{TREE_COLUMNS} WHERE name = ?1"),
             [name],
@@ -92,7 +92,7 @@ impl Catalog {
         )
     }
 
-    pub fn tree_by_id(&self, id: TreeId) -> Result<Option<TreeRow>> {
+    pub(crate) fn tree_by_id(&self, id: TreeId) -> Result<Option<TreeRow>> {
         self.row(
             &format!("{TREE_COLUMNS} WHERE id = ?1"),
             [id],
@@ -140,7 +140,7 @@ impl Catalog {
 
     /// The recorded documents of a tree, `(path, blake3)`; empty for a tree built before schema
     /// 0005. A stored `blake3` that is not a blob address is an error.
-    pub fn tree_documents(&self, tree: TreeId) -> Result<Vec<(String, BlobHash)>> {
+    pub(crate) fn tree_documents(&self, tree: TreeId) -> Result<Vec<(String, BlobHash)>> {
         self.rows(
             "SELECT path, blake3 FROM tree_documents WHERE tree_id = ?1 ORDER BY path",
             [tree],
@@ -151,7 +151,7 @@ impl Catalog {
     // ------------------------------------------------------------ grace items
 
     /// Does `tree` hold every item path of `snapshot` (its own, or complete grace)?
-    pub fn tree_covers(&self, tree: &TreeRow, snapshot: SnapshotId) -> Result<bool> {
+    pub(crate) fn tree_covers(&self, tree: &TreeRow, snapshot: SnapshotId) -> Result<bool> {
         if tree.snapshot_id == snapshot {
             return Ok(true);
         }
@@ -166,7 +166,7 @@ impl Catalog {
     }
 
     /// The snapshots `tree` carries grace items for (complete or being added), oldest first.
-    pub fn grace_snapshots(&self, tree: TreeId) -> Result<Vec<SnapshotId>> {
+    pub(crate) fn grace_snapshots(&self, tree: TreeId) -> Result<Vec<SnapshotId>> {
         self.rows(
             "SELECT snapshot_id FROM tree_grace WHERE tree_id = ?1 ORDER BY snapshot_id",
             [tree],
@@ -175,7 +175,7 @@ impl Catalog {
     }
 
     /// Announce grace links of `snapshot` in `tree` (before adding them).
-    pub fn begin_grace(&self, tree: TreeId, snapshot: SnapshotId) -> Result<()> {
+    pub(crate) fn begin_grace(&self, tree: TreeId, snapshot: SnapshotId) -> Result<()> {
         self.exec(
             "INSERT OR IGNORE INTO tree_grace (tree_id, snapshot_id, complete, files)
              VALUES (?1, ?2, 0, 0)",
@@ -185,7 +185,12 @@ impl Catalog {
     }
 
     /// The grace links are durable.
-    pub fn complete_grace(&self, tree: TreeId, snapshot: SnapshotId, files: u64) -> Result<()> {
+    pub(crate) fn complete_grace(
+        &self,
+        tree: TreeId,
+        snapshot: SnapshotId,
+        files: u64,
+    ) -> Result<()> {
         self.exec(
             "UPDATE tree_grace SET complete = 1, files = files + ?3
              WHERE tree_id = ?1 AND snapshot_id = ?2",

@@ -13,14 +13,14 @@ use crate::store::BlobHash;
 
 /// One stored row: the validators of a document URL and the blob holding its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredValidators {
-    pub validators: Validators,
-    pub blob: BlobHash,
+pub(crate) struct StoredValidators {
+    pub(crate) validators: Validators,
+    pub(crate) blob: BlobHash,
 }
 
 impl Catalog {
     /// Every stored row, by URL (a few per source).
-    pub fn document_validators(&self) -> Result<HashMap<String, StoredValidators>> {
+    pub(crate) fn document_validators(&self) -> Result<HashMap<String, StoredValidators>> {
         let rows = self.rows(
             "SELECT url, etag, last_modified, blob FROM document_validators",
             [],
@@ -41,7 +41,10 @@ impl Catalog {
     }
 
     /// Record (or replace) the validators of document URLs, in one transaction.
-    pub fn save_document_validators(&mut self, rows: &[(String, StoredValidators)]) -> Result<()> {
+    pub(crate) fn save_document_validators(
+        &mut self,
+        rows: &[(String, StoredValidators)],
+    ) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }

@@ -29,7 +29,7 @@ pub(super) fn gc(root: &Path, a: GcArgs) -> Result<ExitStatus> {
     let opts = streamvault::gc::GcOptions {
         keep_last: a.keep_last.unwrap_or(settings.keep_last),
         grace: match &a.grace {
-            Some(g) => streamvault::gc::parse_duration(g)?,
+            Some(g) => streamvault::settings::parse_duration(g)?,
             None => settings.grace,
         },
         wait: a.wait,

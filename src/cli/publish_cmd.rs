@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use streamvault::catalog::PublicationAction;
 use streamvault::error::Result;
 use streamvault::vault::Vault;
 
@@ -76,7 +77,7 @@ pub(super) fn print_publish_summary(r: &publish::PublishReport) {
         );
         return;
     }
-    let verb = verb(&r.action);
+    let verb = verb(r.action);
     let what = if r.inputs.len() > 1 {
         format!(
             "the composition of {}",
@@ -341,8 +342,8 @@ pub(super) fn print_publications<'a>(
 }
 
 /// `published` or `rolled back`.
-pub(super) fn verb(action: &str) -> &'static str {
-    if action == "rollback" {
+pub(super) fn verb(action: PublicationAction) -> &'static str {
+    if action == PublicationAction::Rollback {
         "rolled back"
     } else {
         "published"

@@ -54,7 +54,7 @@ pub(super) fn report(r: &publish::s3::S3Report, json: bool) -> Result<ExitStatus
     {
         out!("generated the store's signing key `default` for filtered metadata ({s})");
     }
-    let verb = verb(&r.action);
+    let verb = verb(r.action);
     out!(
         "{verb} snapshot {} to {} (publication {}, {} metadata): {} items uploaded ({}), {} already present, {} documents written",
         r.snapshot,

@@ -63,7 +63,7 @@ pub(super) fn snapshot_show(root: &Path, id: &str, items: bool, json: bool) -> R
         #[derive(serde::Serialize)]
         struct Show<'a> {
             snapshot: &'a streamvault::catalog::Snapshot,
-            documents: &'a [streamvault::catalog::Document],
+            documents: &'a [streamvault::catalog::StoredDocument],
             #[serde(skip_serializing_if = "Option::is_none")]
             items: Option<Vec<streamvault::catalog::Item>>,
         }

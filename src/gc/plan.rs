@@ -19,12 +19,10 @@ use crate::error::{Error, Result};
 use crate::store::{BlobHash, Layout};
 use crate::vault::Vault;
 
-/// The temporary tables of a plan (one connection's `temp` schema; dropped after [`gc`](super::gc())).
-const SCRATCH: &str = "
-    PRAGMA temp_store = FILE;
-    -- a page cache of bounded size for the plan and its row deletions (12 + 8 MiB)
-    PRAGMA main.cache_size = -12288;
-    PRAGMA temp.cache_size = -8192;
+/// Drops every table of [`SCRATCH`] (one list for the plan's start and its end).
+macro_rules! drop_scratch_tables {
+    () => {
+        "
     DROP TABLE IF EXISTS temp.gc_live;
     DROP TABLE IF EXISTS temp.gc_keep_trees;
     DROP TABLE IF EXISTS temp.gc_drop_trees;
@@ -36,6 +34,20 @@ const SCRATCH: &str = "
     DROP TABLE IF EXISTS temp.gc_drop_grace;
     DROP TABLE IF EXISTS temp.gc_grace_dirs;
     DROP TABLE IF EXISTS temp.gc_grace_files;
+    "
+    };
+}
+
+/// The temporary tables of a plan (one connection's `temp` schema; dropped after [`gc`](super::gc())).
+const SCRATCH: &str = concat!(
+    "
+    PRAGMA temp_store = FILE;
+    -- a page cache of bounded size for the plan and its row deletions (12 + 8 MiB)
+    PRAGMA main.cache_size = -12288;
+    PRAGMA temp.cache_size = -8192;
+    ",
+    drop_scratch_tables!(),
+    "
     -- grace links to unlink (tree name, path): journalled in gc_pending_unlink with the rows
     CREATE TEMP TABLE gc_grace_files (tree TEXT NOT NULL, path TEXT NOT NULL,
                                       PRIMARY KEY (tree, path));
@@ -57,22 +69,15 @@ const SCRATCH: &str = "
                                  disk INTEGER NOT NULL);
     -- directories removed after their files
     CREATE TEMP TABLE gc_dirs (path BLOB PRIMARY KEY);
-";
+"
+);
 
-const DROP_SCRATCH: &str = "
+const DROP_SCRATCH: &str = concat!(
+    "
     PRAGMA main.cache_size = -2000; -- SQLite's default
-    DROP TABLE IF EXISTS temp.gc_live;
-    DROP TABLE IF EXISTS temp.gc_keep_trees;
-    DROP TABLE IF EXISTS temp.gc_drop_trees;
-    DROP TABLE IF EXISTS temp.gc_keep_snapshots;
-    DROP TABLE IF EXISTS temp.gc_drop_snapshots;
-    DROP TABLE IF EXISTS temp.gc_drop_blobs;
-    DROP TABLE IF EXISTS temp.gc_unlink;
-    DROP TABLE IF EXISTS temp.gc_dirs;
-    DROP TABLE IF EXISTS temp.gc_drop_grace;
-    DROP TABLE IF EXISTS temp.gc_grace_dirs;
-    DROP TABLE IF EXISTS temp.gc_grace_files;
-";
+",
+    drop_scratch_tables!()
+);
 
 /// Unlink phases, in execution order.
 pub(super) const PHASE_TREE: i64 = 1;

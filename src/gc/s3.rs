@@ -24,6 +24,7 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
+use crate::catalog::S3Publication;
 use crate::error::{Error, Result};
 use crate::openpgp;
 use crate::publish::INDEX_NAMES;
@@ -44,8 +45,8 @@ pub struct S3Doomed {
 pub struct S3GcReport {
     pub dry_run: bool,
     pub dest: String,
-    pub keep_last: u32,
-    pub grace_secs: u64,
+    pub(crate) keep_last: u32,
+    pub(crate) grace_secs: u64,
     /// The kept publications' ids, newest first.
     pub publications_kept: Vec<crate::catalog::S3PublicationId>,
     /// Objects under the prefix.
@@ -59,22 +60,36 @@ pub struct S3GcReport {
     pub deleted: Vec<S3Doomed>,
 }
 
-/// Decide what to delete (nothing is deleted). The locks are held by the caller.
-fn plan(vault: &Vault, b: &Bucket, d: &S3Dest, opts: &GcOptions, dry: bool) -> Result<S3GcReport> {
-    let url = d.url();
-    let grace = opts.grace.as_secs();
+/// The publications of `url` that `opts` keeps (see [`crate::catalog::Catalog::s3_kept_publications`]),
+/// each with its recorded listing: one without (written before listings were recorded) is an
+/// error, for gc and verify alike, since what it lists is unknown.
+pub(crate) fn kept_publications(
+    vault: &Vault,
+    url: &str,
+    opts: &GcOptions,
+) -> Result<Vec<S3Publication>> {
     let kept = vault
         .catalog
-        .s3_kept_publications(&url, opts.keep_last, grace)?;
-    let mut keep: HashSet<String> = HashSet::new();
+        .s3_kept_publications(url, opts.keep_last, opts.grace.as_secs())?;
     for p in &kept {
         if !vault.catalog.s3_listing_recorded(p.id)? {
             return Err(S3Error::NoListing {
-                dest: url,
+                dest: url.to_string(),
                 publication: p.id,
             }
             .into());
         }
+    }
+    Ok(kept)
+}
+
+/// Decide what to delete (nothing is deleted). The locks are held by the caller.
+fn plan(vault: &Vault, b: &Bucket, d: &S3Dest, opts: &GcOptions, dry: bool) -> Result<S3GcReport> {
+    let url = d.url();
+    let grace = opts.grace.as_secs();
+    let kept = kept_publications(vault, &url, opts)?;
+    let mut keep: HashSet<String> = HashSet::new();
+    for p in &kept {
         keep.extend(vault.catalog.s3_objects(p.id)?.into_iter().map(|o| o.key));
     }
     keep.extend(live_closure(b)?);

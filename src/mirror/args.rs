@@ -9,30 +9,30 @@ use std::path::PathBuf;
 /// What the user typed, validated for shape.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MirrorArgs {
-    pub keep: bool,
-    pub max: Option<i64>,
-    pub path: Option<String>,
-    pub no_item_download: bool,
+    pub(crate) keep: bool,
+    pub(crate) max: Option<i64>,
+    pub(crate) path: Option<String>,
+    pub(crate) no_item_download: bool,
     pub dry_run: bool,
     pub progress: bool,
-    pub mirrors: Vec<String>,
+    pub(crate) mirrors: Vec<String>,
     pub verbose: u8,
     pub log_file: Option<PathBuf>,
-    pub keyring: Option<PathBuf>,
-    pub no_verify: bool,
-    pub no_checksumming_reader: bool,
-    pub source_mirror: String,
-    pub output_d: PathBuf,
-    pub filters: Vec<String>,
+    pub(crate) keyring: Option<PathBuf>,
+    pub(crate) no_verify: bool,
+    pub(crate) no_checksumming_reader: bool,
+    pub(crate) source_mirror: String,
+    pub(crate) output_d: PathBuf,
+    pub(crate) filters: Vec<String>,
     /// streamvault's own additions: the store root and parallel downloads.
     pub root: Option<PathBuf>,
-    pub jobs: Option<usize>,
+    pub(crate) jobs: Option<usize>,
     /// `--speed-limit RATE` (`0`: off), `--speed-time SECONDS`, `--request-timeout SECONDS`.
-    pub speed_limit: Option<u64>,
-    pub speed_time: Option<u64>,
-    pub request_timeout: Option<u64>,
+    pub(crate) speed_limit: Option<u64>,
+    pub(crate) speed_time: Option<u64>,
+    pub(crate) request_timeout: Option<u64>,
     /// `--allow-downgrade`: accept metadata older than the last snapshot.
-    pub allow_downgrade: bool,
+    pub(crate) allow_downgrade: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

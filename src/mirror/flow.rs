@@ -20,7 +20,6 @@ use super::{MirrorArgs, check, new_source, seed_from_data, sync_options};
 /// What a run did.
 #[derive(Debug)]
 pub struct Report {
-    pub sync: SyncReport,
     /// Whether OUTPUT_DIR was published (never for a dry run).
     pub published: bool,
     /// Retention after the publish (`None` for a dry run).
@@ -46,7 +45,6 @@ pub async fn run(
         let report = dry_run(a, root, &output_d, events).await?;
         synced(&report);
         return Ok(Report {
-            sync: report,
             published: false,
             gc: None,
         });
@@ -68,7 +66,6 @@ pub async fn run(
         Outcome::Snapshot(id) | Outcome::Unchanged(id) => id,
         Outcome::DryRun => {
             return Ok(Report {
-                sync: report,
                 published: false,
                 gc: None,
             });
@@ -100,7 +97,6 @@ pub async fn run(
         },
     };
     Ok(Report {
-        sync: report,
         published: true,
         gc: Some(gc),
     })

@@ -30,13 +30,13 @@ const EXAMPLES: usize = 5;
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct TreeCheck {
     /// Metadata documents read.
-    pub documents: usize,
+    pub(crate) documents: usize,
     /// Distinct item paths listed.
     pub listed: usize,
     /// Listed items or documents that are absent or of the wrong size.
     pub missing: usize,
     /// The first few problems, e.g. `` `a/b` (absent) ``.
-    pub examples: Vec<String>,
+    pub(crate) examples: Vec<String>,
 }
 
 impl TreeCheck {

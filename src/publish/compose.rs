@@ -320,7 +320,7 @@ fn index_variant(
 }
 
 /// Documents that are neither index nor products (served as they are).
-fn others(docs: &[crate::catalog::Document], out: &mut Vec<OutDoc>) {
+fn others(docs: &[crate::catalog::StoredDocument], out: &mut Vec<OutDoc>) {
     for d in docs
         .iter()
         .filter(|d| d.kind != "index" && d.kind != "products")

@@ -43,7 +43,7 @@ pub struct DetachReport {
     pub dry_run: bool,
     /// The swap was atomic (`RENAME_EXCHANGE`); false: two renames.
     pub atomic: bool,
-    pub duration_ms: u64,
+    pub(crate) duration_ms: u64,
 }
 
 /// Check DEST and count the tree it links to; changes nothing.

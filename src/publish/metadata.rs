@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::Serialize as _;
 use serde_json::{Map, Value};
 
-use crate::catalog::{Document, Snapshot, SnapshotId};
+use crate::catalog::{Snapshot, SnapshotId, StoredDocument};
 use crate::checksum::MultiHasher;
 use crate::error::{Error, Result};
 use crate::openpgp::{self, SigningKey};
@@ -243,7 +243,7 @@ pub(super) struct Pruned {
 pub(super) fn pruned_products(
     vault: &Vault,
     snap: &Snapshot,
-    docs: &[Document],
+    docs: &[StoredDocument],
 ) -> Result<Vec<Pruned>> {
     let mut held = held_items(vault, snap.id)?;
     let mut history = History::new(snap);
@@ -266,7 +266,7 @@ pub(super) fn pruned_products(
 pub(super) fn index_entries(
     vault: &Vault,
     snap: &Snapshot,
-    docs: &[Document],
+    docs: &[StoredDocument],
 ) -> Result<BTreeMap<String, Map<String, Value>>> {
     let mut out = BTreeMap::new();
     for d in docs.iter().filter(|d| d.kind == "index") {
@@ -325,7 +325,7 @@ pub(super) fn to_text(value: &Value, doc: &str) -> Result<Vec<u8>> {
 }
 
 /// A stored document's JSON (unwrapped when clearsigned).
-pub(super) fn load_json(vault: &Vault, snap: &Snapshot, d: &Document) -> Result<Value> {
+pub(super) fn load_json(vault: &Vault, snap: &Snapshot, d: &StoredDocument) -> Result<Value> {
     let raw = vault.blobs.read(d.blob.as_str())?;
     let payload = if openpgp::is_clearsigned(&raw) {
         openpgp::unwrap_cleartext(&raw).map_err(|source| Error::StoredDocument {
@@ -667,7 +667,7 @@ pub(super) fn now_updated() -> String {
 
 /// The content id of products document `d`: the one the index gave it, else its own
 /// `content_id` field, else empty.
-pub(super) fn content_id(d: &Document, value: &Value) -> String {
+pub(super) fn content_id(d: &StoredDocument, value: &Value) -> String {
     d.content_id
         .clone()
         .or_else(|| {

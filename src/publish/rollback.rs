@@ -42,7 +42,7 @@ pub fn rollback(vault: &mut Vault, opts: &RollbackOptions) -> Result<PublishRepo
     let snap = vault.catalog.snapshot(target_tree.snapshot_id)?;
     let mut report = PublishReport {
         publication: live_pub.as_ref().map_or(PublicationId(0), |p| p.id),
-        action: PublicationAction::Rollback.to_string(),
+        action: PublicationAction::Rollback,
         dest: dest.clone(),
         snapshot: snap.id,
         source: snap.source.clone(),
@@ -50,7 +50,7 @@ pub fn rollback(vault: &mut Vault, opts: &RollbackOptions) -> Result<PublishRepo
         tree: target_tree.name.clone(),
         tree_path: tree_path.clone(),
         tree_reused: true,
-        mode: target_tree.mode.to_string(),
+        mode: target_tree.mode,
         signer: target_tree.signer.clone(),
         keyring: None,
         key_created: false,

@@ -3,6 +3,13 @@
 //! ([`auto_publish`]), and the bucket handle `gc s3://…` (`crate::gc::s3`) and `verify s3://…`
 //! (`crate::verify::s3`) use ([`Bucket`]).
 //!
+//! This file is the publish itself and the index switch publish and rollback share; beside it:
+//! `s3/location.rs` (the DEST URL), `s3/config.rs` (the `~/.aws` profile), `s3/objects.rs` (the
+//! object-store calls: client, GET, LIST, uploads, the conditional PUT), `s3/tree.rs` (a tree's
+//! documents and items, and the LIST that marks what the bucket has), `s3/hashed.rs`
+//! (content-hashed products names), `s3/rollback.rs`, `s3/status.rs`, `s3/bucket.rs` (the
+//! handle of `gc` and `verify`), `s3/error.rs`.
+//!
 //! # Configuration
 //! The standard AWS environment: `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT_URL_S3`),
 //! `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION` (default
@@ -69,15 +76,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::StreamExt;
-use object_store::aws::{AmazonS3, AmazonS3Builder};
-use object_store::path::Path as ObjPath;
-use object_store::{
-    Attribute, Attributes, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions,
-    PutPayload, UpdateVersion, WriteMultipart,
-};
-use tokio::io::AsyncReadExt;
+use object_store::aws::AmazonS3;
 
-pub use crate::catalog::{S3Document, S3Publication};
+pub(crate) use crate::catalog::{S3Document, S3Publication};
 
 use super::{INDEX_NAMES, MetadataMode, PublishOptions, dest, failpoint, metadata};
 mod bucket;
@@ -85,46 +86,48 @@ mod config;
 mod error;
 mod hashed;
 mod location;
+mod objects;
 mod rollback;
 mod status;
+mod tree;
 
 pub use error::S3Error;
 pub use rollback::rollback;
 pub use status::{publications, status};
 
-pub use bucket::{Bucket, Listed, lock};
+pub(crate) use bucket::{Bucket, lock};
 pub use location::{S3Dest, is_url};
-
-pub use crate::catalog::S3Object;
-use crate::catalog::{
-    Catalog, DocBody, ListedItem, NewS3Doc, NewS3Publication, PublicationAction, S3PublicationId,
-    SnapshotId,
+use objects::{
+    Current, NO_CACHE, connect, doc_cache, etag_of, list, md5_of, put_doc, read, req, runtime,
+    upload,
 };
-use crate::error::{Error, IoResultExt, Result};
+use tree::{Body, Doc, Item, scan, tree_entries};
+
+pub(crate) use crate::catalog::S3Object;
+use crate::catalog::{
+    Catalog, NewS3Doc, NewS3Publication, PublicationAction, S3PublicationId, SnapshotId,
+};
+use crate::error::{Error, Result};
 use crate::openpgp::SigningKey;
 use crate::vault::Vault;
 
 /// Files above this size are uploaded in parts of this size.
-pub const PART_SIZE: usize = 64 << 20;
+pub(crate) const PART_SIZE: usize = 64 << 20;
 /// Uploads in flight at once.
-pub const UPLOADS: usize = 8;
-const IMMUTABLE: &str = "public, max-age=31536000, immutable";
-const NO_CACHE: &str = "no-cache";
-/// User metadata naming one conditional write (see `put_doc`).
-const WRITE_TOKEN: &str = "streamvault-write";
+pub(crate) const UPLOADS: usize = 8;
 
 /// What an S3 publish or rollback did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct S3Report {
     pub publication: S3PublicationId,
-    pub action: String,
+    pub action: PublicationAction,
     pub dest: String,
     pub snapshot: SnapshotId,
-    pub tree: String,
-    pub mode: String,
+    pub(crate) tree: String,
+    pub mode: MetadataMode,
     pub signer: Option<String>,
-    pub files: i64,
-    pub bytes: i64,
+    pub(crate) files: i64,
+    pub(crate) bytes: i64,
     /// Items uploaded / already present.
     pub uploaded: u64,
     pub uploaded_bytes: u64,
@@ -133,8 +136,8 @@ pub struct S3Report {
     pub documents_written: u64,
     /// Whether the index changed (false: it already was this publication's).
     pub changed: bool,
-    pub previous: Option<S3PublicationId>,
-    pub duration_ms: u64,
+    pub(crate) previous: Option<S3PublicationId>,
+    pub(crate) duration_ms: u64,
     /// The signing key's binary public keyring (for MAAS `keyring_filename`), when signed.
     pub keyring: Option<PathBuf>,
     /// Whether this publish generated the store's default key.
@@ -156,434 +159,6 @@ impl S3Status {
     pub fn consistent(&self) -> bool {
         self.problems.is_empty()
     }
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(Error::Runtime)
-}
-
-fn connect(d: &S3Dest) -> Result<Arc<AmazonS3>> {
-    // reqwest is built with `rustls-no-provider`: the ring provider must be installed first.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let env_endpoint = var("AWS_ENDPOINT_URL_S3")
-        .or_else(|| var("AWS_ENDPOINT_URL"))
-        .or_else(|| var("AWS_ENDPOINT"));
-    // `~/.aws` profiles fill in what the environment does not set.
-    let profile = config::load(&var);
-    let endpoint = env_endpoint.clone().or(profile.endpoint_url.clone());
-    let http = endpoint
-        .as_deref()
-        .is_some_and(|e| e.starts_with("http://"));
-    let mut b = AmazonS3Builder::from_env()
-        .with_bucket_name(&d.bucket)
-        .with_allow_http(http)
-        // Every PUT and part carries `x-amz-checksum-sha256` of our bytes; the server checks it.
-        .with_checksum_algorithm(object_store::aws::Checksum::SHA256);
-    if env_endpoint.is_none()
-        && let Some(e) = &profile.endpoint_url
-    {
-        b = b.with_endpoint(e);
-    }
-    if var("AWS_ACCESS_KEY_ID").is_none()
-        && var("AWS_SECRET_ACCESS_KEY").is_none()
-        && let (Some(k), Some(sk)) = (&profile.access_key_id, &profile.secret_access_key)
-    {
-        b = b.with_access_key_id(k).with_secret_access_key(sk);
-        if let Some(t) = &profile.session_token {
-            b = b.with_token(t);
-        }
-    }
-    if var("AWS_REGION").is_none() && var("AWS_DEFAULT_REGION").is_none() {
-        b = b.with_region(profile.region.as_deref().unwrap_or("us-east-1"));
-    }
-    // Retries and timeouts. object_store's 30 s limit on a whole request fails every 64 MiB part
-    // of a big file when an upload gets less than ~2.2 MB/s (8 in flight on a link below
-    // ~150 Mbit/s), and each retry fails the same way: a request may take 10 minutes (a part at
-    // 110 kB/s). Transient 500s/503 SlowDown/resets are retried 10 times with backoff from
-    // 100 ms to 15 s (tests/it/s3_faults.rs), within 15 minutes of the first attempt.
-    use object_store::ClientConfigKey::{ConnectTimeout, Timeout};
-    use object_store::aws::AmazonS3ConfigKey::Client;
-    let retry = object_store::RetryConfig {
-        max_retries: 10,
-        retry_timeout: std::time::Duration::from_secs(15 * 60),
-        ..Default::default()
-    };
-    let b = b
-        .with_config(Client(Timeout), "10m")
-        .with_config(Client(ConnectTimeout), "10s")
-        .with_retry(retry);
-    let s = b.build().map_err(|source| S3Error::Config {
-        dest: d.url(),
-        source,
-    })?;
-    Ok(Arc::new(s))
-}
-
-fn req(op: &'static str, key: &ObjPath) -> impl FnOnce(object_store::Error) -> Error {
-    let key = key.to_string();
-    move |source| S3Error::Request { op, key, source }.into()
-}
-
-/// An object's current bytes and ETag, if it exists.
-/// An object's bytes and ETag.
-type Current = Option<(Vec<u8>, Option<String>)>;
-
-async fn read(s: &AmazonS3, key: &ObjPath) -> Result<Current> {
-    match s.get(key).await {
-        Ok(r) => {
-            let etag = r.meta.e_tag.clone();
-            let b = r.bytes().await.map_err(req("GET", key))?;
-            Ok(Some((b.to_vec(), etag)))
-        }
-        Err(object_store::Error::NotFound { .. }) => Ok(None),
-        Err(e) => Err(req("GET", key)(e)),
-    }
-}
-
-/// Every object under the prefix: relative key → (size, ETag).
-async fn list(s: &AmazonS3, d: &S3Dest) -> Result<HashMap<String, (u64, Option<String>)>> {
-    let prefix = (!d.prefix.is_empty()).then(|| ObjPath::from(d.prefix.as_str()));
-    let mut out = HashMap::new();
-    let mut st = s.list(prefix.as_ref());
-    let strip = if d.prefix.is_empty() {
-        String::new()
-    } else {
-        format!("{}/", d.prefix)
-    };
-    while let Some(m) = st.next().await {
-        let m = m.map_err(req("LIST", prefix.as_ref().unwrap_or(&ObjPath::from(""))))?;
-        let full = m.location.to_string();
-        if let Some(rel) = full.strip_prefix(&strip) {
-            out.insert(rel.to_string(), (m.size, m.e_tag));
-        }
-    }
-    Ok(out)
-}
-
-fn attrs(cache: &'static str) -> Attributes {
-    let mut a = Attributes::new();
-    a.insert(Attribute::CacheControl, cache.into());
-    a
-}
-
-/// Upload one file (multipart above [`PART_SIZE`]).
-async fn upload(s: Arc<AmazonS3>, key: ObjPath, file: PathBuf, size: u64) -> Result<u64> {
-    let part_size = failpoint::number("s3-part-size=", "").map_or(PART_SIZE, |n| n as usize);
-    if size <= part_size as u64 {
-        let body = tokio::fs::read(&file).await.with_path("read", &file)?;
-        let n = body.len() as u64;
-        let opts = PutOptions {
-            attributes: attrs(IMMUTABLE),
-            ..Default::default()
-        };
-        s.put_opts(&key, PutPayload::from(body), opts)
-            .await
-            .map_err(req("PUT", &key))?;
-        return Ok(n);
-    }
-    let opts = PutMultipartOptions {
-        attributes: attrs(IMMUTABLE),
-        ..Default::default()
-    };
-    let up = s
-        .put_multipart_opts(&key, opts)
-        .await
-        .map_err(req("multipart PUT", &key))?;
-    let mut w = WriteMultipart::new_with_chunk_size(up, part_size);
-    let mut f = tokio::fs::File::open(&file)
-        .await
-        .with_path("open", &file)?;
-    let mut buf = vec![0u8; 8 << 20];
-    let mut n = 0u64;
-    loop {
-        let r = f.read(&mut buf).await.with_path("read", &file)?;
-        if r == 0 {
-            break;
-        }
-        n += r as u64;
-        // At most two parts buffered or in flight per big file.
-        w.wait_for_capacity(2)
-            .await
-            .map_err(req("multipart PUT", &key))?;
-        w.write(&buf[..r]);
-    }
-    w.finish().await.map_err(req("multipart PUT", &key))?;
-    // A multipart ETag is not a digest of the object: check the completed object's size
-    // (each part carried its SHA-256, which the server checked).
-    let meta = s.head(&key).await.map_err(req("HEAD", &key))?;
-    if meta.size != n || n != size {
-        return Err(S3Error::SizeMismatch {
-            key: key.to_string(),
-            expected: size,
-            got: meta.size,
-        }
-        .into());
-    }
-    Ok(n)
-}
-
-/// Put a document; the index conditionally (`If-Match` / `If-None-Match: *`).
-async fn put_doc(
-    s: &AmazonS3,
-    d: &S3Dest,
-    key: &ObjPath,
-    body: bytes::Bytes,
-    condition: Option<Option<String>>,
-    cache: &'static str,
-) -> Result<()> {
-    let mode = match condition {
-        None => PutMode::Overwrite,
-        Some(Some(etag)) => PutMode::Update(UpdateVersion {
-            e_tag: Some(etag),
-            version: None,
-        }),
-        Some(None) => PutMode::Create,
-    };
-    let opts = PutOptions {
-        mode,
-        attributes: attrs(cache),
-        ..Default::default()
-    };
-    // A conditional write carries a token of its own (`x-amz-meta-streamvault-write`): when it
-    // fails (412 on a retry, or a dropped connection) yet the index carries our token, the
-    // server applied it and only the answer was lost. Another publisher's write, even of the
-    // same bytes, has another token: that one is a lost race.
-    let conditional = !matches!(opts.mode, PutMode::Overwrite);
-    let token = format!("{}-{:016x}", std::process::id(), fastrand::u64(..));
-    let mut opts = opts;
-    if conditional {
-        opts.attributes.insert(
-            Attribute::Metadata(WRITE_TOKEN.into()),
-            token.clone().into(),
-        );
-    }
-    // `Bytes` all the way: the document is not copied into the request.
-    let r = s.put_opts(key, PutPayload::from(body), opts).await;
-    if r.is_err() && conditional {
-        let ours = match s.get(key).await {
-            Ok(g) => g
-                .attributes
-                .get(&Attribute::Metadata(WRITE_TOKEN.into()))
-                .is_some_and(|v| v.as_ref() == token.as_str()),
-            Err(_) => false,
-        };
-        if ours {
-            return Ok(());
-        }
-    }
-    match r {
-        Ok(_) => Ok(()),
-        Err(
-            object_store::Error::Precondition { .. } | object_store::Error::AlreadyExists { .. },
-        ) => Err(S3Error::Lost { dest: d.url() }.into()),
-        Err(e) => Err(req("PUT", key)(e)),
-    }
-}
-
-/// Products documents: named by content hash (immutable) in filtered mode, fixed upstream
-/// paths (`no-cache`) in verbatim mode.
-fn doc_cache(mode: MetadataMode) -> &'static str {
-    match mode {
-        MetadataMode::Filtered => IMMUTABLE,
-        _ => NO_CACHE,
-    }
-}
-
-fn md5_of(body: &[u8]) -> Vec<u8> {
-    use md5::Digest;
-    md5::Md5::digest(body).to_vec()
-}
-
-fn etag_of(h: &[u8]) -> String {
-    let hex: String = h.iter().map(|b| format!("{b:02x}")).collect();
-    format!("\"{hex}\"")
-}
-
-/// A document to upload: an index document in memory (small; filtered mode rewrites it), a
-/// products document as a file of the tree, read only to hash it and while it is put.
-#[derive(Debug, Clone)]
-pub(crate) struct Doc {
-    pub(crate) key: String,
-    pub(crate) is_index: bool,
-    pub(crate) body: Body,
-}
-
-#[derive(Debug, Clone)]
-pub(crate) enum Body {
-    Mem(bytes::Bytes),
-    File { path: PathBuf, size: u64 },
-}
-
-impl Doc {
-    fn len(&self) -> u64 {
-        match &self.body {
-            Body::Mem(b) => b.len() as u64,
-            Body::File { size, .. } => *size,
-        }
-    }
-
-    /// The bytes, when in memory.
-    pub(crate) fn mem(&self) -> Option<&[u8]> {
-        match &self.body {
-            Body::Mem(b) => Some(b),
-            Body::File { .. } => None,
-        }
-    }
-
-    /// The bytes (a file is read now).
-    fn bytes(&self) -> Result<bytes::Bytes> {
-        match &self.body {
-            Body::Mem(b) => Ok(b.clone()),
-            Body::File { path, .. } => Ok(std::fs::read(path).with_path("read", path)?.into()),
-        }
-    }
-
-    /// A digest of the bytes (a file is read as it streams).
-    pub(crate) fn digest<D: sha2::Digest>(&self) -> Result<Vec<u8>> {
-        let mut h = D::new();
-        match &self.body {
-            Body::Mem(b) => h.update(b),
-            Body::File { path, .. } => {
-                use std::io::Read;
-                let mut f = std::fs::File::open(path).with_path("read", path)?;
-                let mut buf = vec![0u8; 256 << 10];
-                loop {
-                    let n = f.read(&mut buf).with_path("read", path)?;
-                    if n == 0 {
-                        break;
-                    }
-                    h.update(&buf[..n]);
-                }
-            }
-        }
-        Ok(h.finalize().to_vec())
-    }
-
-    fn record(&self) -> NewS3Doc<'_> {
-        NewS3Doc {
-            key: &self.key,
-            is_index: self.is_index,
-            body: match &self.body {
-                Body::Mem(b) => DocBody::Bytes(b),
-                Body::File { path, .. } => DocBody::File(path),
-            },
-        }
-    }
-}
-
-impl From<S3Document> for Doc {
-    fn from(d: S3Document) -> Doc {
-        Doc {
-            key: d.key,
-            is_index: d.is_index,
-            body: Body::Mem(d.body.into()),
-        }
-    }
-}
-
-/// An item of the tree: its key (relative path), size, and the size of the object under that
-/// key in the bucket, if any.
-#[derive(Debug)]
-struct Item {
-    key: String,
-    size: u64,
-    remote: Option<u64>,
-}
-
-impl ListedItem for Item {
-    fn key(&self) -> &str {
-        &self.key
-    }
-    fn size(&self) -> u64 {
-        self.size
-    }
-}
-
-/// Walk a tree (path order): its documents (`is_doc`; index documents read, products documents
-/// left in the tree) and its items, sorted by key (byte order, as S3 lists).
-fn tree_entries(root: &Path, is_doc: impl Fn(&str) -> bool) -> Result<(Vec<Doc>, Vec<Item>)> {
-    let (mut docs, mut items) = (Vec::new(), Vec::new());
-    for e in walkdir::WalkDir::new(root).sort_by_file_name() {
-        let e = e.map_err(|e| {
-            let p = e.path().unwrap_or(root).to_path_buf();
-            Error::Io {
-                op: "read",
-                path: p,
-                source: e.into(),
-            }
-        })?;
-        if !e.file_type().is_file() {
-            continue;
-        }
-        let rel = e
-            .path()
-            .strip_prefix(root)
-            .unwrap_or(e.path())
-            .to_string_lossy()
-            .replace('\\', "/");
-        let size = e.metadata().map(|m| m.len()).unwrap_or(0);
-        if !is_doc(&rel) {
-            items.push(Item {
-                key: rel,
-                size,
-                remote: None,
-            });
-            continue;
-        }
-        let is_index = INDEX_NAMES.contains(&rel.as_str());
-        let path = e.path().to_path_buf();
-        let body = if is_index {
-            Body::Mem(std::fs::read(&path).with_path("read", &path)?.into())
-        } else {
-            Body::File { path, size }
-        };
-        docs.push(Doc {
-            key: rel,
-            is_index,
-            body,
-        });
-    }
-    items.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-    Ok((docs, items))
-}
-
-/// List the prefix once: each item's `remote` size is set (items sorted by key), and the
-/// documents' keys present are returned with (size, ETag). Nothing else of the listing is kept.
-async fn scan(
-    s: &AmazonS3,
-    d: &S3Dest,
-    items: &mut [Item],
-    docs: &[Doc],
-) -> Result<HashMap<String, (u64, Option<String>)>> {
-    let doc_keys: HashSet<&str> = docs.iter().map(|doc| doc.key.as_str()).collect();
-    let prefix = (!d.prefix.is_empty()).then(|| ObjPath::from(d.prefix.as_str()));
-    let strip = if d.prefix.is_empty() {
-        String::new()
-    } else {
-        format!("{}/", d.prefix)
-    };
-    let mut found = HashMap::new();
-    let mut st = s.list(prefix.as_ref());
-    while let Some(m) = st.next().await {
-        let m = m.map_err(req("LIST", prefix.as_ref().unwrap_or(&ObjPath::from(""))))?;
-        let full = m.location.as_ref();
-        let Some(rel) = full.strip_prefix(&strip) else {
-            continue;
-        };
-        if let Ok(i) = items.binary_search_by(|it| it.key.as_str().cmp(rel)) {
-            if let Some(it) = items.get_mut(i) {
-                it.remote = Some(m.size);
-            }
-        } else if doc_keys.contains(rel) {
-            found.insert(rel.to_string(), (m.size, m.e_tag));
-        }
-    }
-    Ok(found)
 }
 
 /// Pause before the index write (test-only, see [`failpoint`]).
@@ -669,11 +244,11 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
     let s = connect(d)?;
     let mut report = S3Report {
         publication: S3PublicationId(0),
-        action: "publish".into(),
+        action: PublicationAction::Publish,
         dest: url.clone(),
         snapshot: snap.id,
         tree: tree.name.clone(),
-        mode: tree.mode.to_string(),
+        mode: tree.mode,
         signer: tree.signer.clone(),
         files: tree.files,
         bytes: tree.bytes,
@@ -872,7 +447,7 @@ async fn upload_all<'a>(
 /// `snapshot` (`new`: the sync made it). An unchanged sync publishes only what DEST lacks: not
 /// when DEST's live publication already serves the snapshot, nor when DEST served it and was
 /// moved away from it (a rollback stays rolled back). `None`: nothing to do.
-pub fn auto_publish(
+pub(crate) fn auto_publish(
     vault: &mut Vault,
     d: &S3Dest,
     target: &crate::catalog::AutoPublish,

@@ -122,9 +122,9 @@ pub fn publications(vault: Option<&Vault>, dest: Option<&Path>) -> Result<Vec<Pu
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PublicationInputs {
     #[serde(flatten)]
-    pub publication: Publication,
+    pub(crate) publication: Publication,
     /// Every input snapshot of the tree (one, or a composition's, in order).
-    pub inputs: Vec<TreeInput>,
+    pub(crate) inputs: Vec<TreeInput>,
 }
 
 /// [`publications`] with each one's inputs.

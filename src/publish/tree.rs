@@ -53,9 +53,9 @@ pub(super) struct Builder {
     /// Directories whose entries changed (made durable by [`Builder::sync`]).
     touched: Vec<PathBuf>,
     touched_set: HashSet<PathBuf>,
-    pub files: u64,
-    pub bytes: u64,
-    pub copied: u64,
+    pub(crate) files: u64,
+    pub(crate) bytes: u64,
+    pub(crate) copied: u64,
     /// Files placed by this builder and every [`Builder::fork`] of it (the failpoint's count).
     placed: Arc<AtomicU64>,
     fail_after: Option<u64>,

@@ -101,16 +101,16 @@ fn write_loop(target: &AccessLogTarget, sink: Box<dyn std::io::Write + Send>, rx
 
 /// What one combined-format line says.
 pub(super) struct Fields<'a> {
-    pub remote: std::net::IpAddr,
-    pub user: Option<&'a str>,
-    pub when: SystemTime,
-    pub method: &'a str,
-    pub target: &'a str,
-    pub version: &'a str,
-    pub status: u16,
-    pub bytes: u64,
-    pub referer: Option<&'a str>,
-    pub agent: Option<&'a str>,
+    pub(crate) remote: std::net::IpAddr,
+    pub(crate) user: Option<&'a str>,
+    pub(crate) when: SystemTime,
+    pub(crate) method: &'a str,
+    pub(crate) target: &'a str,
+    pub(crate) version: &'a str,
+    pub(crate) status: u16,
+    pub(crate) bytes: u64,
+    pub(crate) referer: Option<&'a str>,
+    pub(crate) agent: Option<&'a str>,
 }
 
 /// `host - user [10/Oct/2000:13:55:36 +0000] "GET /x HTTP/1.1" 200 2326 "referer" "agent"\n`

@@ -40,9 +40,9 @@ pub(super) enum BodyError {
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Mangle {
     /// Stop with an error after this many bytes.
-    pub truncate_at: Option<u64>,
+    pub(crate) truncate_at: Option<u64>,
     /// Pause this long after this many bytes.
-    pub stall: Option<(u64, Duration)>,
+    pub(crate) stall: Option<(u64, Duration)>,
 }
 
 pub(super) struct ServeBody {

@@ -47,10 +47,10 @@ pub enum FaultKind {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) struct Decision {
     /// Answer with this fault's status instead of the file.
-    pub early: Option<FaultKind>,
-    pub ignore_range: bool,
-    pub truncate: bool,
-    pub stall: Option<Duration>,
+    pub(crate) early: Option<FaultKind>,
+    pub(crate) ignore_range: bool,
+    pub(crate) truncate: bool,
+    pub(crate) stall: Option<Duration>,
 }
 
 #[derive(Debug)]

@@ -13,10 +13,10 @@ use super::resolve::{Refusal, classify};
 /// One listed name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Entry {
-    pub name: String,
-    pub dir: bool,
-    pub size: u64,
-    pub modified: Option<SystemTime>,
+    pub(crate) name: String,
+    pub(crate) dir: bool,
+    pub(crate) size: u64,
+    pub(crate) modified: Option<SystemTime>,
 }
 
 /// The entries of `dir` (canonical, under the canonical `root`), sorted; blocking.

@@ -22,11 +22,11 @@ pub(super) struct Metrics {
 
 /// Gauges kept elsewhere, read when the page is rendered.
 pub(super) struct Gauges {
-    pub connections: usize,
-    pub max_connections: usize,
-    pub evicted: u64,
-    pub rejected: u64,
-    pub log_dropped: u64,
+    pub(crate) connections: usize,
+    pub(crate) max_connections: usize,
+    pub(crate) evicted: u64,
+    pub(crate) rejected: u64,
+    pub(crate) log_dropped: u64,
 }
 
 impl Metrics {

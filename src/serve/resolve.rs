@@ -85,10 +85,10 @@ pub(super) fn components(decoded: &str) -> Result<Vec<String>, Refusal> {
 /// An open regular file of the tree, with the metadata of that open descriptor.
 #[derive(Debug)]
 pub(super) struct Opened {
-    pub file: File,
-    pub meta: Metadata,
+    pub(crate) file: File,
+    pub(crate) meta: Metadata,
     /// Canonical path (for error messages).
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
 }
 
 /// What a request path names.

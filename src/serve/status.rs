@@ -129,9 +129,11 @@ fn store_report(
         .status_snapshots(HISTORY)?
         .into_iter()
         .map(|s| {
+            // A diff that fails is a catalogue error, reported as such (never "no changes").
             let changes = s
                 .previous
-                .and_then(|p| crate::diff::diff(cat, p, s.id).ok())
+                .map(|p| crate::diff::diff(cat, p, s.id))
+                .transpose()?
                 .map(|d| {
                     json!({
                         "from": d.from,
@@ -142,15 +144,15 @@ fn store_report(
                         "items_changed": d.items_changed.len(),
                     })
                 });
-            json!({
+            Ok(json!({
                 "id": s.id, "source": s.source, "created_at": s.created_at,
                 "products": s.products, "versions": s.versions, "items": s.items,
                 "bytes": s.bytes, "fetched_bytes": s.fetched_bytes,
                 "changes": changes,
-            })
+            }))
         })
-        .collect();
-    let grace = i64::try_from(crate::gc::DEFAULT_GRACE.as_secs()).unwrap_or(86_400);
+        .collect::<crate::error::Result<_>>()?;
+    let grace = i64::try_from(crate::settings::DEFAULT_GRACE.as_secs()).unwrap_or(86_400);
     let pubs = cat.status_publications(now - grace)?;
     // what each mount serves, and since when (the catalogue's live publication of that tree)
     if let Some(mounts) = report["mounts"].as_array_mut() {

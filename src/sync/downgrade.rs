@@ -14,9 +14,9 @@ use crate::vault::Vault;
 
 /// What this run fetched of one document.
 pub(super) struct NewDoc<'a> {
-    pub path: &'a str,
-    pub url: &'a str,
-    pub updated: Option<&'a str>,
+    pub(crate) path: &'a str,
+    pub(crate) url: &'a str,
+    pub(crate) updated: Option<&'a str>,
 }
 
 /// Refuse the first document whose `updated` went backwards against `prev`.

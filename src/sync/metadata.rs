@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 
+use crate::catalog::DocumentKind;
 use crate::checksum;
 use crate::error::{Error, Result};
 use crate::fetch::{self, Fetcher, Location, Progress};
@@ -28,7 +29,7 @@ pub(super) struct FetchedDoc {
     pub(super) updated: Option<String>,
     /// For the next run's conditional request of this URL.
     pub(super) validators: Option<fetch::Validators>,
-    pub(super) kind: &'static str,
+    pub(super) kind: DocumentKind,
     pub(super) content_id: Option<String>,
     /// The document's bytes waiting in `tmp/` (a real run; `None` in a dry run).
     pub(super) blob: Option<Staged>,
@@ -76,7 +77,7 @@ pub(super) async fn fetch_metadata(
                     url: fetched.url.clone(),
                     validators: fetched.validators.clone(),
                     updated: p.top_field("updated").map(str::to_string),
-                    kind: "products",
+                    kind: DocumentKind::Products,
                     content_id: Some(p.content_id().to_string()),
                     blob,
                     products: Some(p),
@@ -88,7 +89,7 @@ pub(super) async fn fetch_metadata(
                     url: fetched.url.clone(),
                     validators: fetched.validators.clone(),
                     updated: index.updated.clone(),
-                    kind: "index",
+                    kind: DocumentKind::Index,
                     content_id: None,
                     blob,
                     products: None,
@@ -113,7 +114,7 @@ pub(super) async fn fetch_metadata(
                             url: child.url.clone(),
                             validators: child.validators.clone(),
                             updated: None,
-                            kind: "other",
+                            kind: DocumentKind::Other,
                             content_id: Some(entry.content_id.clone()),
                             blob: keep(store, child.bytes)?,
                             products: None,

@@ -85,7 +85,7 @@ pub(super) fn check(vault: &Vault, jobs: usize) -> Result<VerifyReport> {
             continue;
         };
         // The tree's files go into an on-disk table; the walk looks each entry up there.
-        let documents_unknown = cat.expect_tree_files(*id, name, *snapshot, mode, |p| {
+        let documents_unknown = cat.expect_tree_files(*id, name, *snapshot, *mode, |p| {
             crate::streams::check_path(p).is_ok()
         })?;
         let mut f = unexpected_files(cat, &dir, name, documents_unknown)?;

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use crate::error::Result;
 use crate::gc::GcOptions;
 use crate::publish::INDEX_NAMES;
-use crate::publish::s3::{self, Bucket, S3Dest, S3Error};
+use crate::publish::s3::{self, Bucket, S3Dest};
 use crate::vault::Vault;
 
 use super::Repair;
@@ -24,7 +24,9 @@ use super::Repair;
 /// One thing wrong with an object of an S3 DEST.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum S3Problem {
+// The variant names are `verify --json`'s finding kinds (`s3_object_missing`, …): keep them.
+#[allow(clippy::enum_variant_names)]
+pub(crate) enum S3Problem {
     /// An object a kept publication lists is not in the bucket.
     S3ObjectMissing {
         key: String,
@@ -78,10 +80,10 @@ impl std::fmt::Display for S3Problem {
 /// A problem and, after a repair, what was done about it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct S3Finding {
-    pub problem: S3Problem,
-    pub repair: Option<Repair>,
+    pub(crate) problem: S3Problem,
+    pub(crate) repair: Option<Repair>,
     /// Always false (kept for the local verify's shape).
-    pub orphan: bool,
+    pub(crate) orphan: bool,
 }
 
 impl std::fmt::Display for S3Finding {
@@ -99,7 +101,7 @@ impl std::fmt::Display for S3Finding {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct S3VerifyReport {
     pub dest: String,
-    pub repair: bool,
+    pub(crate) repair: bool,
     pub deep: bool,
     /// The publications checked, newest first.
     pub publications: Vec<crate::catalog::S3PublicationId>,
@@ -150,21 +152,11 @@ pub fn verify_s3(vault: &Vault, d: &S3Dest, opts: &S3VerifyOptions) -> Result<S3
         None
     };
     let url = d.url();
-    let kept =
-        vault
-            .catalog
-            .s3_kept_publications(&url, opts.keep.keep_last, opts.keep.grace.as_secs())?;
+    let kept = crate::gc::s3::kept_publications(vault, &url, &opts.keep)?;
     let live = vault.catalog.live_s3_publication(&url)?.map(|p| p.id);
     let mut expect: HashMap<String, Expect> = HashMap::new();
     let mut bodies: HashMap<(crate::catalog::S3PublicationId, String), Vec<u8>> = HashMap::new();
     for p in &kept {
-        if !vault.catalog.s3_listing_recorded(p.id)? {
-            return Err(S3Error::NoListing {
-                dest: url,
-                publication: p.id,
-            }
-            .into());
-        }
         for doc in vault.catalog.s3_documents(p.id)? {
             bodies.insert((p.id, doc.key), doc.body);
         }

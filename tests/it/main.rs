@@ -14,6 +14,7 @@ mod compose;
 mod compose_s3;
 mod conditional;
 mod crash;
+mod damaged_values;
 mod default_signing;
 mod downgrade;
 mod faults;

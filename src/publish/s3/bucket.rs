@@ -19,16 +19,16 @@ use crate::vault::Vault;
 
 /// One object under the prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Listed {
+pub(crate) struct Listed {
     /// Relative to the prefix.
-    pub key: String,
-    pub size: u64,
+    pub(crate) key: String,
+    pub(crate) size: u64,
     /// Unix seconds.
-    pub modified: i64,
+    pub(crate) modified: i64,
 }
 
 /// A connected bucket (blocking calls).
-pub struct Bucket {
+pub(crate) struct Bucket {
     rt: tokio::runtime::Runtime,
     s: Arc<AmazonS3>,
     dest: S3Dest,
@@ -36,12 +36,12 @@ pub struct Bucket {
 
 /// Take the store lock shared and DEST's lock exclusively, as publish and rollback do, so no
 /// publish of this store runs on DEST meanwhile.
-pub fn lock(vault: &Vault, d: &S3Dest, verb: &str) -> Result<(LockGuard, LockGuard)> {
+pub(crate) fn lock(vault: &Vault, d: &S3Dest, verb: &str) -> Result<(LockGuard, LockGuard)> {
     super::super::lock_dest(vault, &PathBuf::from(d.url()), verb)
 }
 
 impl Bucket {
-    pub fn open(d: &S3Dest) -> Result<Bucket> {
+    pub(crate) fn open(d: &S3Dest) -> Result<Bucket> {
         Ok(Bucket {
             rt: runtime()?,
             s: connect(d)?,
@@ -50,7 +50,7 @@ impl Bucket {
     }
 
     /// Every object under the prefix, in key order.
-    pub fn list(&self) -> Result<Vec<Listed>> {
+    pub(crate) fn list(&self) -> Result<Vec<Listed>> {
         let d = &self.dest;
         let prefix = (!d.prefix.is_empty()).then(|| ObjPath::from(d.prefix.as_str()));
         let strip = if d.prefix.is_empty() {
@@ -78,7 +78,7 @@ impl Bucket {
     }
 
     /// An object's bytes, if it exists.
-    pub fn get(&self, rel: &str) -> Result<Option<Vec<u8>>> {
+    pub(crate) fn get(&self, rel: &str) -> Result<Option<Vec<u8>>> {
         Ok(self
             .rt
             .block_on(read(&self.s, &self.dest.key(rel)))?
@@ -86,7 +86,7 @@ impl Bucket {
     }
 
     /// An object's size and BLAKE3 (hex), read as a stream; `None` if it does not exist.
-    pub fn hash(&self, rel: &str) -> Result<Option<(u64, String)>> {
+    pub(crate) fn hash(&self, rel: &str) -> Result<Option<(u64, String)>> {
         let key = self.dest.key(rel);
         self.rt.block_on(async {
             let r = match self.s.get(&key).await {
@@ -107,7 +107,7 @@ impl Bucket {
     }
 
     /// Delete objects, [`super::UPLOADS`] at a time; how many were deleted.
-    pub fn delete(&self, rels: &[String]) -> Result<u64> {
+    pub(crate) fn delete(&self, rels: &[String]) -> Result<u64> {
         self.rt.block_on(async {
             let mut st = futures_util::stream::iter(rels.iter().map(|rel| {
                 let s = Arc::clone(&self.s);
@@ -130,7 +130,7 @@ impl Bucket {
     }
 
     /// Upload a file as an item (immutable; multipart above [`super::PART_SIZE`]).
-    pub fn upload_item(&self, rel: &str, file: &Path, size: u64) -> Result<u64> {
+    pub(crate) fn upload_item(&self, rel: &str, file: &Path, size: u64) -> Result<u64> {
         self.rt.block_on(upload(
             Arc::clone(&self.s),
             self.dest.key(rel),
@@ -140,7 +140,7 @@ impl Bucket {
     }
 
     /// Put a metadata document of a publication of `mode` (unconditional).
-    pub fn put_document(&self, rel: &str, body: &[u8], mode: MetadataMode) -> Result<()> {
+    pub(crate) fn put_document(&self, rel: &str, body: &[u8], mode: MetadataMode) -> Result<()> {
         let key = self.dest.key(rel);
         let cache = if crate::publish::INDEX_NAMES.contains(&rel) {
             super::NO_CACHE

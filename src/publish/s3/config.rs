@@ -13,11 +13,11 @@ use std::path::PathBuf;
 /// What the files give, for the keys the environment does not set.
 #[derive(Default, Clone, PartialEq, Eq)]
 pub(super) struct Profile {
-    pub access_key_id: Option<String>,
-    pub secret_access_key: Option<String>,
-    pub session_token: Option<String>,
-    pub region: Option<String>,
-    pub endpoint_url: Option<String>,
+    pub(crate) access_key_id: Option<String>,
+    pub(crate) secret_access_key: Option<String>,
+    pub(crate) session_token: Option<String>,
+    pub(crate) region: Option<String>,
+    pub(crate) endpoint_url: Option<String>,
 }
 
 impl std::fmt::Debug for Profile {

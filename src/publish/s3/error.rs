@@ -66,7 +66,7 @@ pub enum S3Error {
 }
 
 impl S3Error {
-    pub fn hint(&self) -> Option<String> {
+    pub(crate) fn hint(&self) -> Option<String> {
         match self {
             S3Error::UnsupportedDest { .. } => Some(
                 "publish to a local directory, or to s3://BUCKET/PREFIX (endpoint from AWS_ENDPOINT_URL)"

@@ -10,9 +10,9 @@ use super::S3Error;
 /// An `s3://BUCKET/PREFIX` DEST.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct S3Dest {
-    pub bucket: String,
+    pub(crate) bucket: String,
     /// Without leading or trailing `/`; may be empty.
-    pub prefix: String,
+    pub(crate) prefix: String,
 }
 
 /// Is `dest` URL-shaped (`scheme://…`)?

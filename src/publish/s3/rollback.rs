@@ -111,11 +111,11 @@ pub fn rollback(vault: &mut Vault, d: &S3Dest, to: Option<&str>) -> Result<S3Rep
     written += n;
     Ok(S3Report {
         publication: id,
-        action: "rollback".into(),
+        action: PublicationAction::Rollback,
         dest: url,
         snapshot: target.snapshot_id,
         tree: target.tree,
-        mode: target.mode.to_string(),
+        mode: target.mode,
         signer: target.signer,
         files: target.files,
         bytes: target.bytes,
