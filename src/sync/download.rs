@@ -8,7 +8,7 @@
 //! with the flush's cost instead of one `syncfs` per handful of files. A batch's rows are
 //! inserted only after a `syncfs` that started after every one of its renames.
 //!
-//! Per download, the lock (open, `flock` without waiting, two stats) and the place (chmod,
+//! Per download, the lock (open, `flock` without waiting, two stats) and the place (`fchmod`,
 //! rename: no flush) run on the runtime thread: each is a few metadata system calls, cheaper
 //! than a hand-off to a blocking thread and back. The fetcher writes through the lock's own
 //! open file (no second open). What goes to blocking threads: the body's hashed writes (one
@@ -323,14 +323,16 @@ async fn download_one(
     let res = fetcher
         .download_held(&loc, &job.path, &partial, &lock.held, &expect, progress)
         .await;
-    // chmod + rename happen here, on the runtime thread (two metadata system calls without a
+    // fchmod + rename happen here, on the runtime thread (two metadata system calls without a
     // flush: cheaper than a hand-off to a blocking thread); the flush (one syncfs, on a blocking
     // thread) and the rows are batched by the collector (invariant 1 still holds: row after
     // durable file).
     let placed = match res {
         Ok(d) => {
             let digests = d.digests;
-            let placed = blobs.place(&partial, &digests).map(|_| digests);
+            let placed = blobs
+                .place_open(&lock.held.file, &partial, &digests)
+                .map(|_| digests);
             lock.release();
             placed
         }
