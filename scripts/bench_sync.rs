@@ -753,7 +753,11 @@ fn print_tables(rows: &[Row], jobs: usize, runs: usize) {
             .map(|c| s(c) / s(&r.curl_disk).max(1e-9))
             .collect();
         for (k, name) in names.iter().enumerate() {
-            let each: Vec<f64> = r.per_round.iter().filter_map(|v| v.get(k).copied()).collect();
+            let each: Vec<f64> = r
+                .per_round
+                .iter()
+                .filter_map(|v| v.get(k).copied())
+                .collect();
             println!(
                 "- {}, {name}: rounds {}; median of per-round ratios **{:.2}×**, ratio of medians {:.2}×",
                 r.label,
