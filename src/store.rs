@@ -40,8 +40,9 @@
 //! Protects invariant 1: [`BlobStore::commit`] makes a file visible at its address only after
 //! fsync(file), rename, fsync(dir); the caller inserts the catalogue row after it returns.
 //! Batches (the downloads of a sync) are cheaper: each file is [`BlobStore::place`]d (chmod,
-//! rename, no fsync; [`BlobStore::place_open`]: `fchmod` on the caller's open handle), then [`BlobStore::make_durable`] makes the whole batch durable with one
-//! `syncfs(2)` of the store's filesystem, and only then are the batch's rows inserted. A crash
+//! rename, no fsync; [`BlobStore::place_open`]: `fchmod` on the caller's open handle), then
+//! [`BlobStore::make_durable`] makes the whole batch durable with one `syncfs(2)` of the store's
+//! filesystem, and only then are the batch's rows inserted. A crash
 //! between the renames and the flush leaves blob files without rows: the next sync places them
 //! again (same content, same address) and gc removes those no row claims.
 
