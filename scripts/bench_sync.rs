@@ -21,7 +21,8 @@
 //! a copy of the binary before a change: its sync and mirror run in the same rounds and a
 //! before/after table is printed), SV_SETTLE=SECONDS (pause after each cleanup; 61 lets freed
 //! inodes age out of ext4's recently-deleted window), SV_FSTRIM=1 (fstrim after each cleanup),
-//! NGINX (default `nginx`).
+//! NGINX (default `nginx`). `bench-sync.sh` with SV_LOOPFS=SIZE runs all of it on a fresh
+//! loop-mounted ext4 with a journal (`--dir` on it).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -231,13 +232,15 @@ type Tool<'a> = (&'static str, Box<dyn FnMut(&Path) -> R<Cost> + 'a>);
 /// the same deletions (the previous round's); otherwise (files too large to keep a round of them)
 /// each run starts after the previous run's deletion. On ext4 without a journal the difference
 /// matters: a run after the deletion of 2,000 files pays seconds more than one after `/dev/null`.
+///
+/// Every tool's runs, in round order (so that ratios can be taken within each round).
 fn rounds(
     runs: usize,
     dir: &Path,
     settle: Settle,
     keep_round: bool,
     tools: &mut [Tool<'_>],
-) -> R<Vec<Cost>> {
+) -> R<Vec<Vec<Cost>>> {
     let mut all: Vec<Vec<Cost>> = vec![Vec::new(); tools.len()];
     let round_dir = dir.join("round");
     for round in 0..runs {
@@ -266,13 +269,21 @@ fn rounds(
         }
     }
     settle.clean(&round_dir)?;
-    Ok(all
-        .into_iter()
-        .map(|mut v| {
-            v.sort_by_key(|c| c.wall);
-            v[v.len() / 2]
-        })
-        .collect())
+    Ok(all)
+}
+
+/// The median by wall of some runs.
+fn median(runs: &[Cost]) -> Cost {
+    let mut v = runs.to_vec();
+    v.sort_by_key(|c| c.wall);
+    v[v.len() / 2]
+}
+
+/// The median of some numbers (0 when there are none).
+fn median_f(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// nginx on a free loopback port serving `tree`, logging `$body_bytes_sent` per request.
@@ -382,6 +393,9 @@ struct Row {
     /// sync and mirror of SV_BEFORE's binary, same rounds
     before: Option<(Cost, Cost)>,
     resync: (usize, u64),
+    /// Per round: wall of sync, mirror (and SV_BEFORE's sync, mirror) over raw curl to disk's
+    /// wall in that round.
+    per_round: Vec<Vec<f64>>,
 }
 
 /// Curl config fetching every URL to `out` (or `/dev/null`).
@@ -591,8 +605,20 @@ fn scenario(
             "each run's files are deleted before the next run"
         }
     );
-    let mut costs = rounds(runs, &dir, a.settle, keep_round, &mut list)?.into_iter();
+    let all = rounds(runs, &dir, a.settle, keep_round, &mut list)?;
     drop(list);
+    // the ratios within each round: curl to disk is the second tool, ours come after python
+    let ours = 3 + usize::from(tools.python.is_some());
+    let per_round: Vec<Vec<f64>> = (0..runs)
+        .map(|r| {
+            let curl = all[1][r].wall.as_secs_f64().max(1e-9);
+            all[ours..]
+                .iter()
+                .map(|t| t[r].wall.as_secs_f64() / curl)
+                .collect()
+        })
+        .collect();
+    let mut costs = all.iter().map(|v| median(v));
     let mut next = || costs.next().ok_or("a tool has no cost");
     let curl_null = next()?;
     let curl_disk = next()?;
@@ -626,6 +652,7 @@ fn scenario(
         mirror,
         before,
         resync: resync.get(),
+        per_round,
     })
 }
 
@@ -703,6 +730,44 @@ fn print_tables(rows: &[Row], jobs: usize, runs: usize) {
                     c(&r.mirror)
                 );
             }
+        }
+    }
+    println!(
+        "\n## wall over raw curl to disk's wall within each round (same filesystem state), and the \
+         median of those per-round ratios beside the ratio of the medians\n"
+    );
+    for r in rows {
+        let names: &[&str] = if r.before.is_some() {
+            &["sync", "mirror", "sync (before)", "mirror (before)"]
+        } else {
+            &["sync", "mirror"]
+        };
+        let medians: Vec<f64> = [Some(&r.sync), Some(&r.mirror)]
+            .into_iter()
+            .chain(
+                r.before
+                    .as_ref()
+                    .map_or([None, None], |(sb, mb)| [Some(sb), Some(mb)]),
+            )
+            .flatten()
+            .map(|c| s(c) / s(&r.curl_disk).max(1e-9))
+            .collect();
+        for (k, name) in names.iter().enumerate() {
+            let each: Vec<f64> = r
+                .per_round
+                .iter()
+                .filter_map(|v| v.get(k).copied())
+                .collect();
+            println!(
+                "- {}, {name}: rounds {}; median of per-round ratios **{:.2}×**, ratio of medians {:.2}×",
+                r.label,
+                each.iter()
+                    .map(|x| format!("{x:.2}×"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                median_f(&each),
+                medians.get(k).copied().unwrap_or(0.0),
+            );
         }
     }
     println!();
@@ -800,6 +865,18 @@ fn main() -> R<()> {
             .collect::<Vec<_>>()
             .join(" ")
     );
+    // where the files go: the filesystem state matters (see `Settle`), so name it
+    std::fs::create_dir_all(&base)?;
+    if let Ok(o) = Command::new("findmnt")
+        .args(["-n", "-o", "SOURCE,FSTYPE,OPTIONS", "-T"])
+        .arg(&base)
+        .output()
+    {
+        println!(
+            "# work directory on {}",
+            String::from_utf8_lossy(&o.stdout).trim()
+        );
+    }
     let mut rows = Vec::new();
     for (name, (n, size)) in [("small", a.small), ("large", a.large)] {
         if a.only.as_deref().is_none_or(|o| o == name) {

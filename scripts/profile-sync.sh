@@ -6,19 +6,21 @@
 # same copy inside a file write is write), and the table shows each family's share of the CPU
 # samples, its CPU seconds, and those seconds as a share of the wall time. syncfs/fsync/fdatasync
 # are also timed from their enter/exit tracepoints (time blocked, which sampling does not see).
-#   usage: [STREAMVAULT=BINARY] scripts/profile-sync.sh [--small N SIZE] [--large N SIZE] [--jobs J] [--keep]
+#   usage: [STREAMVAULT=BINARY] scripts/profile-sync.sh [--small N SIZE] [--large N SIZE] [--jobs J]
+#          [--only small|large] [--keep]
 # Defaults: 2,000 files of 256 KiB and 4 files of 256 MiB (the bench-sync streams), --jobs 4.
 # Needs perf (apt-get install -y linux-perf), nginx, python3; ~2.5 GiB under target/ at peak.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-small_n=2000 small_size=262144 large_n=4 large_size=268435456 jobs=4 keep=
+small_n=2000 small_size=262144 large_n=4 large_size=268435456 jobs=4 keep= only=
 while [ $# -gt 0 ]; do
     case $1 in
         --small) small_n=$2 small_size=$3; shift 3 ;;
         --large) large_n=$2 large_size=$3; shift 3 ;;
         --jobs) jobs=$2; shift 2 ;;
         --keep) keep=1; shift ;;
-        *) echo "usage: $0 [--small N SIZE] [--large N SIZE] [--jobs J] [--keep]" >&2; exit 2 ;;
+        --only) only=$2; shift 2 ;;
+        *) echo "usage: $0 [--small N SIZE] [--large N SIZE] [--jobs J] [--only small|large] [--keep]" >&2; exit 2 ;;
     esac
 done
 export PATH="$PATH:/usr/sbin"
@@ -68,9 +70,13 @@ other = collections.Counter()
 blocked = collections.defaultdict(float)
 calls = collections.Counter()
 entered = {}
+spans = collections.defaultdict(list)
+cpu_times = []
+times = []
 def finish(ev, tid, t, frames):
     if ev is None:
         return
+    times.append(t)
     if ev.startswith("syscalls:sys_enter_"):
         entered[(tid, ev[19:])] = t
     elif ev.startswith("syscalls:sys_exit_"):
@@ -79,7 +85,9 @@ def finish(ev, tid, t, frames):
         if t0 is not None:
             blocked[name] += t - t0
             calls[name] += 1
+            spans[name].append((t0, t - t0))
     else:
+        cpu_times.append((t, 1))
         for f in frames:
             for n, p in pats:
                 if p.search(f):
@@ -111,6 +119,17 @@ print(f"| total | 100 % | {total*period:.2f} | {100*total*period/wall:.0f} % (2 
 print()
 for name in ("syncfs", "fsync", "fdatasync"):
     print(f"blocked in {name}: {calls[name]} calls, {blocked[name]:.3f} s ({100*blocked[name]/wall:.0f} % of wall)")
+# When the flushes ran and what the CPU did over time (perf's clock, from the first event): a
+# wall that CPU does not explain shows as idle tenths, e.g. a tail spent waiting in the last flush.
+if times:
+    t0, t1 = min(times), max(times)
+    f = lambda v: f"{v - t0:.2f}"
+    print(f"events span {t1 - t0:.2f} s; syncfs at (start+blocked s): " + ", ".join(f"{f(a)}+{d:.3f}" for a, d in spans["syncfs"]))
+    if spans["syncfs"]:
+        a, d = spans["syncfs"][-1]
+        print(f"last syncfs: starts {a - t0:.2f} s, blocks {d:.3f} s, returns {t1 - (a + d):.3f} s before the last event")
+    busy = collections.Counter(int((t - t0) * 10) for t, c in cpu_times)
+    print("CPU per 100 ms (% of one core): " + " ".join(str(round(100 * busy[i] * period / 0.1)) for i in range(int((t1 - t0) * 10) + 1)))
 if other:
     print("other, top leaf symbols: " + ", ".join(f"{s} {c}" for s, c in other.most_common(6)))
 PY
@@ -167,7 +186,7 @@ NGINX
     perf script -i "$dir/perf.data" -F comm,tid,time,event,ip,sym 2>/dev/null \
         | python3 -c "$classify" "$(echo "$t1 - $t0" | bc -l)"
     kill "$ngx" 2>/dev/null || true
-    rm -rf "$dir/store" "$dir/upstream"
+    [ -n "$keep" ] || rm -rf "$dir/store" "$dir/upstream"
 }
 
 echo "# streamvault sync profile ($(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg))"
@@ -178,5 +197,5 @@ echo "# streamvault sync profile ($(nproc) cores, load average $(cut -d' ' -f1-3
 if dmesg 2>/dev/null | grep -q "EXT4-fs ($(findmnt -n -o SOURCE -T "$work" | sed 's|/dev/||')).*without journal"; then
     echo "(the filesystem under $work is ext4 without a journal: recently freed inodes slow file creation)"
 fi
-profile small "$small_n" "$small_size"
-profile large "$large_n" "$large_size"
+[ "$only" = large ] || profile small "$small_n" "$small_size"
+[ "$only" = small ] || profile large "$large_n" "$large_size"

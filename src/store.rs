@@ -40,8 +40,9 @@
 //! Protects invariant 1: [`BlobStore::commit`] makes a file visible at its address only after
 //! fsync(file), rename, fsync(dir); the caller inserts the catalogue row after it returns.
 //! Batches (the downloads of a sync) are cheaper: each file is [`BlobStore::place`]d (chmod,
-//! rename, no fsync), then [`BlobStore::make_durable`] makes the whole batch durable with one
-//! `syncfs(2)` of the store's filesystem, and only then are the batch's rows inserted. A crash
+//! rename, no fsync; [`BlobStore::place_open`]: `fchmod` on the caller's open handle), then
+//! [`BlobStore::make_durable`] makes the whole batch durable with one `syncfs(2)` of the store's
+//! filesystem, and only then are the batch's rows inserted. A crash
 //! between the renames and the flush leaves blob files without rows: the next sync places them
 //! again (same content, same address) and gc removes those no row claims.
 
@@ -382,8 +383,21 @@ impl BlobStore {
     /// [`Layout::create_dirs`]; one is created here only when the rename finds it missing),
     /// which matters at thousands of small blobs.
     pub fn place(&self, file: &Path, digests: &Digests) -> Result<PathBuf> {
-        let dest = self.layout.blob_path(&BlobHash::parse(&digests.blake3)?);
         fs::set_permissions(file, readonly()).with_path("chmod", file)?;
+        self.rename_in(file, digests)
+    }
+
+    /// [`Self::place`] of a file the caller holds open (`open` is `file`, e.g. a download's
+    /// locked partial file): the mode is set on the open file (`fchmod`, no path lookup), then
+    /// the rename.
+    pub fn place_open(&self, open: &File, file: &Path, digests: &Digests) -> Result<PathBuf> {
+        open.set_permissions(readonly()).with_path("chmod", file)?;
+        self.rename_in(file, digests)
+    }
+
+    /// Rename `file` to its address (see [`Self::place`]).
+    fn rename_in(&self, file: &Path, digests: &Digests) -> Result<PathBuf> {
+        let dest = self.layout.blob_path(&BlobHash::parse(&digests.blake3)?);
         match fs::rename(file, &dest) {
             Err(e) if e.kind() == io::ErrorKind::NotFound && file.exists() => {
                 let dir = dest
@@ -571,6 +585,34 @@ mod tests {
             store.place(&f, &d).unwrap(),
             layout.blob(&d.blake3).unwrap()
         );
+    }
+
+    #[test]
+    fn an_open_file_is_placed_read_only_through_its_handle() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        layout.create_dirs().unwrap();
+        let store = BlobStore::new(layout.clone());
+        let f = layout.partial().join("p");
+        fs::write(&f, b"held").unwrap();
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o644)).unwrap();
+        let open = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&f)
+            .unwrap();
+        let mut h = checksum::MultiHasher::all();
+        h.update(b"held");
+        let d = h.finish();
+        let placed = store.place_open(&open, &f, &d).unwrap();
+        assert_eq!(placed, layout.blob(&d.blake3).unwrap());
+        assert!(!f.exists());
+        let m = fs::metadata(&placed).unwrap();
+        assert_eq!(m.permissions().mode() & 0o777, 0o444);
+        // the handle is the blob's inode (the caller's lock goes with it)
+        assert_eq!(open.metadata().unwrap().ino(), m.ino());
+        assert_eq!(fs::read(&placed).unwrap(), b"held");
     }
 
     #[test]

@@ -8,12 +8,12 @@
 //! (a dry run's plan).
 //!
 //! Order of writes (restic's "packs, then index, then snapshot"):
-//! 1. each blob: downloaded into `partial/`, verified (size + strongest upstream checksum),
-//!    renamed into `blobs/` without fsync; a batch of them (128 blobs, 128 MiB, or whatever was
-//!    placed in 0.5 s) is then made durable by one `syncfs(2)`
-//!    ([`crate::store::BlobStore::make_durable`], on a blocking thread while the downloads go on),
-//!    and only then are its rows inserted, in one transaction (invariant 1). A partial file has one
-//!    writer from its first byte to its rename (`download::PartialLock`): a concurrent sync of another
+//! 1. each blob: downloaded into `partial/` and verified (size + strongest upstream checksum); a
+//!    batch of them (128 blobs, 128 MiB, or whatever finished in 0.5 s) is renamed into `blobs/`
+//!    without fsync and then made durable by one `syncfs(2)`
+//!    ([`crate::store::BlobStore::make_durable`]), both on one blocking thread while the
+//!    downloads go on, and only then are its rows inserted, in one transaction (invariant 1). A
+//!    partial file has one writer (its lock held) from its first byte to its rename (`download::PartialLock`): a concurrent sync of another
 //!    source sharing the content writes `NAME.1`, `NAME.2`, … instead, so the bytes renamed are
 //!    exactly the bytes hashed;
 //! 2. the metadata documents as blobs, the same way (their bytes wait in `tmp/` from the moment

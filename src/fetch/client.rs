@@ -93,7 +93,9 @@ impl Fetcher {
     }
 
     /// Download item `rel` into `partial` (created, or resumed if it holds a prefix) and check
-    /// it against `expect`: `base + rel`, then each mirror on 404. At most `jobs` run at once.
+    /// it against `expect`: `base + rel`, then each mirror on 404. At most `jobs` talk to servers
+    /// at once, and at most `jobs` more finish (their last batch hashed and written, the file
+    /// checked) after their body is in, their connection already serving the next download.
     ///
     /// On success the file is complete and flushed (not fsynced). On a size or checksum
     /// mismatch `partial` is deleted; on other errors it is kept for a later resume.
@@ -134,12 +136,22 @@ impl Fetcher {
         expect: &Expect,
         progress: &dyn Progress,
     ) -> Result<Downloaded> {
-        let _permit = self.inner.permit().await;
+        let mut slot = self.inner.slot().await;
         let mut tried = Vec::new();
         for url in loc.urls(rel)? {
+            slot.again().await;
             let result = match Source::of(&url)? {
                 Source::Http => {
-                    download::http(&self.inner, &url, partial, held, expect, progress).await
+                    download::http(
+                        &self.inner,
+                        &url,
+                        partial,
+                        held,
+                        expect,
+                        progress,
+                        &mut slot,
+                    )
+                    .await
                 }
                 Source::Local(path) => {
                     local::download(&self.inner, &path, &url, partial, held, expect, progress).await

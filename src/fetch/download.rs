@@ -21,7 +21,7 @@ use std::sync::Arc;
 use super::error::{Error, Result};
 use super::location::redact;
 use super::partial::{Partial, algos, downloaded, verify};
-use super::transport::{Pace, Transport, parse_content_range, status_error};
+use super::transport::{Pace, Slot, Transport, parse_content_range, status_error};
 use super::{Downloaded, Expect, Held, Progress};
 
 /// Download `url` into `partial` (see [`Fetcher::download`](super::Fetcher::download)).
@@ -32,6 +32,7 @@ pub(super) async fn http(
     held: Option<&Held>,
     expect: &Expect,
     progress: &dyn Progress,
+    slot: &mut Slot<'_>,
 ) -> Result<Downloaded> {
     let mut part = Partial::open(partial, &algos(expect), expect.size, held).await?;
 
@@ -67,16 +68,20 @@ pub(super) async fn http(
     let mut failures = 0;
     let mut fresh_retry_used = false;
     loop {
+        slot.again().await;
         let result = match transfer(f, url, &mut part, expect, progress).await {
             Ok(Step::Restart) => {
                 f.note_restart(url, progress);
                 part.reset().await?;
                 continue;
             }
-            Ok(Step::Complete) => part
-                .digests()
-                .await
-                .and_then(|digests| verify(url, expect, &digests).map(|()| digests)),
+            Ok(Step::Complete) => {
+                // the connection may serve the next download while the last batch is hashed
+                slot.body_done().await;
+                part.digests()
+                    .await
+                    .and_then(|digests| verify(url, expect, &digests).map(|()| digests))
+            }
             Err(e) => Err(e),
         };
         match result {

@@ -1,6 +1,7 @@
 //! The HTTP transport under every request of a [`Fetcher`](super::Fetcher): the reqwest client
 //! (rustls with ring, timeouts, proxies from the environment, basic auth from `user:pass@` URLs),
-//! the `--jobs` permits, the shared `--limit-rate` bucket, the run's counters, retries with
+//! the `--jobs` permits (an item download holds one while it talks to the server and hands it on
+//! once its body is in, [`Slot`]), the shared `--limit-rate` bucket, the run's counters, retries with
 //! exponential back-off and jitter, and the [`Pace`] (stall, speed limit, deadline) of each
 //! request. It knows nothing of documents, items or partial files. The reqwest client is built
 //! on the first request: a run that only reads `file://` documents (a local dry run) never loads
@@ -28,7 +29,41 @@ pub(super) struct Transport {
     options: FetchOptions,
     limiter: Option<RateLimiter>,
     jobs: Semaphore,
+    /// Downloads past their body (the last batch still being hashed and written): as many as
+    /// `jobs`, see [`Slot`].
+    finishing: Semaphore,
     counters: Counters,
+}
+
+/// An item download's hold on the `--jobs` connections: one of the `jobs` permits while it
+/// talks to the server; once its whole body is in ([`Self::body_done`]), one of as many
+/// finishing permits instead, while its last batch is hashed and written and the file checked.
+/// The connection then serves the next download meanwhile (a 256 KiB body's hash and write are
+/// not between two requests of a connection any more), and the bytes waiting to be hashed stay
+/// bounded (at most `jobs` finishing downloads, each with at most two batches).
+pub(super) struct Slot<'a> {
+    t: &'a Transport,
+    job: Option<tokio::sync::SemaphorePermit<'a>>,
+    finishing: Option<tokio::sync::SemaphorePermit<'a>>,
+}
+
+impl Slot<'_> {
+    /// The body is in: take a finishing permit, then give the connection permit back.
+    pub(super) async fn body_done(&mut self) {
+        if self.job.is_some() {
+            self.finishing = self.t.finishing.acquire().await.ok();
+            self.job = None;
+        }
+    }
+
+    /// Talk to the server again (a retry, a restart): give the finishing permit back and wait
+    /// for a connection permit (no-op while holding one).
+    pub(super) async fn again(&mut self) {
+        if self.job.is_none() {
+            self.finishing = None;
+            self.job = self.t.jobs.acquire().await.ok();
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -59,6 +94,7 @@ impl Transport {
             client: std::sync::OnceLock::new(),
             limiter: options.limit_rate.map(RateLimiter::new),
             jobs: Semaphore::new(options.jobs.max(1)),
+            finishing: Semaphore::new(options.jobs.max(1)),
             counters: Counters::default(),
             options,
         })
@@ -106,6 +142,15 @@ impl Transport {
     /// Wait for one of the `--jobs` permits (`None` only if the semaphore was closed).
     pub(super) async fn permit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
         self.jobs.acquire().await.ok()
+    }
+
+    /// An item download's place among the `--jobs` ([`Slot`]), waiting for a permit.
+    pub(super) async fn slot(&self) -> Slot<'_> {
+        Slot {
+            t: self,
+            job: self.jobs.acquire().await.ok(),
+            finishing: None,
+        }
     }
 
     /// Send a GET, with `Range: bytes=<from>-` when `from > 0`. Waiting for the response head
@@ -422,5 +467,49 @@ mod tests {
         assert_eq!(parse_content_range("bytes */4096"), None);
         assert_eq!(parse_content_range("bytes 9-0/10"), None);
         assert_eq!(parse_content_range("items 0-9/10"), None);
+    }
+
+    /// A download whose body is in gives its connection permit to the next download while it
+    /// finishes (hash and write of the last batch); finishing ones are bounded by `jobs` too,
+    /// and a retry takes a connection permit again. Polled once each: no timing involved.
+    #[test]
+    fn a_download_past_its_body_hands_its_connection_on() {
+        use futures_util::FutureExt;
+        let t = Transport::new(FetchOptions {
+            jobs: 1,
+            ..FetchOptions::default()
+        })
+        .unwrap();
+        let mut a = t.slot().now_or_never().expect("a free permit");
+        assert!(
+            t.slot().now_or_never().is_none(),
+            "the only connection is a's"
+        );
+        a.body_done()
+            .now_or_never()
+            .expect("a free finishing permit");
+        let mut b = t
+            .slot()
+            .now_or_never()
+            .expect("b talks to the server while a finishes");
+        assert!(
+            b.body_done().now_or_never().is_none(),
+            "one finishing download at a time (jobs 1)"
+        );
+        assert!(
+            t.slot().now_or_never().is_none(),
+            "b still holds its connection while it waits to finish"
+        );
+        drop(a);
+        b.body_done().now_or_never().expect("a's finishing permit");
+        let mut c = t.slot().now_or_never().expect("b's connection");
+        assert!(
+            b.again().now_or_never().is_none(),
+            "a retry waits for a connection"
+        );
+        c.body_done()
+            .now_or_never()
+            .expect("b gave its finishing permit back");
+        b.again().now_or_never().expect("c's connection");
     }
 }

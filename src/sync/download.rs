@@ -1,18 +1,22 @@
 //! Downloads: one task per planned content, each writing its own `partial/` file under a
-//! [`PartialLock`], placed into `blobs/`; finished blobs are made durable in batches (one
+//! [`PartialLock`]; finished downloads are placed into `blobs/` and made durable in batches (one
 //! `syncfs`) and only then recorded, in one transaction per batch (invariant 1).
 //!
-//! The flush runs on a blocking thread while the downloads go on (a `syncfs` on a busy
-//! filesystem takes tens of milliseconds, a runtime thread blocked in it halves the network side
-//! on two cores): blobs placed while one flush runs form the next batch, so the batches grow
-//! with the flush's cost instead of one `syncfs` per handful of files. A batch's rows are
-//! inserted only after a `syncfs` that started after every one of its renames.
+//! The place (`fchmod`, rename) and the flush of a batch run together on one blocking thread
+//! while the downloads go on: the renames out of `partial/` and the `syncfs` that writes
+//! `partial/`'s directory block never overlap (a lookup in a directory whose block is being
+//! written waits for that write: with the renames on the runtime's threads, a rename stuck behind
+//! a flush's I/O stalled every connection of that thread, 12–20 ms each time, and the creates in
+//! `partial/` queued behind it). Downloads that finish while one flush runs form the next batch,
+//! so the batches grow with the flush's cost instead of one `syncfs` per handful of files. A
+//! batch's rows are inserted only after a `syncfs` that started after every one of its renames
+//! (same thread, after them). A finished download keeps its partial file locked until its place.
 //!
-//! Per download, the lock (open, `flock` without waiting, two stats) and the place (chmod,
-//! rename: no flush) run on the runtime thread: each is a few metadata system calls, cheaper
-//! than a hand-off to a blocking thread and back. The fetcher writes through the lock's own
-//! open file (no second open). What goes to blocking threads: the body's hashed writes (one
-//! hand-off per 256 KiB batch), the flush, and a lock that must wait for another process.
+//! Per download, the lock (open, `flock` without waiting, two stats) runs on the runtime thread
+//! (a few metadata system calls, cheaper than a hand-off). The fetcher writes through the lock's
+//! own open file (no second open). What goes to blocking threads: the body's hashed writes (one
+//! hand-off per 256 KiB batch), each batch's places and flush (one hand-off per batch), and a
+//! lock that must wait for another process.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -167,8 +171,45 @@ const FLUSH_BYTES: u64 = 128 << 20;
 /// …or its oldest blob waited this long (or no download is left running).
 const FLUSH_AGE: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// A placed download, waiting for the next flush: its plan index, digests, path and size.
-type Placed = (usize, checksum::Digests, String, u64);
+/// Downloads (with their locked partial files) held for a place and flush, at most: each holds
+/// an open file, like each running download.
+const HELD_MAX: usize = 2 * WINDOW;
+
+/// A finished and verified download, waiting for the next place and flush.
+struct Done {
+    /// Its plan index.
+    j: usize,
+    digests: checksum::Digests,
+    path: String,
+    size: u64,
+}
+
+/// A finished download and its partial file, still locked: placed into `blobs/` by the flush.
+type Finished = (Done, PartialLock);
+
+/// What a batch's place-and-flush returns: the downloads placed and made durable (their locks
+/// released), and those whose place failed (partial files kept, unlocked).
+type Flushed = (Vec<Done>, Vec<Error>);
+
+/// Place every download of `batch` into `blobs/` (fchmod and rename through its held file,
+/// then unlock), then make the placed ones durable with one `syncfs` (none when nothing was
+/// placed). On a blocking thread.
+fn place_and_flush(blobs: &crate::store::BlobStore, batch: Vec<Finished>) -> Result<Flushed> {
+    let mut placed = Vec::with_capacity(batch.len());
+    let mut failed = Vec::new();
+    for (d, lock) in batch {
+        match blobs.place_open(&lock.held.file, &lock.partial, &d.digests) {
+            Ok(_) => placed.push(d),
+            Err(e) => failed.push(e),
+        }
+        // a partial that could not be placed stays whole for the next run (verified, not fetched)
+        lock.release();
+    }
+    if !placed.is_empty() {
+        blobs.make_durable()?;
+    }
+    Ok((placed, failed))
+}
 
 pub(super) async fn download_all(
     vault: &mut Vault,
@@ -189,13 +230,15 @@ pub(super) async fn download_all(
     let mut failed = 0usize;
     let mut done = 0usize;
     let mut first: Option<String> = None;
-    // Placed since the running flush started (the next batch), and the batch of the running flush.
-    let mut batch: Vec<Placed> = Vec::new();
-    let mut flushing: Option<(Vec<Placed>, tokio::task::JoinHandle<Result<()>>)> = None;
-    // When the oldest blob of `batch` was placed.
+    // Finished since the running flush started (the next batch), and how many the running flush
+    // holds (it gives them back placed, or the errors of those it could not place).
+    let mut batch: Vec<Finished> = Vec::new();
+    let mut flushing: Option<(usize, tokio::task::JoinHandle<Result<Flushed>>)> = None;
+    // When the oldest download of `batch` finished.
     let mut oldest: Option<std::time::Instant> = None;
     loop {
-        while spawned < total && set.len() < WINDOW {
+        let held = batch.len() + flushing.as_ref().map_or(0, |f| f.0);
+        while spawned < total && set.len() < WINDOW && set.len() + held < HELD_MAX {
             let j = spawned;
             spawned += 1;
             let Some(job) = plan.job(sel, meta, j) else {
@@ -209,23 +252,24 @@ pub(super) async fn download_all(
                 partial_dir.clone(),
                 fetcher.clone(),
                 loc.clone(),
-                vault.blobs.clone(),
                 events.clone(),
             ));
         }
-        // A flush runs on a blocking thread while downloads go on; whatever is placed meanwhile
-        // waits for the next one (a syncfs only covers what was renamed before it started).
-        // A batch waits until it is worth a syncfs and a commit: enough blobs or bytes, its
-        // oldest blob waited long enough, or nothing else is coming.
+        // A place-and-flush runs on a blocking thread while downloads go on; whatever finishes
+        // meanwhile waits for the next one (a syncfs only covers what was renamed before it
+        // started). A batch waits until it is worth a syncfs and a commit: enough blobs or
+        // bytes, its oldest download waited long enough, or nothing else is coming.
         let ripe = !batch.is_empty()
             && (set.is_empty()
                 || batch.len() >= FLUSH_BLOBS
-                || batch.iter().map(|b| b.3).sum::<u64>() >= FLUSH_BYTES
+                || batch.iter().map(|b| b.0.size).sum::<u64>() >= FLUSH_BYTES
                 || oldest.is_some_and(|t| t.elapsed() >= FLUSH_AGE));
         if flushing.is_none() && ripe {
             let blobs = vault.blobs.clone();
-            let h = tokio::task::spawn_blocking(move || blobs.make_durable());
-            flushing = Some((std::mem::take(&mut batch), h));
+            let b = std::mem::take(&mut batch);
+            let n = b.len();
+            let h = tokio::task::spawn_blocking(move || place_and_flush(&blobs, b));
+            flushing = Some((n, h));
             oldest = None;
         }
         if set.is_empty() && flushing.is_none() {
@@ -247,9 +291,9 @@ pub(super) async fn download_all(
         tokio::select! {
             () = age => {}
             Some(joined) = set.join_next(), if !set.is_empty() => match joined {
-                Ok((j, Ok(placed))) => {
+                Ok((_, Ok(done))) => {
                     oldest.get_or_insert_with(std::time::Instant::now);
-                    batch.push((j, placed.0, placed.1, placed.2));
+                    batch.push(done);
                 }
                 Ok((_, Err(e))) => {
                     failed += 1;
@@ -268,10 +312,13 @@ pub(super) async fn download_all(
                 }
             },
             flushed = flushed => {
-                flushed.unwrap_or(Err(Error::Interrupted))?;
-                if let Some((mut durable, _)) = flushing.take() {
-                    done += record(vault, plan, sel, &mut durable, &*events)?;
+                flushing = None;
+                let (durable, unplaced) = flushed.unwrap_or(Err(Error::Interrupted))?;
+                for e in unplaced {
+                    failed += 1;
+                    first.get_or_insert_with(|| crate::error::chain_line(&e));
                 }
+                done += record(vault, plan, sel, durable, &*events)?;
             }
         }
     }
@@ -286,16 +333,16 @@ pub(super) async fn download_all(
     Ok(())
 }
 
-/// One download: lock its partial file, fetch, place it into `blobs/` (not yet durable).
+/// One download: lock its partial file, fetch and verify it; the partial stays locked for the
+/// batch's place and flush.
 async fn download_one(
     j: usize,
     job: Job,
     partial_dir: PathBuf,
     fetcher: Fetcher,
     loc: Location,
-    blobs: crate::store::BlobStore,
     events: Arc<dyn SyncEvents>,
-) -> (usize, Result<(checksum::Digests, String, u64)>) {
+) -> (usize, Result<Finished>) {
     let progress: &dyn Progress = &*events;
     let name = partial_name(&job);
     // One writer per partial file, from its first byte until it is placed (or dropped):
@@ -323,23 +370,24 @@ async fn download_one(
     let res = fetcher
         .download_held(&loc, &job.path, &partial, &lock.held, &expect, progress)
         .await;
-    // chmod + rename happen here, on the runtime thread (two metadata system calls without a
-    // flush: cheaper than a hand-off to a blocking thread); the flush (one syncfs, on a blocking
-    // thread) and the rows are batched by the collector (invariant 1 still holds: row after
-    // durable file).
-    let placed = match res {
-        Ok(d) => {
-            let digests = d.digests;
-            let placed = blobs.place(&partial, &digests).map(|_| digests);
-            lock.release();
-            placed
-        }
+    match res {
+        Ok(d) => (
+            j,
+            Ok((
+                Done {
+                    j,
+                    digests: d.digests,
+                    path: job.path,
+                    size: job.size.unwrap_or(0),
+                },
+                lock,
+            )),
+        ),
         Err(e) => {
             lock.release_failed();
-            Err(Error::from(e))
+            (j, Err(Error::from(e)))
         }
-    };
-    (j, placed.map(|d| (d, job.path, job.size.unwrap_or(0))))
+    }
 }
 
 /// Record a batch of blobs made durable (by a syncfs that started after their renames) in one
@@ -348,21 +396,21 @@ fn record(
     vault: &mut Vault,
     plan: &Plan,
     sel: &mut Selection,
-    batch: &mut Vec<Placed>,
+    batch: Vec<Done>,
     events: &dyn SyncEvents,
 ) -> Result<usize> {
     if batch.is_empty() {
         return Ok(0);
     }
-    let digests: Vec<checksum::Digests> = batch.iter().map(|(_, d, _, _)| d.clone()).collect();
+    let digests: Vec<checksum::Digests> = batch.iter().map(|d| d.digests.clone()).collect();
     vault.catalog.insert_blobs(&digests)?;
     let n = batch.len();
-    for (j, d, path, size) in batch.drain(..) {
-        let b = sel.add_blob(BlobHash::parse(&d.blake3)?);
-        for &i in plan.items(j) {
+    for d in batch {
+        let b = sel.add_blob(BlobHash::parse(&d.digests.blake3)?);
+        for &i in plan.items(d.j) {
             sel.point(i as usize, b);
         }
-        events.downloaded(&path, size);
+        events.downloaded(&d.path, d.size);
     }
     Ok(n)
 }
@@ -388,6 +436,58 @@ mod tests {
         third.release();
         second.release();
         assert_eq!(names(dir.path()), ["sha256-ab-1", "sha256-ab-1.1"]);
+    }
+
+    /// The place and flush of a batch, on its blocking thread: every download it can place is
+    /// renamed into `blobs/`, unlocked and returned for its row; one it cannot place is an error
+    /// of its own, and its whole partial file stays (unlocked) for the next run.
+    #[test]
+    fn a_batch_is_placed_and_flushed_together_and_a_failed_place_keeps_its_partial() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let layout = crate::store::Layout::new(dir.path());
+        layout.create_dirs().unwrap();
+        let blobs = crate::store::BlobStore::new(layout.clone());
+        let finished = |name: &str, body: &[u8]| -> Finished {
+            let lock = PartialLock::acquire(&layout.partial(), name).unwrap();
+            (&*lock.held.file).write_all(body).unwrap();
+            let mut h = checksum::MultiHasher::all();
+            h.update(body);
+            let digests = h.finish();
+            let done = Done {
+                j: 0,
+                digests,
+                path: name.to_string(),
+                size: body.len() as u64,
+            };
+            (done, lock)
+        };
+        let good = finished("good", b"placed");
+        let bad = finished("bad", b"not placed");
+        // the bad one's prefix directory is a file: its rename cannot succeed
+        let prefix = layout.blobs().join(&bad.0.digests.blake3[..2]);
+        assert_ne!(prefix, layout.blobs().join(&good.0.digests.blake3[..2]));
+        std::fs::remove_dir(&prefix).unwrap();
+        std::fs::write(&prefix, b"").unwrap();
+        let (placed, failed) = place_and_flush(&blobs, vec![good, bad]).unwrap();
+        assert_eq!(placed.len(), 1);
+        assert_eq!(placed[0].path, "good");
+        assert_eq!(failed.len(), 1);
+        let at = layout.blob(&placed[0].digests.blake3).unwrap();
+        assert_eq!(std::fs::read(&at).unwrap(), b"placed");
+        assert_eq!(names(&layout.partial()), ["bad"]);
+        assert_eq!(
+            std::fs::read(layout.partial().join("bad")).unwrap(),
+            b"not placed"
+        );
+        // both unlocked: the names are free for the next writer
+        for name in ["good", "bad"] {
+            let again = PartialLock::try_acquire(&layout.partial(), name)
+                .unwrap()
+                .unwrap();
+            assert_eq!(again.partial, layout.partial().join(name));
+            again.release();
+        }
     }
 
     fn names(dir: &Path) -> Vec<String> {
