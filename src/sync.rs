@@ -16,8 +16,8 @@
 //!    partial file has one writer (its lock held) from its first byte to its rename (`download::PartialLock`): a concurrent sync of another
 //!    source sharing the content writes `NAME.1`, `NAME.2`, … instead, so the bytes renamed are
 //!    exactly the bytes hashed;
-//! 2. the metadata documents as blobs, the same way (their bytes wait in `tmp/` from the moment
-//!    they are parsed, not in memory);
+//! 2. the metadata documents as blobs, the same way: all placed, one `syncfs`, their rows in one
+//!    transaction (their bytes wait in `tmp/` from the moment they are parsed, not in memory);
 //! 3. the snapshot, its documents and items in one transaction (invariant 2).
 //!
 //! Metadata requests are conditional (`If-None-Match`, or `If-Modified-Since` for a
@@ -258,18 +258,25 @@ pub(crate) async fn sync(
     )
     .await?;
 
-    // Metadata documents become blobs (their bytes waited in tmp/ since they were parsed).
-    let mut documents = Vec::with_capacity(meta.docs.len());
-    let mut validators = Vec::new();
-    for (ord, d) in meta.docs.iter_mut().enumerate() {
-        let Some(digests) = d.blob.take().map(|s| s.commit(&vault.blobs)).transpose()? else {
+    // Metadata documents become blobs (their bytes waited in tmp/ since they were parsed): all
+    // placed, made durable by one syncfs (also covering a blob another process placed and has
+    // not flushed yet), then their rows in one transaction (invariant 1).
+    let mut placed = Vec::with_capacity(meta.docs.len());
+    for d in meta.docs.iter_mut() {
+        let Some(digests) = d.blob.take().map(|s| s.place(&vault.blobs)).transpose()? else {
             return Err(Error::Io {
                 op: "store document",
                 path: d.path.clone().into(),
                 source: std::io::Error::other("not stored"),
             });
         };
-        vault.catalog.insert_blob(&digests)?;
+        placed.push(digests);
+    }
+    vault.blobs.make_durable()?;
+    vault.catalog.insert_blobs(&placed)?;
+    let mut documents = Vec::with_capacity(meta.docs.len());
+    let mut validators = Vec::new();
+    for (ord, (d, digests)) in meta.docs.iter().zip(placed).enumerate() {
         let blob = BlobHash::parse(&digests.blake3)?;
         if let Some(v) = &d.validators {
             validators.push((

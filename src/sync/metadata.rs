@@ -153,11 +153,12 @@ pub(super) struct Staged {
 }
 
 impl Staged {
-    /// Make the document a durable blob (no row yet: the caller inserts it).
-    pub(super) fn commit(self, store: &BlobStore) -> Result<checksum::Digests> {
+    /// Move the document to its blob address without any fsync ([`BlobStore::place`]): it is
+    /// not durable, and gets no row, until the caller's [`BlobStore::make_durable`] returns.
+    pub(super) fn place(self, store: &BlobStore) -> Result<checksum::Digests> {
         if !store.contains(&self.digests.blake3) {
             let path: PathBuf = self.file.to_path_buf();
-            store.commit(&path, &self.digests)?;
+            store.place(&path, &self.digests)?;
         }
         Ok(self.digests)
     }
