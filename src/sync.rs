@@ -34,6 +34,7 @@
 mod conditional;
 mod downgrade;
 mod download;
+mod kept;
 mod metadata;
 mod plan;
 mod report;
@@ -334,6 +335,7 @@ pub async fn sync(
         report.outcome = Outcome::Unchanged(p.id);
         return Ok(report);
     }
+    let carried = items.carried_versions();
     let mut next = 0usize;
     let mut next_row = || {
         let row = items.row(&meta, next);
@@ -361,6 +363,9 @@ pub async fn sync(
         totals,
         &mut next_row,
     )?;
+    if let Some(p) = &prev {
+        kept::record(vault, p, id, &carried)?;
+    }
     report.outcome = Outcome::Snapshot(id);
     Ok(report)
 }
