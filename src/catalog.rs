@@ -87,6 +87,7 @@ macro_rules! stored_enum {
 mod blobs;
 mod compose;
 mod ids;
+mod kept;
 pub use ids::{PublicationId, RunId, S3PublicationId, SnapshotId, SourceId, TreeId};
 pub(crate) mod maintenance;
 mod ops;
@@ -100,6 +101,7 @@ mod trees;
 pub(crate) use snapshot_rows::SnapshotTotals;
 mod validators;
 pub(crate) use compose::TreeInput;
+pub use kept::KeptVersion;
 pub use ops::{
     AutoPublish, Run, RunResult, join_credentials, split_credentials, strip_credentials,
 };
@@ -137,6 +139,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../schema/0015_blobs_by_name.sql"),
     // 0017: big S3 documents kept in chunks (src/catalog/s3.rs)
     include_str!("../schema/0017_s3_document_chunks.sql"),
+    // 0018: versions carried by `--keep`, described as synced (src/catalog/kept.rs)
+    include_str!("../schema/0018_kept_versions.sql"),
 ];
 
 /// A line marking a migration that rebuilds a table others refer to (SQLite's 12-step

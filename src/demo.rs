@@ -1,5 +1,7 @@
-//! The demo behind the README's first command: a signed MAAS-shaped stream generated in
-//! process, served on 127.0.0.1, added as a source and synced (then unchanged, then a new
+//! The demo behind the README's first command: a signed MAAS stream generated in process, shaped
+//! as MAAS 3.8 reads it ([`streamgen::generate_for_maas`]: it keeps every MAAS client rule, so
+//! the filtered publish warns of nothing and the boot source shown at the end is one MAAS
+//! accepts), served on 127.0.0.1, added as a source and synced (then unchanged, then a new
 //! generation), plus a verified dry run over the real signed Ubuntu cloud-images metadata.
 //!
 //! Everything runs through the same library calls as the CLI; nothing here is demo-only logic
@@ -87,7 +89,8 @@ pub fn run(rt: &tokio::runtime::Runtime, dir: Option<&Path>, keep_serving: bool)
 
     let sign = |b: &[u8]| key.clearsign(b).map_err(|e| e.to_string());
     for g in [1, 2] {
-        let s = streamgen::generate(
+        // Shaped as MAAS 3.8 reads it: the boot source shown below is one MAAS accepts.
+        let s = streamgen::generate_for_maas(
             &d.upstream.join(format!("gen{g}")),
             &StreamSpec::generation(g),
             Some(&sign),
@@ -277,6 +280,10 @@ fn publish_steps(
             filtered.signer.as_deref().unwrap_or("-")
         ),
     );
+    // The MAAS client rules (none broken by this stream; shown if ever one is).
+    for w in &filtered.warnings {
+        say(out, format!("  warning: {w}"));
+    }
     let server = serve::spawn(ServeOptions::new(&dest))?;
     let mirror_url = server.url();
     say(

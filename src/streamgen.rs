@@ -1,6 +1,7 @@
 //! The one test-stream generator: builds MAAS-shaped SimpleStreams trees ([`generate`]) and an
 //! LXD-shaped one ([`generate_lxd`]: `images`, `image-downloads`, split and unified images with
-//! their `combined_*_sha256` fingerprints) — index, products files, optional clearsigned `.sjson`
+//! their `combined_*_sha256` fingerprints), and for the demo the MAAS one shaped as MAAS 3.8
+//! reads it ([`generate_for_maas`]) — index, products files, optional clearsigned `.sjson`
 //! copies, and real item files — for tests, the demo and benchmarks.
 //!
 //! Protects the fixture invariant every other test relies on: each item's `size` and `sha256` in the
@@ -197,6 +198,46 @@ pub fn generate(
         .clone()
         .unwrap_or_else(|| default_updated(spec.generation));
     write_stream(out, &[v3_tree(spec), bootloader_tree()], &updated, sign)
+}
+
+/// The stream of [`generate`] shaped as MAAS 3.8 reads it (every MAAS client rule of
+/// `publish::maas_rules` kept): `label`/`os` on each image product instead of once at the top
+/// (MAAS 3.8 does not expand condensed fields), `src_version` on every bootloader item, and no
+/// `sorttest` product (not MAAS content). The same item files otherwise. What the demo serves,
+/// so the boot source it shows an admin is one MAAS 3.8 accepts; [`generate`] keeps the shape of
+/// `make_stream.py` that the tests rely on.
+pub fn generate_for_maas(
+    out: &Path,
+    spec: &StreamSpec,
+    sign: Option<SignFn<'_>>,
+) -> Result<Summary, GenError> {
+    if spec.generation == 0 {
+        return Err(GenError::Generation {
+            generation: spec.generation,
+        });
+    }
+    let updated = spec
+        .updated
+        .clone()
+        .unwrap_or_else(|| default_updated(spec.generation));
+    let mut v3 = v3_tree(spec);
+    let top = std::mem::take(&mut v3.top);
+    v3.products
+        .retain(|p| p.name != "com.example.maas.stable:v3:sorttest");
+    for p in &mut v3.products {
+        p.fields.extend(top.iter().cloned());
+        p.fields.sort_by_key(|(k, _)| *k);
+    }
+    let mut boot = bootloader_tree();
+    for it in boot
+        .products
+        .iter_mut()
+        .flat_map(|p| p.versions.iter_mut())
+        .flat_map(|(_, items)| items.iter_mut())
+    {
+        it.fields.push(("src_version", "1.0".to_owned()));
+    }
+    write_stream(out, &[v3, boot], &updated, sign)
 }
 
 /// Write the items and products files of `trees`, then the index (and the signed copies).

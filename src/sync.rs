@@ -18,7 +18,9 @@
 //!    exactly the bytes hashed;
 //! 2. the metadata documents as blobs, the same way: all placed, one `syncfs`, their rows in one
 //!    transaction (their bytes wait in `tmp/` from the moment they are parsed, not in memory);
-//! 3. the snapshot, its documents and items in one transaction (invariant 2).
+//! 3. the snapshot, its documents and items in one transaction (invariant 2); then, when
+//!    `--keep` carried versions upstream no longer lists, how the previous snapshot described
+//!    them (`kept`, schema 0018: what filtered metadata serves for them).
 //!
 //! Metadata requests are conditional (`If-None-Match`, or `If-Modified-Since` for a
 //! `Last-Modified` at least 60 s older than its response's `Date`) on the validators stored with
@@ -36,6 +38,7 @@
 mod conditional;
 mod downgrade;
 mod download;
+mod kept;
 mod metadata;
 mod plan;
 mod report;
@@ -343,6 +346,7 @@ pub(crate) async fn sync(
         report.outcome = Outcome::Unchanged(p.id);
         return Ok(report);
     }
+    let carried = items.carried_versions();
     let mut next = 0usize;
     let mut next_row = || {
         let row = items.row(&meta, next);
@@ -370,6 +374,9 @@ pub(crate) async fn sync(
         totals,
         &mut next_row,
     )?;
+    if let Some(p) = &prev {
+        kept::record(vault, p, id, &carried)?;
+    }
     report.outcome = Outcome::Snapshot(id);
     Ok(report)
 }

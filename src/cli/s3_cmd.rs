@@ -35,6 +35,10 @@ pub(super) fn report(r: &publish::s3::S3Report, json: bool) -> Result<ExitStatus
     if json {
         return json_out(r);
     }
+    // The MAAS rule warnings of the tree DEST serves, changed or not (as a local republish).
+    for w in &r.warnings {
+        eprintln!("streamvault: warning: {w}");
+    }
     if !r.changed {
         out!(
             "{} already serves snapshot {} (publication {}); uploaded {} items, {} documents",
@@ -45,9 +49,6 @@ pub(super) fn report(r: &publish::s3::S3Report, json: bool) -> Result<ExitStatus
             r.documents_written
         );
         return Ok(ExitStatus::Success);
-    }
-    for w in &r.warnings {
-        eprintln!("streamvault: warning: {w}");
     }
     if r.key_created
         && let Some(s) = &r.signer

@@ -668,6 +668,54 @@ mod tests {
         assert!(maas_date(&metadata::now_updated()));
     }
 
+    /// Every rule each generated document (and the index) breaks.
+    fn generated_violations(
+        generate: fn(
+            &Path,
+            &crate::streamgen::StreamSpec,
+            Option<crate::streamgen::SignFn<'_>>,
+        )
+            -> std::result::Result<crate::streamgen::Summary, crate::streamgen::GenError>,
+    ) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = crate::streamgen::StreamSpec::generation(2);
+        let summary = generate(dir.path(), &spec, None).unwrap();
+        let mut out = Vec::new();
+        for m in &summary.metadata {
+            let doc: Value =
+                serde_json::from_slice(&std::fs::read(dir.path().join(m)).unwrap()).unwrap();
+            let found = if m.ends_with("index.json") {
+                index_violations(&doc)
+            } else {
+                assert!(is_maas(&doc), "{m}");
+                violations(&doc)
+            };
+            out.extend(found.into_iter().map(|v| format!("{m}: {v:?}")));
+        }
+        out
+    }
+
+    #[test]
+    fn the_demo_stream_keeps_every_maas_rule_and_the_test_stream_does_not() {
+        assert_eq!(
+            generated_violations(crate::streamgen::generate_for_maas),
+            Vec::<String>::new()
+        );
+        // The make_stream.py shape the tests use: label/os condensed, a sorttest product,
+        // bootloaders without src_version.
+        let test_stream = generated_violations(crate::streamgen::generate);
+        for rule in [
+            "product-field:label",
+            "version-item:boot-kernel",
+            "bootloader-item-field:src_version",
+        ] {
+            assert!(
+                test_stream.iter().any(|v| v.contains(rule)),
+                "{rule}: {test_stream:?}"
+            );
+        }
+    }
+
     #[test]
     fn index_rules_per_entry() {
         let index: Value = serde_json::from_str(

@@ -4,8 +4,11 @@
 //!
 //! Filtered rewriting keeps every upstream field (`updated`, `_aliases`, product and version
 //! fields) and only removes products, versions and items the snapshot does not hold; a version
-//! the snapshot holds but the document no longer lists (kept by `--keep`) is taken from an older
-//! snapshot's document of the same source, or rebuilt from the item rows. A products document
+//! the snapshot holds but the document no longer lists (kept by `--keep`) is served as the sync
+//! that carried it recorded it (schema 0018: the product and version objects of the upstream
+//! document that last described it, so its `ftype`, `src_*` and product fields survive the
+//! retention of that document's snapshot), else taken from an older snapshot's document of the
+//! same source, else rebuilt from the item rows (a store synced before schema 0018). A products document
 //! left without products is not written and its index entry is dropped (MAAS 3.8 rejects an
 //! empty `products`, spec/maas-client.md §3.5). Index entries get the new `path`, the remaining
 //! `products`, and new `size`/checksums where upstream had them.
@@ -409,7 +412,10 @@ fn prune(
             if present {
                 continue;
             }
-            let found = history.find(vault, cid, pname, vname)?;
+            let found = match kept_version(vault, snap.id, cid, pname, vname)? {
+                Some(f) => Some(f),
+                None => history.find(vault, cid, pname, vname)?,
+            };
             let (pobj, mut vobj) = match found {
                 Some(f) => f,
                 None => (None, rebuild_version(vault, snap.id, cid, pname, vname)?),
@@ -437,6 +443,28 @@ fn prune(
         }
     }
     Ok(())
+}
+
+/// `(product object, version object)` of a version `--keep` carried, as the sync that carried
+/// it recorded them (schema 0018, src/sync/kept.rs); `None` when not recorded.
+fn kept_version(
+    vault: &Vault,
+    snapshot: SnapshotId,
+    cid: &str,
+    product: &str,
+    version: &str,
+) -> Result<Option<(Option<Value>, Value)>> {
+    let Some(k) = vault
+        .catalog
+        .kept_version(snapshot, cid, product, version)?
+    else {
+        return Ok(None);
+    };
+    let parse = |s: &str| serde_json::from_str::<Value>(s).ok();
+    Ok(match (parse(&k.product_json), parse(&k.version_json)) {
+        (Some(p @ Value::Object(_)), Some(v @ Value::Object(_))) => Some((Some(p), v)),
+        _ => None,
+    })
 }
 
 /// A version object from the item rows alone (no upstream document has it any more).

@@ -85,6 +85,20 @@ impl Selection {
         self.bytes += size.unwrap_or(0);
     }
 
+    /// `(content id, product, version)` of every version carried over (src/sync/kept.rs).
+    pub(super) fn carried_versions(&self) -> super::kept::Carried {
+        self.carried
+            .iter()
+            .map(|it| {
+                (
+                    it.content_id.clone(),
+                    it.product.clone(),
+                    it.version.clone(),
+                )
+            })
+            .collect()
+    }
+
     fn carry(&mut self, items: Vec<Item>) {
         for it in items {
             let i = idx(self.carried.len());

@@ -729,3 +729,117 @@ fn max_and_keep_work_per_product_with_filter_groups() {
     assert_eq!(s.versions(&k, grub), ["20210819.0", "20221029.0"]);
     assert_eq!(s.versions(&p, grub), ["20210819.0", "20221029.0"]);
 }
+
+/// A product upstream withdrew, carried by `--max 1 --keep`, is published by `--metadata
+/// filtered` as it was synced (its product fields and its items' `ftype`), so MAAS's rules see
+/// nothing the admin broke: no refusal, no warning about it — also once retention (gc) dropped
+/// the older snapshot whose upstream document described it.
+#[test]
+fn a_version_kept_after_upstream_dropped_it_keeps_its_maas_fields() {
+    let s = Store::new();
+    let dir = s.dir.path().join("custom-src");
+    custom_stream(
+        &dir,
+        "com.example.maas:custom",
+        &["boot-kernel", "boot-initrd", "squashfs", "manifest"],
+    );
+    let url = format!("file://{}", dir.display());
+    let add = [
+        "source",
+        "add",
+        "custom",
+        &url,
+        "--path",
+        "streams/v1/index.json",
+        "--max",
+        "1",
+        "--keep",
+    ];
+    s.run(&add).ok();
+    s.sync_json("custom");
+    // Upstream withdraws the product (a new one takes its place, same files).
+    let old = "com.example.custom:mycloud:amd64";
+    let new = "com.example.custom:mycloud2:amd64";
+    for f in ["custom.json", "index.json"] {
+        let f = dir.join("streams/v1").join(f);
+        let text = std::fs::read_to_string(&f).unwrap().replace(old, new);
+        std::fs::write(&f, text).unwrap();
+    }
+    s.sync_json("custom");
+    let last = s.snapshots("custom").last().unwrap()["id"].to_string();
+    assert_eq!(s.versions(&last, old), ["20261128"], "kept by --keep");
+    let publish = |name: &str| {
+        let d = dest(&s, name);
+        // --rebuild: a new tree from the catalogue, not the one the first publish built.
+        let r = s
+            .run(&[
+                "publish",
+                "custom",
+                p(&d),
+                "--metadata",
+                "filtered",
+                "--rebuild",
+            ])
+            .ok();
+        assert!(!r.stderr.contains("MAAS rule"), "{}", r.stderr);
+        let doc = doc_json(&d.join("streams/v1/custom.json"));
+        let prod = &doc["products"][old];
+        assert_eq!(prod["label"], "stable", "{doc}");
+        assert_eq!(
+            prod["versions"]["20261128"]["items"]["manifest"]["ftype"], "manifest",
+            "{doc}"
+        );
+    };
+    publish("before-gc");
+    // Retention drops the snapshot that had the upstream document of the kept product.
+    s.run(&["gc", "--keep-last", "1", "--grace", "0"]).ok();
+    assert_eq!(s.snapshots("custom").len(), 1);
+    publish("after-gc");
+}
+
+/// A republish to an S3 DEST that changes nothing prints the MAAS rule warnings, as a local
+/// republish does (the report returned before them).
+#[test]
+fn an_unchanged_s3_republish_prints_the_maas_rule_warnings() {
+    let Some(moto) = Moto::start() else { return };
+    moto.public_bucket("maas");
+    let (_up, s) = synced_source("nomani", &["arch=amd64", "ftype!=manifest"]);
+    let args = [
+        "publish",
+        "nomani",
+        "s3://maas/a",
+        "--metadata",
+        "filtered",
+        "--force",
+    ];
+    let warned = |r: &crate::common::Run| {
+        r.stderr
+            .lines()
+            .filter(|l| l.starts_with("streamvault: warning: MAAS rule broken by the filters"))
+            .count()
+    };
+    let first = s_run(&s, &moto, &args);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert!(warned(&first) > 0, "{}", first.stderr);
+    let again = s_run(&s, &moto, &args);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(again.stdout.contains("already serves"), "{}", again.stdout);
+    assert_eq!(warned(&again), warned(&first), "{}", again.stderr);
+    // As a local republish of the same snapshot.
+    let d = dest(&s, "local");
+    let local = |s: &Store| {
+        s.run(&[
+            "publish",
+            "nomani",
+            p(&d),
+            "--metadata",
+            "filtered",
+            "--force",
+        ])
+        .ok()
+    };
+    let l1 = local(&s);
+    let l2 = local(&s);
+    assert_eq!(warned(&l1), warned(&first));
+    assert_eq!(warned(&l2), warned(&first));
+}

@@ -1,0 +1,101 @@
+//! What `--keep` carried, described as synced: for each version the new snapshot holds only
+//! because `--keep` kept it (upstream no longer lists it), the product and version objects of
+//! the upstream document that last described it — the previous snapshot's record of it, else
+//! the previous snapshot's products document — are recorded with the new snapshot
+//! ([`Catalog::insert_kept_versions`](crate::catalog::Catalog::insert_kept_versions), schema
+//! 0018). Filtered metadata then serves the version with its `ftype`, `src_*` and product
+//! fields (what MAAS requires) even after retention dropped the snapshot whose document had it.
+//!
+//! Written right after the snapshot's own transaction: a run killed in between leaves a
+//! snapshot without these rows, and filtered metadata falls back to older snapshots' documents
+//! or the item rows (as before schema 0018).
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde_json::Value;
+
+use crate::catalog::{KeptVersion, Snapshot, SnapshotId};
+use crate::error::Result;
+use crate::vault::Vault;
+
+/// `(content id, product, version)` of a carried version.
+pub(super) type Carried = BTreeSet<(String, String, String)>;
+
+/// Record how `prev` described each carried version with snapshot `new`; a version nothing
+/// describes (an old store, a document that no longer parses) is left out.
+pub(super) fn record(
+    vault: &Vault,
+    prev: &Snapshot,
+    new: SnapshotId,
+    carried: &Carried,
+) -> Result<()> {
+    if carried.is_empty() {
+        return Ok(());
+    }
+    // The previous snapshot's products documents, by content id, parsed on first use.
+    let mut docs: Option<HashMap<String, Vec<Value>>> = None;
+    let mut rows = Vec::new();
+    for (cid, product, version) in carried {
+        if let Some(k) = vault.catalog.kept_version(prev.id, cid, product, version)? {
+            rows.push(KeptVersion {
+                content_id: cid.clone(),
+                ..k
+            });
+            continue;
+        }
+        if docs.is_none() {
+            docs = Some(products_docs(vault, prev)?);
+        }
+        let found = docs
+            .as_ref()
+            .and_then(|d| d.get(cid))
+            .into_iter()
+            .flatten()
+            .find_map(|doc| {
+                let p = doc.get("products")?.get(product)?.as_object()?;
+                let v = p.get("versions")?.get(version)?;
+                let mut p = p.clone();
+                p.remove("versions");
+                Some((Value::Object(p).to_string(), v.to_string()))
+            });
+        if let Some((product_json, version_json)) = found {
+            rows.push(KeptVersion {
+                content_id: cid.clone(),
+                product: product.clone(),
+                version: version.clone(),
+                product_json,
+                version_json,
+            });
+        }
+    }
+    vault.catalog.insert_kept_versions(new, &rows)
+}
+
+/// The products documents of `snap` as JSON, by content id (unreadable ones skipped).
+fn products_docs(vault: &Vault, snap: &Snapshot) -> Result<HashMap<String, Vec<Value>>> {
+    let mut out: HashMap<String, Vec<Value>> = HashMap::new();
+    for d in vault.catalog.documents(snap.id)? {
+        if d.kind != "products" {
+            continue;
+        }
+        let raw = vault.blobs.read(d.blob.as_str())?;
+        let payload = if crate::openpgp::is_clearsigned(&raw) {
+            match crate::openpgp::unwrap_cleartext(&raw) {
+                Ok(p) => p,
+                Err(_) => continue,
+            }
+        } else {
+            raw
+        };
+        let Ok(value) = serde_json::from_slice::<Value>(&payload) else {
+            continue;
+        };
+        let cid = d
+            .content_id
+            .clone()
+            .or_else(|| value.get("content_id")?.as_str().map(str::to_string))
+            .unwrap_or_default();
+        out.entry(cid).or_default().push(value);
+    }
+    Ok(out)
+}
