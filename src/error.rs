@@ -149,6 +149,10 @@ pub enum Error {
     #[error("the sync was interrupted")]
     Interrupted,
 
+    /// A task of ours panicked: never an answer from outside, always a bug.
+    #[error("a {0} task panicked (a bug in streamvault: please report it)")]
+    TaskPanicked(&'static str),
+
     #[error(transparent)]
     Serve(#[from] crate::serve::ServeError),
 
@@ -322,6 +326,16 @@ pub enum Error {
 }
 
 impl Error {
+    /// The error of a task that did not finish: a panic is a bug ([`Error::TaskPanicked`]), a
+    /// cancellation an interruption.
+    pub(crate) fn from_join(e: tokio::task::JoinError, what: &'static str) -> Error {
+        if e.is_panic() {
+            Error::TaskPanicked(what)
+        } else {
+            Error::Interrupted
+        }
+    }
+
     /// A hint for the user, printed on its own line after the error.
     pub fn hint(&self) -> Option<String> {
         match self {

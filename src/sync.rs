@@ -285,7 +285,8 @@ pub(crate) async fn sync(
             validators.push((
                 d.url.clone(),
                 crate::catalog::StoredValidators {
-                    validators: v.clone(),
+                    etag: v.etag.clone(),
+                    last_modified: v.last_modified.clone(),
                     blob: blob.clone(),
                 },
             ));

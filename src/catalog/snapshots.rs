@@ -68,14 +68,6 @@ stored_enum!(DocumentKind, "document kind", {
     Other => "other",
 });
 
-/// Comparisons with the stored text (`d.kind == "index"`), as the metadata builders still
-/// write them.
-impl PartialEq<&str> for DocumentKind {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
 /// One item of a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Item {

@@ -317,10 +317,8 @@ fn a_damaged_validator_blob_is_an_error_not_a_path() {
     let mut c = open(&dir);
     let blob = crate::store::BlobHash::parse(&"cd".repeat(32)).unwrap();
     let row = StoredValidators {
-        validators: crate::fetch::Validators {
-            etag: Some("\"e\"".into()),
-            last_modified: None,
-        },
+        etag: Some("\"e\"".into()),
+        last_modified: None,
         blob: blob.clone(),
     };
     c.save_document_validators(&[("http://h/i.json".into(), row.clone())])

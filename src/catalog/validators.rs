@@ -8,13 +8,15 @@ use rusqlite::params;
 
 use super::Catalog;
 use crate::error::Result;
-use crate::fetch::Validators;
 use crate::store::BlobHash;
 
-/// One stored row: the validators of a document URL and the blob holding its bytes.
+/// One stored row: the validators of a document URL (as `fetch::Validators` holds them; the
+/// catalogue keeps its own copy of the two fields so it does not depend on the fetcher) and the
+/// blob holding its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct StoredValidators {
-    pub(crate) validators: Validators,
+    pub(crate) etag: Option<String>,
+    pub(crate) last_modified: Option<String>,
     pub(crate) blob: BlobHash,
 }
 
@@ -28,10 +30,8 @@ impl Catalog {
                 Ok((
                     r.get::<_, String>(0)?,
                     StoredValidators {
-                        validators: Validators {
-                            etag: r.get(1)?,
-                            last_modified: r.get(2)?,
-                        },
+                        etag: r.get(1)?,
+                        last_modified: r.get(2)?,
                         blob: r.get(3)?,
                     },
                 ))
@@ -55,13 +55,7 @@ impl Catalog {
                  (url, etag, last_modified, blob, saved_at) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             for (url, row) in rows {
-                st.execute(params![
-                    url,
-                    row.validators.etag,
-                    row.validators.last_modified,
-                    row.blob,
-                    now
-                ])?;
+                st.execute(params![url, row.etag, row.last_modified, row.blob, now])?;
             }
             Ok(())
         })

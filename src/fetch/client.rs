@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::error::{Error, Result};
-use super::location::{Source, redact};
+use super::location::{Scheme, redact};
 use super::options::FetchOptions;
 use super::transport::{Stats, Transport, status_error};
 use super::{
@@ -140,8 +140,8 @@ impl Fetcher {
         let mut tried = Vec::new();
         for url in loc.urls(rel)? {
             slot.again().await;
-            let result = match Source::of(&url)? {
-                Source::Http => {
+            let result = match Scheme::of(&url)? {
+                Scheme::Http => {
                     download::http(
                         &self.inner,
                         &url,
@@ -153,7 +153,7 @@ impl Fetcher {
                     )
                     .await
                 }
-                Source::Local(path) => {
+                Scheme::Local(path) => {
                     local::download(&self.inner, &path, &url, partial, held, expect, progress).await
                 }
             };
@@ -177,8 +177,8 @@ impl Fetcher {
 
     async fn document_at(&self, url: &str, progress: &dyn Progress) -> Result<Body> {
         let limit = self.inner.options().max_document_size;
-        match Source::of(url)? {
-            Source::Local(path) => {
+        match Scheme::of(url)? {
+            Scheme::Local(path) => {
                 let bytes = local::read_document(&path, url, limit).await?;
                 self.inner.count_bytes(bytes.len() as u64);
                 Ok(Body {
@@ -187,7 +187,7 @@ impl Fetcher {
                     not_modified: false,
                 })
             }
-            Source::Http => {
+            Scheme::Http => {
                 let mut failures = 0;
                 let mut conditional = self.cache.as_ref().and_then(|c| c.validators(&redact(url)));
                 loop {

@@ -70,7 +70,7 @@ fn root_slash(mut base: String) -> String {
 /// by `check_path`) cannot leave them.
 pub(super) fn join(base: &str, rel: &str) -> Result<String> {
     let joined = format!("{base}{rel}");
-    if !matches!(Source::of(&joined)?, Source::Http) {
+    if !matches!(Scheme::of(&joined)?, Scheme::Http) {
         return Ok(joined);
     }
     let outside = || Error::OutsideBase {
@@ -129,23 +129,23 @@ pub fn split_start(source: &str, path: Option<&str>) -> (String, String) {
 
 /// How one URL is read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Source {
+pub(super) enum Scheme {
     Http,
     Local(PathBuf),
 }
 
-impl Source {
-    pub(super) fn of(url: &str) -> Result<Source> {
+impl Scheme {
+    pub(super) fn of(url: &str) -> Result<Scheme> {
         let Some((scheme, rest)) = url.split_once("://") else {
-            return Ok(Source::Local(PathBuf::from(url)));
+            return Ok(Scheme::Local(PathBuf::from(url)));
         };
         match scheme.to_ascii_lowercase().as_str() {
-            "http" | "https" => Ok(Source::Http),
+            "http" | "https" => Ok(Scheme::Http),
             "file" => {
                 // file:///abs/path or file://localhost/abs/path; no other host makes sense
                 let path = rest.strip_prefix("localhost").unwrap_or(rest);
                 if path.starts_with('/') {
-                    Ok(Source::Local(PathBuf::from(path)))
+                    Ok(Scheme::Local(PathBuf::from(path)))
                 } else {
                     Err(Error::UnsupportedScheme {
                         url: url.to_owned(),
@@ -244,24 +244,24 @@ mod tests {
             loc.urls("x").unwrap(),
             ["http://a/x", "file:///m/x", "/n/x"]
         );
-        assert_eq!(Source::of("HTTPS://a/x").unwrap(), Source::Http);
+        assert_eq!(Scheme::of("HTTPS://a/x").unwrap(), Scheme::Http);
         assert_eq!(
-            Source::of("file:///m/x").unwrap(),
-            Source::Local(PathBuf::from("/m/x"))
+            Scheme::of("file:///m/x").unwrap(),
+            Scheme::Local(PathBuf::from("/m/x"))
         );
         assert_eq!(
-            Source::of("file://localhost/m/x").unwrap(),
-            Source::Local(PathBuf::from("/m/x"))
+            Scheme::of("file://localhost/m/x").unwrap(),
+            Scheme::Local(PathBuf::from("/m/x"))
         );
         assert_eq!(
-            Source::of("rel/x").unwrap(),
-            Source::Local(PathBuf::from("rel/x"))
+            Scheme::of("rel/x").unwrap(),
+            Scheme::Local(PathBuf::from("rel/x"))
         );
         assert!(matches!(
-            Source::of("ftp://a/x"),
+            Scheme::of("ftp://a/x"),
             Err(Error::UnsupportedScheme { .. })
         ));
-        assert!(Source::of("file://host/x").is_err());
+        assert!(Scheme::of("file://host/x").is_err());
     }
 
     #[test]

@@ -25,7 +25,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use crate::catalog::{MetadataMode, Snapshot, SnapshotId, TreeDocument, TreeRow};
+use crate::catalog::{DocumentKind, MetadataMode, Snapshot, SnapshotId, TreeDocument, TreeRow};
 use crate::error::{Error, Result};
 use crate::openpgp::SigningKey;
 use crate::store::BlobHash;
@@ -323,7 +323,7 @@ fn index_variant(
 fn others(docs: &[crate::catalog::StoredDocument], out: &mut Vec<OutDoc>) {
     for d in docs
         .iter()
-        .filter(|d| d.kind != "index" && d.kind != "products")
+        .filter(|d| d.kind != DocumentKind::Index && d.kind != DocumentKind::Products)
     {
         out.push(OutDoc::Blob {
             path: d.path.clone(),
@@ -348,7 +348,7 @@ fn verbatim(vault: &Vault, inputs: &[Snapshot], key: Option<&SigningKey>) -> Res
             .into_iter()
             .map(|[cid, ..]| cid)
             .collect();
-        for d in docs.iter().filter(|d| d.kind == "products") {
+        for d in docs.iter().filter(|d| d.kind == DocumentKind::Products) {
             let value = metadata::load_json(vault, snap, d)?;
             let cid = metadata::content_id(d, &value);
             if !held.contains(&cid) {

@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::Serialize as _;
 use serde_json::{Map, Value};
 
-use crate::catalog::{Snapshot, SnapshotId, StoredDocument};
+use crate::catalog::{DocumentKind, Snapshot, SnapshotId, StoredDocument};
 use crate::checksum::MultiHasher;
 use crate::error::{Error, Result};
 use crate::openpgp::{self, SigningKey};
@@ -105,8 +105,8 @@ pub(super) fn starts(
     let docs = vault.catalog.documents(snap.id)?;
     let stem = docs
         .iter()
-        .find(|d| d.kind == "index" && d.path == snap.start_path)
-        .or_else(|| docs.iter().find(|d| d.kind == "index"))
+        .find(|d| d.kind == DocumentKind::Index && d.path == snap.start_path)
+        .or_else(|| docs.iter().find(|d| d.kind == DocumentKind::Index))
         .map(|d| stem(&d.path))
         .unwrap_or_else(|| "streams/v1/index".to_string());
     let mut out = vec![format!("{stem}.json")];
@@ -191,10 +191,10 @@ pub(super) fn filtered(
     }
     let index_stems: HashMap<String, String> = docs
         .iter()
-        .filter(|d| d.kind == "index")
+        .filter(|d| d.kind == DocumentKind::Index)
         .map(|d| (d.path.clone(), stem(&d.path)))
         .collect();
-    for d in docs.iter().filter(|d| d.kind == "index") {
+    for d in docs.iter().filter(|d| d.kind == DocumentKind::Index) {
         let value = load_json(vault, snap, d)?;
         let stem = stem(&d.path);
         for signed in [false, true] {
@@ -220,7 +220,7 @@ pub(super) fn filtered(
     }
     for d in docs
         .iter()
-        .filter(|d| d.kind != "index" && d.kind != "products")
+        .filter(|d| d.kind != DocumentKind::Index && d.kind != DocumentKind::Products)
     {
         out.push(OutDoc::Blob {
             path: d.path.clone(),
@@ -251,7 +251,7 @@ pub(super) fn pruned_products(
     let mut held = held_items(vault, snap.id)?;
     let mut history = History::new(snap);
     let mut out = Vec::new();
-    for d in docs.iter().filter(|d| d.kind == "products") {
+    for d in docs.iter().filter(|d| d.kind == DocumentKind::Products) {
         let mut value = load_json(vault, snap, d)?;
         let cid = content_id(d, &value);
         let doc_held = held.remove(&cid).unwrap_or_default();
@@ -272,7 +272,7 @@ pub(super) fn index_entries(
     docs: &[StoredDocument],
 ) -> Result<BTreeMap<String, Map<String, Value>>> {
     let mut out = BTreeMap::new();
-    for d in docs.iter().filter(|d| d.kind == "index") {
+    for d in docs.iter().filter(|d| d.kind == DocumentKind::Index) {
         let value = load_json(vault, snap, d)?;
         if let Some(entries) = value.get("index").and_then(Value::as_object) {
             for (cid, e) in entries {
@@ -535,7 +535,7 @@ impl History {
             snaps.reverse();
             for s in snaps.iter().take(64) {
                 for d in vault.catalog.documents(s.id)? {
-                    if d.kind != "products" {
+                    if d.kind != DocumentKind::Products {
                         continue;
                     }
                     if let Ok(v) = load_json(vault, s, &d) {

@@ -32,9 +32,10 @@ impl StoredDocs {
 impl DocumentCache for StoredDocs {
     fn validators(&self, url: &str) -> Option<Validators> {
         let row = self.rows.get(url)?;
-        self.blobs
-            .contains(row.blob.as_str())
-            .then(|| row.validators.clone())
+        self.blobs.contains(row.blob.as_str()).then(|| Validators {
+            etag: row.etag.clone(),
+            last_modified: row.last_modified.clone(),
+        })
     }
 
     fn body(&self, url: &str) -> Option<Vec<u8>> {

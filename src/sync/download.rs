@@ -313,7 +313,7 @@ pub(super) async fn download_all(
             },
             flushed = flushed => {
                 flushing = None;
-                let (durable, unplaced) = flushed.unwrap_or(Err(Error::Interrupted))?;
+                let (durable, unplaced) = flushed.unwrap_or_else(|e| Err(Error::from_join(e, "flush")))?;
                 for e in unplaced {
                     failed += 1;
                     first.get_or_insert_with(|| crate::error::chain_line(&e));
@@ -357,7 +357,7 @@ async fn download_one(
             {
                 Ok(Ok(lock)) => lock,
                 Ok(Err(e)) => return (j, Err(e)),
-                Err(_) => return (j, Err(Error::Interrupted)),
+                Err(e) => return (j, Err(Error::from_join(e, "download lock"))),
             }
         }
         Err(e) => return (j, Err(e)),

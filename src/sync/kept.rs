@@ -75,7 +75,7 @@ pub(super) fn record(
 fn products_docs(vault: &Vault, snap: &Snapshot) -> Result<HashMap<String, Vec<Value>>> {
     let mut out: HashMap<String, Vec<Value>> = HashMap::new();
     for d in vault.catalog.documents(snap.id)? {
-        if d.kind != "products" {
+        if d.kind != crate::catalog::DocumentKind::Products {
             continue;
         }
         let raw = vault.blobs.read(d.blob.as_str())?;
