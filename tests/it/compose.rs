@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::{Value, json};
-use sha2::Digest as _;
 use streamvault::serve::{self, ServeOptions};
 
+use crate::common::compose::{CustomStream, dest, item_files, python_mirror};
 use crate::common::{
     Store, Upstream, assert_complete, gpgv, linked_tree, p, reference_sstream_mirror,
     sstream_mirror_link, tree_of,
@@ -23,92 +23,28 @@ use crate::common::{
 const IMAGES: [&str; 4] = ["--max", "1", "arch=amd64", "release~(jammy|noble)"];
 const BOOTLOADERS: [&str; 3] = ["--max", "1", "os~(grub*|pxelinux)"];
 
-fn dest(store: &Store, name: &str) -> PathBuf {
-    let d = store.dir.path().join("www");
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
-}
-
 /// A MAAS-shaped custom image as a local stream: `streams/v1/index.json` and one unsigned
 /// products document (content id `com.example.maas:custom`) listing four files.
 fn custom_stream(dir: &Path) -> BTreeSet<String> {
-    let mut items = serde_json::Map::new();
-    let mut paths = BTreeSet::new();
-    for (name, ftype) in [
-        ("boot-kernel", "boot-kernel"),
-        ("boot-initrd", "boot-initrd"),
-        ("squashfs", "squashfs"),
-        ("manifest", "manifest"),
-    ] {
-        let rel = format!("custom/amd64/ga-24.04/mycloud/20261128/{name}");
-        let body = format!("custom image file {name}\n").into_bytes();
-        let f = dir.join(&rel);
-        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
-        std::fs::write(&f, &body).unwrap();
-        items.insert(
-            name.to_string(),
-            json!({
-                "ftype": ftype,
-                "path": rel,
-                "size": body.len(),
-                "sha256": hex(&sha2::Sha256::digest(&body)),
-            }),
-        );
-        paths.insert(rel);
+    CustomStream {
+        cid: "com.example.maas:custom",
+        doc: "com.example.maas:custom.json",
+        pid: "com.example.maas:custom:mycloud:amd64",
+        fields: json!({
+            "arch": "amd64", "os": "custom", "release": "mycloud",
+            "release_title": "My cloud", "release_codename": "mycloud",
+            "subarch": "ga-24.04", "subarches": "generic,ga-24.04", "kflavor": "generic",
+            "krel": "noble", "label": "stable", "version": "24.04"
+        }),
+        prefix: "custom/amd64/ga-24.04/mycloud",
+        items: &[
+            ("boot-kernel", "boot-kernel"),
+            ("boot-initrd", "boot-initrd"),
+            ("squashfs", "squashfs"),
+            ("manifest", "manifest"),
+        ],
     }
-    let products = json!({
-        "content_id": "com.example.maas:custom",
-        "datatype": "image-ids",
-        "format": "products:1.0",
-        "updated": "Sat, 28 Nov 2026 00:00:00 +0000",
-        "products": {
-            "com.example.maas:custom:mycloud:amd64": {
-                "arch": "amd64", "os": "custom", "release": "mycloud",
-                "release_title": "My cloud", "release_codename": "mycloud",
-                "subarch": "ga-24.04", "subarches": "generic,ga-24.04", "kflavor": "generic",
-                "krel": "noble", "label": "stable", "version": "24.04",
-                "versions": {"20261128": {"items": items}}
-            }
-        }
-    });
-    let v1 = dir.join("streams/v1");
-    std::fs::create_dir_all(&v1).unwrap();
-    std::fs::write(
-        v1.join("com.example.maas:custom.json"),
-        serde_json::to_vec_pretty(&products).unwrap(),
-    )
-    .unwrap();
-    let index = json!({
-        "format": "index:1.0",
-        "updated": "Sat, 28 Nov 2026 00:00:00 +0000",
-        "index": {
-            "com.example.maas:custom": {
-                "datatype": "image-ids", "format": "products:1.0",
-                "path": "streams/v1/com.example.maas:custom.json",
-                "products": ["com.example.maas:custom:mycloud:amd64"],
-                "updated": "Sat, 28 Nov 2026 00:00:00 +0000"
-            }
-        }
-    });
-    std::fs::write(
-        v1.join("index.json"),
-        serde_json::to_vec_pretty(&index).unwrap(),
-    )
-    .unwrap();
-    paths
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// Item files of a published directory (everything outside `streams/`).
-fn item_files(dir: &Path) -> BTreeSet<String> {
-    tree_of(dir)
-        .into_iter()
-        .map(|(p, _)| p)
-        .filter(|p| !p.starts_with("streams/"))
-        .collect()
+    .write(dir)
 }
 
 /// `images` and `bootloaders` of one upstream, and `custom` from a local directory, synced.
@@ -247,19 +183,8 @@ fn the_docs_union_plus_a_custom_image_in_one_signed_stream() {
     // The python client mirrors the composition over HTTP with the printed keyring.
     if let Some(py) = reference_sstream_mirror() {
         let server = serve::spawn(ServeOptions::new(d.clone())).unwrap();
-        let work = b.dir.path();
-        let gnupg = work.join("gnupg");
-        std::fs::create_dir_all(&gnupg).unwrap();
-        let out_p = work.join("py/stable");
-        let r = Command::new(&py)
-            .arg(format!("--keyring={}", ring.display()))
-            .arg(format!("{}/", server.url()))
-            .arg(&out_p)
-            .env("GNUPGHOME", &gnupg)
-            .env("HOME", work)
-            .output()
-            .unwrap();
-        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let url = format!("{}/", server.url());
+        let out_p = python_mirror(&py, &url, &ring, b.dir.path(), "py/stable", &[]);
         assert_eq!(item_files(&out_p), want, "python client: nothing missing");
     }
 }
@@ -545,21 +470,9 @@ fn verbatim_composition_is_mirrored_with_both_keys_in_one_keyring() {
     let ring = s.dir.path().join("both.gpg");
     std::fs::write(&ring, both).unwrap();
     let server = serve::spawn(ServeOptions::new(d.clone())).unwrap();
-    let work = s.dir.path();
-    let gnupg = work.join("gnupg");
-    std::fs::create_dir_all(&gnupg).unwrap();
-    let out_p = work.join("py/v");
-    let o = Command::new(&py)
-        .arg(format!("--keyring={}", ring.display()))
-        .arg("--max=1")
-        .arg(format!("{}/", server.url()))
-        .arg(&out_p)
-        .args(["arch=amd64", "release=jammy"])
-        .env("GNUPGHOME", &gnupg)
-        .env("HOME", work)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let url = format!("{}/", server.url());
+    let args = ["--max=1", "arch=amd64", "release=jammy"];
+    let out_p = python_mirror(&py, &url, &ring, s.dir.path(), "py/v", &args);
     let got = item_files(&out_p);
     assert!(!got.is_empty());
     assert!(got.is_subset(&item_files(&d)), "{got:?}");

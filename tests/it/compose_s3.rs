@@ -3,8 +3,7 @@
 //! over HTTP with the store key's keyring and nothing missing, and `publications --json` lists
 //! the composed tree's inputs locally. Skipped (with a printed reason) without moto.
 
-use std::process::Command;
-
+use crate::common::compose::python_mirror;
 use crate::common::{Moto, Store, Upstream, files_under, reference_sstream_mirror};
 
 fn sv(store: &Store, moto: &Moto, args: &[&str]) -> String {
@@ -85,18 +84,8 @@ fn a_composition_reaches_an_s3_dest_and_the_python_client_mirrors_it() {
 
     if let Some(py) = reference_sstream_mirror() {
         let w = tempfile::tempdir().unwrap();
-        let gnupg = w.path().join("gnupg");
-        std::fs::create_dir_all(&gnupg).unwrap();
-        let out = w.path().join("out");
-        let o = Command::new(&py)
-            .arg(format!("--keyring={}", ring.display()))
-            .arg(format!("{}/compose/maas/stable/", moto.endpoint()))
-            .arg(&out)
-            .env("GNUPGHOME", &gnupg)
-            .env("HOME", w.path())
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let url = format!("{}/compose/maas/stable/", moto.endpoint());
+        let out = python_mirror(&py, &url, &ring, w.path(), "out", &[]);
         let want: Vec<String> = files_under(&trees[0])
             .into_iter()
             .filter(|f| !f.starts_with("streams/"))

@@ -12,73 +12,34 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::{Value, json};
-use sha2::Digest as _;
 use streamvault::serve::{self, ServeOptions};
 
+use crate::common::compose::{CustomStream, dest, item_files, python_mirror};
 use crate::common::s3tree::s3_run;
 use crate::common::{
     Moto, Store, Upstream, assert_complete, bin, gpgv, linked_tree, p, reference_sstream_mirror,
-    synced_source, tree_of,
+    synced_source,
 };
 
 const BOOTLOADERS: [&str; 3] = ["--max", "1", "os~(grub*|pxelinux)"];
 const JAMMY: [&str; 4] = ["--max", "1", "arch=amd64", "release~jammy"];
 
-fn dest(store: &Store, name: &str) -> PathBuf {
-    let d = store.dir.path().join("www");
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 /// A local stream of custom images (`streams/v1/index.json`, one products document of content
 /// id `cid` at `streams/v1/custom.json`, one product with the item names `items`).
 fn custom_stream(dir: &Path, cid: &str, items: &[&str]) -> BTreeSet<String> {
-    let mut obj = serde_json::Map::new();
-    let mut paths = BTreeSet::new();
-    for name in items {
-        let rel = format!("custom/amd64/mycloud/20261128/{name}");
-        let body = format!("custom image file {name}\n").into_bytes();
-        let f = dir.join(&rel);
-        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
-        std::fs::write(&f, &body).unwrap();
-        obj.insert(
-            name.to_string(),
-            json!({"ftype": name, "path": rel, "size": body.len(),
-                   "sha256": hex(&sha2::Sha256::digest(&body))}),
-        );
-        paths.insert(rel);
-    }
-    let updated = "Sat, 28 Nov 2026 00:00:00 +0000";
-    let pid = "com.example.custom:mycloud:amd64";
-    let products = json!({
-        "content_id": cid, "datatype": "image-ids", "format": "products:1.0",
-        "updated": updated,
-        "products": {pid: {
+    let items: Vec<(&str, &str)> = items.iter().map(|n| (*n, *n)).collect();
+    CustomStream {
+        cid,
+        doc: "custom.json",
+        pid: "com.example.custom:mycloud:amd64",
+        fields: json!({
             "arch": "amd64", "os": "custom", "release": "mycloud", "release_title": "My cloud",
-            "subarch": "generic", "subarches": "generic", "label": "stable", "version": "1",
-            "versions": {"20261128": {"items": obj}}}}
-    });
-    let v1 = dir.join("streams/v1");
-    std::fs::create_dir_all(&v1).unwrap();
-    std::fs::write(v1.join("custom.json"), products.to_string()).unwrap();
-    let index = json!({"format": "index:1.0", "updated": updated, "index": {cid: {
-        "datatype": "image-ids", "format": "products:1.0", "path": "streams/v1/custom.json",
-        "products": [pid], "updated": updated}}});
-    std::fs::write(v1.join("index.json"), index.to_string()).unwrap();
-    paths
-}
-
-/// Item files of a published directory (everything outside `streams/`).
-fn item_files(dir: &Path) -> BTreeSet<String> {
-    tree_of(dir)
-        .into_iter()
-        .map(|(p, _)| p)
-        .filter(|p| !p.starts_with("streams/"))
-        .collect()
+            "subarch": "generic", "subarches": "generic", "label": "stable", "version": "1"
+        }),
+        prefix: "custom/amd64/mycloud",
+        items: &items,
+    }
+    .write(dir)
 }
 
 /// The JSON of a document, unwrapped when clearsigned.
@@ -270,19 +231,8 @@ fn the_readme_walk_through_runs_as_written_and_prints_what_it_says() {
     // MAAS ≤ 3.7 reads it through python-simplestreams: the URL and keyring the README gives.
     if let Some(py) = reference_sstream_mirror() {
         let server = serve::spawn(ServeOptions::new(d.clone())).unwrap();
-        let work = s.dir.path();
-        let gnupg = work.join("gnupg");
-        std::fs::create_dir_all(&gnupg).unwrap();
-        let out_p = work.join("py/stable");
-        let o = Command::new(&py)
-            .arg(format!("--keyring={}", ring.display()))
-            .arg(format!("{}/", server.url()))
-            .arg(&out_p)
-            .env("GNUPGHOME", &gnupg)
-            .env("HOME", work)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let url = format!("{}/", server.url());
+        let out_p = python_mirror(&py, &url, &ring, s.dir.path(), "py/stable", &[]);
         assert!(custom.is_subset(&item_files(&out_p)));
     }
 }

@@ -10,6 +10,7 @@
 
 #![allow(dead_code)]
 
+pub mod compose;
 pub mod faultproxy;
 pub mod fs;
 pub mod http;
