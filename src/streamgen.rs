@@ -180,6 +180,19 @@ pub fn default_updated(generation: u32) -> String {
     dates::rfc2822_midnight(y, m, 1)
 }
 
+/// The `updated` date of `spec` (its own, else its generation's); generation 0 is refused.
+fn updated_of(spec: &StreamSpec) -> Result<String, GenError> {
+    if spec.generation == 0 {
+        return Err(GenError::Generation {
+            generation: spec.generation,
+        });
+    }
+    Ok(spec
+        .updated
+        .clone()
+        .unwrap_or_else(|| default_updated(spec.generation)))
+}
+
 /// Build the tree of `spec` under `out` (created if missing; existing files are replaced, other
 /// files are left alone). With `sign`, also writes `index.sjson` (entry paths rewritten to `.sjson`)
 /// and a `.sjson` for each products file.
@@ -188,15 +201,7 @@ pub fn generate(
     spec: &StreamSpec,
     sign: Option<SignFn<'_>>,
 ) -> Result<Summary, GenError> {
-    if spec.generation == 0 {
-        return Err(GenError::Generation {
-            generation: spec.generation,
-        });
-    }
-    let updated = spec
-        .updated
-        .clone()
-        .unwrap_or_else(|| default_updated(spec.generation));
+    let updated = updated_of(spec)?;
     write_stream(out, &[v3_tree(spec), bootloader_tree()], &updated, sign)
 }
 
@@ -211,15 +216,7 @@ pub fn generate_for_maas(
     spec: &StreamSpec,
     sign: Option<SignFn<'_>>,
 ) -> Result<Summary, GenError> {
-    if spec.generation == 0 {
-        return Err(GenError::Generation {
-            generation: spec.generation,
-        });
-    }
-    let updated = spec
-        .updated
-        .clone()
-        .unwrap_or_else(|| default_updated(spec.generation));
+    let updated = updated_of(spec)?;
     let mut v3 = v3_tree(spec);
     let top = std::mem::take(&mut v3.top);
     v3.products
