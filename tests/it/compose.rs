@@ -14,14 +14,15 @@ use std::process::Command;
 use serde_json::{Value, json};
 use streamvault::serve::{self, ServeOptions};
 
-use crate::common::compose::{CustomStream, dest, item_files, python_mirror};
+use crate::common::compose::{
+    BOOTLOADERS, CustomStream, bootloaders_and_jammy, dest, item_files, python_mirror,
+};
 use crate::common::{
     Store, Upstream, assert_complete, gpgv, linked_tree, p, reference_sstream_mirror,
     sstream_mirror_link, tree_of,
 };
 
 const IMAGES: [&str; 4] = ["--max", "1", "arch=amd64", "release~(jammy|noble)"];
-const BOOTLOADERS: [&str; 3] = ["--max", "1", "os~(grub*|pxelinux)"];
 
 /// A MAAS-shaped custom image as a local stream: `streams/v1/index.json` and one unsigned
 /// products document (content id `com.example.maas:custom`) listing four files.
@@ -263,12 +264,7 @@ fn verbatim_is_refused_for_a_shared_content_id_and_allowed_otherwise() {
 
 #[test]
 fn rollback_returns_to_the_previous_composition_and_a_single_publish_never_reuses_it() {
-    let up = Upstream::new();
-    let s = Store::new();
-    s.add("bootloaders", &up, &BOOTLOADERS);
-    s.add("jammy", &up, &["--max", "1", "arch=amd64", "release~jammy"]);
-    s.sync_json("bootloaders");
-    s.sync_json("jammy");
+    let (up, s) = bootloaders_and_jammy();
     let d = dest(&s, "c");
     s.run(&[
         "publish",

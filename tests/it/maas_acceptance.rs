@@ -14,15 +14,14 @@ use std::process::Command;
 use serde_json::{Value, json};
 use streamvault::serve::{self, ServeOptions};
 
-use crate::common::compose::{CustomStream, dest, item_files, python_mirror};
+use crate::common::compose::{
+    BOOTLOADERS, CustomStream, JAMMY, bootloaders_and_jammy, dest, item_files, python_mirror,
+};
 use crate::common::s3tree::s3_run;
 use crate::common::{
     Moto, Store, Upstream, assert_complete, bin, gpgv, linked_tree, p, reference_sstream_mirror,
     synced_source,
 };
-
-const BOOTLOADERS: [&str; 3] = ["--max", "1", "os~(grub*|pxelinux)"];
-const JAMMY: [&str; 4] = ["--max", "1", "arch=amd64", "release~jammy"];
 
 /// A local stream of custom images (`streams/v1/index.json`, one products document of content
 /// id `cid` at `streams/v1/custom.json`, one product with the item names `items`).
@@ -239,12 +238,7 @@ fn the_readme_walk_through_runs_as_written_and_prints_what_it_says() {
 
 #[test]
 fn a_composition_is_dated_as_maas_3_8_parses_it_and_every_document_is_signed_with_its_twin() {
-    let up = Upstream::new();
-    let s = Store::new();
-    s.add("bootloaders", &up, &BOOTLOADERS);
-    s.add("jammy", &up, &JAMMY);
-    s.sync_json("bootloaders");
-    s.sync_json("jammy");
+    let (_up, s) = bootloaders_and_jammy();
     let d = dest(&s, "c");
     let r = s
         .run(&[
@@ -301,12 +295,7 @@ fn a_composition_is_dated_as_maas_3_8_parses_it_and_every_document_is_signed_wit
 
 #[test]
 fn verify_checks_every_input_of_a_composition_and_repair_restores_it() {
-    let up = Upstream::new();
-    let s = Store::new();
-    s.add("bootloaders", &up, &BOOTLOADERS);
-    s.add("jammy", &up, &JAMMY);
-    s.sync_json("bootloaders");
-    s.sync_json("jammy");
+    let (_up, s) = bootloaders_and_jammy();
     let d = dest(&s, "c");
     s.run(&[
         "publish",
@@ -503,12 +492,7 @@ fn s_run(s: &Store, moto: &Moto, args: &[&str]) -> crate::common::Run {
 
 #[test]
 fn an_unsigned_composition_writes_only_json_for_the_index_json_url() {
-    let up = Upstream::new();
-    let s = Store::new();
-    s.add("bootloaders", &up, &BOOTLOADERS);
-    s.add("jammy", &up, &JAMMY);
-    s.sync_json("bootloaders");
-    s.sync_json("jammy");
+    let (_up, s) = bootloaders_and_jammy();
     let d = dest(&s, "u");
     let r = s
         .run(&[

@@ -115,3 +115,20 @@ pub fn python_mirror(
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     out
 }
+
+/// The MAAS docs' bootloader filter set.
+pub const BOOTLOADERS: [&str; 3] = ["--max", "1", "os~(grub*|pxelinux)"];
+/// One release of amd64 images.
+pub const JAMMY: [&str; 4] = ["--max", "1", "arch=amd64", "release~jammy"];
+
+/// A store with two synced sources of one upstream, `bootloaders` ([`BOOTLOADERS`]) and `jammy`
+/// ([`JAMMY`]): the inputs of most composition tests. The upstream must outlive the store's use.
+pub fn bootloaders_and_jammy() -> (super::Upstream, Store) {
+    let up = super::Upstream::new();
+    let s = Store::new();
+    s.add("bootloaders", &up, &BOOTLOADERS);
+    s.add("jammy", &up, &JAMMY);
+    s.sync_json("bootloaders");
+    s.sync_json("jammy");
+    (up, s)
+}
