@@ -348,6 +348,10 @@ pub(crate) async fn sync(
         return Ok(report);
     }
     let carried = items.carried_versions();
+    let kept = match &prev {
+        Some(p) => kept::describe(vault, p, &carried)?,
+        None => Vec::new(),
+    };
     let mut next = 0usize;
     let mut next_row = || {
         let row = items.row(&meta, next);
@@ -374,10 +378,8 @@ pub(crate) async fn sync(
         },
         totals,
         &mut next_row,
+        &kept,
     )?;
-    if let Some(p) = &prev {
-        kept::record(vault, p, id, &carried)?;
-    }
     report.outcome = Outcome::Snapshot(id);
     Ok(report)
 }

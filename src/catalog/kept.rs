@@ -22,30 +22,6 @@ pub struct KeptVersion {
 }
 
 impl Catalog {
-    /// Record the carried versions of `snapshot` (one transaction; a row already there stays).
-    pub fn insert_kept_versions(&self, snapshot: SnapshotId, rows: &[KeptVersion]) -> Result<()> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        self.write(|tx| {
-            let mut st = tx.prepare(
-                "INSERT OR IGNORE INTO snapshot_kept_versions (snapshot_id, content_id, product,
-                    version, product_json, version_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            for r in rows {
-                st.execute(params![
-                    snapshot,
-                    r.content_id,
-                    r.product,
-                    r.version,
-                    r.product_json,
-                    r.version_json
-                ])?;
-            }
-            Ok(())
-        })
-    }
-
     /// The recorded description of a carried version of `snapshot`, if any.
     pub fn kept_version(
         &self,
@@ -69,4 +45,29 @@ impl Catalog {
             },
         )
     }
+}
+
+/// Record the carried versions of `snapshot` inside the caller's transaction, the snapshot's own
+/// (`insert_snapshot_rows`): a snapshot and its kept rows commit together. A row already there
+/// stays.
+pub(super) fn insert_kept(
+    tx: &rusqlite::Transaction<'_>,
+    snapshot: i64,
+    rows: &[KeptVersion],
+) -> rusqlite::Result<()> {
+    let mut st = tx.prepare(
+        "INSERT OR IGNORE INTO snapshot_kept_versions (snapshot_id, content_id, product,
+            version, product_json, version_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for r in rows {
+        st.execute(params![
+            snapshot,
+            r.content_id,
+            r.product,
+            r.version,
+            r.product_json,
+            r.version_json
+        ])?;
+    }
+    Ok(())
 }

@@ -28,6 +28,7 @@ impl Catalog {
         s: &NewSnapshot,
         totals: SnapshotTotals,
         next_item: &mut dyn FnMut() -> Result<Option<Item>>,
+        kept: &[super::KeptVersion],
     ) -> Result<SnapshotId> {
         let path = self.path.clone();
         let e = |err| db(&path, err);
@@ -98,6 +99,7 @@ impl Catalog {
                 .map_err(e)?;
             }
         }
+        super::kept::insert_kept(&tx, id, kept).map_err(e)?;
         tx.commit().map_err(e)?;
         Ok(SnapshotId(id))
     }

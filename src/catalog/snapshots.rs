@@ -129,7 +129,7 @@ impl Catalog {
             bytes,
         };
         let mut items = s.items.iter();
-        self.insert_snapshot_rows(s, totals, &mut || Ok(items.next().cloned()))
+        self.insert_snapshot_rows(s, totals, &mut || Ok(items.next().cloned()), &[])
     }
 
     pub fn snapshots(&self, source: Option<&str>) -> Result<Vec<Snapshot>> {

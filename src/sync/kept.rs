@@ -1,36 +1,33 @@
 //! What `--keep` carried, described as synced: for each version the new snapshot holds only
 //! because `--keep` kept it (upstream no longer lists it), the product and version objects of
 //! the upstream document that last described it — the previous snapshot's record of it, else
-//! the previous snapshot's products document — are recorded with the new snapshot
-//! ([`Catalog::insert_kept_versions`](crate::catalog::Catalog::insert_kept_versions), schema
-//! 0018). Filtered metadata then serves the version with its `ftype`, `src_*` and product
-//! fields (what MAAS requires) even after retention dropped the snapshot whose document had it.
-//!
-//! Written right after the snapshot's own transaction: a run killed in between leaves a
-//! snapshot without these rows, and filtered metadata falls back to older snapshots' documents
-//! or the item rows (as before schema 0018).
+//! the previous snapshot's products document — are recorded with the new snapshot, in the
+//! snapshot's own transaction (`snapshot_kept_versions`, schema 0018: a snapshot never exists
+//! without them). Filtered metadata then serves the version with its `ftype`, `src_*` and
+//! product fields (what MAAS requires) even after retention dropped the snapshot whose document
+//! had it. Stores synced before schema 0018 have no such rows: filtered metadata falls back to
+//! older snapshots' documents, then the item rows.
 
 use std::collections::{BTreeSet, HashMap};
 
 use serde_json::Value;
 
-use crate::catalog::{KeptVersion, Snapshot, SnapshotId};
+use crate::catalog::{KeptVersion, Snapshot};
 use crate::error::Result;
 use crate::vault::Vault;
 
 /// `(content id, product, version)` of a carried version.
 pub(super) type Carried = BTreeSet<(String, String, String)>;
 
-/// Record how `prev` described each carried version with snapshot `new`; a version nothing
+/// How `prev` described each carried version, for the new snapshot's rows; a version nothing
 /// describes (an old store, a document that no longer parses) is left out.
-pub(super) fn record(
+pub(super) fn describe(
     vault: &Vault,
     prev: &Snapshot,
-    new: SnapshotId,
     carried: &Carried,
-) -> Result<()> {
+) -> Result<Vec<KeptVersion>> {
     if carried.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     // The previous snapshot's products documents, by content id, parsed on first use.
     let mut docs: Option<HashMap<String, Vec<Value>>> = None;
@@ -68,7 +65,7 @@ pub(super) fn record(
             });
         }
     }
-    vault.catalog.insert_kept_versions(new, &rows)
+    Ok(rows)
 }
 
 /// The products documents of `snap` as JSON, by content id (unreadable ones skipped).
