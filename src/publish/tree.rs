@@ -89,18 +89,10 @@ impl Builder {
     /// [`Builder::absorb`] before [`Builder::sync`].
     pub(super) fn fork(&self) -> Builder {
         Builder {
-            root: self.root.clone(),
-            snapshot: self.snapshot,
-            on_existing: self.on_existing,
-            dirs: HashSet::new(),
-            touched: Vec::new(),
-            touched_set: HashSet::new(),
-            files: 0,
-            bytes: 0,
-            copied: 0,
             placed: Arc::clone(&self.placed),
             fail_after: self.fail_after,
             slow_ms: self.slow_ms,
+            ..Builder::new(&self.root, self.snapshot, self.on_existing)
         }
     }
 

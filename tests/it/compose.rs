@@ -15,7 +15,8 @@ use serde_json::{Value, json};
 use streamvault::serve::{self, ServeOptions};
 
 use crate::common::compose::{
-    BOOTLOADERS, CustomStream, bootloaders_and_jammy, dest, item_files, python_mirror,
+    BOOTLOADERS, CustomStream, bootloaders_and_jammy, compose_filtered, dest, item_files,
+    python_mirror,
 };
 use crate::common::{
     Store, Upstream, assert_complete, gpgv, linked_tree, p, reference_sstream_mirror,
@@ -266,29 +267,13 @@ fn verbatim_is_refused_for_a_shared_content_id_and_allowed_otherwise() {
 fn rollback_returns_to_the_previous_composition_and_a_single_publish_never_reuses_it() {
     let (up, s) = bootloaders_and_jammy();
     let d = dest(&s, "c");
-    s.run(&[
-        "publish",
-        "bootloaders",
-        "jammy",
-        p(&d),
-        "--metadata",
-        "filtered",
-    ])
-    .ok();
+    compose_filtered(&s, &d, &[]).ok();
     let first = linked_tree(&d);
     let first_files = item_files(&d);
     up.flip(2);
     let r = s.sync_json("jammy");
     assert_eq!(r["outcome"]["kind"], "snapshot", "{r}");
-    s.run(&[
-        "publish",
-        "bootloaders",
-        "jammy",
-        p(&d),
-        "--metadata",
-        "filtered",
-    ])
-    .ok();
+    compose_filtered(&s, &d, &[]).ok();
     let second = linked_tree(&d);
     assert_ne!(first, second);
     assert_complete(&d);
@@ -334,15 +319,7 @@ fn gc_keeps_every_input_of_a_live_composition() {
     let jammy1 = s.snapshots("jammy")[0]["id"].as_i64().unwrap();
     let d = dest(&s, "c");
     // The jammy snapshot is the second input: not the tree's own `snapshot_id`.
-    s.run(&[
-        "publish",
-        "bootloaders",
-        "jammy",
-        p(&d),
-        "--metadata",
-        "filtered",
-    ])
-    .ok();
+    compose_filtered(&s, &d, &[]).ok();
     let before = tree_of(&d);
     for g in [2, 3] {
         up.flip(g);
@@ -374,15 +351,7 @@ fn auto_publish_rebuilds_the_whole_composition() {
         s.sync_json(n);
     }
     let d = dest(&s, "c");
-    s.run(&[
-        "publish",
-        "bootloaders",
-        "jammy",
-        p(&d),
-        "--metadata",
-        "filtered",
-    ])
-    .ok();
+    compose_filtered(&s, &d, &[]).ok();
     let boot1 = s.snapshots("bootloaders")[0]["id"].as_i64().unwrap();
     for n in ["bootloaders", "jammy", "noble"] {
         s.run(&[
@@ -487,26 +456,10 @@ fn gc_after_a_new_composition_leaves_the_live_one_complete() {
     s.sync_json("bootloaders");
     s.sync_json("jammy");
     let d = dest(&s, "c");
-    s.run(&[
-        "publish",
-        "bootloaders",
-        "jammy",
-        p(&d),
-        "--metadata",
-        "filtered",
-    ])
-    .ok();
+    compose_filtered(&s, &d, &[]).ok();
     up.flip(2);
     s.sync_json("jammy");
-    s.run(&[
-        "publish",
-        "bootloaders",
-        "jammy",
-        p(&d),
-        "--metadata",
-        "filtered",
-    ])
-    .ok();
+    compose_filtered(&s, &d, &[]).ok();
     let live = tree_of(&d);
     s.run(&["gc", "--grace", "0"]).ok();
     assert_complete(&d);

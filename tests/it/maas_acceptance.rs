@@ -15,7 +15,8 @@ use serde_json::{Value, json};
 use streamvault::serve::{self, ServeOptions};
 
 use crate::common::compose::{
-    BOOTLOADERS, CustomStream, JAMMY, bootloaders_and_jammy, dest, item_files, python_mirror,
+    BOOTLOADERS, CustomStream, JAMMY, bootloaders_and_jammy, compose_filtered, dest, item_files,
+    python_mirror,
 };
 use crate::common::s3tree::s3_run;
 use crate::common::{
@@ -240,18 +241,7 @@ fn the_readme_walk_through_runs_as_written_and_prints_what_it_says() {
 fn a_composition_is_dated_as_maas_3_8_parses_it_and_every_document_is_signed_with_its_twin() {
     let (_up, s) = bootloaders_and_jammy();
     let d = dest(&s, "c");
-    let r = s
-        .run(&[
-            "publish",
-            "bootloaders",
-            "jammy",
-            p(&d),
-            "--metadata",
-            "filtered",
-            "--json",
-        ])
-        .ok()
-        .json();
+    let r = compose_filtered(&s, &d, &["--json"]).ok().json();
     assert_maas_dates(&d);
     // Every `.json` has its `.sjson` twin, gpgv accepts each, and the signed text is the twin
     // (the index's paths aside, which name the `.sjson` documents).
@@ -297,15 +287,7 @@ fn a_composition_is_dated_as_maas_3_8_parses_it_and_every_document_is_signed_wit
 fn verify_checks_every_input_of_a_composition_and_repair_restores_it() {
     let (_up, s) = bootloaders_and_jammy();
     let d = dest(&s, "c");
-    s.run(&[
-        "publish",
-        "bootloaders",
-        "jammy",
-        p(&d),
-        "--metadata",
-        "filtered",
-    ])
-    .ok();
+    compose_filtered(&s, &d, &[]).ok();
     s.run(&["verify"]).ok();
     // An item of the second input (not the tree's own snapshot) goes missing from the tree,
     // and a stray file appears.
@@ -494,17 +476,7 @@ fn s_run(s: &Store, moto: &Moto, args: &[&str]) -> crate::common::Run {
 fn an_unsigned_composition_writes_only_json_for_the_index_json_url() {
     let (_up, s) = bootloaders_and_jammy();
     let d = dest(&s, "u");
-    let r = s
-        .run(&[
-            "publish",
-            "bootloaders",
-            "jammy",
-            p(&d),
-            "--metadata",
-            "filtered",
-            "--unsigned",
-            "--json",
-        ])
+    let r = compose_filtered(&s, &d, &["--unsigned", "--json"])
         .ok()
         .json();
     assert!(r["keyring"].is_null() && r["signer"].is_null(), "{r}");
@@ -528,15 +500,7 @@ fn auto_publish_from_a_source_that_is_not_an_input_fails_clearly_and_keeps_the_c
     s.sync_json("bootloaders");
     s.sync_json("jammy");
     let d = dest(&s, "c");
-    s.run(&[
-        "publish",
-        "bootloaders",
-        "jammy",
-        p(&d),
-        "--metadata",
-        "filtered",
-    ])
-    .ok();
+    compose_filtered(&s, &d, &[]).ok();
     let live = linked_tree(&d);
     s.run(&[
         "source",

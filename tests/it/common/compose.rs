@@ -132,3 +132,18 @@ pub fn bootloaders_and_jammy() -> (super::Upstream, Store) {
     s.sync_json("jammy");
     (up, s)
 }
+
+/// `publish bootloaders jammy DEST --metadata filtered EXTRA…`: the filtered composition of
+/// [`bootloaders_and_jammy`]'s two sources.
+pub fn compose_filtered(s: &Store, dest: &Path, extra: &[&str]) -> super::Run {
+    let mut args = vec![
+        "publish",
+        "bootloaders",
+        "jammy",
+        dest.to_str().unwrap(),
+        "--metadata",
+        "filtered",
+    ];
+    args.extend_from_slice(extra);
+    s.run(&args)
+}
