@@ -232,6 +232,9 @@ type Tool<'a> = (&'static str, Box<dyn FnMut(&Path) -> R<Cost> + 'a>);
 /// the same deletions (the previous round's); otherwise (files too large to keep a round of them)
 /// each run starts after the previous run's deletion. On ext4 without a journal the difference
 /// matters: a run after the deletion of 2,000 files pays seconds more than one after `/dev/null`.
+/// Either way every run starts after a `sync`: nothing another run wrote is still dirty, so a
+/// run that makes its own files durable (`syncfs` writes back the whole filesystem) never pays
+/// for the writeback of another tool's files.
 ///
 /// Every tool's runs, in round order (so that ratios can be taken within each round).
 fn rounds(
@@ -255,6 +258,11 @@ fn rounds(
             let scratch = round_dir.join(format!("run-{i}"));
             if !keep_round {
                 settle.clean(&round_dir)?;
+            } else {
+                // the earlier runs' files stay, but not their dirty pages: a tool that makes its
+                // files durable (syncfs) would otherwise write back what curl left in the page
+                // cache, up to 1 GiB of another tool's output, on its own clock
+                Command::new("sync").status()?;
             }
             std::fs::create_dir_all(&scratch)?;
             let c = f(&scratch)?;

@@ -8,6 +8,8 @@
 # are also timed from their enter/exit tracepoints (time blocked, which sampling does not see).
 #   usage: [STREAMVAULT=BINARY] scripts/profile-sync.sh [--small N SIZE] [--large N SIZE] [--jobs J]
 #          [--only small|large] [--keep]
+# SV_LOOPFS=SIZE (e.g. 5G; needs root): profile on a fresh journalled ext4 image of that size under
+# target/, as scripts/bench-sync.sh does (unmounted, detached and removed at the end).
 # Defaults: 2,000 files of 256 KiB and 4 files of 256 MiB (the bench-sync streams), --jobs 4.
 # Needs perf (apt-get install -y linux-perf), nginx, python3; ~2.5 GiB under target/ at peak.
 set -euo pipefail
@@ -35,12 +37,31 @@ fi
 sv=${STREAMVAULT:-$PWD/target/release/streamvault}
 gen=$PWD/target/release/examples/gen_stream
 mkdir -p target
-work=$(mktemp -d "$PWD/target/profile-sync.XXXXXX")
+fs= img= dev=
+if [ -n "${SV_LOOPFS:-}" ]; then
+    fs=$PWD/target/profile-sync-fs img=$PWD/target/profile-sync-fs.img
+    umount "$fs" 2>/dev/null || true
+    rm -f "$img"
+    truncate -s "$SV_LOOPFS" "$img"
+    mkfs.ext4 -q "$img"
+    dev=$(losetup -f --show --direct-io=on "$img")
+    mkdir -p "$fs"
+    mount "$dev" "$fs"
+    work=$(mktemp -d "$fs/profile-sync.XXXXXX")
+else
+    work=$(mktemp -d "$PWD/target/profile-sync.XXXXXX")
+fi
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     [ -n "$keep" ] || rm -rf "$work"
+    if [ -n "$fs" ]; then
+        umount "$fs" 2>/dev/null || true
+        [ -z "$dev" ] || losetup -d "$dev" 2>/dev/null || true
+        rm -f "$img"
+        rmdir "$fs" 2>/dev/null || true
+    fi
 }
 trap cleanup EXIT
 # The classifier: perf script's samples on stdin, the wall seconds as argv[1].
