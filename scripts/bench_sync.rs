@@ -194,6 +194,11 @@ impl Settle {
     /// Delete `dir`, make the deletion durable, and settle as configured.
     fn clean(&self, dir: &Path) -> R<()> {
         let _ = std::fs::remove_dir_all(dir);
+        self.quiesce(dir)
+    }
+
+    /// Write back everything dirty (`sync`), then trim and pause as configured.
+    fn quiesce(&self, dir: &Path) -> R<()> {
         Command::new("sync").status()?;
         if self.fstrim {
             let _ = Command::new("fstrim")
@@ -262,7 +267,7 @@ fn rounds(
                 // the earlier runs' files stay, but not their dirty pages: a tool that makes its
                 // files durable (syncfs) would otherwise write back what curl left in the page
                 // cache, up to 1 GiB of another tool's output, on its own clock
-                Command::new("sync").status()?;
+                settle.quiesce(&round_dir)?;
             }
             std::fs::create_dir_all(&scratch)?;
             let c = f(&scratch)?;
