@@ -55,6 +55,25 @@ impl Catalog {
         })
     }
 
+    /// The names of the blob rows under one `blobs/` prefix directory (`ab` for `blobs/ab/`, two
+    /// lowercase hex digits), in name order: one range read of the table's key, so that gc's
+    /// orphan walk checks a directory against it instead of looking each file up.
+    pub(crate) fn blob_names_under(&self, prefix: &str) -> Result<Vec<String>> {
+        // every lowercase hex name that starts with `prefix` sorts below `prefix` + "g"
+        let end = format!("{prefix}g");
+        let mut names = Vec::new();
+        self.each(
+            "SELECT blake3 FROM blobs WHERE blake3 >= ?1 AND blake3 < ?2 ORDER BY blake3",
+            [prefix, end.as_str()],
+            |r| r.get::<_, String>(0),
+            |name| {
+                names.push(name);
+                Ok(())
+            },
+        )?;
+        Ok(names)
+    }
+
     pub(crate) fn has_blob(&self, blake3: &str) -> Result<bool> {
         Ok(self
             .row(

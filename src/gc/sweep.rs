@@ -57,8 +57,17 @@ pub(super) fn blobs(layout: &Layout, files: &mut Files<'_>) -> Result<u64> {
         let Some(entries) = read_dir(&dir)? else {
             continue;
         };
-        // Sorted, so that the row lookups walk the blob index in order (one prefix directory
-        // holds 1/256 of the store: bounded memory).
+        // The directory's files against its rows, read in one range (a prefix directory holds
+        // 1/256 of the store: bounded memory); a lookup per file cost a query each. A directory
+        // that is not a prefix has no rows: every file in it is an orphan.
+        let rows = match prefix.file_name().to_str() {
+            Some(p)
+                if p.len() == 2 && p.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
+            {
+                files.cat.blob_names_under(p)?
+            }
+            _ => Vec::new(),
+        };
         let mut names = Vec::new();
         for entry in entries {
             let entry = entry.with_path("read directory", &dir)?;
@@ -70,7 +79,9 @@ pub(super) fn blobs(layout: &Layout, files: &mut Files<'_>) -> Result<u64> {
         }
         names.sort_unstable();
         for p in names {
-            if !has_row(files.cat, &p)? {
+            let has_row = Layout::blob_name(&p)
+                .is_some_and(|name| rows.binary_search_by(|r| r.as_str().cmp(name)).is_ok());
+            if !has_row {
                 files.add_file(&p, PHASE_ORPHAN_BLOB)?;
                 n += 1;
             }
