@@ -79,9 +79,9 @@ pub(super) fn blobs(layout: &Layout, files: &mut Files<'_>) -> Result<u64> {
         }
         names.sort_unstable();
         for p in names {
-            let has_row = Layout::blob_name(&p)
+            let claimed = Layout::blob_name(&p)
                 .is_some_and(|name| rows.binary_search_by(|r| r.as_str().cmp(name)).is_ok());
-            if !has_row {
+            if !claimed {
                 files.add_file(&p, PHASE_ORPHAN_BLOB)?;
                 n += 1;
             }
