@@ -45,7 +45,7 @@
 //! index over every input's products (filtered: merged per content id and re-signed; verbatim:
 //! the upstream products documents, only when no content id is in two inputs); the tree records
 //! its inputs, and everything here (reuse, grace, rollback, status, publications) and in gc and
-//! verify treats it like a tree of one snapshot. The S3 target gets it through [`checked_tree_inputs`].
+//! verify treats it like a tree of one snapshot. The S3 target gets it through [`checked_tree`].
 //!
 //! Rollback flips DEST back to a retained tree (the previous publication's, or one chosen with
 //! `--to`) without rebuilding anything: one rename, recorded as a publication with action
@@ -230,7 +230,13 @@ pub fn publish(vault: &mut Vault, opts: &PublishOptions) -> Result<PublishReport
     };
 
     let staging = dest::staging_path(&vault.layout, &trees, &dest);
-    let (tree, reused, tree_path, _starts, check, _inputs, warnings) = checked_tree_inputs(
+    let CheckedTree {
+        tree,
+        reused,
+        path: tree_path,
+        check,
+        warnings,
+    } = checked_tree(
         vault,
         &trees,
         &staging,
@@ -368,10 +374,8 @@ fn live_tree(
 /// serves; an incomplete tree is refused unless `--force`, so is filtered metadata breaking a
 /// MAAS client rule ([`maas_rules::enforce`]). Shared by the local and S3 publishes. With
 /// `opts.compose`, the tree of the composition of `snap` and those ([`compose`]): the S3 target
-/// publishes a composed tree through this same function. Also returns every input (just `snap`
-/// for one snapshot) and the MAAS rule warnings.
-#[allow(clippy::type_complexity)]
-pub(super) fn checked_tree_inputs(
+/// publishes a composed tree through this same function.
+pub(super) fn checked_tree(
     vault: &Vault,
     trees: &Path,
     staging: &Path,
@@ -379,15 +383,7 @@ pub(super) fn checked_tree_inputs(
     opts: &PublishOptions,
     key: Option<&SigningKey>,
     signer: Option<&str>,
-) -> Result<(
-    TreeRow,
-    bool,
-    PathBuf,
-    Vec<String>,
-    check::TreeCheck,
-    Vec<Snapshot>,
-    Vec<String>,
-)> {
+) -> Result<CheckedTree> {
     let inputs = compose::inputs(vault, snap, opts)?;
     let (tree, reused, starts) = if inputs.len() > 1 {
         let (t, r) = compose::tree_for(vault, trees, staging, &inputs, opts, key, signer)?;
@@ -415,7 +411,24 @@ pub(super) fn checked_tree_inputs(
     }
     // The MAAS client rules, before any flip (local or S3); the warnings go in the report.
     let warnings = maas_rules::enforce(vault, &inputs, &tree_path, &starts, opts.mode, opts.force)?;
-    Ok((tree, reused, tree_path, starts, check, inputs, warnings))
+    Ok(CheckedTree {
+        tree,
+        reused,
+        path: tree_path,
+        check,
+        warnings,
+    })
+}
+
+/// What [`checked_tree`] gives a publish.
+pub(super) struct CheckedTree {
+    pub(super) tree: TreeRow,
+    /// An existing tree, not built by this publish.
+    pub(super) reused: bool,
+    pub(super) path: PathBuf,
+    pub(super) check: check::TreeCheck,
+    /// The MAAS rule warnings (rules broken upstream, or by the filters with `--force`).
+    pub(super) warnings: Vec<String>,
 }
 
 fn tree_for(

@@ -199,16 +199,20 @@ pub fn publish(vault: &mut Vault, d: &S3Dest, opts: &PublishOptions) -> Result<S
     let trees = dest::trees_dir(&vault.layout)?;
     let snap = vault.catalog.resolve_snapshot(&opts.snapshot)?;
     let staging = dest::staging_path(&vault.layout, &trees, &pseudo);
-    let (tree, _reused, tree_path, _starts, _check, _inputs, warnings) =
-        super::checked_tree_inputs(
-            vault,
-            &trees,
-            &staging,
-            &snap,
-            opts,
-            key.as_ref(),
-            signer.as_deref(),
-        )?;
+    let super::CheckedTree {
+        tree,
+        path: tree_path,
+        warnings,
+        ..
+    } = super::checked_tree(
+        vault,
+        &trees,
+        &staging,
+        &snap,
+        opts,
+        key.as_ref(),
+        signer.as_deref(),
+    )?;
 
     // Which files are documents: the tree's recorded documents, else everything under streams/.
     // Products documents stay in the tree (read when hashed and put), items are one list of
