@@ -158,3 +158,43 @@ fn second_sync_of_a_source_names_the_holder_and_reads_still_work() {
     assert_eq!(store.snapshots("maas").len(), 1);
     store.check_invariants();
 }
+
+/// With more downloads than `--jobs` (the download loop then collects finished ones on its
+/// timer, not as each one ends), every download that failed is counted, every one that
+/// finished is kept, and the next run fetches only the failed ones.
+#[test]
+fn with_more_downloads_than_jobs_failures_are_counted_and_the_finished_ones_kept() {
+    let (up, store) = with_source("maas", &[]);
+    let mut items: Vec<std::path::PathBuf> = walkdir::WalkDir::new(up.current())
+        .into_iter()
+        .map(|e| e.unwrap().into_path())
+        .filter(|p| p.is_file() && !p.to_string_lossy().contains("/streams/"))
+        .collect();
+    items.sort();
+    assert_eq!(items.len(), 36);
+    // three items served with other bytes of the same size: checksum mismatches
+    let broken: Vec<(std::path::PathBuf, Vec<u8>)> = items
+        .iter()
+        .step_by(12)
+        .map(|p| (p.clone(), std::fs::read(p).unwrap()))
+        .collect();
+    for (p, bytes) in &broken {
+        let flipped: Vec<u8> = bytes.iter().map(|b| !b).collect();
+        std::fs::write(p, flipped).unwrap();
+    }
+    let r = store.run(&["sync", "maas", "--jobs", "2"]).fails();
+    assert!(
+        r.stderr
+            .contains("3 of 36 downloads failed; 33 finished downloads are kept"),
+        "{}",
+        r.stderr
+    );
+    for (p, bytes) in &broken {
+        std::fs::write(p, bytes).unwrap();
+    }
+    up.clear();
+    let r = store.sync_json("maas");
+    assert_eq!(r["outcome"]["kind"], "snapshot", "{r}");
+    assert_eq!(item_gets(&up.requests()), 3);
+    store.check_invariants();
+}
