@@ -5,8 +5,8 @@
 
 use std::path::Path;
 
-use crate::catalog::Catalog;
-use crate::error::Result;
+use crate::catalog::{Catalog, SnapshotId, StoredDocument};
+use crate::error::{Error, Result};
 use crate::lock::{self, LockGuard, Mode};
 use crate::store::{BlobStore, Layout};
 
@@ -17,6 +17,30 @@ pub struct Vault {
 }
 
 impl Vault {
+    /// A stored document of `snapshot` as JSON (unwrapped when clearsigned).
+    pub(crate) fn document_json(
+        &self,
+        snapshot: SnapshotId,
+        d: &StoredDocument,
+    ) -> Result<serde_json::Value> {
+        let raw = self.blobs.read(d.blob.as_str())?;
+        let payload = if crate::openpgp::is_clearsigned(&raw) {
+            crate::openpgp::unwrap_cleartext(&raw).map_err(|source| Error::StoredDocument {
+                snapshot,
+                path: d.path.clone(),
+                source,
+            })?
+        } else {
+            raw
+        };
+        serde_json::from_slice(&payload).map_err(|source| {
+            Error::Parse(crate::streams::ParseError::NotJson {
+                doc: d.path.clone(),
+                source,
+            })
+        })
+    }
+
     /// Open a store root for writing, creating it if needed.
     pub fn open(root: &Path) -> Result<Vault> {
         let layout = Layout::new(root);

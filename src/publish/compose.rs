@@ -349,7 +349,7 @@ fn verbatim(vault: &Vault, inputs: &[Snapshot], key: Option<&SigningKey>) -> Res
             .map(|[cid, ..]| cid)
             .collect();
         for d in docs.iter().filter(|d| d.kind == DocumentKind::Products) {
-            let value = metadata::load_json(vault, snap, d)?;
+            let value = vault.document_json(snap.id, d)?;
             let cid = metadata::content_id(d, &value);
             if !held.contains(&cid) {
                 continue;

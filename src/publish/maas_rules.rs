@@ -369,7 +369,7 @@ pub fn check(
     let mut upstream_index: BTreeSet<Violation> = BTreeSet::new();
     for snap in inputs {
         for d in vault.catalog.documents(snap.id)? {
-            let Ok(value) = metadata::load_json(vault, snap, &d) else {
+            let Ok(value) = vault.document_json(snap.id, &d) else {
                 continue;
             };
             match d.kind.as_str() {

@@ -30,8 +30,7 @@ use serde_json::{Map, Value};
 use crate::catalog::{DocumentKind, Snapshot, SnapshotId, StoredDocument};
 use crate::checksum::MultiHasher;
 use crate::error::{Error, Result};
-use crate::openpgp::{self, SigningKey};
-use crate::streams::ParseError;
+use crate::openpgp::SigningKey;
 use crate::vault::Vault;
 
 /// The key a publish signs with, and where its binary public keyring is.
@@ -195,7 +194,7 @@ pub(super) fn filtered(
         .map(|d| (d.path.clone(), stem(&d.path)))
         .collect();
     for d in docs.iter().filter(|d| d.kind == DocumentKind::Index) {
-        let value = load_json(vault, snap, d)?;
+        let value = vault.document_json(snap.id, d)?;
         let stem = stem(&d.path);
         for signed in [false, true] {
             if signed && key.is_none() {
@@ -252,7 +251,7 @@ pub(super) fn pruned_products(
     let mut history = History::new(snap);
     let mut out = Vec::new();
     for d in docs.iter().filter(|d| d.kind == DocumentKind::Products) {
-        let mut value = load_json(vault, snap, d)?;
+        let mut value = vault.document_json(snap.id, d)?;
         let cid = content_id(d, &value);
         let doc_held = held.remove(&cid).unwrap_or_default();
         prune(vault, snap, &cid, &mut value, &doc_held, &mut history)?;
@@ -273,7 +272,7 @@ pub(super) fn index_entries(
 ) -> Result<BTreeMap<String, Map<String, Value>>> {
     let mut out = BTreeMap::new();
     for d in docs.iter().filter(|d| d.kind == DocumentKind::Index) {
-        let value = load_json(vault, snap, d)?;
+        let value = vault.document_json(snap.id, d)?;
         if let Some(entries) = value.get("index").and_then(Value::as_object) {
             for (cid, e) in entries {
                 if let Some(e) = e.as_object() {
@@ -325,26 +324,6 @@ pub(super) fn to_text(value: &Value, doc: &str) -> Result<Vec<u8>> {
     })?;
     buf.push(b'\n');
     Ok(buf)
-}
-
-/// A stored document's JSON (unwrapped when clearsigned).
-pub(super) fn load_json(vault: &Vault, snap: &Snapshot, d: &StoredDocument) -> Result<Value> {
-    let raw = vault.blobs.read(d.blob.as_str())?;
-    let payload = if openpgp::is_clearsigned(&raw) {
-        openpgp::unwrap_cleartext(&raw).map_err(|source| Error::StoredDocument {
-            snapshot: snap.id,
-            path: d.path.clone(),
-            source,
-        })?
-    } else {
-        raw
-    };
-    serde_json::from_slice(&payload).map_err(|source| {
-        Error::Parse(ParseError::NotJson {
-            doc: d.path.clone(),
-            source,
-        })
-    })
 }
 
 /// Every item key the snapshot holds, by content id.
@@ -538,7 +517,7 @@ impl History {
                     if d.kind != DocumentKind::Products {
                         continue;
                     }
-                    if let Ok(v) = load_json(vault, s, &d) {
+                    if let Ok(v) = vault.document_json(s.id, &d) {
                         docs.push((d.content_id.clone().unwrap_or_default(), v));
                     }
                 }

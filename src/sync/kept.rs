@@ -34,10 +34,7 @@ pub(super) fn describe(
     let mut rows = Vec::new();
     for (cid, product, version) in carried {
         if let Some(k) = vault.catalog.kept_version(prev.id, cid, product, version)? {
-            rows.push(KeptVersion {
-                content_id: cid.clone(),
-                ..k
-            });
+            rows.push(k);
             continue;
         }
         if docs.is_none() {
@@ -75,17 +72,13 @@ fn products_docs(vault: &Vault, snap: &Snapshot) -> Result<HashMap<String, Vec<V
         if d.kind != crate::catalog::DocumentKind::Products {
             continue;
         }
-        let raw = vault.blobs.read(d.blob.as_str())?;
-        let payload = if crate::openpgp::is_clearsigned(&raw) {
-            match crate::openpgp::unwrap_cleartext(&raw) {
-                Ok(p) => p,
-                Err(_) => continue,
+        let value = match vault.document_json(snap.id, &d) {
+            Ok(v) => v,
+            // a document that no longer unwraps or parses describes nothing
+            Err(crate::error::Error::StoredDocument { .. } | crate::error::Error::Parse(_)) => {
+                continue;
             }
-        } else {
-            raw
-        };
-        let Ok(value) = serde_json::from_slice::<Value>(&payload) else {
-            continue;
+            Err(e) => return Err(e),
         };
         let cid = d
             .content_id
