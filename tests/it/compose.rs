@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 use streamvault::serve::{self, ServeOptions};
 
 use crate::common::compose::{
-    BOOTLOADERS, CustomStream, bootloaders_and_jammy, compose_filtered, dest, item_files,
-    python_mirror,
+    BOOTLOADERS, CustomStream, add_custom_source, bootloaders_and_jammy, compose_filtered, dest,
+    item_files, python_mirror,
 };
 use crate::common::{
     Store, Upstream, assert_complete, gpgv, linked_tree, p, reference_sstream_mirror,
@@ -55,17 +55,7 @@ fn three_sources(up: &Upstream, store: &Store) -> BTreeSet<String> {
     let custom = custom_stream(&custom_dir);
     store.add("images", up, &IMAGES);
     store.add("bootloaders", up, &BOOTLOADERS);
-    let url = format!("file://{}", custom_dir.display());
-    store
-        .run(&[
-            "source",
-            "add",
-            "custom",
-            &url,
-            "--path",
-            "streams/v1/index.json",
-        ])
-        .ok();
+    add_custom_source(store, &custom_dir, &[]);
     for s in ["images", "bootloaders", "custom"] {
         store.sync_json(s);
     }

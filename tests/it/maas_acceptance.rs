@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 use streamvault::serve::{self, ServeOptions};
 
 use crate::common::compose::{
-    BOOTLOADERS, CustomStream, JAMMY, bootloaders_and_jammy, compose_filtered, dest, item_files,
-    python_mirror,
+    BOOTLOADERS, CustomStream, JAMMY, add_custom_source, bootloaders_and_jammy, compose_filtered,
+    dest, item_files, python_mirror,
 };
 use crate::common::s3tree::s3_run;
 use crate::common::{
@@ -373,16 +373,7 @@ fn a_composition_mixing_maas_models_in_one_document_is_refused() {
         &["manifest", "root-tgz"],
     );
     s.add("jammy", &up, &JAMMY);
-    let url = format!("file://{}", dir.display());
-    s.run(&[
-        "source",
-        "add",
-        "custom",
-        &url,
-        "--path",
-        "streams/v1/index.json",
-    ])
-    .ok();
+    add_custom_source(&s, &dir, &[]);
     s.sync_json("jammy");
     s.sync_json("custom");
     let d = dest(&s, "c");
@@ -641,19 +632,7 @@ fn a_version_kept_after_upstream_dropped_it_keeps_its_maas_fields() {
         "com.example.maas:custom",
         &["boot-kernel", "boot-initrd", "squashfs", "manifest"],
     );
-    let url = format!("file://{}", dir.display());
-    let add = [
-        "source",
-        "add",
-        "custom",
-        &url,
-        "--path",
-        "streams/v1/index.json",
-        "--max",
-        "1",
-        "--keep",
-    ];
-    s.run(&add).ok();
+    add_custom_source(&s, &dir, &["--max", "1", "--keep"]);
     s.sync_json("custom");
     // Upstream withdraws the product (a new one takes its place, same files).
     let old = "com.example.custom:mycloud:amd64";

@@ -11,6 +11,22 @@ use sha2::Digest as _;
 
 use super::{Store, tree_of};
 
+/// Source `custom`: the unsigned local stream in `dir` (`file://`, its index.json), with `extra`
+/// options.
+pub fn add_custom_source(store: &Store, dir: &Path, extra: &[&str]) {
+    let url = format!("file://{}", dir.display());
+    let mut args = vec![
+        "source",
+        "add",
+        "custom",
+        &url,
+        "--path",
+        "streams/v1/index.json",
+    ];
+    args.extend_from_slice(extra);
+    store.run(&args).ok();
+}
+
 /// `www/NAME` under the store's directory (`www/` created).
 pub fn dest(store: &Store, name: &str) -> PathBuf {
     let d = store.dir.path().join("www");
