@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 use streamvault::serve::{self, ServeOptions};
 
 use crate::common::compose::{
-    BOOTLOADERS, CustomStream, add_custom_source, bootloaders_and_jammy, compose_filtered, dest,
-    item_files, python_mirror,
+    BOOTLOADERS, CustomStream, add_custom_source, bootloaders_and_jammy,
+    bootloaders_jammy_and_noble, compose_filtered, dest, item_files, python_mirror,
 };
 use crate::common::{
     Store, Upstream, assert_complete, gpgv, linked_tree, p, reference_sstream_mirror,
@@ -332,14 +332,8 @@ fn gc_keeps_every_input_of_a_live_composition() {
 
 #[test]
 fn auto_publish_rebuilds_the_whole_composition() {
-    let up = Upstream::new();
-    let s = Store::new();
-    s.add("bootloaders", &up, &BOOTLOADERS);
-    s.add("jammy", &up, &["--max", "1", "arch=amd64", "release~jammy"]);
-    s.add("noble", &up, &["--max", "1", "arch=amd64", "release~noble"]);
-    for n in ["bootloaders", "jammy", "noble"] {
-        s.sync_json(n);
-    }
+    let (up, s) = bootloaders_jammy_and_noble();
+    s.sync_json("noble");
     let d = dest(&s, "c");
     compose_filtered(&s, &d, &[]).ok();
     let boot1 = s.snapshots("bootloaders")[0]["id"].as_i64().unwrap();

@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 use streamvault::serve::{self, ServeOptions};
 
 use crate::common::compose::{
-    BOOTLOADERS, CustomStream, JAMMY, add_custom_source, bootloaders_and_jammy, compose_filtered,
-    dest, item_files, python_mirror,
+    BOOTLOADERS, CustomStream, JAMMY, add_custom_source, bootloaders_and_jammy,
+    bootloaders_jammy_and_noble, compose_filtered, dest, item_files, python_mirror,
 };
 use crate::common::s3tree::s3_run;
 use crate::common::{
@@ -316,14 +316,8 @@ fn verify_checks_every_input_of_a_composition_and_repair_restores_it() {
 
 #[test]
 fn grace_items_bridge_a_change_of_composition_and_of_its_inputs() {
-    let up = Upstream::new();
-    let s = Store::new();
-    s.add("bootloaders", &up, &BOOTLOADERS);
-    s.add("jammy", &up, &JAMMY);
-    s.add("noble", &up, &["--max", "1", "arch=amd64", "release~noble"]);
-    for n in ["bootloaders", "jammy", "noble"] {
-        s.sync_json(n);
-    }
+    let (up, s) = bootloaders_jammy_and_noble();
+    s.sync_json("noble");
     let d = dest(&s, "c");
     let publish = |inputs: &[&str]| {
         let mut a = vec!["publish"];
@@ -483,13 +477,7 @@ fn an_unsigned_composition_writes_only_json_for_the_index_json_url() {
 
 #[test]
 fn auto_publish_from_a_source_that_is_not_an_input_fails_clearly_and_keeps_the_composition() {
-    let up = Upstream::new();
-    let s = Store::new();
-    s.add("bootloaders", &up, &BOOTLOADERS);
-    s.add("jammy", &up, &JAMMY);
-    s.add("noble", &up, &["--max", "1", "arch=amd64", "release~noble"]);
-    s.sync_json("bootloaders");
-    s.sync_json("jammy");
+    let (_up, s) = bootloaders_jammy_and_noble();
     let d = dest(&s, "c");
     compose_filtered(&s, &d, &[]).ok();
     let live = linked_tree(&d);
@@ -525,13 +513,7 @@ fn auto_publish_from_a_source_that_is_not_an_input_fails_clearly_and_keeps_the_c
 fn auto_publish_to_an_s3_composition_rebuilds_it_whole() {
     let Some(moto) = Moto::start() else { return };
     moto.public_bucket("maas");
-    let up = Upstream::new();
-    let s = Store::new();
-    s.add("bootloaders", &up, &BOOTLOADERS);
-    s.add("jammy", &up, &JAMMY);
-    s.add("noble", &up, &["--max", "1", "arch=amd64", "release~noble"]);
-    s.sync_json("bootloaders");
-    s.sync_json("jammy");
+    let (up, s) = bootloaders_jammy_and_noble();
     let dest = "s3://maas/c";
     let r = s_run(
         &s,

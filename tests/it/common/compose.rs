@@ -149,6 +149,16 @@ pub fn bootloaders_and_jammy() -> (super::Upstream, Store) {
     (up, s)
 }
 
+/// One release of amd64 images, the third input of some compositions.
+pub const NOBLE: [&str; 4] = ["--max", "1", "arch=amd64", "release~noble"];
+
+/// [`bootloaders_and_jammy`] and a third source, `noble` ([`NOBLE`]), added but not synced.
+pub fn bootloaders_jammy_and_noble() -> (super::Upstream, Store) {
+    let (up, s) = bootloaders_and_jammy();
+    s.add("noble", &up, &NOBLE);
+    (up, s)
+}
+
 /// `publish bootloaders jammy DEST --metadata filtered EXTRA…`: the filtered composition of
 /// [`bootloaders_and_jammy`]'s two sources.
 pub fn compose_filtered(s: &Store, dest: &Path, extra: &[&str]) -> super::Run {
