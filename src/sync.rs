@@ -18,9 +18,9 @@
 //!    exactly the bytes hashed;
 //! 2. the metadata documents as blobs, the same way: all placed, one `syncfs`, their rows in one
 //!    transaction (their bytes wait in `tmp/` from the moment they are parsed, not in memory);
-//! 3. the snapshot, its documents and items in one transaction (invariant 2); then, when
-//!    `--keep` carried versions upstream no longer lists, how the previous snapshot described
-//!    them (`kept`, schema 0018: what filtered metadata serves for them).
+//! 3. the snapshot, its documents and items, and, when `--keep` carried versions upstream no
+//!    longer lists, how the previous snapshot described them (`kept`, schema 0018: what
+//!    filtered metadata serves for them), all in one transaction (invariant 2).
 //!
 //! Metadata requests are conditional (`If-None-Match`, or `If-Modified-Since` for a
 //! `Last-Modified` at least 60 s older than its response's `Date`) on the validators stored with
