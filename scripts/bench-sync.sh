@@ -13,8 +13,9 @@
 # target/ (peak ~2.5 GiB for the large stream, ~3.5 GiB for the small one with SV_BEFORE) and are
 # removed at the end. Besides the medians it prints each round's ratios to curl and their median.
 # SV_LOOPFS=SIZE (e.g. 5G; needs root): everything (upstream, outputs, stores) goes on a fresh ext4
-# image of that sparse size under target/, made by the default `mkfs.ext4` (with a journal, as
-# production hosts have; no recently-deleted inode scan, which only ext4 without a journal does),
+# image of that sparse size under target/, made by `mkfs.ext4` (with a journal, as production
+# hosts have; no recently-deleted inode scan, which only ext4 without a journal does) with its
+# inode tables and journal zeroed at once (no ext4lazyinit thread writing behind the timed runs),
 # attached with `losetup --direct-io=on` (no second page cache over the image file) and mounted;
 # unmounted, detached and removed at the end. Without it the work directory is under target/ on
 # whatever filesystem that is (here: the root, ext4 without a journal).
@@ -46,7 +47,7 @@ cleanup() {
 trap cleanup EXIT
 cleanup
 truncate -s "$SV_LOOPFS" "$img"
-mkfs.ext4 -q "$img"
+mkfs.ext4 -q -E lazy_itable_init=0,lazy_journal_init=0 "$img"
 dev=$(losetup -f --show --direct-io=on "$img")
 mkdir -p "$fs"
 mount "$dev" "$fs"
