@@ -15,7 +15,8 @@
 //!
 //! Layout, lowest first; each module uses only modules listed before it (no circle):
 //! `error`, `options` (knobs, `--limit-rate` parsing), `location` (source, mirrors, start
-//! document rules of spec §2.1), `rate` (token bucket) → `transport` (the reqwest client,
+//! document rules of spec §2.1), `rate` (token bucket), `tls` (rustls configuration, roots loaded
+//! by the first certificate to verify) → `transport` (the reqwest client,
 //! requests, permits, retries, counters, the pace of a request) → `partial` (the partial file,
 //! its hash state, the batched write pipe, the final check) → `local` (`file://` and paths), `segmented` (large items as
 //! parallel `Range` segments, one read-back hash pass), `download` (items streamed into a
@@ -37,6 +38,7 @@ mod rate;
 mod segmented;
 #[cfg(test)]
 mod tests;
+mod tls;
 mod transport;
 
 use crate::checksum::{Checksums, Digests};

@@ -95,6 +95,12 @@ pub enum Error {
         #[source]
         source: reqwest::Error,
     },
+    /// The TLS configuration could not be built (no protocol version the provider supports).
+    #[error("cannot set up TLS for the http client")]
+    Tls {
+        #[source]
+        source: rustls::Error,
+    },
 }
 
 impl Error {

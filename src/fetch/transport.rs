@@ -4,8 +4,9 @@
 //! once its body is in, [`Slot`]), the shared `--limit-rate` bucket, the run's counters, retries with
 //! exponential back-off and jitter, and the [`Pace`] (stall, speed limit, deadline) of each
 //! request. It knows nothing of documents, items or partial files. The reqwest client is built
-//! on the first request: a run that only reads `file://` documents (a local dry run) never loads
-//! the system's CA certificates.
+//! on the first request, with the rustls configuration of `tls`, which loads the system's CA
+//! certificates only when a first certificate must be verified: a run that only reads `file://`
+//! documents or talks plain `http://` never loads them.
 //!
 //! Protects invariant 6 only by what it refuses to call success: a status other than the one
 //! asked for is an error ([`status_error`]), a `Content-Range` is parsed strictly
@@ -112,7 +113,10 @@ impl Transport {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(o.connect_timeout)
             .user_agent(o.user_agent.as_str())
-            .pool_max_idle_per_host(o.jobs.max(1));
+            .pool_max_idle_per_host(o.jobs.max(1))
+            .tls_backend_preconfigured(
+                super::tls::client_config().map_err(|source| Error::Tls { source })?,
+            );
         if !o.env_proxy {
             builder = builder.no_proxy();
         }

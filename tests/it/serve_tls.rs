@@ -1,6 +1,7 @@
 //! `serve` over TLS with real clients: curl (keep-alive, listings), SIGHUP reloading the
 //! certificate without dropping a download in progress (and reopening the access log), the
-//! python `sstream-mirror`; the LXD client on a synced and published stream is in `lxd.rs`.
+//! python `sstream-mirror`; streamvault's own client trusting `SSL_CERT_FILE` and refusing an
+//! unknown issuer; the LXD client on a synced and published stream is in `lxd.rs`.
 //!
 //! Needs `openssl` (certificates) and `curl`; scripts/test.sh
 //! installs them. A test whose tool is missing says so and returns.
@@ -9,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::common::{Served, Upstream, certs, p};
+use crate::common::{Served, Store, Upstream, certs, p};
 
 fn have(tool: &str) -> bool {
     let found = Command::new("sh")
@@ -203,6 +204,38 @@ fn python_sstream_mirror_over_tls() {
 }
 
 /// A missing or mismatched certificate is one error line at start, before any "serving" line.
+/// streamvault's own client over https (its roots are loaded by the first certificate it
+/// verifies, not when it is built): the test CA is not among the system's roots, so a sync fails
+/// on the certificate with one error line and keeps nothing; with the CA in `SSL_CERT_FILE` the
+/// same sync succeeds.
+#[test]
+fn sync_over_tls_trusts_ssl_cert_file_and_refuses_an_unknown_issuer() {
+    if !have("openssl") {
+        return;
+    }
+    let up = Upstream::new();
+    let base = tempfile::tempdir().unwrap();
+    let (server, ca) = tls_server(base.path(), &up.current(), &[]);
+    let store = Store::new();
+    let url = format!("https://localhost:{}/", server.addr.port());
+    store
+        .run(&["source", "add", "tls", &url, "--keyring", up.keyring_str()])
+        .ok();
+    let mut sync = store.cmd(&["sync", "tls", "--retries", "0"]);
+    sync.env_remove("SSL_CERT_FILE").env_remove("SSL_CERT_DIR");
+    let refused = crate::common::Run::from(sync.output().unwrap()).fails();
+    assert!(
+        refused.stderr.contains("certificate") && refused.stderr.contains("UnknownIssuer"),
+        "{}",
+        refused.stderr
+    );
+    assert!(store.snapshots("tls").is_empty());
+    let mut sync = store.cmd(&["sync", "tls"]);
+    sync.env("SSL_CERT_FILE", &ca).env_remove("SSL_CERT_DIR");
+    crate::common::Run::from(sync.output().unwrap()).ok();
+    assert_eq!(store.snapshots("tls").len(), 1);
+}
+
 #[test]
 fn bad_tls_files_are_one_line_at_start() {
     if !have("openssl") {
