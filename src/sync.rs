@@ -12,7 +12,9 @@
 //!    batch of them (128 blobs, 128 MiB, or whatever finished in 0.5 s) is renamed into `blobs/`
 //!    without fsync and then made durable by one `syncfs(2)`
 //!    ([`crate::store::BlobStore::make_durable`]), both on one blocking thread while the
-//!    downloads go on, and only then are its rows inserted, in one transaction (invariant 1). A
+//!    downloads go on, and only then are its rows inserted, in one transaction (invariant 1)
+//!    committed without the WAL's fsync (`Catalog::insert_blobs_unsynced`: the snapshot's commit
+//!    syncs the WAL that holds them; a power cut before it can only lose rows, never files). A
 //!    partial file has one writer (its lock held) from its first byte to its rename (`download::PartialLock`): a concurrent sync of another
 //!    source sharing the content writes `NAME.1`, `NAME.2`, … instead, so the bytes renamed are
 //!    exactly the bytes hashed;

@@ -329,3 +329,42 @@ fn a_damaged_validator_blob_is_an_error_not_a_path() {
         .unwrap();
     assert!(is_db_error(c.document_validators()));
 }
+
+/// A sync's download batches are committed without the WAL fsync; the connection goes back to
+/// full sync after each one, committed or failed, so the snapshot's commit (and every other
+/// commit) syncs the WAL that holds them.
+#[test]
+fn unsynced_blob_rows_are_visible_at_once_and_leave_full_sync_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.db");
+    let c = Catalog::open(&p).unwrap();
+    let sync_level = |c: &Catalog| -> i64 {
+        c.conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(sync_level(&c), 2, "FULL");
+    let (a, b) = (digests(b"a"), digests(b"b"));
+    c.insert_blobs_unsynced(&[a.clone(), b.clone()]).unwrap();
+    assert_eq!(sync_level(&c), 2, "FULL again after a commit");
+    // another connection (a concurrent reader) sees the rows
+    let other = Catalog::open(&p).unwrap();
+    let n: i64 = other
+        .conn
+        .query_row("SELECT count(*) FROM blobs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 2);
+    // a failed batch (a row the table refuses) rolls back and also leaves FULL behind
+    let mut bad = digests(b"c");
+    bad.blake3 = String::new();
+    c.conn
+        .execute_batch("CREATE TRIGGER no_empty BEFORE INSERT ON blobs WHEN NEW.blake3 = '' BEGIN SELECT RAISE(ABORT, 'empty'); END")
+        .unwrap();
+    assert!(c.insert_blobs_unsynced(&[digests(b"d"), bad]).is_err());
+    assert_eq!(sync_level(&c), 2, "FULL again after a failure");
+    let n: i64 = other
+        .conn
+        .query_row("SELECT count(*) FROM blobs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 2, "the failed batch left no row");
+}

@@ -1,6 +1,7 @@
 //! Downloads: one task per planned content, each writing its own `partial/` file under a
 //! [`PartialLock`]; finished downloads are placed into `blobs/` and made durable in batches (one
-//! `syncfs`) and only then recorded, in one transaction per batch (invariant 1).
+//! `syncfs`) and only then recorded, in one transaction per batch (invariant 1) whose commit
+//! skips the WAL's fsync (the snapshot's commit syncs it).
 //!
 //! The place (`fchmod`, rename) and the flush of a batch run together on one blocking thread
 //! while the downloads go on: the renames out of `partial/` and the `syncfs` that writes
@@ -451,7 +452,7 @@ fn record(
         return Ok(0);
     }
     let digests: Vec<checksum::Digests> = batch.iter().map(|d| d.digests.clone()).collect();
-    vault.catalog.insert_blobs(&digests)?;
+    vault.catalog.insert_blobs_unsynced(&digests)?;
     let n = batch.len();
     for d in batch {
         let b = sel.add_blob(BlobHash::parse(&d.digests.blake3)?);
