@@ -141,6 +141,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../schema/0017_s3_document_chunks.sql"),
     // 0018: versions carried by `--keep`, described as synced (src/catalog/kept.rs)
     include_str!("../schema/0018_kept_versions.sql"),
+    // 0019: the automatic gc's orphan walk cursor (src/catalog/ops.rs, src/gc.rs)
+    include_str!("../schema/0019_gc_state.sql"),
 ];
 
 /// A line marking a migration that rebuilds a table others refer to (SQLite's 12-step

@@ -134,6 +134,27 @@ impl Catalog {
         })
     }
 
+    /// The slice of `blobs/` the next automatic gc walks for orphans: the hex digit (0–15) its
+    /// prefix directories start with (schema 0019).
+    pub(crate) fn gc_orphan_slice(&self) -> Result<u8> {
+        let v: Option<i64> =
+            self.row("SELECT orphan_slice FROM gc_state WHERE id = 1", [], |r| {
+                r.get(0)
+            })?;
+        Ok(v.and_then(|v| u8::try_from(v).ok())
+            .filter(|v| *v < 16)
+            .unwrap_or(0))
+    }
+
+    /// After an automatic gc walked slice `done`: the next one walks the next digit.
+    pub(crate) fn advance_gc_orphan_slice(&self, done: u8) -> Result<()> {
+        self.exec(
+            "UPDATE gc_state SET orphan_slice = ?1 WHERE id = 1",
+            [i64::from((done + 1) % 16)],
+        )?;
+        Ok(())
+    }
+
     pub fn set_setting(&self, key: &str, value: &str) -> Result<()> {
         self.exec(
             "INSERT INTO settings (key, value) VALUES (?1, ?2)

@@ -105,7 +105,14 @@ pub fn gc_plan<'a>(vault: &'a mut Vault, opts: &GcOptions) -> Result<GcPlan<'a>>
     // One read transaction for the whole plan: one consistent view, and no lock taken and
     // released around each of the many small statements.
     cat.conn().execute_batch("BEGIN").map_err(e)?;
-    match plan_into(&vault.layout, cat, cutoff, keep_last, &mut report) {
+    match plan_into(
+        &vault.layout,
+        cat,
+        cutoff,
+        keep_last,
+        opts.orphan_slice,
+        &mut report,
+    ) {
         Ok(()) => cat.conn().execute_batch("COMMIT").map_err(e)?,
         Err(err) => {
             let _ = cat.conn().execute_batch("ROLLBACK");
@@ -125,6 +132,7 @@ fn plan_into(
     cat: &Catalog,
     cutoff: i64,
     keep_last: u32,
+    orphan_slice: Option<u8>,
     report: &mut GcReport,
 ) -> Result<()> {
     let conn = cat.conn();
@@ -301,7 +309,8 @@ fn plan_into(
         }
     }
     sweep::trees(layout, &mut files, report)?;
-    report.orphan_blobs = sweep::blobs(layout, &mut files)?;
+    report.orphan_slice = orphan_slice;
+    report.orphan_blobs = sweep::blobs(layout, &mut files, orphan_slice)?;
     report.tmp_entries = sweep::tmp(layout, &mut files)?;
     report.partial_files = sweep::partial(layout, &mut files, cutoff)?;
 

@@ -38,8 +38,10 @@ pub(super) fn trees(layout: &Layout, files: &mut Files<'_>, report: &mut GcRepor
     Ok(())
 }
 
-/// Files in `blobs/` that have no row (killed syncs) or are not blobs at all.
-pub(super) fn blobs(layout: &Layout, files: &mut Files<'_>) -> Result<u64> {
+/// Files in `blobs/` that have no row (killed syncs) or are not blobs at all. With a `slice`
+/// (0–15), only the prefix directories starting with that hex digit are walked; an entry of
+/// `blobs/` that is not a prefix directory is checked whatever the slice.
+pub(super) fn blobs(layout: &Layout, files: &mut Files<'_>, slice: Option<u8>) -> Result<u64> {
     let blobs = layout.blobs();
     let Some(prefixes) = read_dir(&blobs)? else {
         return Ok(0);
@@ -54,19 +56,24 @@ pub(super) fn blobs(layout: &Layout, files: &mut Files<'_>) -> Result<u64> {
             n += 1;
             continue;
         }
+        let name = prefix.file_name();
+        let is_prefix = name
+            .to_str()
+            .filter(|p| p.len() == 2 && p.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
+        if let (Some(p), Some(k)) = (is_prefix, slice)
+            && !p.starts_with(char::from_digit(u32::from(k), 16).unwrap_or('0'))
+        {
+            continue;
+        }
         let Some(entries) = read_dir(&dir)? else {
             continue;
         };
         // The directory's files against its rows, read in one range (a prefix directory holds
         // 1/256 of the store: bounded memory); a lookup per file cost a query each. A directory
         // that is not a prefix has no rows: every file in it is an orphan.
-        let rows = match prefix.file_name().to_str() {
-            Some(p)
-                if p.len() == 2 && p.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
-            {
-                files.cat.blob_names_under(p)?
-            }
-            _ => Vec::new(),
+        let rows = match is_prefix {
+            Some(p) => files.cat.blob_names_under(p)?,
+            None => Vec::new(),
         };
         let mut names = Vec::new();
         for entry in entries {

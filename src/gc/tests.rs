@@ -61,3 +61,57 @@ fn the_orphan_walk_keeps_every_blob_with_a_row_and_takes_every_other_file() {
         assert!(blobs.join(&k[..2]).join(k).is_file(), "{k} went");
     }
 }
+
+/// The automatic gc walks one sixteenth of `blobs/` per run, in turn: an orphan in a prefix
+/// directory starting with digit `k` goes at the run whose slice is `k` (so within 16 runs);
+/// what is not a prefix directory goes at the first run; `gc` itself walks everything.
+#[test]
+fn the_automatic_gc_walks_one_slice_of_blobs_per_run_and_all_in_sixteen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut vault = Vault::open(dir.path()).unwrap();
+    let d = vault.blobs.put_bytes(b"kept").unwrap();
+    vault.catalog.insert_blob(&d).unwrap();
+    let blobs = vault.layout.blobs();
+    // an orphan (a canonical name without a row) in prefix `k0` for every first digit k
+    let orphans: Vec<_> = (0..16u32)
+        .map(|k| {
+            let prefix = format!("{}0", char::from_digit(k, 16).unwrap());
+            let p = blobs
+                .join(&prefix)
+                .join(format!("{prefix}{}", "1".repeat(62)));
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, b"stray").unwrap();
+            p
+        })
+        .collect();
+    let junk = blobs.join("not-a-prefix");
+    std::fs::write(&junk, b"stray").unwrap();
+    let all = gc_plan(&mut vault, &GcOptions::default()).unwrap();
+    assert_eq!(all.report.orphan_blobs, 17, "gc walks every directory");
+    assert_eq!(all.report.orphan_slice, None);
+    drop(all);
+
+    let settings = StoreSettings::default();
+    for k in 0..16usize {
+        assert_eq!(vault.catalog.gc_orphan_slice().unwrap(), k as u8);
+        let AutoGc::Collected(r) = auto_collect(&mut vault, &settings) else {
+            panic!("auto gc did not run");
+        };
+        assert_eq!(r.orphan_slice, Some(k as u8));
+        assert_eq!(r.orphan_blobs, if k == 0 { 2 } else { 1 }, "run {k}");
+        assert!(!junk.exists());
+        for (j, o) in orphans.iter().enumerate() {
+            assert_eq!(o.exists(), j > k, "run {k}: orphan {j}");
+        }
+    }
+    assert_eq!(
+        vault.catalog.gc_orphan_slice().unwrap(),
+        0,
+        "wrapped around"
+    );
+    let key = &d.blake3;
+    assert!(
+        blobs.join(&key[..2]).join(key).is_file(),
+        "the blob with a row stayed"
+    );
+}

@@ -135,6 +135,7 @@ fn gc_dropping_most_rows_keeps_the_catalogue_whole_and_counts_freed_inodes_once(
         keep_last: 1,
         grace: std::time::Duration::ZERO,
         wait: false,
+        orphan_slice: None,
     };
     let report = gc(gc_plan(&mut vault, &opts).unwrap()).unwrap();
     drop(vault);
