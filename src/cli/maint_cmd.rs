@@ -33,6 +33,7 @@ pub(super) fn gc(root: &Path, a: GcArgs) -> Result<ExitStatus> {
             None => settings.grace,
         },
         wait: a.wait,
+        orphan_slice: None,
     };
     if let Some(d) = s3 {
         return super::s3_cmd::gc(&vault, &d, &opts, a.dry_run, a.json);
@@ -43,8 +44,7 @@ pub(super) fn gc(root: &Path, a: GcArgs) -> Result<ExitStatus> {
     } else {
         streamvault::gc::gc(plan)?
     };
-    drop(vault);
-    ops_cmd::write_metrics(root, a.metrics_file.clone())?;
+    ops_cmd::write_metrics_from(&vault, a.metrics_file.clone())?;
     if a.json {
         return json_out(&report);
     }

@@ -196,23 +196,23 @@ pub fn print_auto_gc(gc: &AutoGc, quiet: bool) {
     }
 }
 
-/// The metrics file to write: the flag, else the store setting.
-pub fn metrics_path(root: &Path, flag: Option<PathBuf>) -> Option<PathBuf> {
-    flag.or_else(|| {
-        let v = Vault::open_read_only(root).ok()??;
-        StoreSettings::load(Some(&v.catalog)).ok()?.metrics_file
-    })
-}
-
-/// Write the metrics file if one is configured.
-pub fn write_metrics(root: &Path, flag: Option<PathBuf>) -> Result<()> {
-    let Some(path) = metrics_path(root, flag) else {
+/// Write the metrics file if one is configured (the flag, else the store setting), from a
+/// store the caller already has open: its own connection sees every row it wrote.
+pub fn write_metrics_from(vault: &Vault, flag: Option<PathBuf>) -> Result<()> {
+    let Some(path) = flag.or_else(|| StoreSettings::load(Some(&vault.catalog)).ok()?.metrics_file)
+    else {
         return Ok(());
     };
+    streamvault::metrics::write(&vault.catalog, &path)
+}
+
+/// [`write_metrics_from`] for a store the caller does not hold open (opened read-only here; a
+/// writer must have closed its connection first, so that its last rows are checkpointed).
+pub fn write_metrics(root: &Path, flag: Option<PathBuf>) -> Result<()> {
     let Some(v) = Vault::open_read_only(root)? else {
         return Ok(());
     };
-    streamvault::metrics::write(&v.catalog, &path)
+    write_metrics_from(&v, flag)
 }
 
 pub fn status_overview(root: &Path, json: bool) -> Result<ExitStatus> {

@@ -39,8 +39,7 @@ pub(super) fn publish(root: &Path, a: PublishArgs) -> Result<ExitStatus> {
         return s3_cmd::publish(&mut vault, &d, &opts, a.json);
     }
     let r = publish::publish(&mut vault, &opts)?;
-    drop(vault);
-    ops_cmd::write_metrics(root, a.metrics_file.clone())?;
+    ops_cmd::write_metrics_from(&vault, a.metrics_file.clone())?;
     if a.json {
         return json_out(&r);
     }

@@ -120,8 +120,7 @@ pub(super) fn sync(root: &Path, a: SyncArgs, verbose: u8) -> Result<ExitStatus> 
         if !reports.is_empty() {
             ops_cmd::auto_collect(&mut vault, quiet() || a.json);
         }
-        drop(vault);
-        if let Err(e) = ops_cmd::write_metrics(root, a.metrics_file.clone()) {
+        if let Err(e) = ops_cmd::write_metrics_from(&vault, a.metrics_file.clone()) {
             status::print_error(&e);
             failed += 1;
         }
