@@ -335,6 +335,20 @@ impl Catalog {
         })
     }
 
+    /// Run `f` with its commits not waiting for the WAL's fsync (`synchronous = NORMAL`), then
+    /// back to full sync whatever `f` returned. What `f` commits is visible to every reader at
+    /// once and survives a kill of the process (it is in the WAL, in the page cache); it reaches
+    /// the disk with the next commit that syncs (every later commit of this catalogue fsyncs
+    /// the whole WAL, which holds it), the checkpoint when the catalogue closes, or the next
+    /// flush of its filesystem. For rows a power cut may lose at the cost of work only, followed
+    /// by a commit of the same run that syncs (a sync's snapshot, its run's record).
+    pub(crate) fn unsynced<T>(&self, f: impl FnOnce(&Self) -> Result<T>) -> Result<T> {
+        self.sql(|c| c.execute_batch("PRAGMA synchronous = NORMAL"))?;
+        let r = f(self);
+        let back = self.sql(|c| c.execute_batch("PRAGMA synchronous = FULL"));
+        r.and_then(|v| back.map(|()| v))
+    }
+
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }

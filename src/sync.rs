@@ -19,10 +19,12 @@
 //!    source sharing the content writes `NAME.1`, `NAME.2`, … instead, so the bytes renamed are
 //!    exactly the bytes hashed;
 //! 2. the metadata documents as blobs, the same way: all placed, one `syncfs`, their rows in one
-//!    transaction (their bytes wait in `tmp/` from the moment they are parsed, not in memory);
+//!    transaction, then the documents' validators, both committed like the batches without the
+//!    WAL's fsync (their bytes wait in `tmp/` from the moment they are parsed, not in memory);
 //! 3. the snapshot, its documents and items, and, when `--keep` carried versions upstream no
 //!    longer lists, how the previous snapshot described them (`kept`, schema 0018: what
-//!    filtered metadata serves for them), all in one transaction (invariant 2).
+//!    filtered metadata serves for them), all in one transaction (invariant 2), whose commit
+//!    fsyncs the WAL and with it every row above (an unchanged run's record does the same).
 //!
 //! Metadata requests are conditional (`If-None-Match`, or `If-Modified-Since` for a
 //! `Last-Modified` at least 60 s older than its response's `Date`) on the validators stored with
@@ -278,7 +280,8 @@ pub(crate) async fn sync(
         placed.push(digests);
     }
     vault.blobs.make_durable()?;
-    vault.catalog.insert_blobs(&placed)?;
+    // Their rows and validators wait for the snapshot's commit (or the run's record) to sync.
+    vault.catalog.insert_blobs_unsynced(&placed)?;
     let mut documents = Vec::with_capacity(meta.docs.len());
     let mut validators = Vec::new();
     for (ord, (d, digests)) in meta.docs.iter().zip(placed).enumerate() {
@@ -303,7 +306,9 @@ pub(crate) async fn sync(
     }
 
     // The documents are verified, parsed and durable blobs: the next run may ask conditionally.
-    vault.catalog.save_document_validators(&validators)?;
+    vault
+        .catalog
+        .unsynced(|c| c.save_document_validators(&validators))?;
 
     // Sorted by key once: the digest and the snapshot's counts come from the same pass.
     let mut order: Vec<u32> = (0..select::idx(items.len())).collect();

@@ -55,20 +55,13 @@ impl Catalog {
         })
     }
 
-    /// [`Self::insert_blobs`] without the WAL fsync of its commit (`synchronous = NORMAL` for
-    /// this one transaction): the rows are visible to every reader at once, survive a kill of the
-    /// process (they are in the WAL, in the page cache), and reach the disk with the next
-    /// commit that syncs (every later commit of this catalogue fsyncs the whole WAL, which holds
-    /// them), the checkpoint when the catalogue closes, or the next flush of its filesystem. Invariant 1 holds as with [`Self::insert_blobs`]:
-    /// the files are durable before the rows are written; a power cut before the next synced
-    /// commit can only lose rows, leaving files that gc removes or a later run records again.
-    /// For a sync's download batches, whose snapshot is such a commit: on a small sync, one
-    /// fsync saved per batch of the runtime thread's time (~17 of them for 2,000 files).
+    /// [`Self::insert_blobs`] committed without the WAL's fsync ([`Catalog::unsynced`]): for a
+    /// sync's download batches, written after their syncfs (invariant 1 holds as with
+    /// [`Self::insert_blobs`]), whose snapshot commit syncs them; a power cut before it can only
+    /// lose rows, leaving files that gc removes or a later run records again. On a small sync,
+    /// one fsync of the loop's thread saved per batch (~17 of them for 2,000 files).
     pub(crate) fn insert_blobs_unsynced(&self, batch: &[Digests]) -> Result<()> {
-        self.sql(|c| c.execute_batch("PRAGMA synchronous = NORMAL"))?;
-        let r = self.insert_blobs(batch);
-        let back = self.sql(|c| c.execute_batch("PRAGMA synchronous = FULL"));
-        r.and(back)
+        self.unsynced(|c| c.insert_blobs(batch))
     }
 
     /// The names of the blob rows under one `blobs/` prefix directory (`ab` for `blobs/ab/`, two

@@ -314,7 +314,7 @@ fn tree_documents_read_back_as_blob_hashes_and_a_damaged_one_is_an_error() {
 #[test]
 fn a_damaged_validator_blob_is_an_error_not_a_path() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = open(&dir);
+    let c = open(&dir);
     let blob = crate::store::BlobHash::parse(&"cd".repeat(32)).unwrap();
     let row = StoredValidators {
         etag: Some("\"e\"".into()),

@@ -42,7 +42,7 @@ impl Catalog {
 
     /// Record (or replace) the validators of document URLs, in one transaction.
     pub(crate) fn save_document_validators(
-        &mut self,
+        &self,
         rows: &[(String, StoredValidators)],
     ) -> Result<()> {
         if rows.is_empty() {
