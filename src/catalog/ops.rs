@@ -146,12 +146,16 @@ impl Catalog {
             .unwrap_or(0))
     }
 
-    /// After an automatic gc walked slice `done`: the next one walks the next digit.
+    /// After an automatic gc walked slice `done`: the next one walks the next digit. Committed
+    /// without the WAL's fsync ([`Catalog::unsynced`]): a power cut that loses it only walks the
+    /// same slice again.
     pub(crate) fn advance_gc_orphan_slice(&self, done: u8) -> Result<()> {
-        self.exec(
-            "UPDATE gc_state SET orphan_slice = ?1 WHERE id = 1",
-            [i64::from((done + 1) % 16)],
-        )?;
+        self.unsynced(|c| {
+            c.exec(
+                "UPDATE gc_state SET orphan_slice = ?1 WHERE id = 1",
+                [i64::from((done + 1) % 16)],
+            )
+        })?;
         Ok(())
     }
 
