@@ -36,31 +36,37 @@ pub fn gc(plan: GcPlan<'_>) -> Result<GcReport> {
     let slow = slow_unlink();
     // The failpoint keeps one worker, so that a kill lands inside a long removal.
     let workers = if slow.is_some() { 1 } else { UNLINK_WORKERS };
-    let done = unlink_all(workers, slow, |send| {
-        // The links of one inode go to one worker, one after another, so that the one that
-        // removes the last link knows it (freed bytes).
-        let mut key = (0i64, (0i64, 0i64));
-        let mut links: Vec<PathBuf> = Vec::new();
-        plan::each_unlink(cat, |p, phase, inode| {
-            if (phase, inode) != key && !links.is_empty() {
-                send(Job::Unlink(std::mem::take(&mut links)))?;
+    // Nothing planned for unlinking (most automatic collections): no threads to start.
+    let planned = report.files_unlinked;
+    let done = if planned == 0 {
+        Unlinked::default()
+    } else {
+        unlink_all(workers, slow, |send| {
+            // The links of one inode go to one worker, one after another, so that the one that
+            // removes the last link knows it (freed bytes).
+            let mut key = (0i64, (0i64, 0i64));
+            let mut links: Vec<PathBuf> = Vec::new();
+            plan::each_unlink(cat, |p, phase, inode| {
+                if (phase, inode) != key && !links.is_empty() {
+                    send(Job::Unlink(std::mem::take(&mut links)))?;
+                }
+                if phase != key.0 {
+                    // Phases stay in order: every unlink of one ends before the next starts.
+                    send(Job::Barrier)?;
+                }
+                key = (phase, inode);
+                if phase == PHASE_ORPHAN_BLOB && has_row(cat, &p)? {
+                    return Ok(()); // never a row without its file
+                }
+                links.push(p);
+                Ok(())
+            })?;
+            if !links.is_empty() {
+                send(Job::Unlink(links))?;
             }
-            if phase != key.0 {
-                // Phases stay in order: every unlink of one ends before the next starts.
-                send(Job::Barrier)?;
-            }
-            key = (phase, inode);
-            if phase == PHASE_ORPHAN_BLOB && has_row(cat, &p)? {
-                return Ok(()); // never a row without its file
-            }
-            links.push(p);
             Ok(())
-        })?;
-        if !links.is_empty() {
-            send(Job::Unlink(links))?;
-        }
-        Ok(())
-    })?;
+        })?
+    };
     let Unlinked {
         files: unlinked,
         bytes: freed,
