@@ -149,20 +149,38 @@ pub(super) fn is_retryable_status(status: u16) -> bool {
 
 /// A certificate that does not verify will not verify on the next attempt either.
 fn is_certificate_error(err: &reqwest::Error) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    chain_has_certificate_error(err)
+}
+
+/// Whether a rustls certificate error is anywhere in `err`'s chain. hyper-util hands the
+/// connector's failure over as an `io::Error` wrapping tokio-rustls' `io::Error` wrapping the
+/// `rustls::Error`; `io::Error::source` skips the error it wraps, so nested `io::Error`s are
+/// unwrapped by hand (missing that, an unknown issuer was retried like a network error, five
+/// times with back-off).
+fn chain_has_certificate_error(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(err);
     while let Some(e) = cur {
-        let inner = e
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .and_then(|i| i.downcast_ref::<rustls::Error>());
-        if let Some(rustls::Error::InvalidCertificate(_)) =
-            e.downcast_ref::<rustls::Error>().or(inner)
-        {
+        if matches!(rustls_in(e), Some(rustls::Error::InvalidCertificate(_))) {
             return true;
         }
         cur = e.source();
     }
     false
+}
+
+/// The `rustls::Error` that `e` is, or that the `io::Error`s it is wrap.
+fn rustls_in<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(r) = e.downcast_ref::<rustls::Error>() {
+        return Some(r);
+    }
+    let mut io = e.downcast_ref::<std::io::Error>()?;
+    loop {
+        let inner = io.get_ref()?;
+        if let Some(r) = inner.downcast_ref::<rustls::Error>() {
+            return Some(r);
+        }
+        io = inner.downcast_ref::<std::io::Error>()?;
+    }
 }
 
 fn quoted(urls: &[String]) -> String {
@@ -177,6 +195,41 @@ fn quoted(urls: &[String]) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    /// The chain hyper-util builds for a refused certificate: io::Error(Other) around
+    /// io::Error(InvalidData) around the rustls error, under an outer error whose `source` is the
+    /// outer io::Error. Found, and not retried; any other rustls error is not a certificate error.
+    #[test]
+    fn a_certificate_error_wrapped_in_two_io_errors_is_found() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("connect")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let wrap = |r: rustls::Error| {
+            Outer(std::io::Error::other(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                r,
+            )))
+        };
+        let cert = wrap(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::UnknownIssuer,
+        ));
+        assert!(chain_has_certificate_error(&cert));
+        let other = wrap(rustls::Error::General("handshake".into()));
+        assert!(!chain_has_certificate_error(&other));
+        assert!(!chain_has_certificate_error(&Outer(std::io::Error::other(
+            "reset"
+        ))));
+    }
+
     use super::*;
 
     #[test]

@@ -41,9 +41,18 @@ struct LazyRoots {
 }
 
 impl LazyRoots {
+    /// The platform verifier. Not finding any root certificate (no CA bundle installed, an
+    /// `SSL_CERT_FILE` that does not exist) is reported as a certificate error, so that the
+    /// request fails at once instead of being retried like a network error.
     fn platform(&self) -> Result<&rustls_platform_verifier::Verifier, rustls::Error> {
         self.platform
-            .get_or_init(|| rustls_platform_verifier::Verifier::new(self.provider.clone()))
+            .get_or_init(|| {
+                rustls_platform_verifier::Verifier::new(self.provider.clone()).map_err(|e| {
+                    rustls::Error::InvalidCertificate(rustls::CertificateError::Other(
+                        rustls::OtherError(Arc::new(e)),
+                    ))
+                })
+            })
             .as_ref()
             .map_err(Clone::clone)
     }

@@ -203,7 +203,6 @@ fn python_sstream_mirror_over_tls() {
     assert!(files > 3, "{files} files mirrored");
 }
 
-/// A missing or mismatched certificate is one error line at start, before any "serving" line.
 /// streamvault's own client over https (its roots are loaded by the first certificate it
 /// verifies, not when it is built): the test CA is not among the system's roots, so a sync fails
 /// on the certificate with one error line and keeps nothing; with the CA in `SSL_CERT_FILE` the
@@ -221,7 +220,7 @@ fn sync_over_tls_trusts_ssl_cert_file_and_refuses_an_unknown_issuer() {
     store
         .run(&["source", "add", "tls", &url, "--keyring", up.keyring_str()])
         .ok();
-    let mut sync = store.cmd(&["sync", "tls", "--retries", "0"]);
+    let mut sync = store.cmd(&["sync", "tls"]);
     sync.env_remove("SSL_CERT_FILE").env_remove("SSL_CERT_DIR");
     let refused = crate::common::Run::from(sync.output().unwrap()).fails();
     assert!(
@@ -230,12 +229,24 @@ fn sync_over_tls_trusts_ssl_cert_file_and_refuses_an_unknown_issuer() {
         refused.stderr
     );
     assert!(store.snapshots("tls").is_empty());
+    // no root certificate at all (the bundle named does not exist): one line; reported as a
+    // certificate error, which is not retried (fetch::error unit test)
+    let mut sync = store.cmd(&["sync", "tls"]);
+    sync.env("SSL_CERT_FILE", base.path().join("missing.pem"))
+        .env_remove("SSL_CERT_DIR");
+    let none = crate::common::Run::from(sync.output().unwrap()).fails();
+    assert!(
+        none.stderr.contains("No CA certificates were loaded"),
+        "{}",
+        none.stderr
+    );
     let mut sync = store.cmd(&["sync", "tls"]);
     sync.env("SSL_CERT_FILE", &ca).env_remove("SSL_CERT_DIR");
     crate::common::Run::from(sync.output().unwrap()).ok();
     assert_eq!(store.snapshots("tls").len(), 1);
 }
 
+/// A missing or mismatched certificate is one error line at start, before any "serving" line.
 #[test]
 fn bad_tls_files_are_one_line_at_start() {
     if !have("openssl") {
