@@ -43,7 +43,7 @@ if [ -n "${SV_LOOPFS:-}" ]; then
     umount "$fs" 2>/dev/null || true
     rm -f "$img"
     truncate -s "$SV_LOOPFS" "$img"
-    mkfs.ext4 -q "$img"
+    mkfs.ext4 -q -E lazy_itable_init=0,lazy_journal_init=0 "$img"
     dev=$(losetup -f --show --direct-io=on "$img")
     mkdir -p "$fs"
     mount "$dev" "$fs"

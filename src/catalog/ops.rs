@@ -135,15 +135,20 @@ impl Catalog {
     }
 
     /// The slice of `blobs/` the next automatic gc walks for orphans: the hex digit (0–15) its
-    /// prefix directories start with (schema 0019).
+    /// prefix directories start with (schema 0019). No row reads as 0 (the next advance writes
+    /// it again); a value out of range is an error, never a default.
     pub(crate) fn gc_orphan_slice(&self) -> Result<u8> {
         let v: Option<i64> =
             self.row("SELECT orphan_slice FROM gc_state WHERE id = 1", [], |r| {
                 r.get(0)
             })?;
-        Ok(v.and_then(|v| u8::try_from(v).ok())
-            .filter(|v| *v < 16)
-            .unwrap_or(0))
+        match v {
+            None => Ok(0),
+            Some(v) => u8::try_from(v)
+                .ok()
+                .filter(|v| *v < 16)
+                .ok_or_else(|| self.err(rusqlite::Error::IntegralValueOutOfRange(0, v))),
+        }
     }
 
     /// After an automatic gc walked slice `done`: the next one walks the next digit. Committed
@@ -152,7 +157,8 @@ impl Catalog {
     pub(crate) fn advance_gc_orphan_slice(&self, done: u8) -> Result<()> {
         self.unsynced(|c| {
             c.exec(
-                "UPDATE gc_state SET orphan_slice = ?1 WHERE id = 1",
+                "INSERT INTO gc_state (id, orphan_slice) VALUES (1, ?1)
+                 ON CONFLICT(id) DO UPDATE SET orphan_slice = excluded.orphan_slice",
                 [i64::from((done + 1) % 16)],
             )
         })?;

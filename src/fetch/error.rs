@@ -110,7 +110,9 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Http { source, .. } => {
-                !(source.is_builder() || source.is_redirect() || is_certificate_error(source))
+                !(source.is_builder()
+                    || source.is_redirect()
+                    || chain_has_certificate_error(source))
             }
             Error::Status { status, .. } => is_retryable_status(*status),
             Error::Stall { .. }
@@ -147,12 +149,8 @@ pub(super) fn is_retryable_status(status: u16) -> bool {
     status == 408 || status == 429 || (status >= 500 && status != 501 && status != 505)
 }
 
-/// A certificate that does not verify will not verify on the next attempt either.
-fn is_certificate_error(err: &reqwest::Error) -> bool {
-    chain_has_certificate_error(err)
-}
-
-/// Whether a rustls certificate error is anywhere in `err`'s chain. hyper-util hands the
+/// Whether a rustls certificate error is anywhere in `err`'s chain (a certificate that does not
+/// verify will not verify on the next attempt either). hyper-util hands the
 /// connector's failure over as an `io::Error` wrapping tokio-rustls' `io::Error` wrapping the
 /// `rustls::Error`; `io::Error::source` skips the error it wraps, so nested `io::Error`s are
 /// unwrapped by hand (missing that, an unknown issuer was retried like a network error, five
@@ -195,6 +193,7 @@ fn quoted(urls: &[String]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     /// The chain hyper-util builds for a refused certificate: io::Error(Other) around
     /// io::Error(InvalidData) around the rustls error, under an outer error whose `source` is the
@@ -229,8 +228,6 @@ mod tests {
             "reset"
         ))));
     }
-
-    use super::*;
 
     #[test]
     fn messages() {
